@@ -1,0 +1,131 @@
+# qw — build, test, install.  `make help` lists the targets.
+#
+# The CPU build always happens; the CUDA parts build when nvcc is found or
+# CUDA=1 is given (CUDA=0 turns them off).  V=1 shows the full commands.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(PREFIX)/bin
+MANDIR   = $(PREFIX)/share/man
+
+CC      ?= cc
+NVCC    ?= nvcc
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter
+QW_CFLAGS = -std=gnu11 -fopenmp -Ilibcore/include -I/usr/include/cjson \
+            -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+            $(shell mpicc --showme:compile 2>/dev/null)
+QW_LIBS   = -lpcre2-8 -lutf8proc -lcjson -larchive -lzstd -lopenblas \
+            $(shell mpicc --showme:link 2>/dev/null) -lm -lpthread
+LDFLAGS ?=
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+ifeq ($(origin CUDA),undefined)
+CUDA := $(if $(shell command -v $(NVCC) 2>/dev/null),1,0)
+endif
+
+LIB        = libcore/libqwcore.a
+LIB_SRC    = $(wildcard libcore/*.c) $(wildcard kernels/cpu/*.c)
+LIB_OBJ    = $(patsubst %.c,build/%.o,$(LIB_SRC))
+TOOL_SRC   = $(wildcard tools/qw-*.c)
+TOOLS      = $(patsubst tools/%.c,bin/%,$(TOOL_SRC))
+UNIT_SRC   = $(wildcard tests/unit/test_*.c)
+UNITS      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
+HEADERS    = $(wildcard libcore/include/qw/*.h) $(wildcard libcore/*.h) $(wildcard kernels/cpu/*.h)
+
+CUDA_SRC   = $(wildcard kernels/cuda/*.cu)
+CUDA_OBJ   = $(patsubst %.cu,build/%.o,$(CUDA_SRC))
+CUDA_LIB   = kernels/cuda/libqwcuda.a
+NVCCFLAGS ?= -O2 -arch=sm_90a -std=c++17 -Ilibcore/include -Xcompiler -fPIC
+ifeq ($(CUDA),1)
+ifneq ($(CUDA_SRC),)
+ALL_CUDA   = $(CUDA_LIB)
+QW_CFLAGS += -DQW_HAVE_CUDA=1
+QW_LIBS   += -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+endif
+
+.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize demo install uninstall clean help
+all: lib tools $(UNITS)
+
+lib: $(LIB)
+tools: $(TOOLS)
+
+build/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(QW_CFLAGS) -c -o $@ $<
+
+build/%.o: %.cu $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CUDA_LIB): $(CUDA_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+bin/%: tools/%.c $(LIB) $(ALL_CUDA) $(HEADERS)
+	@mkdir -p bin
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(QW_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(ALL_CUDA) $(QW_LIBS)
+
+build/tests/%: tests/unit/%.c tests/unit/qwtest.h $(LIB) $(ALL_CUDA) $(HEADERS)
+	@mkdir -p build/tests
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(QW_CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIB) $(ALL_CUDA) $(QW_LIBS)
+
+# The whole CPU suite, as CI runs it.  The runner prints one closing line:
+# "N passed, N failed".
+test: all
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/run.sh
+
+test-unit: all
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/run.sh unit
+
+test-tools: all
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/run.sh tools
+
+test-gpu: all
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/gpu/run.sh
+
+bench-tokenize: all
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/tokenize.sh
+
+bench: bench-tokenize
+
+demo: all
+	$(Q)$(MAKE) --no-print-directory -f pipelines/demo.mk QW_BIN=$(CURDIR)/bin
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)
+	for f in man/man1/*.1; do [ -e "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(MANDIR)/man1; done; true
+	for f in man/man5/*.5; do [ -e "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(MANDIR)/man5; done; true
+	for f in man/man7/*.7; do [ -e "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(MANDIR)/man7; done; true
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(TOOLS)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard man/man1/*.1)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard man/man5/*.5)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/man7/*.7)))
+
+clean:
+	rm -rf build bin $(LIB) $(CUDA_LIB)
+
+help:
+	@echo "make [all]          build libcore, tools and unit tests (CUDA=1|0, V=1)"
+	@echo "make test           CPU test suite (what CI runs)"
+	@echo "make test-gpu       CUDA ops against the CPU ops (GPU machine)"
+	@echo "make bench          benchmarks against the reference implementations"
+	@echo "make demo           the demo pipeline on the CPU"
+	@echo "make install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"

@@ -1,0 +1,99 @@
+/* qw/st.h — safetensors files and sharded checkpoints.
+ *
+ * Reading: qw_st_open maps one .safetensors file, or a model directory
+ * (model.safetensors, or shards listed by model.safetensors.index.json),
+ * validates every header fully (header length inside the file, JSON,
+ * offsets inside the data area and non-overlapping, dtype × shape = byte
+ * size, known dtype) and exposes the tensors read-only.  Tensor data stays
+ * in the mapping; it is valid until qw_st_close.
+ *
+ * Writing: collect tensors in a qw_st_writer (it copies nothing: the data
+ * pointers must stay valid until the write), then write one file or shards.
+ * Files are written to a temporary name, fsync'ed and renamed, so a crash
+ * or a full disk never leaves a half-written file under the final name.
+ *
+ * Errors: 0 or QW_EXIT_* with a message naming the file and tensor
+ * (qw/cli.h).  Bad files are QW_EXIT_DATA; I/O failures QW_EXIT_FAIL.
+ */
+#ifndef QW_ST_H
+#define QW_ST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    QW_DT_F32, QW_DT_F16, QW_DT_BF16, QW_DT_F64,
+    QW_DT_I64, QW_DT_I32, QW_DT_I16, QW_DT_I8,
+    QW_DT_U64, QW_DT_U32, QW_DT_U16, QW_DT_U8,
+    QW_DT_BOOL, QW_DT_F8_E4M3, QW_DT_F8_E5M2,
+    QW_DT_COUNT
+} qw_dtype;
+
+const char *qw_dtype_name(qw_dtype d);          /* "F32", "BF16" … as in the spec */
+int qw_dtype_parse(const char *s, qw_dtype *d);  /* 0, or -1 if unknown */
+size_t qw_dtype_size(qw_dtype d);                /* bytes per element */
+
+#define QW_ST_MAX_DIMS 8
+
+typedef struct {
+    const char *name;
+    qw_dtype dtype;
+    int ndim;
+    int64_t shape[QW_ST_MAX_DIMS];
+    int64_t numel;
+    const void *data;       /* inside the mapping */
+    size_t nbytes;
+    const char *file;       /* the file it lives in (for messages) */
+} qw_st_tensor;
+
+typedef struct qw_st qw_st;
+
+/* path: a .safetensors file, an index .json, or a directory holding either. */
+int qw_st_open(const char *path, qw_st **out);
+void qw_st_close(qw_st *st);
+int qw_st_count(const qw_st *st);
+const qw_st_tensor *qw_st_at(const qw_st *st, int i);        /* in file order */
+const qw_st_tensor *qw_st_find(const qw_st *st, const char *name);  /* NULL if absent */
+/* The "__metadata__" value for key, or NULL. */
+const char *qw_st_metadata(const qw_st *st, const char *key);
+
+/* Convert a tensor of any float dtype (F32, F16, BF16, F64) or integer
+ * dtype to float32 into dst (numel floats). */
+int qw_st_to_f32(const qw_st_tensor *t, float *dst);
+/* Integer tensors (I64, I32, I16, I8, U8 …) to int64. */
+int qw_st_to_i64(const qw_st_tensor *t, int64_t *dst);
+
+/* ---- writing ---- */
+typedef struct qw_st_writer qw_st_writer;
+
+qw_st_writer *qw_st_writer_new(void);
+/* Add a tensor; name is copied, data is not. */
+void qw_st_writer_add(qw_st_writer *w, const char *name, qw_dtype dtype, int ndim,
+                      const int64_t *shape, const void *data);
+/* Add float32 data to be stored as `dtype` (F32, BF16 with round-to-nearest-
+ * even, or F16); converted at write time. */
+void qw_st_writer_add_f32(qw_st_writer *w, const char *name, qw_dtype dtype, int ndim,
+                          const int64_t *shape, const float *data);
+void qw_st_writer_meta(qw_st_writer *w, const char *key, const char *value);
+/* Write one file. */
+int qw_st_writer_write(qw_st_writer *w, const char *path);
+/* Write `dir`/model.safetensors, or shards model-0000i-of-0000N.safetensors
+ * of at most max_shard_bytes each plus model.safetensors.index.json when
+ * the total is larger (max_shard_bytes 0: never shard). */
+int qw_st_writer_write_dir(qw_st_writer *w, const char *dir, size_t max_shard_bytes);
+void qw_st_writer_free(qw_st_writer *w);
+
+/* bf16 <-> f32 (round to nearest even), shared by every backend. */
+static inline float qw_bf16_to_f32(uint16_t h)
+{
+    union { uint32_t u; float f; } x = { (uint32_t)h << 16 };
+    return x.f;
+}
+static inline uint16_t qw_f32_to_bf16(float f)
+{
+    union { float f; uint32_t u; } x = { f };
+    if ((x.u & 0x7fffffff) > 0x7f800000) return (uint16_t)((x.u >> 16) | 0x40);  /* NaN stays NaN */
+    return (uint16_t)((x.u + 0x7fff + ((x.u >> 16) & 1)) >> 16);
+}
+
+#endif

@@ -1,0 +1,95 @@
+/* qw/tok.h — byte-level BPE tokenizers in the Hugging Face tokenizer.json
+ * format (Qwen2/Qwen3 and anything built the same way), and their training.
+ *
+ * Encoding follows HF tokenizers exactly (reference/qwen3.md §6):
+ *   1. added tokens (special and non-special) are matched in the raw text
+ *      first, longest match wins, honouring each token's lstrip/rstrip/
+ *      single_word/normalized flags;
+ *   2. the text between them is NFC-normalised (when the normalizer says so),
+ *   3. split by the Qwen2 pre-tokenizer regex,
+ *   4. mapped to ByteLevel characters (GPT-2 bytes_to_unicode),
+ *   5. merged by BPE rank.
+ * No BOS/EOS is added.  Decoding maps ids back to bytes (ByteLevel decoder).
+ *
+ * Errors: functions returning int give 0 or QW_EXIT_* with a message
+ * recorded by qw_error() (see qw/cli.h).
+ *
+ * Thread safety: a loaded qw_tok is read-only; qw_tok_encode and
+ * qw_tok_decode may be called from many threads at once.
+ */
+#ifndef QW_TOK_H
+#define QW_TOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qw/buf.h"
+
+typedef struct qw_tok qw_tok;
+
+/* Load a tokenizer.json.  Fails with QW_EXIT_DATA (message naming the file
+ * and the reason) when the file is not JSON or not a byte-level BPE model
+ * this code implements.  The caller owns *out; free with qw_tok_free. */
+int qw_tok_load(const char *path, qw_tok **out);
+void qw_tok_free(qw_tok *t);
+
+/* 1 + the largest id in the vocabulary or the added tokens. */
+int32_t qw_tok_vocab_size(const qw_tok *t);
+/* Token string of an id (ByteLevel characters for BPE entries, the literal
+ * content for added tokens); NULL if no token has this id.  Owned by t. */
+const char *qw_tok_id_to_token(const qw_tok *t, int32_t id);
+/* Id of a token string (vocab entry or added token), or -1. */
+int32_t qw_tok_token_to_id(const qw_tok *t, const char *token);
+/* 1 if the id is an added token marked "special": true. */
+int qw_tok_is_special(const qw_tok *t, int32_t id);
+
+/* The tokenizer's identity: a 64-bit hash of everything that decides the
+ * ids (vocabulary, merges, added tokens, normalizer and pre-tokenizer).
+ * Two files that encode identically hash the same even when formatted
+ * differently.  Token streams record it (qw-tokens(5)). */
+uint64_t qw_tok_identity(const qw_tok *t);
+
+/* Encode `len` bytes of UTF-8 text, appending ids to *out.  Invalid UTF-8
+ * is QW_EXIT_DATA with the byte offset in the message ("invalid UTF-8 at
+ * byte 1234"); the caller prefixes file and record. */
+int qw_tok_encode(const qw_tok *t, const char *text, size_t len, qw_ids *out);
+
+/* Decode ids, appending UTF-8 bytes to *out.  skip_special drops added
+ * tokens marked special.  An id outside the vocabulary is QW_EXIT_DATA.
+ * Byte sequences that are not valid UTF-8 on their own (a token split in
+ * the middle of a character) are written as U+FFFD, as HF does. */
+int qw_tok_decode(const qw_tok *t, const int32_t *ids, size_t n, int skip_special, qw_buf *out);
+
+/* ---- pieces shared with training ---- */
+
+/* NFC-normalise UTF-8 text, appending to *out.  QW_EXIT_DATA on invalid
+ * UTF-8 (offset in the message). */
+int qw_tok_nfc(const char *text, size_t len, qw_buf *out);
+
+/* Split (already normalised) text into pre-tokens with the Qwen2/Qwen3
+ * Split regex (reference/qwen3.md §6), calling fn(piece, n, ctx) for each,
+ * in order; pieces tile the input exactly.  fn returns 0 to go on. */
+typedef int (*qw_pretok_fn)(const char *piece, size_t n, void *ctx);
+int qw_pretok_split(const char *text, size_t len, qw_pretok_fn fn, void *ctx);
+
+/* ---- training (tok_train.c) ----
+ * Learn a byte-level BPE with the same normalizer and pre-tokenizer.
+ * Feed text (any number of calls, any thread count inside), then finish. */
+typedef struct qw_tok_trainer qw_tok_trainer;
+
+typedef struct {
+    int vocab_size;          /* total, including the 256 byte tokens and the specials */
+    int min_frequency;       /* merges of pairs seen fewer times are not made (default 2) */
+    const char **specials;   /* added tokens to reserve after the BPE ids; NULL: Qwen's set */
+    int n_specials;
+} qw_tok_train_opts;
+
+qw_tok_trainer *qw_tok_trainer_new(void);
+/* Count the pre-tokens of one document (NFC applied inside). */
+int qw_tok_trainer_feed(qw_tok_trainer *tr, const char *text, size_t len);
+/* Learn the merges and write `dir`/tokenizer.json and
+ * `dir`/tokenizer_config.json (with the Qwen3 chat template). */
+int qw_tok_trainer_finish(qw_tok_trainer *tr, const qw_tok_train_opts *opts, const char *dir);
+void qw_tok_trainer_free(qw_tok_trainer *tr);
+
+#endif
