@@ -1,0 +1,86 @@
+/* qw/params.h — the parameter layout of a Qwen3 model (dense or MoE), one
+ * contiguous fp32 arena, loading and saving Hugging Face checkpoints.
+ *
+ * Layout.  qw_params_layout builds, from a config, the list of tensors in
+ * the published (Hub) layout and names (reference/qwen3.md §4): for MoE
+ * layers the experts are per-expert tensors "model.layers.{i}.mlp.experts.
+ * {j}.{gate,up,down}_proj.weight".  Within a layer, all experts' gate_proj
+ * come first (one [E][Ie][H] block), then all up_proj ([E][Ie][H]), then all
+ * down_proj ([E][H][Ie]), so the compute code indexes experts by offset.
+ * Tied models have no lm_head tensor: lm_head points at embed_tokens.
+ *
+ * The same layout serves weights, gradients and optimizer moments: make a
+ * second qw_params with qw_params_alloc_like and index both the same way.
+ *
+ * Errors: 0 or QW_EXIT_* with a message (qw/cli.h).  Loading names the
+ * file and the tensor: a missing tensor, an unexpected one, a shape that
+ * does not match the config are QW_EXIT_DATA.
+ */
+#ifndef QW_PARAMS_H
+#define QW_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qw/config.h"
+#include "qw/st.h"
+
+typedef struct {
+    char name[128];          /* HF name, Hub layout */
+    int ndim;
+    int64_t shape[3];
+    int64_t numel;
+    size_t offset;           /* in floats, from the start of the arena */
+    int no_decay;            /* norms, biases and embeddings: no weight decay */
+} qw_param;
+
+typedef struct {
+    /* views into the arena; NULL where the layer lacks them */
+    float *input_norm;       /* [H] */
+    float *q, *k, *v, *o;    /* [nh·d,H] [nkv·d,H] [nkv·d,H] [H,nh·d] */
+    float *q_norm, *k_norm;  /* [d] */
+    float *post_norm;        /* [H] */
+    float *gate, *up, *down; /* dense MLP: [I,H] [I,H] [H,I] */
+    float *router;           /* MoE: [E,H] */
+    float *exp_gate, *exp_up, *exp_down;  /* MoE: [E,Ie,H] [E,Ie,H] [E,H,Ie] */
+    int is_moe;
+} qw_layer_params;
+
+typedef struct {
+    qw_config cfg;
+    int n;                   /* number of tensors */
+    qw_param *p;             /* owned */
+    float *data;             /* the arena, `total` floats, 64-byte aligned, owned */
+    size_t total;
+    float *embed;            /* [V,H] */
+    float *final_norm;       /* [H] */
+    float *lm_head;          /* [V,H]; == embed when tied */
+    qw_layer_params *layer;  /* [L], owned */
+} qw_params;
+
+/* Build the layout for a config and allocate a zeroed arena. */
+int qw_params_init(qw_params *P, const qw_config *c);
+/* Same layout as src, new zeroed arena (for gradients, moments). */
+int qw_params_alloc_like(qw_params *dst, const qw_params *src);
+void qw_params_free(qw_params *P);
+/* The tensor of that name, or NULL. */
+const qw_param *qw_params_find(const qw_params *P, const char *name);
+static inline float *qw_params_ptr(const qw_params *P, const qw_param *p) { return P->data + p->offset; }
+
+/* Initialise as HF does: normal(0, initializer_range) for every linear and
+ * the embedding, ones for every RMSNorm weight.  Deterministic in seed. */
+void qw_params_init_random(qw_params *P, uint64_t seed);
+
+/* Load from an open checkpoint.  Accepts the Hub per-expert layout and the
+ * fused expert layout of transformers 5.x ("mlp.experts.gate_up_proj"
+ * [E,2·Ie,H] gate rows first, "mlp.experts.down_proj" [E,H,Ie]), any float
+ * dtype.  With tied embeddings an lm_head.weight in the file is ignored.
+ * Every tensor of the layout must be present; tensors the model does not
+ * use are an error unless allow_extra. */
+int qw_params_load(qw_params *P, const qw_st *st, int allow_extra);
+
+/* Write `dir`/model.safetensors (Hub layout, dtype F32 or BF16) and
+ * `dir`/config.json.  Atomic per file (qw/st.h). */
+int qw_params_save(const qw_params *P, const char *dir, qw_dtype dtype);
+
+#endif
