@@ -100,6 +100,7 @@ test-gpu: all
 
 bench-tokenize: all
 	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/tokenize.sh
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/tokenize_train.sh
 
 bench: bench-tokenize
 
