@@ -122,7 +122,11 @@ def to_hub_layout(sd, spec):
 
 def build_model(cfg_dir, device):
     config = AutoConfig.from_pretrained(cfg_dir)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    try:
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    except TypeError:
+        config._attn_implementation = "eager"
+        model = AutoModelForCausalLM.from_config(config)
     if hasattr(model, "set_experts_implementation"):
         try:
             model.set_experts_implementation("eager")
@@ -135,7 +139,8 @@ def run(model, ids):
     model.zero_grad(set_to_none=True)
     out = model(input_ids=ids, labels=ids)
     out.loss.backward()
-    grads = {n: p.grad.detach().float().cpu() for n, p in model.named_parameters()}
+    grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().cpu()
+             for n, p in model.named_parameters()}
     aux = getattr(out, "aux_loss", None)
     return out, grads, aux
 
