@@ -66,7 +66,7 @@ static int rows_equal(const qw_shard_row *a, const qw_shard_row *b, uint32_t L, 
     if (memcmp(a->starts, b->starts, a->n_segs * sizeof *a->starts)) return 0;
     if (memcmp(a->tokens, b->tokens, L * sizeof *a->tokens)) return 0;
     for (uint32_t i = 0; i < L; i++)
-        if (b->mask[i] != (masks ? a->mask[i] : 1)) return 0;
+        if (b->mask[i] != (i >= a->n_valid ? 0 : masks ? a->mask[i] : 1)) return 0;
     return 1;
 }
 
