@@ -421,8 +421,8 @@ int qw_chat_render(const cJSON *messages, const cJSON *tools, const qw_chat_opts
 {
     static const qw_chat_opts defaults;
     if (!opt) opt = &defaults;
-    if (!cJSON_IsArray(messages))
-        return bad(opt->where, "'messages' is %s, not an array", messages ? type_name(messages) : "missing");
+    if (!messages) return bad(opt->where, "missing 'messages'");
+    if (!cJSON_IsArray(messages)) return bad(opt->where, "'messages' is %s, not an array", type_name(messages));
     if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
         return bad(opt->where, "'tools' is %s, not an array", type_name(tools));
     size_t n = (size_t)cJSON_GetArraySize(messages), i = 0;

@@ -175,8 +175,10 @@ TEST(bad_conversations)
         cJSON_Delete(m);
         qw_buf_free(&out);
     }
-    cJSON *m = cJSON_Parse("[{\"role\":\"user\",\"content\":\"x\"}]"), *t = cJSON_Parse("{\"a\":1}");
     qw_buf out = {0};
+    CHECK(qw_chat_render(NULL, NULL, NULL, &out, NULL) == QW_EXIT_DATA);
+    CHECK_STR(qw_error_msg(), "missing 'messages'");
+    cJSON *m = cJSON_Parse("[{\"role\":\"user\",\"content\":\"x\"}]"), *t = cJSON_Parse("{\"a\":1}");
     CHECK(qw_chat_render(m, t, NULL, &out, NULL) == QW_EXIT_DATA);
     CHECK_STR(qw_error_msg(), "'tools' is an object, not an array");
     cJSON_Delete(m);
