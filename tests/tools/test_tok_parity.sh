@@ -57,7 +57,7 @@ check_tokenizer() {
         fail "$name" "HF: $(head -c 300 "$tmp/$name.hf.err")"
         return
     fi
-    if QW_TOK_ENCODE=$tok QW_TOK_ROUNDTRIP=$rt "$driver" <"$docs" >"$tmp/$name.ours" 2>"$tmp/$name.err"; then
+    if QW_TOK_ENCODE=$tok QW_TOK_CHECK=1 QW_TOK_ROUNDTRIP=$rt "$driver" <"$docs" >"$tmp/$name.ours" 2>"$tmp/$name.err"; then
         pass "${name}_driver_checks"
     else
         fail "${name}_driver_checks" "$(head -c 600 "$tmp/$name.err")"
