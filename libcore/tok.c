@@ -17,7 +17,6 @@
 #include "qw/hash.h"
 #include "tok_int.h"
 
-enum { ID_ADDED = 1, ID_SPECIAL = 2 };
 
 /* The merges: an open-addressed table of (left << 20 | right) << 24 | new
  * id, UINT64_MAX when empty, and each slot's rank beside it.  Ids are below
@@ -47,7 +46,7 @@ struct qw_tok {
     int32_t ids_cap;
     uint32_t *str_off;       /* id -> arena offset (UINT32_MAX: no token) */
     uint32_t *str_len;
-    unsigned char *flags;    /* id -> ID_ADDED | ID_SPECIAL */
+    unsigned char *special;  /* id -> 1 for an added token marked special */
     int32_t *vmap;           /* vocab hash: slot -> id, -1 empty */
     size_t vmask;
     size_t n_vocab;
@@ -150,10 +149,10 @@ static void ids_grow(qw_tok *t, int32_t id)
         while (cap <= id) cap = cap > INT32_MAX / 2 ? INT32_MAX : 2 * cap;
         t->str_off = qw_realloc(t->str_off, (size_t)cap * sizeof *t->str_off);
         t->str_len = qw_realloc(t->str_len, (size_t)cap * sizeof *t->str_len);
-        t->flags = qw_realloc(t->flags, (size_t)cap);
+        t->special = qw_realloc(t->special, (size_t)cap);
         t->ids_cap = cap;
     }
-    for (int32_t i = t->n_ids; i <= id; i++) { t->str_off[i] = UINT32_MAX; t->str_len[i] = 0; t->flags[i] = 0; }
+    for (int32_t i = t->n_ids; i <= id; i++) { t->str_off[i] = UINT32_MAX; t->str_len[i] = 0; t->special[i] = 0; }
     t->n_ids = id + 1;
 }
 
@@ -163,8 +162,7 @@ static int32_t vocab_find(const qw_tok *t, const char *s, size_t n)
     for (size_t i = hash_bytes(s, n) & t->vmask;; i = (i + 1) & t->vmask) {
         int32_t id = t->vmap[i];
         if (id < 0) return -1;
-        if (t->str_len[id] == n && !memcmp(t->arena + t->str_off[id], s, n) && !(t->flags[id] & ID_ADDED))
-            return id;
+        if (t->str_len[id] == n && !memcmp(t->arena + t->str_off[id], s, n)) return id;
     }
 }
 
@@ -376,9 +374,11 @@ static int load_added(qw_tok *t, const char *path, const cJSON *arr, qw_buf *can
         a->special = (unsigned char)json_true(e, "special");
         const cJSON *nv = cJSON_GetObjectItemCaseSensitive(e, "normalized");
         a->normalized = (unsigned char)(nv ? cJSON_IsTrue(nv) : !a->special);
-        t->str_off[id] = arena_add(t, content, len);
-        t->str_len[id] = (uint32_t)len;
-        t->flags[id] = (unsigned char)(ID_ADDED | (a->special ? ID_SPECIAL : 0));
+        if (t->str_off[id] == UINT32_MAX) {
+            t->str_off[id] = arena_add(t, content, len);
+            t->str_len[id] = (uint32_t)len;
+        }
+        t->special[id] = a->special;
         unsigned char fl[5] = {a->single_word, a->lstrip, a->rstrip, a->normalized, a->special};
         qw_buf_add(canon, &id, sizeof id);
         qw_buf_add(canon, fl, sizeof fl);
@@ -605,7 +605,7 @@ void qw_tok_free(qw_tok *t)
     free(t->arena);
     free(t->str_off);
     free(t->str_len);
-    free(t->flags);
+    free(t->special);
     free(t->vmap);
     free(t->merges);
     free(t->mrank);
@@ -635,7 +635,7 @@ int32_t qw_tok_token_to_id(const qw_tok *t, const char *token)
 
 int qw_tok_is_special(const qw_tok *t, int32_t id)
 {
-    return id >= 0 && id < t->n_ids && (t->flags[id] & ID_SPECIAL);
+    return id >= 0 && id < t->n_ids && t->special[id];
 }
 
 /* ---- NFC as HF's normaliser does it ----
@@ -1046,7 +1046,7 @@ int qw_tok_decode(const qw_tok *t, const int32_t *ids, size_t n, int skip_specia
             qw_buf_free(&raw);
             return qw_error(QW_EXIT_DATA, "token id %d is not in the vocabulary (size %d)", id, t->n_ids);
         }
-        if (skip_special && (t->flags[id] & ID_SPECIAL)) continue;
+        if (skip_special && t->special[id]) continue;
         qw_buf_add(&raw, t->dec + t->dec_off[id], t->dec_len[id]);
     }
     append_lossy((const unsigned char *)raw.p, raw.n, out);

@@ -100,6 +100,8 @@ for content in ['\u00c5ngstr\u00f6m', 'caf\u00e9', ' hello world', '\u212b']:
     d['added_tokens'].append({'id': next_id, 'content': content, 'single_word': False, 'lstrip': False,
                               'rstrip': False, 'normalized': True, 'special': False})
     next_id += 1
+d['added_tokens'].append({'id': d['model']['vocab']['hello'], 'content': 'hello', 'single_word': False,
+                          'lstrip': False, 'rstrip': False, 'normalized': False, 'special': True})
 d['model']['merges'] = [' '.join(m) for m in d['model']['merges']]
 save('flags', d)
 
@@ -117,7 +119,7 @@ EOF
 python3 - "$tmp/small.jsonl" >"$tmp/flags.jsonl" <<'EOF'
 import json, random, sys
 r = random.Random(3)
-bits = ['<think>', '</think>', '<tool_call>', '<|im_end|>', '<|fim_prefix|>', 'A\u030angstro\u0308m', 'caf\u00e9',
+bits = ['hello', '<think>', '</think>', '<tool_call>', '<|im_end|>', '<|fim_prefix|>', 'A\u030angstro\u0308m', 'caf\u00e9',
         'cafe\u0301', ' hello world', '\u212b', '\u00c5', 'x', ' ', '  ', '\n', '\t \n', 'word', '_', '\u00e9']
 for line in open(sys.argv[1], encoding='utf-8'):
     t = json.loads(line)['text']

@@ -255,6 +255,20 @@ TEST(added_tokens_and_flags)
     qw_tok_free(t);
 }
 
+TEST(added_token_in_the_vocabulary)
+{
+    qw_tok *t = load_small("[{\"id\": 259, \"content\": \"hello\", \"special\": true, \"normalized\": false}]", NULL, NULL);
+    if (!t) { CHECK(t); return; }
+    ENCODES(t, "xhelloy", 'x', HELLO, 'y');
+    CHECK(qw_tok_vocab_size(t) == 268 && qw_tok_is_special(t, HELLO));
+    CHECK(qw_tok_token_to_id(t, "hello") == HELLO);
+    qw_buf b = {0};
+    const int32_t ids[] = {'x', HELLO, 'y'};
+    CHECK(qw_tok_decode(t, ids, 3, 1, &b) == 0 && b.n == 2 && !memcmp(b.p, "xy", 2));
+    qw_buf_free(&b);
+    qw_tok_free(t);
+}
+
 TEST(invalid_utf8_and_decode_errors)
 {
     qw_tok *t = load_small(NULL, NULL, NULL);
@@ -439,6 +453,35 @@ TEST(threads_agree)
     qw_tok_free(t);
 }
 
+TEST(qwen3_identity)
+{
+    FILE *f = fopen(qwen_path, "rb");
+    if (!f) { CHECK(!"Qwen3 tokenizer.json is readable"); return; }
+    qw_buf text = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) qw_buf_add(&text, chunk, got);
+    fclose(f);
+    cJSON *j = cJSON_ParseWithLength(text.p, text.n);
+    qw_buf_free(&text);
+    qw_tok *a = NULL, *b = NULL, *c = NULL;
+    CHECK(qw_tok_load(qwen_path, &a) == 0);
+    CHECK(qw_tok_load(write_json("qwen-pretty.json", j, 1), &b) == 0);
+    cJSON *tk;
+    cJSON_ArrayForEach(tk, cJSON_GetObjectItem(j, "added_tokens"))
+        if (!strcmp(cJSON_GetObjectItem(tk, "content")->valuestring, "<think>"))
+            cJSON_ReplaceItemInObject(tk, "lstrip", cJSON_CreateTrue());
+    CHECK(qw_tok_load(write_json("qwen-lstrip.json", j, 0), &c) == 0);
+    if (a && b && c) {
+        CHECK(qw_tok_identity(a) == qw_tok_identity(b));
+        CHECK(qw_tok_identity(a) != qw_tok_identity(c));
+    }
+    qw_tok_free(a);
+    qw_tok_free(b);
+    qw_tok_free(c);
+    cJSON_Delete(j);
+}
+
 /* ---- the parity driver ---- */
 
 static int parity_encode(const char *path)
@@ -529,11 +572,13 @@ int main(void)
     RUN(merges_by_rank);
     RUN(contractions_and_whitespace);
     RUN(added_tokens_and_flags);
+    RUN(added_token_in_the_vocabulary);
     RUN(invalid_utf8_and_decode_errors);
     RUN(identity_ignores_formatting);
     RUN(nfc);
     RUN(scanner_matches_pcre2);
     RUN(threads_agree);
+    RUN(qwen3_identity);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) return 1;
