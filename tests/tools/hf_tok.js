@@ -2,8 +2,10 @@
 // hf_tok.js — the reference: HF tokenizers (Rust) through @anush008/tokenizers.
 //
 //   hf_tok.js encode TOKENIZER.json [FILE.jsonl]   one line of ids per document
-//   hf_tok.js decode TOKENIZER.json [FILE] [--skip-special]
-//                                    lines of ids -> one JSON string per line
+//   hf_tok.js decode TOKENIZER.json [FILE]
+//                                    lines of ids -> one line per line: the
+//                                    JSON array [decoded, decoded skipping
+//                                    special tokens]
 //   hf_tok.js bench TOKENIZER.json FILE.jsonl [OUT]
 //                                    encode with encodeBatch (1000 documents
 //                                    a call), print "seconds bytes" (the
@@ -22,7 +24,7 @@ if (!mode || !tokPath) {
     process.exit(2);
 }
 const tok = Tokenizer.fromFile(tokPath);
-const lines = fs.readFileSync(file && file !== '--skip-special' ? file : 0, 'utf8').split('\n');
+const lines = fs.readFileSync(file || 0, 'utf8').split('\n');
 if (lines.length && lines[lines.length - 1] === '') lines.pop();
 const opts = {addSpecialTokens: false};
 
@@ -36,11 +38,10 @@ async function main() {
         }
         process.stdout.write(out.map(l => l + '\n').join(''));
     } else if (mode === 'decode') {
-        const skip = process.argv.includes('--skip-special');
         const out = [];
         for (const l of lines) {
             const ids = l.trim() ? l.trim().split(' ').map(Number) : [];
-            out.push(JSON.stringify(await tok.decode(ids, skip)));
+            out.push(JSON.stringify([await tok.decode(ids, false), await tok.decode(ids, true)]));
         }
         process.stdout.write(out.map(l => l + '\n').join(''));
     } else if (mode === 'bench') {

@@ -8,8 +8,9 @@
  * one line of ids per document on stdout.  With QW_TOK_CHECK=1 it also
  * checks that the scanner splits the text as PCRE2 does and, with
  * QW_TOK_ROUNDTRIP=1, that decoding the ids gives NFC(text).
- * With QW_TOK_DECODE=TOKENIZER.json: lines of ids on stdin, one JSON string
- * per line on stdout (QW_TOK_SKIP_SPECIAL=1 to skip special tokens). */
+ * With QW_TOK_DECODE=TOKENIZER.json: lines of ids on stdin, one line per
+ * line on stdout: the JSON array [decoded, decoded skipping special tokens]
+ * (what tests/tools/hf_tok.js decode prints). */
 #include <cJSON.h>
 #include <unistd.h>
 
@@ -534,24 +535,27 @@ static int parity_decode(const char *path)
 {
     qw_tok *t;
     if (qw_tok_load(path, &t)) { fprintf(stderr, "test_tok: %s\n", qw_error_msg()); return 3; }
-    const char *sk = getenv("QW_TOK_SKIP_SPECIAL");
     char *line = NULL;
     size_t cap = 0;
     qw_ids ids = {0};
     qw_buf out = {0};
     while (getline(&line, &cap, stdin) > 0) {
-        ids.n = out.n = 0;
+        ids.n = 0;
         for (char *p = line, *e;; p = e) {
             long v = strtol(p, &e, 10);
             if (e == p) break;
             qw_ids_push(&ids, (int32_t)v);
         }
-        if (qw_tok_decode(t, ids.v, ids.n, sk && *sk == '1', &out)) { fprintf(stderr, "test_tok: %s\n", qw_error_msg()); return 3; }
-        cJSON *s = cJSON_CreateString(qw_buf_cstr(&out));
-        char *js = cJSON_PrintUnformatted(s);
+        cJSON *pair = cJSON_CreateArray();
+        for (int skip = 0; skip < 2; skip++) {
+            out.n = 0;
+            if (qw_tok_decode(t, ids.v, ids.n, skip, &out)) { fprintf(stderr, "test_tok: %s\n", qw_error_msg()); return 3; }
+            cJSON_AddItemToArray(pair, cJSON_CreateString(qw_buf_cstr(&out)));
+        }
+        char *js = cJSON_PrintUnformatted(pair);
         puts(js);
         free(js);
-        cJSON_Delete(s);
+        cJSON_Delete(pair);
     }
     free(line);
     qw_ids_free(&ids);
