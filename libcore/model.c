@@ -43,6 +43,7 @@ struct qw_model {
     layer_act *act;                   /* [L] */
     float *aux_count, *aux_psum, *aux_dprobs;   /* device [E] */
     void *attn_ws;
+    size_t attn_ws_bytes;
 
     /* backward scratch, shared by all layers */
     float *dx, *dxn, *dq, *dk, *dv, *dout, *dkp, *da, *du, *dyg, *drl, *dw;
@@ -96,7 +97,8 @@ static void plan(qw_model *m)
         if (rows * w > mlp_rows * mlp_w) mlp_rows = rows, mlp_w = w;
     }
     m->aux_count = TAKE_F(m, m->E); m->aux_psum = TAKE_F(m, m->E); m->aux_dprobs = TAKE_F(m, m->E);
-    m->attn_ws = take(m, m->ops->attn_workspace(m->T, m->d));
+    m->attn_ws_bytes = m->ops->attn_workspace(m->T, m->d);
+    m->attn_ws = take(m, m->attn_ws_bytes);
     m->dx = TAKE_F(m, N * H); m->dxn = TAKE_F(m, N * H);
     m->dq = TAKE_F(m, N * Q); m->dout = TAKE_F(m, N * Q);
     m->dk = TAKE_F(m, N * KV); m->dv = TAKE_F(m, N * KV); m->dkp = TAKE_F(m, N * KV);
@@ -259,7 +261,8 @@ static void layer_forward(qw_model *m, int l)
     ops->rmsnorm_fwd(A->k, A->rk, A->kp, W->k_norm, N * m->nkv, d, m->eps);
     ops->rope(A->q, m->cs, m->sn, N, m->nh, d, 0);
     ops->rope(A->k, m->cs, m->sn, N, m->nkv, d, 0);
-    ops->attn_fwd(A->o, A->lse, A->q, A->k, A->v, m->kvs, m->B, m->T, m->nh, m->nkv, d, m->sm_scale, m->attn_ws);
+    ops->attn_fwd(A->o, A->lse, A->q, A->k, A->v, m->kvs, m->B, m->T, m->nh, m->nkv, d, m->sm_scale,
+                  m->attn_ws, m->attn_ws_bytes);
     ops->copy(A->xm, x, (size_t)N * H * sizeof *x);
     linear(m, A->xm, A->o, W->o, N, H, Q, 1);
 
@@ -414,7 +417,7 @@ static void layer_backward(qw_model *m, qw_params *grads, int l, int aux)
     /* the attention branch */
     linear_bwd(m, m->dout, G->o, m->dx, A->o, W->o, N, H, Q, 0);
     ops->attn_bwd(m->dq, m->dk, m->dv, m->dout, A->q, A->k, A->v, A->o, A->lse, m->kvs,
-                  m->B, m->T, m->nh, m->nkv, d, m->sm_scale, m->attn_ws);
+                  m->B, m->T, m->nh, m->nkv, d, m->sm_scale, m->attn_ws, m->attn_ws_bytes);
     ops->rope(m->dq, m->cs, m->sn, N, m->nh, d, 1);
     ops->rope(m->dk, m->cs, m->sn, N, m->nkv, d, 1);
     float *dqp = m->dout;

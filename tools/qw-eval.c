@@ -107,7 +107,7 @@ static void cmd_forward(const qw_ops *ops)
     qw_model *m;
     qw_model_out out;
     float *logits = qw_malloc((size_t)B * T * V * sizeof *logits);
-    if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &(qw_batch){ids}, logits, NULL, &out))
+    if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &(qw_batch){.ids = ids}, logits, NULL, &out))
         qw_die_last();
     int moe = cfg.arch == QW_ARCH_MOE;
     float aux_coef = moe && cfg.output_router_logits ? (float)cfg.router_aux_loss_coef : 0;
@@ -179,7 +179,7 @@ static void cmd_bench(const qw_ops *ops)
     double t0 = 0;
     for (int s = 0; s <= steps; s++) {   /* step 0 warms up */
         if (s == 1) t0 = qw_now();
-        if (qw_model_forward(m, &(qw_batch){ids}, NULL, NULL, &out) || qw_model_backward(m, &G, aux_coef))
+        if (qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &out) || qw_model_backward(m, &G, aux_coef))
             qw_die_last();
     }
     double dt = (qw_now() - t0) / steps;
@@ -187,9 +187,10 @@ static void cmd_bench(const qw_ops *ops)
     int64_t total, active;
     qw_config_param_counts(&cfg, &total, &active);
     printf("{\"device\":\"%s\",\"threads\":%d,\"params\":%lld,\"active_params\":%lld,\"batch\":%d,\"seq_len\":%d,"
-           "\"steps\":%d,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_gflop_per_step\":%.3f,"
+           "\"steps\":%d,\"activation_bytes\":%zu,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_gflop_per_step\":%.3f,"
            "\"matmul_gflops\":%.2f,\"gemm_gflops\":%.2f,\"gemm_fraction\":%.3f,\"loss\":%.5f}\n",
-           ops->name, qw_thread_count(), (long long)total, (long long)active, B, T, steps, dt, N / dt,
+           ops->name, qw_thread_count(), (long long)total, (long long)active, B, T, steps,
+           qw_model_plan_bytes(m), dt, N / dt,
            flops / 1e9, flops / dt / 1e9, gemm, flops / dt / 1e9 / gemm, out.loss);
     qw_model_free(m);
     qw_params_free(&P);

@@ -11,10 +11,12 @@ void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
 
 size_t qw_cpu_attn_workspace(int T, int d);
 void qw_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
-                     const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale, void *ws);
+                     const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale, void *ws,
+                     size_t ws_bytes);
 void qw_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                      const float *v, const float *o, const float *lse, const int32_t *kv_start,
-                     int B, int T, int nh, int nkv, int d, float scale, void *ws);
+                     int B, int T, int nh, int nkv, int d, float scale, void *ws,
+                     size_t ws_bytes);
 
 void qw_cpu_moe_route_fwd(float *probs, int32_t *sel, float *w, const float *logits, int n, int E, int k, int norm);
 void qw_cpu_moe_route_bwd(float *dlogits, const float *dw, const float *probs, const int32_t *sel,

@@ -250,9 +250,9 @@ static void check_model(const qw_params *P, const scenario *s)
     qw_model_opts o = {s->capacity_factor};
     qw_model *m;
     CHECK(!qw_model_new(qw_ops_cpu(), P, s->B, s->T, &o, &m));
-    float *logits = qw_malloc((size_t)N * V * sizeof *logits);
+    float *logits = qw_malloc((size_t)N * V * sizeof *logits), logp[64];
     qw_model_out out;
-    CHECK(!qw_model_forward(m, &b, logits, NULL, &out));
+    CHECK(!qw_model_forward(m, &b, logits, logp, &out));
     qw_params G;
     CHECK(!qw_params_alloc_like(&G, P));
     CHECK(!qw_model_backward(m, &G, (float)s->aux_coef));
@@ -290,8 +290,14 @@ static void check_model(const qw_params *P, const scenario *s)
     CHECK_NEAR(out.loss, r.loss, 1e-5);
     CHECK_NEAR(out.aux_loss, r.aux, 1e-5);
     int nt = 0;
-    for (int i = 0; i < N; i++) nt += tgt[i] >= 0;
+    double lsum = 0;
+    for (int i = 0; i < N; i++) {
+        nt += tgt[i] >= 0;
+        lsum -= coef[i] * logp[i];
+        if (tgt[i] < 0) CHECK(logp[i] == 0);
+    }
     CHECK(out.n_targets == nt);
+    CHECK_NEAR(lsum, out.loss, 1e-6);
     free(r.logits);
     r.logits = NULL;
 
@@ -327,7 +333,7 @@ TEST(dense_untied_gradients)
 {
     qw_params P;
     make_params(&P, DENSE, 1);
-    scenario s = {2, 5};
+    scenario s = {.B = 2, .T = 5};
     check_model(&P, &s);
     qw_params_free(&P);
 }
@@ -342,7 +348,7 @@ TEST(dense_tied_yarn_documents_gradients)
     int32_t pos[] = {0, 1, 2, 0, 1, 2, 3, 9, 10, 11, 12, 13, 14, 15};
     int32_t tgt[] = {3, -1, 4, 0, 18, -1, -1, 7, 7, 2, -1, 5, 6, -1};
     float coef[] = {0.5f, 0, 0.25f, 1, 0.125f, 0, 0, 0.1f, 0.2f, 0.3f, 0, -0.4f, 0.5f, 0};
-    scenario s = {2, 7, seg, pos, tgt, coef};
+    scenario s = {.B = 2, .T = 7, .seg = seg, .pos = pos, .targets = tgt, .coef = coef};
     check_model(&P, &s);
     qw_params_free(&P);
 }
@@ -355,7 +361,7 @@ TEST(moe_gradients)
         snprintf(json, sizeof json, MOE_FMT, norm ? "true" : "false");
         make_params(&P, json, 3 + norm);
         CHECK(P.layer[0].is_moe && !P.layer[1].is_moe && P.layer[2].is_moe);
-        scenario s = {2, 4, .aux_coef = 0.5};
+        scenario s = {.B = 2, .T = 4, .aux_coef = 0.5};
         check_model(&P, &s);
         qw_params_free(&P);
     }
@@ -367,7 +373,7 @@ TEST(moe_capacity_gradients)
     qw_params P;
     snprintf(json, sizeof json, MOE_FMT, "true");
     make_params(&P, json, 5);
-    scenario s = {2, 6, .capacity_factor = 0.5, .aux_coef = 0.25};   /* 3 of 6 assignments per expert */
+    scenario s = {.B = 2, .T = 6, .capacity_factor = 0.5, .aux_coef = 0.25};   /* 3 of 6 assignments per expert */
     check_model(&P, &s);
     qw_params_free(&P);
 }
@@ -387,12 +393,12 @@ TEST(documents_are_isolated)
         qw_model *m;
         qw_model_out out;
         CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, 9, NULL, &m));
-        CHECK(!qw_model_forward(m, &(qw_batch){ids, NULL, seg}, packed, NULL, &out));
+        CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids, .seg = seg}, packed, NULL, &out));
         qw_model_free(m);
         for (int part = 0; part < 2; part++) {
             int t0 = part ? 4 : 0, n = part ? 5 : 4;
             CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, n, NULL, &m));
-            CHECK(!qw_model_forward(m, &(qw_batch){ids + t0}, alone + t0 * V, NULL, &out));
+            CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids + t0}, alone + t0 * V, NULL, &out));
             qw_model_free(m);
         }
         double diff = 0;
@@ -400,7 +406,7 @@ TEST(documents_are_isolated)
         CHECK_MSG(diff < 1e-5, "max|diff| %.3g", diff);
         /* and without segment ids the second document does see the first */
         CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, 9, NULL, &m));
-        CHECK(!qw_model_forward(m, &(qw_batch){ids}, packed, NULL, &out));
+        CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids}, packed, NULL, &out));
         qw_model_free(m);
         CHECK(fabs(packed[5 * V] - alone[5 * V]) > 1e-4);
         qw_params_free(&P);
@@ -415,10 +421,10 @@ TEST(bad_batches)
     qw_model_out out;
     CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, 3, NULL, &m));
     int32_t ids[3] = {1, 19, 2}, ok[3] = {1, 2, 3}, pos[3] = {0, -1, 2}, tgt[3] = {1, 2, 19};
-    CHECK(qw_model_forward(m, &(qw_batch){ids}, NULL, NULL, &out) == QW_EXIT_DATA);
+    CHECK(qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &out) == QW_EXIT_DATA);
     CHECK(strstr(qw_error_msg(), "outside the vocabulary"));
-    CHECK(qw_model_forward(m, &(qw_batch){ok, pos}, NULL, NULL, &out) == QW_EXIT_DATA);
-    CHECK(qw_model_forward(m, &(qw_batch){ok, .targets = tgt}, NULL, NULL, &out) == QW_EXIT_DATA);
+    CHECK(qw_model_forward(m, &(qw_batch){.ids = ok, .pos = pos}, NULL, NULL, &out) == QW_EXIT_DATA);
+    CHECK(qw_model_forward(m, &(qw_batch){.ids = ok, .targets = tgt}, NULL, NULL, &out) == QW_EXIT_DATA);
     qw_params G;
     CHECK(!qw_params_alloc_like(&G, &P));
     CHECK(qw_model_backward(m, &G, 0) == QW_EXIT_FAIL);   /* no successful forward */

@@ -264,14 +264,15 @@ static void check_attention(int B, int T, int nh, int nkv, int d, const int32_t 
     float *q = frand(nq, 1), *k = frand(nk, 1), *v = frand(nk, 1), *dout = frand(nq, 1);
     float *o = qw_malloc(nq * 4), *lse = qw_malloc((size_t)B * T * nh * 4);
     float *dq = qw_malloc(nq * 4), *dk = qw_malloc(nk * 4), *dv = qw_malloc(nk * 4);
-    void *ws = ops->alloc(ops->attn_workspace(T, d));
+    size_t wsb = ops->attn_workspace(T, d);
+    void *ws = ops->alloc(wsb);
     float scale = 1 / sqrtf(d);
     attn_ctx c = {dup_d(q, nq), dup_d(k, nk), dup_d(v, nk), dup_d(dout, nq), ks, B, T, nh, nkv, d, scale};
     double *oref = qw_malloc(nq * sizeof *oref);
     attn_ref(oref, &c);
-    ops->attn_fwd(o, lse, q, k, v, ks, B, T, nh, nkv, d, scale, ws);
+    ops->attn_fwd(o, lse, q, k, v, ks, B, T, nh, nkv, d, scale, ws, wsb);
     CHECK_MSG(relerr(o, oref, nq) < 1e-5, "T=%d: forward relative error %.3g", T, relerr(o, oref, nq));
-    ops->attn_bwd(dq, dk, dv, dout, q, k, v, o, lse, ks, B, T, nh, nkv, d, scale, ws);
+    ops->attn_bwd(dq, dk, dv, dout, q, k, v, o, lse, ks, B, T, nh, nkv, d, scale, ws, wsb);
     struct { float *an; double *x; size_t n; } g[3] = {{dq, c.q, nq}, {dk, c.k, nk}, {dv, c.v, nk}};
     for (int t = 0; t < 3; t++) {
         if (!sample) { CHECK_GRAD(g[t].an, fd_grad(attn_loss, &c, g[t].x, g[t].n), g[t].n); continue; }

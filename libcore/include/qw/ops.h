@@ -80,14 +80,17 @@ typedef struct qw_ops {
      * kv_start[i] ≤ j ≤ i of the same row (kv_start: the index within the
      * row where its document begins), with scores q·k·scale.  lse [B·T, nh]
      * is the log-sum-exp of each query's scores, saved for the backward.
-     * ws: attn_workspace(T, d) bytes of scratch. */
+     * ws: scratch of ws_bytes ≥ attn_workspace(T, d) bytes, asked for after
+     * set_threads (the CPU backend keeps one slot per thread and uses no
+     * more threads than ws holds slots). */
     size_t (*attn_workspace)(int T, int d);
     void (*attn_fwd)(float *o, float *lse, const float *q, const float *k, const float *v,
-                     const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale, void *ws);
+                     const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale,
+                     void *ws, size_t ws_bytes);
     /* dq, dk, dv overwritten (GQA: dk, dv summed over the query heads that share them). */
     void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                      const float *v, const float *o, const float *lse, const int32_t *kv_start,
-                     int B, int T, int nh, int nkv, int d, float scale, void *ws);
+                     int B, int T, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes);
 
     /* ---- SwiGLU: a = silu(g) ⊙ u over n elements ---- */
     void (*swiglu_fwd)(float *a, const float *g, const float *u, size_t n);
