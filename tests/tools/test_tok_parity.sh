@@ -30,9 +30,9 @@ compare() {
     fail "$1" "ids differ from HF"
     python3 - "$2" "$3" "$4" <<'EOF'
 import json, sys
-docs = open(sys.argv[1], encoding='utf-8').read().splitlines()
-hf = open(sys.argv[2]).read().splitlines()
-ours = open(sys.argv[3]).read().splitlines()
+docs = open(sys.argv[1], encoding='utf-8').read().split('\n')
+hf = open(sys.argv[2]).read().split('\n')
+ours = open(sys.argv[3]).read().split('\n')
 if len(hf) != len(ours):
     print(f'  {len(hf)} documents from HF, {len(ours)} from us')
 for i, (a, b) in enumerate(zip(hf, ours)):
@@ -125,27 +125,37 @@ for line in open(sys.argv[1], encoding='utf-8'):
     ins = ''.join(r.choice(bits) for _ in range(r.randint(1, 30)))
     k = r.randrange(len(t) + 1)
     print(json.dumps({'text': t[:k] + ins + t[k:]}, ensure_ascii=False))
+# single_word looks at the characters on both sides (Rust regex \w)
+cps = [c for c in list(range(0x21, 0x30000, 5)) + [0x5F, 0x200C, 0x200D, 0x24B6, 0x1F130, 0x2160, 0x660]
+       if not 0xD800 <= c <= 0xDFFF]
+for i in range(0, len(cps), 500):
+    print(json.dumps({'text': '\n'.join(f'{chr(c)}<tool_call>{chr(c)} <tool_call>{chr(c)} {chr(c)}<tool_call>'
+                                         for c in cps[i:i + 500])}, ensure_ascii=False))
 EOF
 check_tokenizer flags "$tmp/flags.json" "$tmp/flags.jsonl"
 check_tokenizer gpt2 "$tmp/gpt2.json" "$tmp/small.jsonl"
 check_tokenizer llama3 "$tmp/llama3.json" "$tmp/small.jsonl"
 
-# Decoding: real and random id sequences (splitting characters, special
-# tokens in between), with and without skip_special.
-python3 - "$tmp/qwen3.hf" >"$tmp/dec.ids" <<'EOF'
+# check_decode NAME TOKENIZER ENCODINGS: decode real and random id sequences
+# (splitting characters, added tokens in between), with and without
+# skip_special, and compare.
+check_decode() {
+    local name=$1 tok=$2
+    python3 - "$3" "$(node -e "const {Tokenizer} = require('$ref/@anush008/tokenizers');
+        console.log(Tokenizer.fromFile('$tok').getVocabSize(true))")" >"$tmp/$name.dec.ids" <<'EOF'
 import random, sys
 r = random.Random(5)
 encs = [l.split() for l in open(sys.argv[1])][:300]
+n = int(sys.argv[2])
 for e in encs:
     print(' '.join(e))
-    s = [str(r.randrange(151669)) for _ in range(r.randint(0, 12))]
-    print(' '.join(s))
+    print(' '.join(str(r.randrange(n)) for _ in range(r.randint(0, 12))))
     k = r.randrange(len(e) + 1)
-    print(' '.join(e[k:] + [str(r.choice([151643, 151644, 151667, 151668, 200, 30]))] + e[:k]))
+    print(' '.join(e[k:] + [str(r.choice([n - 1, n - 2, 151643, 151644, 151667, 200, 30]))] + e[:k]))
 EOF
-$hf decode "$qwen" "$tmp/dec.ids" >"$tmp/dec.hf" 2>"$tmp/dec.err"
-QW_TOK_DECODE=$qwen "$driver" <"$tmp/dec.ids" >"$tmp/dec.ours" 2>>"$tmp/dec.err"
-if python3 - "$tmp/dec.hf" "$tmp/dec.ours" <<'EOF'
+    $hf decode "$tok" "$tmp/$name.dec.ids" >"$tmp/$name.dec.hf" 2>"$tmp/$name.dec.err"
+    QW_TOK_DECODE=$tok "$driver" <"$tmp/$name.dec.ids" >"$tmp/$name.dec.ours" 2>>"$tmp/$name.dec.err"
+    if python3 - "$tmp/$name.dec.hf" "$tmp/$name.dec.ours" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]
 b = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]
@@ -156,4 +166,7 @@ if bad:
           if i < min(len(a), len(b)) else f'  {len(a)} vs {len(b)} lines')
 sys.exit(1 if bad else 0)
 EOF
-then pass decode; else fail decode "$(head -c 300 "$tmp/dec.err")"; fi
+    then pass "${name}_decode"; else fail "${name}_decode" "$(head -c 300 "$tmp/$name.dec.err")"; fi
+}
+check_decode qwen3 "$qwen" "$tmp/qwen3.hf"
+check_decode flags "$tmp/flags.json" "$tmp/flags.hf"
