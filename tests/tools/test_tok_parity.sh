@@ -8,7 +8,8 @@
 # tell the regex classes and the NFC tables apart.  Tokenizers: Qwen3's
 # tokenizer.json, and variants that take the other code paths: added tokens
 # with lstrip/rstrip/single_word/normalized and merges as "a b" strings; the
-# GPT-2 ByteLevel regex (PCRE2) without a normalizer; a Llama-3 style Split.
+# GPT-2 ByteLevel regex (PCRE2) without a normalizer; a Llama-3 style Split
+# (PCRE2) with ignore_merges.
 #
 # The C side is qw-tokenize --ids --jsonl when it is on PATH, and always the
 # driver in build/tests/test_tok (QW_TOK_ENCODE), which also checks that
@@ -112,6 +113,7 @@ save('gpt2', d)
 d = json.loads(json.dumps(base))
 d['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = (
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+d['model']['ignore_merges'] = True
 save('llama3', d)
 EOF
 # Text that exercises the added-token flags.
