@@ -17,10 +17,8 @@
 #include "qw/hash.h"
 #include "tok_int.h"
 
-
-/* The merges: an open-addressed table of (left << 20 | right) << 24 | new
- * id, UINT64_MAX when empty, and each slot's rank beside it.  Ids are below
- * 2^20 (checked when loading). */
+/* Vocabulary ids are below 2^ID_BITS (checked when loading), so a merge is
+ * one 64-bit slot: (left << ID_BITS | right) << 24 | new id. */
 #define ID_BITS 20
 
 typedef struct {
@@ -50,8 +48,8 @@ struct qw_tok {
     int32_t *vmap;           /* vocab hash: slot -> id, -1 empty */
     size_t vmask;
     size_t n_vocab;
-    uint64_t *merges;
-    uint32_t *mrank;
+    uint64_t *merges;        /* open-addressed merge slots, UINT64_MAX: empty */
+    uint32_t *mrank;         /* each slot's rank (its index in the merges) */
     size_t mmask;
     int32_t byte_id[256];    /* ByteLevel character of each byte -> id, -1: none */
     int ignore_merges;
@@ -249,6 +247,7 @@ static int load_merges(qw_tok *t, const char *path, const cJSON *merges, qw_buf 
         const char *a = NULL, *b = NULL;
         size_t la = 0, lb = 0;
         if (cJSON_IsString(e)) {
+            if (!strncmp(e->valuestring, "#version", 8)) continue;   /* skipped by HF too */
             const char *sp = strchr(e->valuestring, ' ');
             if (sp && !strchr(sp + 1, ' ')) {
                 a = e->valuestring; la = (size_t)(sp - a);
