@@ -1,0 +1,45 @@
+/* qw/tokenize.h — encode every document of an input, in parallel, and hand
+ * the ids to a sink in input order.
+ *
+ * Documents are read in batches (one thread reads the next batch while the
+ * others encode the current one) and encoded by qw_tok_encode on several
+ * threads; the sink is called on the calling thread, once per document, in
+ * the order of the input, so the output does not depend on the thread
+ * count.
+ */
+#ifndef QW_TOKENIZE_H
+#define QW_TOKENIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qw/io.h"
+#include "qw/tok.h"
+
+typedef struct {
+    const qw_tok *tok;
+    int threads;             /* encoding threads; 0: qw_thread_count() */
+    int32_t eos;             /* >= 0: this id is appended to every document */
+    int skip_bad;            /* 1: skip documents that fail to encode (invalid UTF-8), counting them */
+    size_t batch_bytes;      /* text per batch; 0: 8 MiB (a batch holds at least one document) */
+} qw_tokenize_opts;
+
+/* Called for each document in input order; `doc->text` is the document's
+ * text.  Return 0 to go on, or an error status (after qw_error) to stop. */
+typedef int (*qw_tokenize_sink)(const qw_doc *doc, const int32_t *ids, size_t n, void *ctx);
+
+typedef struct {
+    uint64_t docs;           /* documents given to the sink */
+    uint64_t tokens;         /* ids given to the sink (eos included) */
+    uint64_t bytes;          /* text bytes of those documents */
+    long skipped;            /* documents skipped by skip_bad (encoding failures only) */
+} qw_tokenize_stats;
+
+/* Encode all of `in`.  Fails with the input's error, an encoding error
+ * prefixed by the document's name and line ("'c.jsonl': line 3: invalid
+ * UTF-8 at byte 7"), or the sink's error; documents before the failing one
+ * have been given to the sink.  *stats (may be NULL) is filled either way. */
+int qw_tokenize(qw_input *in, const qw_tokenize_opts *opts, qw_tokenize_sink sink, void *ctx,
+                qw_tokenize_stats *stats);
+
+#endif

@@ -1,0 +1,141 @@
+/* tokenize.c — parallel, order-preserving encoding of an input (qw/tokenize.h). */
+#include "qw/tokenize.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "qw/buf.h"
+#include "qw/cli.h"
+
+enum { BATCH_DOCS = 1 << 16 };
+
+typedef struct {
+    size_t off, len;            /* text in batch.text */
+    size_t name;                /* offset of the NUL-terminated name in batch.names */
+    long line, index;
+    int status;                 /* encoding result */
+    char *err;                  /* its message, when status != 0 */
+} item;
+
+typedef struct {
+    qw_buf text, names;
+    item *items;
+    qw_ids *ids;                /* one per item, reused from batch to batch */
+    int n, cap;
+    int eof;                    /* the input ended (or failed) after these documents */
+    int read_status;            /* the input's error after these documents, if any */
+    char *read_err;
+} batch;
+
+static void fill(batch *b, qw_input *in, size_t max_bytes)
+{
+    b->n = 0;
+    b->text.n = b->names.n = 0;
+    size_t last_name = 0;
+    while (!b->eof && b->n < BATCH_DOCS && (b->n == 0 || b->text.n < max_bytes)) {
+        qw_doc d;
+        int r = qw_input_next(in, &d);
+        if (r != 1) {
+            b->eof = 1;
+            if (r) {
+                b->read_status = r;
+                b->read_err = qw_strdup(qw_error_msg());
+            }
+            break;
+        }
+        if (b->n == b->cap) {
+            b->cap = b->cap ? 2 * b->cap : 256;
+            b->items = qw_realloc(b->items, b->cap * sizeof *b->items);
+            b->ids = qw_realloc(b->ids, b->cap * sizeof *b->ids);
+            memset(b->ids + b->n, 0, (b->cap - b->n) * sizeof *b->ids);
+        }
+        if (b->names.n == 0 || strcmp(b->names.p + last_name, d.name)) {
+            last_name = b->names.n;
+            qw_buf_add(&b->names, d.name, strlen(d.name) + 1);
+        }
+        b->items[b->n] = (item){b->text.n, d.len, last_name, d.line, d.index, 0, NULL};
+        qw_buf_add(&b->text, d.text, d.len);
+        b->n++;
+    }
+}
+
+static void encode(batch *b, int i, const qw_tokenize_opts *o)
+{
+    item *it = &b->items[i];
+    qw_ids *ids = &b->ids[i];
+    ids->n = 0;
+    it->status = qw_tok_encode(o->tok, b->text.p + it->off, it->len, ids);
+    if (it->status) it->err = qw_strdup(qw_error_msg());
+    else if (o->eos >= 0) qw_ids_push(ids, o->eos);
+}
+
+/* Give the batch's documents to the sink, in order. */
+static int emit(batch *b, const qw_tokenize_opts *o, qw_tokenize_sink sink, void *ctx, qw_tokenize_stats *st)
+{
+    int rc = 0;
+    for (int i = 0; i < b->n && !rc; i++) {
+        item *it = &b->items[i];
+        const char *name = b->names.p + it->name;
+        if (it->status && o->skip_bad && it->status == QW_EXIT_DATA) {
+            st->skipped++;
+        } else if (it->status && it->line) {
+            rc = qw_error(it->status, "'%s': line %ld: %s", name, it->line, it->err);
+        } else if (it->status) {
+            rc = qw_error(it->status, "'%s': %s", name, it->err);
+        } else {
+            qw_doc d = {b->text.p + it->off, it->len, name, it->line, it->index};
+            rc = sink(&d, b->ids[i].v, b->ids[i].n, ctx);
+            st->docs++;
+            st->tokens += b->ids[i].n;
+            st->bytes += it->len;
+        }
+    }
+    for (int i = 0; i < b->n; i++) {
+        free(b->items[i].err);
+        b->items[i].err = NULL;
+    }
+    if (!rc && b->read_status) rc = qw_error(b->read_status, "%s", b->read_err);
+    b->read_status = 0;
+    free(b->read_err);
+    b->read_err = NULL;
+    return rc;
+}
+
+static void batch_free(batch *b)
+{
+    for (int i = 0; i < b->cap; i++) qw_ids_free(&b->ids[i]);
+    free(b->ids);
+    free(b->items);
+    free(b->read_err);
+    qw_buf_free(&b->text);
+    qw_buf_free(&b->names);
+}
+
+int qw_tokenize(qw_input *in, const qw_tokenize_opts *opts, qw_tokenize_sink sink, void *ctx,
+                qw_tokenize_stats *stats)
+{
+    qw_tokenize_stats st = {0};
+    size_t max_bytes = opts->batch_bytes ? opts->batch_bytes : (size_t)8 << 20;
+    int threads = opts->threads > 0 ? opts->threads : qw_thread_count();
+    batch bufs[2] = {0}, *cur = &bufs[0], *next = &bufs[1];
+    fill(cur, in, max_bytes);
+    int rc = 0;
+    while (!rc && (cur->n || cur->read_status)) {
+        next->eof = cur->eof;
+        #pragma omp parallel num_threads(threads)
+        {
+            #pragma omp single nowait
+            fill(next, in, max_bytes);
+            #pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < cur->n; i++) encode(cur, i, opts);
+        }
+        rc = emit(cur, opts, sink, ctx, &st);
+        batch *t = cur;
+        cur = next;
+        next = t;
+    }
+    batch_free(&bufs[0]);
+    batch_free(&bufs[1]);
+    if (stats) *stats = st;
+    return rc;
+}
