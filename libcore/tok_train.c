@@ -29,6 +29,7 @@
 #include "qw/chat.h"
 #include "qw/cli.h"
 #include "qw/hash.h"
+#include "tok_int.h"
 
 /* ---- the ByteLevel alphabet ---------------------------------------------
  * GPT-2's bytes_to_unicode: printable bytes stand for themselves, the other
@@ -633,12 +634,6 @@ static cJSON *added_token_json(const char *content, int special, int with_id, lo
     return o;
 }
 
-/* The Qwen2 pre-tokenizer regex (reference/qwen3.md §6), as tokenizer.json
- * spells it. */
-static const char qwen_split_regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
-
 /* tokenizer.json, or NULL with an error when a special token is also a
  * learned token (its id would be ambiguous). */
 static cJSON *tokenizer_json(const learner *L, const uint32_t cp[256], const char *const *specials,
@@ -658,7 +653,7 @@ static cJSON *tokenizer_json(const learner *L, const uint32_t cp[256], const cha
     cJSON *seq = cJSON_AddArrayToObject(pre, "pretokenizers");
     cJSON *split = cJSON_CreateObject();
     cJSON_AddStringToObject(split, "type", "Split");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", qwen_split_regex);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", QW_TOK_QWEN_REGEX);
     cJSON_AddStringToObject(split, "behavior", "Isolated");
     cJSON_AddFalseToObject(split, "invert");
     cJSON_AddItemToArray(seq, split);

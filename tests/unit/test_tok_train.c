@@ -9,46 +9,6 @@
 #include "qw/tok.h"
 #include "qwtest.h"
 
-/* TEMPORARY until libcore/tok.c lands on main: NFC and the Qwen split. */
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-#include <utf8proc.h>
-int qw_tok_nfc(const char *text, size_t len, qw_buf *out)
-{
-    utf8proc_int32_t c;
-    for (size_t i = 0; i < len;) {
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &c);
-        if (k < 0) return qw_error(QW_EXIT_DATA, "invalid UTF-8 at byte %zu", i);
-        i += (size_t)k;
-    }
-    utf8proc_uint8_t *o = NULL;
-    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &o, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (n < 0) return qw_error(QW_EXIT_DATA, "invalid UTF-8");
-    qw_buf_add(out, o, (size_t)n);
-    free(o);
-    return 0;
-}
-int qw_pretok_split(const char *text, size_t len, qw_pretok_fn fn, void *ctx)
-{
-    static pcre2_code *re;
-    if (!re) {
-        int e; PCRE2_SIZE eo;
-        re = pcre2_compile((PCRE2_SPTR)"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-                           PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &e, &eo, NULL);
-        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-    }
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    size_t at = 0;
-    while (at < len && pcre2_match(re, (PCRE2_SPTR)text, len, at, PCRE2_NO_UTF_CHECK, md, NULL) > 0) {
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        fn(text + ov[0], ov[1] - ov[0], ctx);
-        at = ov[1];
-    }
-    pcre2_match_data_free(md);
-    return 0;
-}
-/* END TEMPORARY */
-
 static char tmpdir[256];
 
 static char *slurp(const char *path)
