@@ -13,6 +13,7 @@
  * its neighbour pairs and pushes one entry per newly formed pair with the
  * words it was formed in.
  */
+#define _GNU_SOURCE  /* qsort_r */
 #include "qw/tok.h"
 
 #include <cJSON.h>
@@ -207,53 +208,27 @@ int qw_tok_trainer_feed(qw_tok_trainer *tr, const char *text, size_t len)
         map_give(tr, m);
         return rc;
     }
+    /* Check the whole document first, so that a bad one adds nothing and
+     * the offset in the message is the document's. */
+    size_t ok = qw_tok_utf8_valid(text, len);
+    if (ok < len) return qw_error(QW_EXIT_DATA, "invalid UTF-8 at byte %zu", ok);
     size_t *cut = NULL, n_cut = 0, cap = 0;
     for (size_t p = 0; p < len; p = next_cut(text, len, p + CHUNK_BYTES)) {
         if (n_cut == cap) cut = qw_realloc(cut, (cap = cap ? 2 * cap : 64) * sizeof *cut);
         cut[n_cut++] = p;
     }
     int n = (int)n_cut;
-    qw_buf *norm = qw_calloc(n_cut, sizeof *norm);
-    int *rc = qw_calloc(n_cut, sizeof *rc);
-    int bad = -1, status = 0;
-    /* Normalise every chunk first, so that a document with invalid UTF-8
-     * adds nothing to the counts. */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int k = 0; k < n; k++) {
         size_t end = k + 1 < n ? cut[k + 1] : len;
-        rc[k] = qw_tok_nfc(text + cut[k], end - cut[k], &norm[k]);
+        smap *m = map_take(tr);
+        /* Cannot fail: NFC fails only on invalid UTF-8, and count_piece
+         * never stops the split. */
+        count_text(m, text + cut[k], end - cut[k]);
+        map_give(tr, m);
     }
-    for (int k = 0; k < n && bad < 0; k++) if (rc[k]) bad = k;
-    if (bad >= 0) {
-        /* Worker threads' messages are their own, with offsets into their
-         * chunk: redo the normalisation here up to the bad chunk. */
-        qw_buf tmp = {0};
-        size_t end = bad + 1 < n ? cut[bad + 1] : len;
-        status = qw_tok_nfc(text, end, &tmp);
-        if (!status) status = qw_error(rc[bad], "cannot normalise text at byte %zu", cut[bad]);
-        qw_buf_free(&tmp);
-    } else {
-        char msg[1024] = "";
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int k = 0; k < n; k++) {
-            smap *m = map_take(tr);
-            rc[k] = qw_pretok_split(norm[k].p, norm[k].n, count_piece, m);
-            map_give(tr, m);
-            if (rc[k]) {
-#pragma omp critical(qw_tok_train_err)
-                if (!status) {
-                    status = rc[k];
-                    snprintf(msg, sizeof msg, "%s", qw_error_msg());
-                }
-            }
-        }
-        if (status) qw_error(status, "%s", msg);
-    }
-    for (int k = 0; k < n; k++) qw_buf_free(&norm[k]);
-    free(norm);
-    free(rc);
     free(cut);
-    return status;
+    return 0;
 }
 
 /* ---- learning ---------------------------------------------------------- */
@@ -274,7 +249,6 @@ typedef struct {
     uint32_t a, b;
     uint32_t *pos;
     uint32_t n_pos;
-    uint32_t seq;        /* push order: a total order even for equal pairs */
 } hent;
 
 typedef struct {
@@ -302,7 +276,6 @@ typedef struct {
     size_t n_fresh, fresh_cap;
     hent *heap;
     size_t hn, hcap;
-    uint32_t seq;
     /* merges in order */
     uint32_t *ma, *mb;
     size_t n_merges, merge_cap;
@@ -377,8 +350,7 @@ static int hent_above(const hent *x, const hent *y)
 {
     if (x->count != y->count) return x->count > y->count;
     if (x->a != y->a) return x->a < y->a;
-    if (x->b != y->b) return x->b < y->b;
-    return x->seq < y->seq;
+    return x->b < y->b;
 }
 
 static void heap_push(learner *L, hent e)
@@ -419,7 +391,7 @@ static void push_fresh(learner *L)
         s->fresh = -1;
         if (s->count > 0)
             heap_push(L, (hent){ (uint64_t)s->count, (uint32_t)(p->key >> 32), (uint32_t)p->key,
-                                 p->v, p->n, L->seq++ });
+                                 p->v, p->n });
         else
             free(p->v);
     }
@@ -468,17 +440,17 @@ static void merge_word(learner *L, uint32_t w, uint32_t a, uint32_t b, uint32_t 
     L->wlen[w] = j;
 }
 
-static const smap *cmp_words_map;
-static int cmp_words(const void *x, const void *y)
+static int cmp_words(const void *x, const void *y, void *keys)
 {
     const sslot *a = *(sslot *const *)x, *b = *(sslot *const *)y;
-    const char *k = cmp_words_map->keys.p;
+    const char *k = keys;
     int r = memcmp(k + a->off, k + b->off, a->len < b->len ? a->len : b->len);
     return r ? r : (a->len > b->len) - (a->len < b->len);
 }
 
-/* Sum the feeders' maps into one and lay the words out in byte order of
- * their text (so the result does not depend on thread scheduling). */
+/* Sum the feeders' maps into one (emptying the others) and lay the words
+ * out in byte order of their text, so the result does not depend on thread
+ * scheduling. */
 static void load_words(qw_tok_trainer *tr, learner *L, const int32_t id_of_byte[256])
 {
     smap *all = map_take(tr);
@@ -490,13 +462,16 @@ static void load_words(qw_tok_trainer *tr, learner *L, const int32_t id_of_byte[
             int added;
             smap_get(all, m->keys.p + m->slot[j].off, m->slot[j].len, &added)->val += m->slot[j].val;
         }
+        free(m->slot);
+        qw_buf_free(&m->keys);
+        m->slot = NULL;
+        m->cap = m->n = 0;
     }
     sslot **order = qw_malloc((all->n ? all->n : 1) * sizeof *order);
     size_t n = 0, total = 0;
     for (size_t j = 0; j < all->cap; j++)
         if (all->slot[j].h) { order[n++] = &all->slot[j]; total += all->slot[j].len; }
-    cmp_words_map = all;
-    qsort(order, n, sizeof *order, cmp_words);
+    qsort_r(order, n, sizeof *order, cmp_words, all->keys.p);
     L->n_words = n;
     L->sym = qw_malloc((total ? total : 1) * sizeof *L->sym);
     L->woff = qw_malloc((n ? n : 1) * sizeof *L->woff);
