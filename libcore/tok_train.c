@@ -17,19 +17,16 @@
 #include "qw/tok.h"
 
 #include <cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "qw/chat.h"
 #include "qw/cli.h"
 #include "qw/hash.h"
+#include "qw/st.h"
 #include "tok_int.h"
 
 /* ---- the ByteLevel alphabet ---------------------------------------------
@@ -709,49 +706,23 @@ static cJSON *config_json(long first_id, const char *const *specials, int n_spec
     return root;
 }
 
-/* Write dir/name through a temporary file, fsync and rename. */
-static int write_atomic(const char *dir, const char *name, const char *data)
-{
-    size_t len = strlen(data);
-    char path[4096], tmp[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, name);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return qw_error(QW_EXIT_FAIL, "'%s': %s", path, strerror(errno));
-    fchmod(fd, 0644);
-    size_t done = 0;
-    while (done < len) {
-        ssize_t k = write(fd, data + done, len - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    int err = done < len ? errno : 0;
-    if (!err && fsync(fd)) err = errno;
-    if (close(fd) && !err) err = errno;
-    if (!err && rename(tmp, path)) err = errno;
-    if (err) {
-        unlink(tmp);
-        return qw_error(QW_EXIT_FAIL, "'%s': %s", path, strerror(err ? err : EIO));
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
+/* Write dir/name: the JSON text and a newline, atomically. */
 static int write_json(const char *dir, const char *name, cJSON *root)
 {
-    char *text = cJSON_Print(root);
-    if (!text) return qw_error(QW_EXIT_FAIL, "'%s/%s': out of memory formatting JSON", dir, name);
-    qw_buf b = {0};
-    qw_buf_adds(&b, text);
-    qw_buf_addc(&b, '\n');
-    cJSON_free(text);
-    int rc = write_atomic(dir, name, qw_buf_cstr(&b));
-    qw_buf_free(&b);
+    qw_buf path = {0}, text = {0};
+    qw_buf_adds(&path, dir);
+    qw_buf_addc(&path, '/');
+    qw_buf_adds(&path, name);
+    char *s = cJSON_Print(root);
+    int rc = s ? 0 : qw_error(QW_EXIT_FAIL, "'%s': out of memory formatting JSON", qw_buf_cstr(&path));
+    if (s) {
+        qw_buf_adds(&text, s);
+        qw_buf_addc(&text, '\n');
+        cJSON_free(s);
+        rc = qw_st_write_atomic(qw_buf_cstr(&path), text.p, text.n);
+    }
+    qw_buf_free(&path);
+    qw_buf_free(&text);
     return rc;
 }
 
@@ -781,7 +752,7 @@ int qw_tok_trainer_finish(qw_tok_trainer *tr, const qw_tok_train_opts *opts, con
     int n_specials = opts->specials ? opts->n_specials : N_QWEN_ADDED;
     smap set = {0};
     int rc = check_opts(opts, specials, n_specials, &set);
-    if (!rc && mkdir(dir, 0777) && errno != EEXIST) rc = qw_error(QW_EXIT_FAIL, "'%s': %s", dir, strerror(errno));
+    if (!rc) rc = qw_st_mkdirs(dir);
     if (rc) {
         free(set.slot);
         qw_buf_free(&set.keys);
