@@ -38,6 +38,7 @@ void qw_adamw_step_range(const qw_adamw *o, const qw_params *L, size_t lo, size_
     #pragma omp parallel for schedule(dynamic, 4)
     for (size_t k = 0; k < n; k++) {
         const float d = pc[k].decay ? decay : 1.0f;
+        #pragma omp simd
         for (size_t j = pc[k].lo - lo; j < pc[k].hi - lo; j++) {
             float gj = g[j] * s;
             float mj = b1 * m[j] + (1.0f - b1) * gj;
@@ -59,7 +60,7 @@ void qw_adamw_step(const qw_adamw *o, qw_params *P, const qw_params *G, qw_param
 double qw_grad_sumsq(const float *g, size_t n)
 {
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) schedule(static)
+    #pragma omp parallel for simd reduction(+ : s) schedule(static)
     for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
     return s;
 }

@@ -173,7 +173,7 @@ int qw_shard_writer_add(qw_shard_writer *w, const qw_shard_row *row)
         unsigned char *m = (unsigned char *)w->block.p + w->block.n;
         memset(m, 0, mask_bytes(L));
         for (uint32_t i = 0; i < L; i++)
-            if (!row->mask || row->mask[i]) m[i / 8] |= 1u << (i % 8);
+            if (i < row->n_valid && (!row->mask || row->mask[i])) m[i / 8] |= 1u << (i % 8);
         w->block.n += mask_bytes(L);
     }
     w->h.n_rows++;
@@ -378,7 +378,7 @@ static size_t row_decode(const qw_shard *s, const unsigned char *p, size_t n, si
     off += (size_t)L * h->token_width;
     if (row->mask) {
         for (uint32_t i = 0; i < L; i++)
-            row->mask[i] = h->flags & QW_SHARD_MASK ? (p[off + i / 8] >> (i % 8)) & 1 : 1;
+            row->mask[i] = i < row->n_valid && (h->flags & QW_SHARD_MASK ? (p[off + i / 8] >> (i % 8)) & 1 : 1);
     }
     if (h->flags & QW_SHARD_MASK) off += mask_bytes(L);
     return off;

@@ -66,7 +66,7 @@ static int rows_equal(const qw_shard_row *a, const qw_shard_row *b, uint32_t L, 
     if (memcmp(a->starts, b->starts, a->n_segs * sizeof *a->starts)) return 0;
     if (memcmp(a->tokens, b->tokens, L * sizeof *a->tokens)) return 0;
     for (uint32_t i = 0; i < L; i++)
-        if (b->mask[i] != (masks ? a->mask[i] : 1)) return 0;
+        if (b->mask[i] != (i >= a->n_valid ? 0 : masks ? a->mask[i] : 1)) return 0;
     return 1;
 }
 
@@ -451,6 +451,59 @@ TEST(sft_best_fit_decreasing)
     }
 }
 
+TEST(sft_bfd_random_and_masks)
+{
+    /* 2000 documents of random length 1..L with masks that hide their first
+     * half: every token lands once, inside its whole document, and the
+     * masked half carries no loss.  BFD uses at most 11/9 OPT + 1 rows. */
+    enum { T = 63, L = 64, N = 2000 };
+    qw_docs d = {0};
+    int32_t ids[L];
+    uint8_t mask[L];
+    int32_t next = 0;
+    for (int i = 0; i < N; i++) {
+        int len = 1 + (int)rnd(L);
+        for (int k = 0; k < len; k++) {
+            ids[k] = next++;
+            mask[k] = k >= len / 2;
+        }
+        CHECK(qw_docs_add(&d, ids, len, mask) == 0);
+    }
+    const char *out = tpath("sft-rand");
+    qw_pack_opts o = popts(out, T, QW_PACK_SFT, 9, 0);
+    o.shard_rows = 0;
+    qw_pack_report rep;
+    CHECK(qw_pack_dataset(&d, &o, &rep) == 0);
+    size_t lower = (d.tokens.n + L - 1) / L;
+    CHECK_MSG(rep.train.rows * 9 <= lower * 11 + 9, "%llu rows for a lower bound of %zu",
+              (unsigned long long)rep.train.rows, lower);
+    CHECK(rep.train.padding == rep.train.rows * L - d.tokens.n && rep.train.dropped == 0);
+    qw_dataset *ds;
+    CHECK(qw_dataset_open(&out, 1, "train", T, 0, &ds) == 0);
+    if (ds) {
+        char *seen = calloc(d.tokens.n, 1);
+        int32_t tok[L], seg[L], pos[L];
+        uint8_t loss[L];
+        int ok = 1;
+        for (uint64_t r = 0; r < qw_dataset_rows(ds); r++) {
+            CHECK(qw_dataset_read_row(ds, r, tok, seg, pos, loss) == 0);
+            for (int i = 0; i < L; i++) {
+                if (!seg[i]) continue;
+                int doc = doc_of(&d, tok[i]);
+                size_t start = doc ? d.ends[doc - 1] : 0, len = d.ends[doc] - start;
+                ok &= !seen[tok[i]] && (size_t)pos[i] == (size_t)tok[i] - start;   /* whole, in order */
+                ok &= loss[i] == (pos[i] > 0 && (size_t)pos[i] >= len / 2);
+                seen[tok[i]] = 1;
+            }
+        }
+        for (size_t t = 0; t < d.tokens.n; t++) ok &= seen[t];
+        CHECK_MSG(ok, "documents not placed whole and once, or masks not applied");
+        free(seen);
+        qw_dataset_close(ds);
+    }
+    qw_docs_free(&d);
+}
+
 TEST(pack_rejects_bad_input)
 {
     qw_docs d = {0};
@@ -485,6 +538,7 @@ int main(void)
     RUN(deterministic_by_seed);
     RUN(validation_split_disjoint);
     RUN(sft_best_fit_decreasing);
+    RUN(sft_bfd_random_and_masks);
     RUN(pack_rejects_bad_input);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -103,8 +103,11 @@ void qw_chat_spans_free(qw_chat_spans *s);
  * out->p, including what *out held before), for building SFT loss masks.
  *
  * Returns 0, or QW_EXIT_DATA with a message "WHERE: messages[I]: reason"
- * (or "WHERE: tools: reason"); on error neither *out nor *spans is
- * changed.  The cJSON trees are only read. */
+ * (I counts from 0), e.g. "'c.jsonl': line 4: messages[2]: unknown role
+ * 'developer' (not system, user, assistant or tool)", or about the whole
+ * ("WHERE: no messages", "WHERE: 'tools' is an object, not an array"); on
+ * error neither *out nor *spans is changed.  The cJSON trees are only
+ * read. */
 int qw_chat_render(const cJSON *messages, const cJSON *tools, const qw_chat_opts *opt,
                    qw_buf *out, qw_chat_spans *spans);
 

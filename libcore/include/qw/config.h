@@ -7,6 +7,28 @@
  * Unknown model_type, a missing required field, or an unsupported setting
  * (use_sliding_window true, a rope_type other than default/yarn) is
  * QW_EXIT_DATA with a message naming the file and the key.
+ *
+ * Required: model_type, vocab_size, hidden_size, num_hidden_layers,
+ * num_attention_heads; intermediate_size when some layer is dense; for MoE
+ * num_experts (or num_local_experts), num_experts_per_tok,
+ * moe_intermediate_size.  Everything else takes the default of the HF
+ * config class of that model_type:
+ *   head_dim            qwen3, qwen3_vl: 128; qwen3_moe, qwen3_vl_moe: H/nh
+ *   num_key_value_heads nh
+ *   rope_theta          10000 (qwen3, qwen3_moe), 500000 (qwen3_vl*)
+ *   max_position_embeddings 32768 (qwen3, qwen3_moe), 128000 (qwen3_vl*)
+ *   rms_norm_eps 1e-6, initializer_range 0.02, tie_word_embeddings false,
+ *   decoder_sparse_step 1, mlp_only_layers [], norm_topk_prob false
+ *   (qwen3_vl_moe always renormalises: 1), router_aux_loss_coef 0.001,
+ *   output_router_logits false; yarn: factor max_position_embeddings /
+ *   original_max_position_embeddings, original_max_position_embeddings
+ *   max_position_embeddings, beta_fast 32, beta_slow 1, truncate true.
+ * A JSON null counts as absent.  RoPE: rope_parameters (5.x; a per-layer-
+ * type dict uses its "full_attention" entry) wins over rope_scaling and a
+ * top-level rope_theta (4.5x).  For qwen3_vl*, the text keys are read from
+ * text_config (messages say "text_config.KEY"), falling back to the top
+ * level; tie_word_embeddings, torch_dtype and the vision token ids are read
+ * from the top level first.  eos_token_id may be a list (its first id).
  */
 #ifndef QW_CONFIG_H
 #define QW_CONFIG_H
@@ -58,16 +80,30 @@ typedef struct {
 
     int bos_token_id, eos_token_id, pad_token_id;   /* -1 when absent */
     char torch_dtype[16];       /* "bfloat16", "float32" … ("" if absent) */
+
+    /* Qwen3-VL only (top level of config.json; -1 / 0 when absent) */
+    int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
+    int mrope_section[3];       /* rope mrope_section, e.g. 24 20 20 */
+    int mrope_interleaved;
 } qw_config;
 
 int qw_config_load(const char *path, qw_config *c);   /* path: config.json or a model dir */
 /* Parse from a JSON string; `name` is used in messages. */
 int qw_config_parse(const char *json, const char *name, qw_config *c);
-/* Write config.json in the Hub (transformers 4.5x) generation of keys. */
+/* Write config.json in the Hub (transformers 4.5x) generation of keys:
+ * architectures ["Qwen3ForCausalLM"] or ["Qwen3MoeForCausalLM"], rope_theta,
+ * rope_scaling (null, or the yarn object), num_experts …, keys sorted,
+ * "transformers_version": "4.51.0" (the generation the keys belong to),
+ * torch_dtype when set.  path: a file, or an existing directory (then
+ * path/config.json).  Atomic (qw/st.h).  Only qwen3 and qwen3_moe configs
+ * can be written (a qwen3_vl* config is QW_EXIT_FAIL: its vision part is
+ * not kept). */
 int qw_config_save(const qw_config *c, const char *path);
 /* Layer i uses the MoE block (reference/qwen3.md §2 "Layer choice"). */
 int qw_config_layer_is_moe(const qw_config *c, int layer);
-/* Parameter counts: all, and active per token (MoE: k of E experts). */
+/* Parameter counts: all, and active per token (MoE: k of E experts; the
+ * router, attention, norms, embedding and LM head count fully; a tied LM
+ * head counts once). */
 void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active);
 
 #endif

@@ -8,6 +8,12 @@
  * come first (one [E][Ie][H] block), then all up_proj ([E][Ie][H]), then all
  * down_proj ([E][H][Ie]), so the compute code indexes experts by offset.
  * Tied models have no lm_head tensor: lm_head points at embed_tokens.
+ * Order in the arena: embedding; per layer input norm, q, k, v, o, q_norm,
+ * k_norm, post norm, then the MLP (dense gate, up, down; or router and the
+ * three expert blocks); final norm; lm_head.  Every tensor (every expert
+ * block) starts on a 64-byte boundary; the gaps stay zero.
+ * Qwen3-VL configs name the text model "model.language_model.*" as the
+ * published checkpoints do (lm_head stays "lm_head.weight").
  *
  * The same layout serves weights, gradients and optimizer moments: make a
  * second qw_params with qw_params_alloc_like and index both the same way.
@@ -56,9 +62,11 @@ typedef struct {
     float *final_norm;       /* [H] */
     float *lm_head;          /* [V,H]; == embed when tied */
     qw_layer_params *layer;  /* [L], owned */
+    void *index;             /* private: name lookup */
 } qw_params;
 
-/* Build the layout for a config and allocate a zeroed arena. */
+/* Build the layout for a config and allocate a zeroed arena.  QW_EXIT_FAIL
+ * when the arena cannot be allocated. */
 int qw_params_init(qw_params *P, const qw_config *c);
 /* Same layout as src, new zeroed arena (for gradients, moments). */
 int qw_params_alloc_like(qw_params *dst, const qw_params *src);
@@ -68,19 +76,26 @@ const qw_param *qw_params_find(const qw_params *P, const char *name);
 static inline float *qw_params_ptr(const qw_params *P, const qw_param *p) { return P->data + p->offset; }
 
 /* Initialise as HF does: normal(0, initializer_range) for every linear and
- * the embedding, ones for every RMSNorm weight.  Deterministic in seed. */
+ * the embedding, ones for every RMSNorm weight.  Deterministic in seed:
+ * each tensor draws from its own qw_rng stream (the FNV-1a hash of its
+ * name), so a tensor's values do not depend on the rest of the layout. */
 void qw_params_init_random(qw_params *P, uint64_t seed);
 
 /* Load from an open checkpoint.  Accepts the Hub per-expert layout and the
  * fused expert layout of transformers 5.x ("mlp.experts.gate_up_proj"
- * [E,2·Ie,H] gate rows first, "mlp.experts.down_proj" [E,H,Ie]), any float
+ * [E,2·Ie,H] gate rows first, "mlp.experts.down_proj" [E,H,Ie]; for
+ * qwen3_vl_moe the transposed Hub form [E,H,2·Ie] / [E,Ie,H]), any float
  * dtype.  With tied embeddings an lm_head.weight in the file is ignored.
  * Every tensor of the layout must be present; tensors the model does not
- * use are an error unless allow_extra. */
+ * use are an error unless allow_extra.  A tensor given twice (per-expert
+ * and fused) or of a non-float dtype is QW_EXIT_DATA. */
 int qw_params_load(qw_params *P, const qw_st *st, int allow_extra);
 
-/* Write `dir`/model.safetensors (Hub layout, dtype F32 or BF16) and
- * `dir`/config.json.  Atomic per file (qw/st.h). */
+/* Write `dir`/model.safetensors (Hub layout, dtype F32 or BF16, metadata
+ * format "pt" as transformers requires; shards of at most 5 GB with an
+ * index beyond that), `dir`/config.json (torch_dtype set to the dtype
+ * written) and `dir`/generation_config.json (bos/eos ids).  Creates dir.
+ * Atomic per file (qw/st.h).  Other dtypes are QW_EXIT_FAIL. */
 int qw_params_save(const qw_params *P, const char *dir, qw_dtype dtype);
 
 #endif

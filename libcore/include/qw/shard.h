@@ -68,7 +68,8 @@ typedef struct {
     uint32_t n_segs;           /* >= 1 */
     uint32_t n_valid;          /* tokens before the padding, 1..L */
     uint8_t *mask;             /* [L] 0/1 per token as a target, or NULL: all 1
-                                  (ignored by a writer without QW_SHARD_MASK) */
+                                  (ignored by a writer without QW_SHARD_MASK);
+                                  padding reads back as 0 */
 } qw_shard_row;
 
 /* ---- writer ---- */
@@ -111,7 +112,8 @@ int qw_shard_open(const char *path, qw_shard **out);
 const qw_shard_header *qw_shard_info(const qw_shard *s);
 const char *qw_shard_path(const qw_shard *s);
 /* Read row r (< n_rows) into caller arrays of row_len entries; out->mask
- * may be NULL to skip the mask (a shard without masks fills all 1). */
+ * may be NULL to skip the mask (a shard without masks gives 1 for every
+ * token before the padding). */
 int qw_shard_read_row(qw_shard *s, uint64_t r, qw_shard_row *out);
 void qw_shard_close(qw_shard *s);
 

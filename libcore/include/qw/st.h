@@ -48,20 +48,33 @@ typedef struct {
 
 typedef struct qw_st qw_st;
 
-/* path: a .safetensors file, an index .json, or a directory holding either. */
+/* path: a .safetensors file, an index .json, or a directory holding either
+ * (model.safetensors.index.json is preferred over model.safetensors).  An
+ * index names its shards by weight_map; each shard is opened once, a name
+ * listed but absent from its shard, or a shard tensor the index does not
+ * list, is QW_EXIT_DATA.  A file that cannot be opened is QW_EXIT_FAIL.
+ * On failure *out is NULL. */
 int qw_st_open(const char *path, qw_st **out);
 void qw_st_close(qw_st *st);
+/* The path given to qw_st_open (for messages). */
+const char *qw_st_path(const qw_st *st);
 int qw_st_count(const qw_st *st);
-const qw_st_tensor *qw_st_at(const qw_st *st, int i);        /* in file order */
+/* In data order: shards by file name, tensors by offset within a file.
+ * `data` may be unaligned: read it with memcpy or the converters below. */
+const qw_st_tensor *qw_st_at(const qw_st *st, int i);
 const qw_st_tensor *qw_st_find(const qw_st *st, const char *name);  /* NULL if absent */
 /* The "__metadata__" value for key, or NULL. */
 const char *qw_st_metadata(const qw_st *st, const char *key);
 
-/* Convert a tensor of any float dtype (F32, F16, BF16, F64) or integer
- * dtype to float32 into dst (numel floats). */
+/* Convert a tensor of any float dtype (F32, F16, BF16, F64, F8_E4M3,
+ * F8_E5M2) or integer/BOOL dtype to float32 into dst (numel floats).
+ * Never fails (returns 0); kept int for symmetry. */
 int qw_st_to_f32(const qw_st_tensor *t, float *dst);
-/* Integer tensors (I64, I32, I16, I8, U8 …) to int64. */
+/* Integer and BOOL tensors to int64; a float dtype, or a U64 value above
+ * INT64_MAX, is QW_EXIT_DATA naming the file and tensor. */
 int qw_st_to_i64(const qw_st_tensor *t, int64_t *dst);
+/* 1 for F32, F16, BF16, F64 and the F8 types. */
+int qw_dtype_is_float(qw_dtype d);
 
 /* ---- writing ---- */
 typedef struct qw_st_writer qw_st_writer;
@@ -75,13 +88,27 @@ void qw_st_writer_add(qw_st_writer *w, const char *name, qw_dtype dtype, int ndi
 void qw_st_writer_add_f32(qw_st_writer *w, const char *name, qw_dtype dtype, int ndim,
                           const int64_t *shape, const float *data);
 void qw_st_writer_meta(qw_st_writer *w, const char *key, const char *value);
-/* Write one file. */
+/* Write one file.  A bad shape or dtype (add_f32 with a dtype other than
+ * F32/BF16/F16), or a name added twice, is QW_EXIT_FAIL before anything is
+ * written; a write error (full disk …) is QW_EXIT_FAIL naming the file and
+ * strerror, with the temporary file removed and any old file kept. */
 int qw_st_writer_write(qw_st_writer *w, const char *path);
 /* Write `dir`/model.safetensors, or shards model-0000i-of-0000N.safetensors
- * of at most max_shard_bytes each plus model.safetensors.index.json when
- * the total is larger (max_shard_bytes 0: never shard). */
+ * of at most max_shard_bytes each (a larger tensor gets a shard of its own)
+ * plus model.safetensors.index.json ({"metadata": {"total_size": bytes},
+ * "weight_map": {name: shard}}) when the total is larger (max_shard_bytes
+ * 0: never shard).  Creates dir (and parents); removes the index or the
+ * single file left by an earlier save of the other kind.  Every shard
+ * carries the writer's metadata.  Tensors are written in the order added. */
 int qw_st_writer_write_dir(qw_st_writer *w, const char *dir, size_t max_shard_bytes);
 void qw_st_writer_free(qw_st_writer *w);
+
+/* ---- files ---- */
+/* Write n bytes to path atomically (temporary name in the same directory,
+ * fsync, rename, fsync of the directory).  Errors as qw_st_writer_write. */
+int qw_st_write_atomic(const char *path, const void *data, size_t n);
+/* mkdir -p; QW_EXIT_FAIL with strerror on failure. */
+int qw_st_mkdirs(const char *dir);
 
 /* bf16 <-> f32 (round to nearest even), shared by every backend. */
 static inline float qw_bf16_to_f32(uint16_t h)

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# qw-pack: token streams -> packed shards -> --inspect; determinism, the
+# validation split, the qw-pack(5) layout read by an independent reader,
+# and bad input (exit 3).
+. "$QW_SRCDIR/tests/tools/lib.sh"
+
+# Token streams (qw-tokens(5)) of 300 documents of varied length, written
+# by an independent writer: identity A (vocabulary 300) and B (400).
+mkstream() {   # mkstream IDENTITY VOCAB SEED > FILE
+    python3 - "$@" <<'EOF'
+import random, struct, sys
+T = [0] * 256
+for i in range(256):
+    c = i
+    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    T[i] = c
+def crc(b):
+    c = 0xFFFFFFFF
+    for x in b: c = T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+ident, vocab, r = int(sys.argv[1], 16), int(sys.argv[2]), random.Random(int(sys.argv[3]))
+docs = [[r.randrange(vocab) for _ in range(r.choice([3, 10, 40, 120]))] for _ in range(300)]
+out = sys.stdout.buffer
+for frame in (docs[:100], docs[100:]):   # two frames
+    payload = struct.pack("<%dI" % len(frame), *map(len, frame))
+    payload += b"".join(struct.pack("<%dH" % len(d), *d) for d in frame)
+    h = b"QWTK" + struct.pack("<BBHQIIQQI", 1, 0, 0, ident, vocab, len(frame), sum(map(len, frame)),
+                              len(payload), crc(payload))
+    out.write(h + struct.pack("<I", crc(h)) + payload)
+EOF
+}
+mkstream 00000000000000aa 300 1 >"$tmp/a.qwt"
+mkstream 00000000000000bb 400 2 >"$tmp/b.qwt"
+
+d1=$tmp/d1
+expect_status pack 0 qw-pack -T 32 -o "$d1" --val-frac 0.1 --seed 1 --shard-rows 50 "$tmp/a.qwt"
+expect_stderr pack_summary '^qw-pack: train: 270 documents, [0-9]+ tokens -> [0-9]+ rows in [0-9]+ shards'
+expect_stderr pack_summary_val '^qw-pack: val: 30 documents'
+check pack_files test -s "$d1/index.json" -a -s "$d1/train-00000.qwp" -a -s "$d1/train-00001.qwp" -a -s "$d1/val-00000.qwp"
+
+# --inspect agrees with index.json, and rows = (tokens - 1) / T.
+expect_status inspect_dir 0 qw-pack --inspect -T 32 "$d1"
+cp "$last_out" "$tmp/inspect.txt"
+check inspect_rows python3 - "$d1/index.json" "$tmp/inspect.txt" <<'EOF'
+import json, re, sys
+ix = json.load(open(sys.argv[1]))
+rows = [int(x) for x in re.findall(r"^rows: (\d+)$", open(sys.argv[2]).read(), re.M)]
+tr, va = ix["splits"]["train"], ix["splits"]["val"]
+ok = rows == [tr["rows"], va["rows"]] and tr["rows"] == (tr["tokens"] - 1) // 32 and va["rows"] == (va["tokens"] - 1) // 32
+ok = ok and tr["docs"] + va["docs"] == 300 and sum(s["rows"] for s in ix["shards"] if s["split"] == "train") == tr["rows"]
+sys.exit(0 if ok else 1)
+EOF
+expect_status inspect_file 0 qw-pack --inspect "$d1/train-00000.qwp"
+check inspect_file_fields grep -Eq '^rows: 50$' "$last_out"
+check inspect_file_fields2 grep -Eq '^seq_len: 32 \(rows of 33 tokens\)$' "$last_out"
+check inspect_file_fields3 grep -Eq '^padding: 0\.0000$' "$last_out"
+
+# The same seed gives the same bytes; another seed another order; streams
+# concatenate.
+expect_status determinism_run 0 qw-pack -q -T 32 -o "$tmp/d2" --val-frac 0.1 --seed 1 --shard-rows 50 "$tmp/a.qwt"
+check deterministic cmp -s "$d1/train-00001.qwp" "$tmp/d2/train-00001.qwp"
+check deterministic_val cmp -s "$d1/val-00000.qwp" "$tmp/d2/val-00000.qwp"
+expect_status other_seed_run 0 qw-pack -q -T 32 -o "$tmp/d3" --val-frac 0.1 --seed 2 --shard-rows 50 "$tmp/a.qwt"
+check other_seed sh -c '! cmp -s "$1" "$2"' _ "$d1/train-00000.qwp" "$tmp/d3/train-00000.qwp"
+cat "$tmp/a.qwt" "$tmp/a.qwt" | qw-pack -T 32 -o "$tmp/d4" 2>"$last_err" >/dev/null
+expect_stderr stdin_concatenated '^qw-pack: train: 600 documents'
+
+# An independent reader of qw-pack(5) (raw blocks): CRCs, layout, rows.
+expect_status sft_pack 0 qw-pack -q -T 48 -o "$tmp/sft" --mode sft --long split --zstd 0 --pad-id 1 "$tmp/a.qwt"
+check format_spec python3 - "$tmp/sft" <<'EOF'
+import json, struct, sys
+T = [0] * 256
+for i in range(256):
+    c = i
+    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    T[i] = c
+def crc(b):
+    c = 0xFFFFFFFF
+    for x in b: c = T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+assert crc(b"123456789") == 0xE3069283
+d = sys.argv[1]
+ix = json.load(open(d + "/index.json"))
+docs_seen = 0
+for s in ix["shards"]:
+    b = open(d + "/" + s["file"], "rb").read()
+    h = b[:64]
+    magic, ver, flags, L, width, nrows, ident, vocab, pad, rpb, nblk, ixoff, ixcrc, hcrc = struct.unpack("<4sHHIIQQIIIIQII", h)
+    assert magic == b"QWPK" and ver == 1 and flags == 0 and L == 49 and width == 2 and pad == 1
+    assert crc(h[:60]) == hcrc and nrows == s["rows"] and "%016x" % ident == ix["tokenizer_identity"]
+    assert len(b) == ixoff + 24 * nblk and crc(b[ixoff:]) == ixcrc and nblk == -(-nrows // rpb)
+    at, rows = 64, 0
+    for k in range(nblk):
+        off, stored, raw, bcrc, zero = struct.unpack_from("<QIIII", b, ixoff + 24 * k)
+        assert off == at and stored == raw and zero == 0 and crc(b[off:off + stored]) == bcrc
+        p = off
+        while p < off + stored:
+            nvalid, nseg = struct.unpack_from("<II", b, p); p += 8
+            starts = struct.unpack_from("<%dI" % nseg, b, p); p += 4 * nseg
+            toks = struct.unpack_from("<%dH" % L, b, p); p += 2 * L
+            assert starts[0] == 0 and list(starts) == sorted(set(starts)) and starts[-1] < nvalid <= L
+            assert all(t == 1 for t in toks[nvalid:]) and all(t < vocab for t in toks)
+            docs_seen += nseg; rows += 1
+        assert p == off + stored
+        at += stored
+    assert at == ixoff and rows == nrows
+assert ix["mode"] == "sft" and ix["splits"]["train"]["rows"] == sum(s["rows"] for s in ix["shards"])
+# every document (or piece of one) is one segment
+assert docs_seen >= ix["splits"]["train"]["docs"]
+EOF
+
+# Bad input: exit 3 with a clear message.
+mkdir "$tmp/empty"
+expect_status empty_dir 3 qw-pack --inspect "$tmp/empty"
+expect_stderr empty_dir_msg "'.*empty': no index.json"
+cp "$d1/train-00000.qwp" "$tmp/corrupt.qwp"
+printf '\xff' | dd of="$tmp/corrupt.qwp" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect_status corrupt_shard 3 qw-pack --inspect "$tmp/corrupt.qwp"
+expect_stderr corrupt_shard_msg "corrupt.qwp': block 0: checksum mismatch"
+head -c 1000 "$d1/train-00000.qwp" >"$tmp/short.qwp"
+expect_status truncated_shard 3 qw-pack --inspect "$tmp/short.qwp"
+expect_stderr truncated_shard_msg "short.qwp': truncated file"
+expect_status seq_len_mismatch 3 qw-pack --inspect -T 64 "$d1"
+expect_stderr seq_len_mismatch_msg "rows of 33 tokens \(seq-len 32\), expected seq-len 64"
+cp -r "$d1" "$tmp/mixed"
+qw-pack -q -T 32 -o "$tmp/dB" --shard-rows 50 "$tmp/b.qwt"
+cp "$tmp/dB/train-00000.qwp" "$tmp/mixed/train-00000.qwp"
+expect_status mixed_dir 3 qw-pack --inspect "$tmp/mixed"
+expect_stderr mixed_dir_msg "does not match '.*index.json'"
+expect_status other_tokenizer_stream 3 qw-pack -T 32 -o "$tmp/x" "$tmp/a.qwt" "$tmp/b.qwt"
+expect_stderr other_tokenizer_stream_msg "b.qwt': frame 0 at byte 0: tokenizer identity"
+head -c 100 "$tmp/a.qwt" >"$tmp/short.qwt"
+expect_status truncated_stream 3 qw-pack -T 32 -o "$tmp/x" "$tmp/short.qwt"
+expect_status no_documents 3 qw-pack -T 32 -o "$tmp/x" /dev/null
+expect_stderr no_documents_msg "no documents"
+expect_status too_few_tokens 3 qw-pack -T 100000 -o "$tmp/x" "$tmp/a.qwt"
+expect_stderr too_few_tokens_msg "do not fill a row"
+expect_status missing_seq_len 2 qw-pack -o "$tmp/x" "$tmp/a.qwt"
+expect_status bad_mode 2 qw-pack -T 8 -o "$tmp/x" --mode foo "$tmp/a.qwt"
+expect_status missing_file 1 qw-pack -T 8 -o "$tmp/x" "$tmp/nonexistent.qwt"
+
+# The man page lists exactly the --help options.
+help_opts=$(qw-pack --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
+man_opts=$(sed -n '/^\.SH OPTIONS/,/^\.SH EXIT/p' "$QW_SRCDIR/man/man1/qw-pack.1" | grep -oE -- '\\-\\-[a-z][a-z\\-]*' |
+           sed 's/\\//g' | sort -u)
+check man_options test "$help_opts" = "$man_opts"
