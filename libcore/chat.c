@@ -71,25 +71,42 @@ static void put_string(qw_buf *out, const char *s)
     qw_buf_addc(out, '"');
 }
 
-/* Python's repr of a float: the shortest digits that read back as x, in
- * positional notation when the decimal exponent is in [-4, 16), else as
- * d.ddde±XX; json.dumps spells the non-finite values Infinity and NaN. */
+/* The shortest digits D (*nd of them; x = 0.D × 10^decpt) that read back as
+ * x >= 0 and, of equally short ones, the nearest: what Python's repr
+ * prints.  The nearest n-digit decimal (printf's) is the candidate; at a
+ * power of two, where the doubles below are closer than those above, it
+ * can miss while the next n-digit decimal up reads back. */
+static void shortest_digits(double x, char *digits, int *nd, int *decpt)
+{
+    char e[40];
+    for (int prec = 0;; prec++) {
+        snprintf(e, sizeof e, "%.*e", prec, x);
+        *nd = 0;
+        const char *p = e;
+        for (; *p != 'e'; p++)
+            if (*p != '.') digits[(*nd)++] = *p;
+        *decpt = atoi(p + 1) + 1;
+        if (strtod(e, NULL) == x) return;
+        int i = *nd - 1;
+        while (i >= 0 && digits[i] == '9') digits[i--] = '0';
+        if (i < 0) digits[0] = '1', ++*decpt;
+        else digits[i]++;
+        snprintf(e, sizeof e, "%c.%.*se%d", digits[0], *nd - 1, digits + 1, *decpt - 1);
+        if (strtod(e, NULL) == x) return;
+    }
+}
+
+/* Python's repr of a float: shortest digits, in positional notation when
+ * the decimal exponent is in [-4, 16), else as d.ddde±XX; json.dumps spells
+ * the non-finite values Infinity and NaN. */
 static void put_float(qw_buf *out, double x)
 {
     if (isnan(x)) { qw_buf_adds(out, "NaN"); return; }
     if (isinf(x)) { qw_buf_adds(out, x < 0 ? "-Infinity" : "Infinity"); return; }
-    char e[40];
-    for (int prec = 0; prec < 17; prec++) {
-        snprintf(e, sizeof e, "%.*e", prec, x);
-        if (strtod(e, NULL) == x) break;
-    }
-    const char *p = e;
-    if (*p == '-') qw_buf_addc(out, *p++);
-    char digits[24];
-    int nd = 0;
-    for (; *p != 'e'; p++)
-        if (*p != '.') digits[nd++] = *p;
-    int decpt = atoi(p + 1) + 1;       /* x = 0.DIGITS × 10^decpt */
+    if (signbit(x)) qw_buf_addc(out, '-');
+    char digits[24], e[16];
+    int nd, decpt;
+    shortest_digits(fabs(x), digits, &nd, &decpt);
     if (decpt <= -4 || decpt > 16) {
         qw_buf_addc(out, digits[0]);
         if (nd > 1) {

@@ -355,9 +355,10 @@ void qw_shard_close(qw_shard *s)
     free(s);
 }
 
-/* Decode the row at raw offset `off` (its length checked by the caller's
- * walk) into `row`; returns the offset after it, or 0 when the bytes end
- * early. */
+/* Decode the row at offset `off` of the n decoded bytes p into `row`
+ * (starts go to `scratch_starts`, of row_len entries); returns the offset
+ * after the row, or 0 when the bytes end early.  The row's contents are
+ * checked by the caller (row_problem). */
 static size_t row_decode(const qw_shard *s, const unsigned char *p, size_t n, size_t off, qw_shard_row *row,
                          uint32_t *scratch_starts)
 {
@@ -423,6 +424,14 @@ static int load_block(qw_shard *s, uint32_t b)
     free(starts);
     if (!st) s->cached = b;
     return st;
+}
+
+/* Free the decoded-block cache (a dataset moving on to another shard). */
+static void shard_drop_cache(qw_shard *s)
+{
+    s->cached = -1;
+    qw_buf_free(&s->raw);
+    qw_buf_free(&s->stored);
 }
 
 int qw_shard_read_row(qw_shard *s, uint64_t r, qw_shard_row *out)
@@ -603,6 +612,7 @@ int qw_dataset_read_row(qw_dataset *ds, uint64_t r, int32_t *tokens, int32_t *se
             if (ds->first[mid] <= r) lo = mid;
             else hi = mid - 1;
         }
+        shard_drop_cache(ds->shards[ds->last]);
         i = ds->last = lo;
     }
     qw_shard_row row = {.tokens = tokens, .starts = ds->starts, .mask = ds->mask};

