@@ -80,6 +80,18 @@ check "add-eos ends every document with <|endoftext|>" \
     test "$(tk -t "$T" --ids --add-eos --jsonl part-0.jsonl | grep -cE '(^| )151643$')" -eq 100
 check "--eos picks the token" test "$(tk -t "$T" --ids --eos '<|im_end|>' a.txt | grep -oE '[0-9]+$')" = 151645
 
+mkdir model && ln -s "$T" model/tokenizer.json
+check "--tokenizer takes a model directory" cmp -s <(tk -t model --ids a.txt) <(tk -t "$T" --ids a.txt)
+
+printf '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}\n' >chat.jsonl
+expect_status "--chat" 0 tk -t "$T" --chat --ids chat.jsonl
+check "--chat starts with <|im_start|>" grep -q '^151644 ' "$last_out"
+check "--chat encodes Qwen3's rendering" test "$(tk -t "$T" --decode --ids --separator '' "$last_out")" = \
+    "$(printf '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nHello!<|im_end|>\n')"
+printf '{"messages": [{"role": "robot", "content": "x"}]}\n' >badchat.jsonl
+expect_status "--chat: a conversation the template refuses" 3 tk -t "$T" --chat --ids badchat.jsonl
+expect_stderr "--chat error names the line and message" "'badchat.jsonl': line 1: messages\[0\]: unknown role"
+
 # ---- containers: each gives the same ids as the plain files
 zstd -q -k corpus.jsonl; gzip -k corpus.jsonl; xz -k corpus.jsonl; bzip2 -k corpus.jsonl
 tar cf parts.tar part-0.jsonl part-1.jsonl part-2.jsonl
