@@ -191,6 +191,69 @@ static int parse_state(const char *text, const char *path, qw_train_state *s)
     return st;
 }
 
+/* ---- RNG state ---- */
+
+static cJSON *hex(uint64_t v, int digits)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%0*llx", digits, (unsigned long long)v);
+    return cJSON_CreateString(s);
+}
+
+cJSON *qw_ckpt_rng_json(const qw_rng *r)
+{
+    cJSON *j = cJSON_CreateObject(), *b = cJSON_CreateArray();
+    uint64_t spare;
+    memcpy(&spare, &r->spare, 8);
+    cJSON_AddItemToObject(j, "seed", hex(r->seed, 16));
+    cJSON_AddItemToObject(j, "stream", hex(r->stream, 16));
+    cJSON_AddItemToObject(j, "counter", hex(r->counter, 16));
+    for (int i = 0; i < 4; i++) cJSON_AddItemToArray(b, hex(r->buf[i], 8));
+    cJSON_AddItemToObject(j, "buf", b);
+    cJSON_AddNumberToObject(j, "used", r->used);
+    cJSON_AddNumberToObject(j, "has_spare", r->has_spare);
+    cJSON_AddItemToObject(j, "spare", hex(spare, 16));
+    return j;
+}
+
+/* A string of 1 to `digits` hex digits. */
+static int unhex(const cJSON *x, int digits, uint64_t *v)
+{
+    if (!cJSON_IsString(x)) return -1;
+    const char *s = x->valuestring;
+    size_t n = strlen(s);
+    if (n == 0 || n > (size_t)digits || strspn(s, "0123456789abcdefABCDEF") != n) return -1;
+    *v = strtoull(s, NULL, 16);
+    return 0;
+}
+
+int qw_ckpt_rng_parse(const cJSON *j, const char *where, qw_rng *r)
+{
+    uint64_t w[8] = {0};
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "buf");
+    const cJSON *used = cJSON_GetObjectItemCaseSensitive(j, "used");
+    const cJSON *spare = cJSON_GetObjectItemCaseSensitive(j, "has_spare");
+    int ok = cJSON_IsObject(j) && !unhex(cJSON_GetObjectItemCaseSensitive(j, "seed"), 16, &w[0]) &&
+             !unhex(cJSON_GetObjectItemCaseSensitive(j, "stream"), 16, &w[1]) &&
+             !unhex(cJSON_GetObjectItemCaseSensitive(j, "counter"), 16, &w[2]) &&
+             !unhex(cJSON_GetObjectItemCaseSensitive(j, "spare"), 16, &w[3]) &&
+             cJSON_IsArray(b) && cJSON_GetArraySize(b) == 4 &&
+             cJSON_IsNumber(used) && used->valuedouble >= 0 && used->valuedouble <= 4 &&
+             used->valuedouble == (int)used->valuedouble &&
+             cJSON_IsNumber(spare) && (spare->valuedouble == 0 || spare->valuedouble == 1);
+    for (int i = 0; ok && i < 4; i++) ok = !unhex(cJSON_GetArrayItem(b, i), 8, &w[4 + i]);
+    if (!ok) return qw_error(QW_EXIT_DATA, "'%s': not a random-number generator state", where);
+    memset(r, 0, sizeof *r);
+    r->seed = w[0];
+    r->stream = w[1];
+    r->counter = w[2];
+    memcpy(&r->spare, &w[3], 8);
+    for (int i = 0; i < 4; i++) r->buf[i] = (uint32_t)w[4 + i];
+    r->used = used->valueint;
+    r->has_spare = spare->valueint;
+    return 0;
+}
+
 /* ---- save ---- */
 
 static int write_moments(const char *path, const qw_params *P, const qw_params *M, const qw_params *V)

@@ -140,12 +140,12 @@ static int alloc_arena(qw_params *P)
     }
     memset(mem, 0, bytes);
     P->data = mem;
-    build_index(P);
     set_views(P);
     return 0;
 }
 
-int qw_params_init(qw_params *P, const qw_config *c)
+/* The tensor list, offsets and name index; no arena. */
+static int build_layout(qw_params *P, const qw_config *c)
 {
     memset(P, 0, sizeof *P);
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->num_hidden_layers <= 0 ||
@@ -180,7 +180,14 @@ int qw_params_init(qw_params *P, const qw_config *c)
     }
     add(&b, 1, 1, H, 0, 1, "%snorm.weight", pre);
     if (!c->tie_word_embeddings) add(&b, 1, 2, c->vocab_size, H, 0, "lm_head.weight");
-    return alloc_arena(P);
+    build_index(P);
+    return 0;
+}
+
+int qw_params_init(qw_params *P, const qw_config *c)
+{
+    int rc = build_layout(P, c);
+    return rc ? rc : alloc_arena(P);
 }
 
 int qw_params_alloc_like(qw_params *dst, const qw_params *src)
@@ -191,6 +198,7 @@ int qw_params_alloc_like(qw_params *dst, const qw_params *src)
     dst->p = qw_malloc(src->n * sizeof *src->p);
     memcpy(dst->p, src->p, src->n * sizeof *src->p);
     dst->total = src->total;
+    build_index(dst);
     return alloc_arena(dst);
 }
 
@@ -262,6 +270,8 @@ static int mark(const qw_params *P, char *got, const qw_st_tensor *t, const char
     return 0;
 }
 
+static void scatter_fused(const qw_params *P, const qw_st_tensor *t, int layer, int gate_up, int transposed);
+
 /* If t is a fused expert tensor of an MoE layer, load it: 1 done, 0 not fused, or an error. */
 static int load_fused(const qw_params *P, char *got, const qw_st_tensor *t)
 {
@@ -283,6 +293,22 @@ static int load_fused(const qw_params *P, char *got, const qw_st_tensor *t)
                         gate_up ? (transposed ? 2 * Ie : H) : (transposed ? H : Ie)};
     int rc = check_tensor(t, 3, shape);
     if (rc) return rc;
+    if (P->data) scatter_fused(P, t, layer, gate_up, transposed);
+    for (int e = 0; e < E && !rc; e++) {
+        const char *parts[2] = {gate_up ? "gate_proj" : "down_proj", gate_up ? "up_proj" : NULL};
+        for (int k = 0; k < 2 && parts[k] && !rc; k++) {
+            snprintf(want, sizeof want, "%slayers.%d.mlp.experts.%d.%s.weight", pre, layer, e, parts[k]);
+            rc = mark(P, got, t, want);
+        }
+    }
+    return rc ? rc : 1;
+}
+
+/* Copy a fused expert tensor into the per-expert blocks of `layer`. */
+static void scatter_fused(const qw_params *P, const qw_st_tensor *t, int layer, int gate_up, int transposed)
+{
+    const qw_config *c = &P->cfg;
+    int64_t E = c->num_experts, Ie = c->moe_intermediate_size, H = c->hidden_size;
     const qw_layer_params *L = &P->layer[layer];
     int64_t per = Ie * H;
     float *tmp = qw_malloc((size_t)t->numel * sizeof *tmp);
@@ -306,17 +332,10 @@ static int load_fused(const qw_params *P, char *got, const qw_st_tensor *t)
         }
     }
     free(tmp);
-    for (int e = 0; e < E && !rc; e++) {
-        const char *parts[2] = {gate_up ? "gate_proj" : "down_proj", gate_up ? "up_proj" : NULL};
-        for (int k = 0; k < 2 && parts[k] && !rc; k++) {
-            snprintf(want, sizeof want, "%slayers.%d.mlp.experts.%d.%s.weight", pre, layer, e, parts[k]);
-            rc = mark(P, got, t, want);
-        }
-    }
-    return rc ? rc : 1;
 }
 
-int qw_params_load(qw_params *P, const qw_st *st, int allow_extra)
+/* Match every tensor of st against the layout; copy the values when P has an arena. */
+static int walk(qw_params *P, const qw_st *st, int allow_extra)
 {
     char *got = qw_calloc(P->n + 1, 1);
     int rc = 0;
@@ -325,7 +344,7 @@ int qw_params_load(qw_params *P, const qw_st *st, int allow_extra)
         int k = find_index(P, t->name);
         if (k >= 0) {
             const qw_param *p = &P->p[k];
-            if (!(rc = check_tensor(t, p->ndim, p->shape)) && !(rc = mark(P, got, t, t->name)))
+            if (!(rc = check_tensor(t, p->ndim, p->shape)) && !(rc = mark(P, got, t, t->name)) && P->data)
                 qw_st_to_f32(t, P->data + p->offset);
             continue;
         }
@@ -340,6 +359,17 @@ int qw_params_load(qw_params *P, const qw_st *st, int allow_extra)
     for (int i = 0; i < P->n && !rc; i++)
         if (!got[i]) rc = qw_error(QW_EXIT_DATA, "'%s': missing tensor '%s'", qw_st_path(st), P->p[i].name);
     free(got);
+    return rc;
+}
+
+int qw_params_load(qw_params *P, const qw_st *st, int allow_extra) { return walk(P, st, allow_extra); }
+
+int qw_params_check(const qw_config *c, const qw_st *st, int allow_extra)
+{
+    qw_params P;
+    int rc = build_layout(&P, c);
+    if (!rc) rc = walk(&P, st, allow_extra);
+    qw_params_free(&P);
     return rc;
 }
 

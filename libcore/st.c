@@ -83,10 +83,11 @@ static float f8e4m3_to_f32(uint8_t b)
 
 #define LOAD(T, p, i) ({ T v_; memcpy(&v_, (const char *)(p) + (size_t)(i) * sizeof(T), sizeof(T)); v_; })
 
-int qw_st_to_f32(const qw_st_tensor *t, float *dst)
+int qw_st_to_f32(const qw_st_tensor *t, float *dst) { return qw_st_to_f32_range(t, 0, t->numel, dst); }
+
+int qw_st_to_f32_range(const qw_st_tensor *t, int64_t first, int64_t n, float *dst)
 {
-    const void *p = t->data;
-    int64_t n = t->numel;
+    const void *p = (const char *)t->data + (size_t)first * qw_dtype_size(t->dtype);
     if (t->dtype == QW_DT_F32) { memcpy(dst, p, n * 4); return 0; }
     #pragma omp parallel for schedule(static) if (n > (1 << 20))
     for (int64_t i = 0; i < n; i++) {

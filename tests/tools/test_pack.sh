@@ -4,11 +4,11 @@
 # and bad input (exit 3).
 . "$QW_SRCDIR/tests/tools/lib.sh"
 
-# Token streams (qw-tokens(5)) of 300 documents of varied length, written
-# by an independent writer: identity A (vocabulary 300) and B (400).
-mkstream() {   # mkstream IDENTITY VOCAB SEED > FILE
-    python3 - "$@" <<'EOF'
-import random, struct, sys
+# An independent reader and writer of the formats, from their man pages:
+# token streams (qw-tokens(5)) of 300 random documents of varied length,
+# and raw (--zstd 0) shards (qw-pack(5)), every field and CRC checked.
+cat >"$tmp/qwfmt.py" <<'EOF'
+import json, random, struct, sys
 T = [0] * 256
 for i in range(256):
     c = i
@@ -18,19 +18,56 @@ def crc(b):
     c = 0xFFFFFFFF
     for x in b: c = T[(c ^ x) & 0xFF] ^ (c >> 8)
     return c ^ 0xFFFFFFFF
-ident, vocab, r = int(sys.argv[1], 16), int(sys.argv[2]), random.Random(int(sys.argv[3]))
-docs = [[r.randrange(vocab) for _ in range(r.choice([3, 10, 40, 120]))] for _ in range(300)]
-out = sys.stdout.buffer
-for frame in (docs[:100], docs[100:]):   # two frames
-    payload = struct.pack("<%dI" % len(frame), *map(len, frame))
-    payload += b"".join(struct.pack("<%dH" % len(d), *d) for d in frame)
-    h = b"QWTK" + struct.pack("<BBHQIIQQI", 1, 0, 0, ident, vocab, len(frame), sum(map(len, frame)),
-                              len(payload), crc(payload))
-    out.write(h + struct.pack("<I", crc(h)) + payload)
+assert crc(b"123456789") == 0xE3069283
+
+def docs(vocab, seed):
+    r = random.Random(seed)
+    return [[r.randrange(vocab) for _ in range(r.choice([3, 10, 40, 120]))] for _ in range(300)]
+
+def write_stream(ident, vocab, seed, out):
+    ds = docs(vocab, seed)
+    for frame in (ds[:100], ds[100:]):   # two frames
+        payload = struct.pack("<%dI" % len(frame), *map(len, frame))
+        payload += b"".join(struct.pack("<%dH" % len(d), *d) for d in frame)
+        h = b"QWTK" + struct.pack("<BBHQIIQQI", 1, 0, 0, ident, vocab, len(frame), sum(map(len, frame)),
+                                  len(payload), crc(payload))
+        out.write(h + struct.pack("<I", crc(h)) + payload)
+
+def read_shards(d):
+    """{split: [(tokens, starts, n_valid)]} of a data directory of raw shards."""
+    ix = json.load(open(d + "/index.json"))
+    rows = {"train": [], "val": []}
+    for s in ix["shards"]:
+        b = open(d + "/" + s["file"], "rb").read()
+        h = b[:64]
+        magic, ver, flags, L, width, nrows, ident, vocab, pad, rpb, nblk, ixoff, ixcrc, hcrc = \
+            struct.unpack("<4sHHIIQQIIIIQII", h)
+        assert magic == b"QWPK" and ver == 1 and flags == 0 and L == ix["row_len"] and width == 2
+        assert crc(h[:60]) == hcrc and nrows == s["rows"] and "%016x" % ident == ix["tokenizer_identity"]
+        assert len(b) == ixoff + 24 * nblk and crc(b[ixoff:]) == ixcrc and nblk == -(-nrows // rpb)
+        at, n = 64, 0
+        for k in range(nblk):
+            off, stored, raw, bcrc, zero = struct.unpack_from("<QIIII", b, ixoff + 24 * k)
+            assert off == at and stored == raw and zero == 0 and crc(b[off:off + stored]) == bcrc
+            p = off
+            while p < off + stored:
+                nvalid, nseg = struct.unpack_from("<II", b, p); p += 8
+                starts = struct.unpack_from("<%dI" % nseg, b, p); p += 4 * nseg
+                toks = struct.unpack_from("<%dH" % L, b, p); p += 2 * L
+                assert starts[0] == 0 and list(starts) == sorted(set(starts)) and starts[-1] < nvalid <= L
+                assert all(t == pad for t in toks[nvalid:]) and all(t < vocab for t in toks)
+                rows[s["split"]].append((toks, starts, nvalid))
+                n += 1
+            assert p == off + stored
+            at += stored
+        assert at == ixoff and n == nrows
+    for sp in rows:
+        assert len(rows[sp]) == ix["splits"][sp]["rows"]
+    return ix, rows
 EOF
-}
-mkstream 00000000000000aa 300 1 >"$tmp/a.qwt"
-mkstream 00000000000000bb 400 2 >"$tmp/b.qwt"
+export PYTHONPATH=$tmp
+python3 -c 'import qwfmt, sys; qwfmt.write_stream(0xaa, 300, 1, sys.stdout.buffer)' >"$tmp/a.qwt"
+python3 -c 'import qwfmt, sys; qwfmt.write_stream(0xbb, 400, 2, sys.stdout.buffer)' >"$tmp/b.qwt"
 
 d1=$tmp/d1
 expect_status pack 0 qw-pack -T 32 -o "$d1" --val-frac 0.1 --seed 1 --shard-rows 50 "$tmp/a.qwt"
@@ -65,48 +102,39 @@ check other_seed sh -c '! cmp -s "$1" "$2"' _ "$d1/train-00000.qwp" "$tmp/d3/tra
 cat "$tmp/a.qwt" "$tmp/a.qwt" | qw-pack -T 32 -o "$tmp/d4" 2>"$last_err" >/dev/null
 expect_stderr stdin_concatenated '^qw-pack: train: 600 documents'
 
-# An independent reader of qw-pack(5) (raw blocks): CRCs, layout, rows.
+# SFT rows hold whole documents (or pieces of long ones), then padding.
 expect_status sft_pack 0 qw-pack -q -T 48 -o "$tmp/sft" --mode sft --long split --zstd 0 --pad-id 1 "$tmp/a.qwt"
-check format_spec python3 - "$tmp/sft" <<'EOF'
-import json, struct, sys
-T = [0] * 256
-for i in range(256):
-    c = i
-    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    T[i] = c
-def crc(b):
-    c = 0xFFFFFFFF
-    for x in b: c = T[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-assert crc(b"123456789") == 0xE3069283
-d = sys.argv[1]
-ix = json.load(open(d + "/index.json"))
-docs_seen = 0
-for s in ix["shards"]:
-    b = open(d + "/" + s["file"], "rb").read()
-    h = b[:64]
-    magic, ver, flags, L, width, nrows, ident, vocab, pad, rpb, nblk, ixoff, ixcrc, hcrc = struct.unpack("<4sHHIIQQIIIIQII", h)
-    assert magic == b"QWPK" and ver == 1 and flags == 0 and L == 49 and width == 2 and pad == 1
-    assert crc(h[:60]) == hcrc and nrows == s["rows"] and "%016x" % ident == ix["tokenizer_identity"]
-    assert len(b) == ixoff + 24 * nblk and crc(b[ixoff:]) == ixcrc and nblk == -(-nrows // rpb)
-    at, rows = 64, 0
-    for k in range(nblk):
-        off, stored, raw, bcrc, zero = struct.unpack_from("<QIIII", b, ixoff + 24 * k)
-        assert off == at and stored == raw and zero == 0 and crc(b[off:off + stored]) == bcrc
-        p = off
-        while p < off + stored:
-            nvalid, nseg = struct.unpack_from("<II", b, p); p += 8
-            starts = struct.unpack_from("<%dI" % nseg, b, p); p += 4 * nseg
-            toks = struct.unpack_from("<%dH" % L, b, p); p += 2 * L
-            assert starts[0] == 0 and list(starts) == sorted(set(starts)) and starts[-1] < nvalid <= L
-            assert all(t == 1 for t in toks[nvalid:]) and all(t < vocab for t in toks)
-            docs_seen += nseg; rows += 1
-        assert p == off + stored
-        at += stored
-    assert at == ixoff and rows == nrows
-assert ix["mode"] == "sft" and ix["splits"]["train"]["rows"] == sum(s["rows"] for s in ix["shards"])
-# every document (or piece of one) is one segment
-assert docs_seen >= ix["splits"]["train"]["docs"]
+check sft_rows python3 - "$tmp/sft" <<'EOF'
+import qwfmt, sys
+ix, rows = qwfmt.read_shards(sys.argv[1])
+segs = []
+for toks, starts, nvalid in rows["train"]:
+    b = list(starts) + [nvalid]
+    segs += [tuple(toks[b[k]:b[k + 1]]) for k in range(len(starts))]
+# documents longer than a row (120 > 49 tokens) are cut into 49 + 49 + 22
+want = [tuple(d[k:k + 49]) for d in qwfmt.docs(300, 1) for k in range(0, len(d), 49)]
+sys.exit(0 if ix["mode"] == "sft" and sorted(segs) == sorted(want) else 1)
+EOF
+
+# Pretrain rows are stride-T cuts of the concatenation; no document has
+# tokens in both the training and the validation rows.
+expect_status split_pack 0 qw-pack -q -T 16 -o "$tmp/split" --val-frac 0.2 --seed 4 --zstd 0 "$tmp/a.qwt"
+check val_split_disjoint python3 - "$tmp/split" <<'EOF'
+import qwfmt, sys
+ix, rows = qwfmt.read_shards(sys.argv[1])
+docs = qwfmt.docs(300, 1)
+where = {}                      # 8-gram -> documents holding it
+for i, d in enumerate(docs):
+    for k in range(len(d) - 7): where.setdefault(tuple(d[k:k + 8]), set()).add(i)
+found = {"train": set(), "val": set()}
+for sp in rows:
+    for toks, starts, nvalid in rows[sp]:
+        assert nvalid == 17
+        b = list(starts) + [nvalid]
+        for k in range(len(starts)):
+            if b[k + 1] - b[k] >= 8: found[sp] |= where[tuple(toks[b[k]:b[k] + 8])]
+assert found["train"] and found["val"] and ix["splits"]["val"]["docs"] == 60
+sys.exit(0 if not found["train"] & found["val"] else 1)
 EOF
 
 # Bad input: exit 3 with a clear message.
@@ -120,6 +148,23 @@ expect_stderr corrupt_shard_msg "corrupt.qwp': block 0: checksum mismatch"
 head -c 1000 "$d1/train-00000.qwp" >"$tmp/short.qwp"
 expect_status truncated_shard 3 qw-pack --inspect "$tmp/short.qwp"
 expect_stderr truncated_shard_msg "short.qwp': truncated file"
+# A byte-level tokenizer.json with the 256 byte tokens and no merges.
+python3 - >"$tmp/tokenizer.json" <<'EOF'
+import json
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs = bs[:]
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + len(cs) - 188)
+print(json.dumps({"version": "1.0", "added_tokens": [], "normalizer": None,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+    "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {chr(c): b for b, c in zip(bs, cs)}, "merges": []}}))
+EOF
+expect_status other_tokenizer_shard 3 qw-pack --inspect --tokenizer "$tmp/tokenizer.json" "$d1"
+expect_stderr other_tokenizer_shard_msg "train-00000.qwp': tokenizer identity 00000000000000aa, expected [0-9a-f]{16}"
+expect_status other_tokenizer_option 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/tokenizer.json" "$tmp/a.qwt"
+expect_stderr other_tokenizer_option_msg "a.qwt': frame 0 at byte 0: tokenizer identity 00000000000000aa, expected"
+expect_status bad_tokenizer 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/a.qwt" "$tmp/a.qwt"
 expect_status seq_len_mismatch 3 qw-pack --inspect -T 64 "$d1"
 expect_stderr seq_len_mismatch_msg "rows of 33 tokens \(seq-len 32\), expected seq-len 64"
 cp -r "$d1" "$tmp/mixed"

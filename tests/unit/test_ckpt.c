@@ -290,6 +290,38 @@ TEST(bad_checkpoints_are_data_errors)
     drop(&P, &M, &V);
 }
 
+/* A generator saved mid-stream (with a spare normal pending) and restored
+ * continues with the same numbers. */
+TEST(rng_state_round_trip)
+{
+    qw_rng a, b;
+    qw_rng_init(&a, 0x9e3779b97f4a7c15ULL, 0xfffffffffffffff1ULL);
+    for (int i = 0; i < 5; i++) qw_rng_u32(&a);
+    qw_rng_normal(&a);
+    cJSON *j = qw_ckpt_rng_json(&a);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON *back = cJSON_Parse(text);
+    CHECK(qw_ckpt_rng_parse(back, "state.json: rng", &b) == 0);
+    CHECK(a.has_spare == 1 && b.has_spare == 1);
+    for (int i = 0; i < 20; i++) {
+        CHECK(qw_rng_u64(&a) == qw_rng_u64(&b));
+        CHECK(qw_rng_normal(&a) == qw_rng_normal(&b));
+    }
+    cJSON_DeleteItemFromObject(back, "counter");
+    cJSON_AddNumberToObject(back, "counter", 12);   /* a number, not a hex string */
+    CHECK(qw_ckpt_rng_parse(back, "state.json: rng", &b) == QW_EXIT_DATA);
+    CHECK(strstr(qw_error_msg(), "'state.json: rng'") != NULL);
+    cJSON *bad = cJSON_Parse("{\"seed\": \"1\", \"stream\": \"2\", \"counter\": \"3\", \"spare\": \"0\","
+                             " \"buf\": [\"1\", \"2\", \"3\", \"x4\"], \"used\": 4, \"has_spare\": 0}");
+    CHECK(qw_ckpt_rng_parse(bad, "r", &b) == QW_EXIT_DATA);
+    cJSON_ReplaceItemInArray(cJSON_GetObjectItem(bad, "buf"), 3, cJSON_CreateString("4"));
+    CHECK(qw_ckpt_rng_parse(bad, "r", &b) == 0 && b.buf[3] == 4 && b.counter == 3 && b.used == 4);
+    cJSON_Delete(bad);
+    cJSON_Delete(back);
+    cJSON_Delete(j);
+    free(text);
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/qw-test-ckpt-XXXXXX");
@@ -305,6 +337,7 @@ int main(void)
     RUN(failed_save_leaves_previous_checkpoint);
     RUN(config_mismatch_is_data_error);
     RUN(bad_checkpoints_are_data_errors);
+    RUN(rng_state_round_trip);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) return 1;

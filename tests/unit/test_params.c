@@ -216,7 +216,12 @@ TEST(load_errors)
     write_ckpt(&A, tpath("extra.safetensors"), NULL, "model.layers.0.mlp.extra.bias", QW_DT_F32);
     CHECK(load_fails(&B, tpath("extra.safetensors"), 0, "extra.safetensors': unexpected tensor 'model.layers.0.mlp.extra.bias'"));
     qw_st *st = NULL;
+    CHECK(qw_st_open(tpath("miss.safetensors"), &st) == 0);   /* check: the same verdict, no arena */
+    CHECK(qw_params_check(&c, st, 0) == QW_EXIT_DATA && strstr(qw_error_msg(), "missing tensor 'model.layers.1.mlp.up_proj.weight'"));
+    qw_st_close(st);
     CHECK(qw_st_open(tpath("extra.safetensors"), &st) == 0);
+    CHECK(qw_params_check(&c, st, 0) == QW_EXIT_DATA && strstr(qw_error_msg(), "unexpected tensor"));
+    CHECK(qw_params_check(&c, st, 1) == 0);
     CHECK(qw_params_load(&B, st, 1) == 0);
     qw_st_close(st);
     CHECK(!memcmp(A.data, B.data, A.total * sizeof(float)));
@@ -321,6 +326,8 @@ TEST(fused_layouts)
         CHECK(qw_params_load(&B, st, 0) == 0);
         qw_st_close(st);
         CHECK(!memcmp(A.data, B.data, A.total * sizeof(float)));
+        CHECK(qw_st_open(tpath("fused.safetensors"), &st) == 0 && qw_params_check(&c, st, 0) == 0);
+        qw_st_close(st);
         write_fused(&A, tpath("both.safetensors"), t, 1);
         CHECK(load_fails(&B, tpath("both.safetensors"), 0, "is given twice"));
         qw_params_free(&A);

@@ -138,6 +138,9 @@ TEST(round_trip_and_conversions)
     CHECK(g[0] == 1.0f && g[1] == -2.5f);
     CHECK(g[2] == 1.0f);          /* halfway, rounds to even (down) */
     CHECK(g[3] == 1.015625f);     /* halfway, rounds to even (up) */
+    float part[2];
+    CHECK(qw_st_to_f32_range(b, 2, 2, part) == 0 && part[0] == g[2] && part[1] == g[3]);
+    CHECK(qw_st_to_f32_range(qw_st_find(st, "f32"), 4, 2, part) == 0 && part[0] == f[4] && part[1] == f[5]);
     qw_st_to_f32(qw_st_find(st, "f16"), g);
     CHECK(g[0] == 1.0f && g[1] == -2.5f && g[2] == 1.00390625f);
     CHECK(g[4] == 0x1p-24f);      /* 3e-8 is 0.503 of the smallest subnormal half */

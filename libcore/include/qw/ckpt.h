@@ -47,6 +47,7 @@
 
 #include "qw/optim.h"
 #include "qw/params.h"
+#include "qw/rng.h"
 
 typedef struct {
     long step;              /* optimizer updates done */
@@ -88,5 +89,13 @@ int qw_ckpt_resolve(const char *path, char **dir);
  * with P->cfg on every field that shapes or computes the model, else
  * QW_EXIT_DATA naming the field. */
 int qw_ckpt_load(const char *dir, qw_params *P, qw_params *M, qw_params *V, qw_train_state *s);
+
+/* A qw_rng as JSON, exactly: {"seed", "stream", "counter": 16 hex digits,
+ * "buf": [4 × 8 hex digits], "used": 0..4, "has_spare": 0|1, "spare": the
+ * double's 64 bits as 16 hex digits}.  For state.json's "rng" (one such
+ * object per generator, under names the program chooses).  Parsing
+ * anything else is QW_EXIT_DATA naming `where` (e.g. the file and key). */
+cJSON *qw_ckpt_rng_json(const qw_rng *r);
+int qw_ckpt_rng_parse(const cJSON *j, const char *where, qw_rng *r);
 
 #endif

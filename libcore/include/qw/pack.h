@@ -21,9 +21,9 @@
  *             at most L tokens, each packed as its own document
  *             (QW_PACK_SPLIT).
  *
- * Randomness (the validation split and the row order) comes from
- * splitmix64 seeded by `seed`: the same input and options give the same
- * bytes.
+ * Randomness (the validation split and the row order of each split) comes
+ * from qw/rng.h seeded by `seed`, one stream each: the same input and
+ * options give the same bytes on every machine.
  *
  * Errors as in qw/cli.h: 0 or QW_EXIT_* after qw_error().
  */

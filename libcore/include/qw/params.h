@@ -1,7 +1,7 @@
 /* qw/params.h — the parameter layout of a Qwen3 model (dense or MoE), one
  * contiguous fp32 arena, loading and saving Hugging Face checkpoints.
  *
- * Layout.  qw_params_layout builds, from a config, the list of tensors in
+ * Layout.  qw_params_init builds, from a config, the list of tensors in
  * the published (Hub) layout and names (reference/qwen3.md §4): for MoE
  * layers the experts are per-expert tensors "model.layers.{i}.mlp.experts.
  * {j}.{gate,up,down}_proj.weight".  Within a layer, all experts' gate_proj
@@ -90,6 +90,11 @@ void qw_params_init_random(qw_params *P, uint64_t seed);
  * use are an error unless allow_extra.  A tensor given twice (per-expert
  * and fused) or of a non-float dtype is QW_EXIT_DATA. */
 int qw_params_load(qw_params *P, const qw_st *st, int allow_extra);
+
+/* The checks of qw_params_load (names, shapes, float dtypes, both expert
+ * layouts, nothing missing or unexpected) without allocating an arena or
+ * reading any values: for checkpoints larger than memory. */
+int qw_params_check(const qw_config *c, const qw_st *st, int allow_extra);
 
 /* Write `dir`/model.safetensors (Hub layout, dtype F32 or BF16, metadata
  * format "pt" as transformers requires; shards of at most 5 GB with an

@@ -70,6 +70,9 @@ const char *qw_st_metadata(const qw_st *st, const char *key);
  * F8_E5M2) or integer/BOOL dtype to float32 into dst (numel floats).
  * Never fails (returns 0); kept int for symmetry. */
 int qw_st_to_f32(const qw_st_tensor *t, float *dst);
+/* The same for elements [first, first + n) of the flattened tensor (the
+ * caller keeps the range inside numel): for streaming large tensors. */
+int qw_st_to_f32_range(const qw_st_tensor *t, int64_t first, int64_t n, float *dst);
 /* Integer and BOOL tensors to int64; a float dtype, or a U64 value above
  * INT64_MAX, is QW_EXIT_DATA naming the file and tensor. */
 int qw_st_to_i64(const qw_st_tensor *t, int64_t *dst);

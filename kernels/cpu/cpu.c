@@ -1,0 +1,227 @@
+/* cpu.c — the fp32 CPU backend: memory, GEMM (OpenBLAS), elementwise and
+ * row ops (OpenMP), and the op table.  Attention, MoE routing and the
+ * cross-entropy live in their own files. */
+#include "cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qw/ops.h"
+
+/* Column blocks for reductions over rows (deterministic, no atomics). */
+#define COLBLOCK 16
+
+static void *cpu_alloc(size_t bytes)
+{
+    size_t n = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+static void cpu_free(void *p) { free(p); }
+static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+
+static void cpu_set_threads(int n)
+{
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {   /* empty sum: C = beta·C (BLAS would too, but some builds reject k = 0) */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void embed_fwd(float *y, const float *table, const int32_t *ids, int n, int H)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * H, table + (size_t)ids[i] * H, H * sizeof *y);
+}
+
+/* dst[rows[a]] += src[a]: each thread owns a block of columns, so repeated
+ * rows need no atomics and the sum order is fixed. */
+static void scatter_add_rows(float *dst, const float *src, const int32_t *rows, int n, int dim)
+{
+    int nb = (dim + COLBLOCK - 1) / COLBLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < nb; b++) {
+        int j0 = b * COLBLOCK, j1 = j0 + COLBLOCK < dim ? j0 + COLBLOCK : dim;
+        for (int a = 0; a < n; a++) {
+            float *d = dst + (size_t)rows[a] * dim;
+            const float *s = src + (size_t)a * dim;
+            for (int j = j0; j < j1; j++) d[j] += s[j];
+        }
+    }
+}
+
+static void embed_bwd(float *dtable, const float *dy, const int32_t *ids, int n, int H)
+{
+    scatter_add_rows(dtable, dy, ids, n, H);
+}
+
+static void rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int rows, int dim, float eps)
+{
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *yr = y + (size_t)r * dim;
+        float ss = 0;
+        #pragma omp simd reduction(+:ss)
+        for (int j = 0; j < dim; j++) ss += xr[j] * xr[j];
+        float rs = 1.0f / sqrtf(ss / dim + eps);
+        rstd[r] = rs;
+        for (int j = 0; j < dim; j++) yr[j] = w[j] * (xr[j] * rs);
+    }
+}
+
+static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        const float *rstd, int rows, int dim, int acc)
+{
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim, *gr = dy + (size_t)r * dim;
+        float *dr = dx + (size_t)r * dim;
+        float rs = rstd[r], dot = 0;
+        #pragma omp simd reduction(+:dot)
+        for (int j = 0; j < dim; j++) dot += gr[j] * w[j] * xr[j];
+        float c = rs * rs * dot / dim;
+        if (acc)
+            for (int j = 0; j < dim; j++) dr[j] += rs * (gr[j] * w[j] - xr[j] * c);
+        else
+            for (int j = 0; j < dim; j++) dr[j] = rs * (gr[j] * w[j] - xr[j] * c);
+    }
+    int nb = (dim + COLBLOCK - 1) / COLBLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < nb; b++) {
+        int j0 = b * COLBLOCK, j1 = j0 + COLBLOCK < dim ? j0 + COLBLOCK : dim;
+        double s[COLBLOCK] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *xr = x + (size_t)r * dim, *gr = dy + (size_t)r * dim;
+            for (int j = j0; j < j1; j++) s[j - j0] += (double)(gr[j] * xr[j] * rstd[r]);
+        }
+        for (int j = j0; j < j1; j++) dw[j] += (float)s[j - j0];
+    }
+}
+
+static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const float *inv_freq, int half, float scale)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < half; j++) {
+            float ang = (float)pos[i] * inv_freq[j];
+            cs[(size_t)i * half + j] = cosf(ang) * scale;
+            sn[(size_t)i * half + j] = sinf(ang) * scale;
+        }
+}
+
+static void rope(float *x, const float *cs, const float *sn, int n, int heads, int d, int inverse)
+{
+    int half = d / 2;
+    float sgn = inverse ? -1.0f : 1.0f;
+    #pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)n * heads; r++) {
+        float *x1 = x + (size_t)r * d, *x2 = x1 + half;
+        const float *c = cs + (size_t)(r / heads) * half, *s = sn + (size_t)(r / heads) * half;
+        for (int j = 0; j < half; j++) {
+            float a = x1[j], b = x2[j], sj = sgn * s[j];
+            x1[j] = a * c[j] - b * sj;
+            x2[j] = b * c[j] + a * sj;
+        }
+    }
+}
+
+static void swiglu_fwd(float *a, const float *g, const float *u, size_t n)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, size_t n)
+{
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-g[i])), d = da[i];
+        du[i] = d * g[i] * s;
+        dg[i] = d * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+}
+
+static void gather_rows(float *dst, const float *src, const int32_t *rows, int n, int dim)
+{
+    #pragma omp parallel for schedule(static)
+    for (int a = 0; a < n; a++) memcpy(dst + (size_t)a * dim, src + (size_t)rows[a] * dim, dim * sizeof *dst);
+}
+
+static void scale_rows(float *dst, const float *src, const float *w, const int32_t *slots, int n, int dim)
+{
+    #pragma omp parallel for schedule(static)
+    for (int a = 0; a < n; a++) {
+        float s = w[slots[a]];
+        for (int j = 0; j < dim; j++) dst[(size_t)a * dim + j] = s * src[(size_t)a * dim + j];
+    }
+}
+
+static void row_dot(float *out, const float *x, const float *y, const int32_t *slots, int n, int dim)
+{
+    #pragma omp parallel for schedule(static)
+    for (int a = 0; a < n; a++) {
+        const float *xa = x + (size_t)a * dim, *ya = y + (size_t)a * dim;
+        float s = 0;
+        #pragma omp simd reduction(+:s)
+        for (int j = 0; j < dim; j++) s += xa[j] * ya[j];
+        out[slots[a]] = s;
+    }
+}
+
+static const qw_ops cpu_ops = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .zero = cpu_zero,
+    .copy = cpu_copy,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .set_threads = cpu_set_threads,
+    .gemm = qw_cpu_gemm,
+    .embed_fwd = embed_fwd,
+    .embed_bwd = embed_bwd,
+    .rmsnorm_fwd = rmsnorm_fwd,
+    .rmsnorm_bwd = rmsnorm_bwd,
+    .rope_table = rope_table,
+    .rope = rope,
+    .attn_workspace = qw_cpu_attn_workspace,
+    .attn_fwd = qw_cpu_attn_fwd,
+    .attn_bwd = qw_cpu_attn_bwd,
+    .swiglu_fwd = swiglu_fwd,
+    .swiglu_bwd = swiglu_bwd,
+    .moe_route_fwd = qw_cpu_moe_route_fwd,
+    .moe_route_bwd = qw_cpu_moe_route_bwd,
+    .moe_aux_stats = qw_cpu_moe_aux_stats,
+    .moe_dispatch = qw_cpu_moe_dispatch,
+    .gather_rows = gather_rows,
+    .scatter_add_rows = scatter_add_rows,
+    .scale_rows = scale_rows,
+    .row_dot = row_dot,
+    .ce_fwd = qw_cpu_ce_fwd,
+    .ce_bwd = qw_cpu_ce_bwd,
+};
+
+const qw_ops *qw_ops_cpu(void) { return &cpu_ops; }

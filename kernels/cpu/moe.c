@@ -1,0 +1,93 @@
+/* moe.c — Mixture-of-experts routing on the CPU: fp32 softmax router,
+ * top-k, renormalisation and their backward; load-balancing statistics;
+ * grouping the token-expert assignments by expert. */
+#include "cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+void qw_cpu_moe_route_fwd(float *probs, int32_t *sel, float *w, const float *logits, int n, int E, int k, int norm)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *l = logits + (size_t)i * E;
+        float *p = probs + (size_t)i * E;
+        int32_t *s = sel + (size_t)i * k;
+        float *wi = w + (size_t)i * k;
+        float mx = -INFINITY;
+        for (int e = 0; e < E; e++) mx = l[e] > mx ? l[e] : mx;
+        float sum = 0;
+        for (int e = 0; e < E; e++) sum += p[e] = expf(l[e] - mx);
+        for (int e = 0; e < E; e++) p[e] /= sum;
+        float tot = 0;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int t = 0; t < j; t++) taken |= s[t] == e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e;
+            }
+            s[j] = best;
+            tot += wi[j] = p[best];
+        }
+        if (norm)
+            for (int j = 0; j < k; j++) wi[j] /= tot;
+    }
+}
+
+void qw_cpu_moe_route_bwd(float *dlogits, const float *dw, const float *probs, const int32_t *sel,
+                          const float *w, const float *dprobs, int n, int E, int k, int norm)
+{
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *p = probs + (size_t)i * E, *dwi = dw + (size_t)i * k, *wi = w + (size_t)i * k;
+        const int32_t *s = sel + (size_t)i * k;
+        float *dp = dlogits + (size_t)i * E;   /* holds ∂/∂probs first, then ∂/∂logits */
+        for (int e = 0; e < E; e++) dp[e] = dprobs ? dprobs[e] : 0;
+        if (norm) {
+            float tot = 0, t = 0;
+            for (int j = 0; j < k; j++) { tot += p[s[j]]; t += dwi[j] * wi[j]; }
+            for (int j = 0; j < k; j++) dp[s[j]] += (dwi[j] - t) / tot;
+        } else {
+            for (int j = 0; j < k; j++) dp[s[j]] += dwi[j];
+        }
+        float dot = 0;
+        for (int e = 0; e < E; e++) dot += p[e] * dp[e];
+        for (int e = 0; e < E; e++) dp[e] = p[e] * (dp[e] - dot);
+    }
+}
+
+void qw_cpu_moe_aux_stats(float *count, float *psum, const float *probs, const int32_t *sel, int n, int E, int k)
+{
+    #pragma omp parallel for schedule(static)
+    for (int e = 0; e < E; e++) {
+        double ps = 0;
+        long c = 0;
+        for (int i = 0; i < n; i++) {
+            ps += probs[(size_t)i * E + e];
+            for (int j = 0; j < k; j++) c += sel[(size_t)i * k + j] == e;
+        }
+        count[e] += (float)c;
+        psum[e] += (float)ps;
+    }
+}
+
+int qw_cpu_moe_dispatch(int32_t *offsets, int32_t *rows, int32_t *slots, const int32_t *sel,
+                        int n, int E, int k, int capacity)
+{
+    int32_t seen[E], cur[E];
+    memset(seen, 0, sizeof seen);
+    memset(offsets, 0, (E + 1) * sizeof *offsets);
+    for (int a = 0; a < n * k; a++)
+        if (seen[sel[a]]++ < capacity) offsets[sel[a] + 1]++;
+    for (int e = 0; e < E; e++) offsets[e + 1] += offsets[e];
+    memcpy(cur, offsets, sizeof cur);
+    memset(seen, 0, sizeof seen);
+    for (int a = 0; a < n * k; a++) {
+        int e = sel[a];
+        if (seen[e]++ >= capacity) continue;
+        rows[cur[e]] = a / k;
+        slots[cur[e]++] = a;
+    }
+    return offsets[E];
+}

@@ -1,0 +1,528 @@
+/* test_model.c — the whole model against a naive double-precision
+ * reference written here (forward: logits, loss, aux loss; backward: every
+ * parameter's gradient against central differences of the reference), on
+ * tiny dense and MoE configs; document isolation; the RoPE tables against
+ * the golden fixtures.
+ *
+ *   test_model                          run the unit tests
+ *   test_model --compare EXPECTED GOT   compare qw-eval forward output with
+ *                                       a golden expected.safetensors (used
+ *                                       by tests/tools/test_golden.sh)
+ */
+#include "qwtest.h"
+#include "qw/cli.h"
+#include "qw/config.h"
+#include "qw/model.h"
+#include "qw/objective.h"
+#include "qw/params.h"
+#include "qw/st.h"
+
+#include <stdint.h>
+
+/* ------------------------------------------------ the double reference */
+
+typedef struct {
+    const qw_params *P;
+    double *w;                /* parameters in P's layout */
+    int B, T;
+    const int32_t *ids, *kvs, *tgt;
+    const float *cs, *sn;     /* RoPE tables [N, d/2], as the model builds them */
+    const float *coef;
+    int capacity;
+    double aux_coef;
+    double *logits;           /* out [N,V], or NULL */
+    double loss, aux;         /* out */
+} ref_model;
+
+#define RW(r, ptr) ((r)->w + ((ptr) - (r)->P->data))
+
+static void ref_linear(double *y, const double *x, const double *W, int n, int out, int in)
+{
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double s = 0;
+            for (int j = 0; j < in; j++) s += x[(size_t)i * in + j] * W[(size_t)o * in + j];
+            y[(size_t)i * out + o] = s;
+        }
+}
+
+static void ref_norm(double *y, const double *x, const double *w, int rows, int dim, double eps)
+{
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int j = 0; j < dim; j++) ss += x[r * dim + j] * x[r * dim + j];
+        double rs = 1 / sqrt(ss / dim + eps);
+        for (int j = 0; j < dim; j++) y[r * dim + j] = w[j] * x[r * dim + j] * rs;
+    }
+}
+
+static void ref_rope(double *x, const ref_model *r, int heads, int d)
+{
+    int N = r->B * r->T, half = d / 2;
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < heads; h++)
+            for (int j = 0; j < half; j++) {
+                double *v = x + ((size_t)i * heads + h) * d, a = v[j], b = v[j + half];
+                double c = r->cs[i * half + j], s = r->sn[i * half + j];
+                v[j] = a * c - b * s;
+                v[j + half] = b * c + a * s;
+            }
+}
+
+/* y += (silu(x·Wgᵀ) ⊙ x·Wuᵀ)·Wdᵀ · scale for one token */
+static void ref_mlp(double *y, const double *x, const double *Wg, const double *Wu, const double *Wd,
+                    int I, int H, double scale)
+{
+    double *a = qw_malloc(I * sizeof *a), g, u;
+    for (int i = 0; i < I; i++) {
+        g = u = 0;
+        for (int j = 0; j < H; j++) g += x[j] * Wg[(size_t)i * H + j], u += x[j] * Wu[(size_t)i * H + j];
+        a[i] = g / (1 + exp(-g)) * u;
+    }
+    for (int j = 0; j < H; j++) {
+        double s = 0;
+        for (int i = 0; i < I; i++) s += a[i] * Wd[(size_t)j * I + i];
+        y[j] += scale * s;
+    }
+    free(a);
+}
+
+/* Returns loss + aux_coef·aux; fills r->loss, r->aux, r->logits. */
+static double ref_forward(ref_model *r)
+{
+    const qw_config *c = &r->P->cfg;
+    const qw_params *P = r->P;
+    int N = r->B * r->T, T = r->T, H = c->hidden_size, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
+    int d = c->head_dim, Q = nh * d, KV = nkv * d, V = c->vocab_size, E = c->num_experts, k = c->num_experts_per_tok;
+    double eps = c->rms_norm_eps;
+    double *x = qw_malloc((size_t)N * H * 8), *xn = qw_malloc((size_t)N * H * 8), *q = qw_malloc((size_t)N * Q * 8);
+    double *kk = qw_malloc((size_t)N * KV * 8), *v = qw_malloc((size_t)N * KV * 8), *o = qw_malloc((size_t)N * Q * 8);
+    double *y = qw_malloc((size_t)N * H * 8), *p = qw_malloc(T * 8);
+    double *lg = qw_malloc((size_t)N * (V > E ? V : E) * 8), *prob = qw_malloc((E + 1) * 8);
+    double *count = qw_calloc(E + 1, 8), *psum = qw_calloc(E + 1, 8);
+    int *seen = qw_calloc(E + 1, sizeof *seen), n_moe = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < H; j++) x[i * H + j] = RW(r, P->embed)[(size_t)r->ids[i] * H + j];
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const qw_layer_params *L = &P->layer[l];
+        ref_norm(xn, x, RW(r, L->input_norm), N, H, eps);
+        ref_linear(q, xn, RW(r, L->q), N, Q, H);
+        ref_linear(kk, xn, RW(r, L->k), N, KV, H);
+        ref_linear(v, xn, RW(r, L->v), N, KV, H);
+        ref_norm(q, q, RW(r, L->q_norm), N * nh, d, eps);
+        ref_norm(kk, kk, RW(r, L->k_norm), N * nkv, d, eps);
+        ref_rope(q, r, nh, d);
+        ref_rope(kk, r, nkv, d);
+        for (int i = 0; i < N; i++)
+            for (int h = 0; h < nh; h++) {
+                int b = i / T, kh = h / (nh / nkv), lo = b * T + r->kvs[i];
+                double mx = -INFINITY, sum = 0;
+                for (int j = lo; j <= i; j++) {
+                    double s = 0;
+                    for (int t = 0; t < d; t++) s += q[(size_t)i * Q + h * d + t] * kk[(size_t)j * KV + kh * d + t];
+                    p[j - lo] = s / sqrt(d);
+                    mx = fmax(mx, p[j - lo]);
+                }
+                for (int j = lo; j <= i; j++) sum += p[j - lo] = exp(p[j - lo] - mx);
+                for (int t = 0; t < d; t++) {
+                    double s = 0;
+                    for (int j = lo; j <= i; j++) s += p[j - lo] / sum * v[(size_t)j * KV + kh * d + t];
+                    o[(size_t)i * Q + h * d + t] = s;
+                }
+            }
+        ref_linear(y, o, RW(r, L->o), N, H, Q);
+        for (size_t i = 0; i < (size_t)N * H; i++) x[i] += y[i];
+        ref_norm(xn, x, RW(r, L->post_norm), N, H, eps);
+        if (!L->is_moe) {
+            for (int i = 0; i < N; i++)
+                ref_mlp(x + (size_t)i * H, xn + (size_t)i * H, RW(r, L->gate), RW(r, L->up), RW(r, L->down),
+                        c->intermediate_size, H, 1);
+            continue;
+        }
+        n_moe++;
+        int Ie = c->moe_intermediate_size;
+        ref_linear(lg, xn, RW(r, L->router), N, E, H);
+        memset(seen, 0, E * sizeof *seen);
+        for (int i = 0; i < N; i++) {
+            double mx = -INFINITY, sum = 0, tot = 0;
+            int sel[16];
+            for (int e = 0; e < E; e++) mx = fmax(mx, lg[i * E + e]);
+            for (int e = 0; e < E; e++) sum += prob[e] = exp(lg[i * E + e] - mx);
+            for (int e = 0; e < E; e++) psum[e] += prob[e] /= sum;
+            for (int j = 0; j < k; j++) {
+                sel[j] = -1;
+                for (int e = 0; e < E; e++) {
+                    int taken = 0;
+                    for (int t = 0; t < j; t++) taken |= sel[t] == e;
+                    if (!taken && (sel[j] < 0 || prob[e] > prob[sel[j]])) sel[j] = e;
+                }
+                tot += prob[sel[j]];
+                count[sel[j]]++;
+            }
+            for (int j = 0; j < k; j++) {
+                int e = sel[j];
+                if (seen[e]++ >= r->capacity) continue;
+                double wt = prob[e] / (c->norm_topk_prob ? tot : 1);
+                ref_mlp(x + (size_t)i * H, xn + (size_t)i * H, RW(r, L->exp_gate) + (size_t)e * Ie * H,
+                        RW(r, L->exp_up) + (size_t)e * Ie * H, RW(r, L->exp_down) + (size_t)e * H * Ie, Ie, H, wt);
+            }
+        }
+    }
+    ref_norm(xn, x, RW(r, P->final_norm), N, H, eps);
+    ref_linear(lg, xn, RW(r, P->lm_head), N, V, H);
+    r->loss = 0;
+    for (int i = 0; i < N; i++) {
+        if (r->tgt[i] < 0) continue;
+        double mx = -INFINITY, sum = 0;
+        for (int t = 0; t < V; t++) mx = fmax(mx, lg[(size_t)i * V + t]);
+        for (int t = 0; t < V; t++) sum += exp(lg[(size_t)i * V + t] - mx);
+        r->loss -= r->coef[i] * (lg[(size_t)i * V + r->tgt[i]] - mx - log(sum));
+    }
+    if (r->logits) memcpy(r->logits, lg, (size_t)N * V * 8);
+    r->aux = 0;
+    for (int e = 0; e < E; e++) r->aux += count[e] * psum[e];
+    if (n_moe) r->aux *= E / ((double)n_moe * N * n_moe * N);
+    free(x); free(xn); free(q); free(kk); free(v); free(o); free(y); free(p); free(lg); free(prob);
+    free(count); free(psum); free(seen);
+    return r->loss + r->aux_coef * r->aux;
+}
+
+/* ------------------------------------------------------------ fixtures */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static double urand(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+/* A model from a config.json text, random weights, norm weights 1 ± 0.2
+ * (so a norm weight that is never applied shows up). */
+static void make_params(qw_params *P, const char *json, uint64_t seed)
+{
+    qw_config c;
+    int st = qw_config_parse(json, "test", &c);
+    CHECK_MSG(!st, "%s", qw_error_msg());
+    st = qw_params_init(P, &c);
+    CHECK_MSG(!st, "%s", qw_error_msg());
+    qw_params_init_random(P, seed);
+    for (int i = 0; i < P->n; i++)
+        if (strstr(P->p[i].name, "norm"))
+            for (int64_t j = 0; j < P->p[i].numel; j++) qw_params_ptr(P, &P->p[i])[j] = (float)(1 + 0.2 * urand());
+}
+
+static const char *DENSE =
+    "{\"model_type\":\"qwen3\",\"vocab_size\":19,\"hidden_size\":16,\"intermediate_size\":20,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":6,"
+    "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,\"initializer_range\":0.3,"
+    "\"tie_word_embeddings\":false}";
+static const char *TIED_YARN =
+    "{\"model_type\":\"qwen3\",\"vocab_size\":19,\"hidden_size\":12,\"intermediate_size\":20,"
+    "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"num_key_value_heads\":1,\"head_dim\":8,"
+    "\"max_position_embeddings\":16,\"rms_norm_eps\":1e-6,\"rope_theta\":100.0,\"initializer_range\":0.3,"
+    "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4.0,\"original_max_position_embeddings\":4},"
+    "\"tie_word_embeddings\":true}";
+static const char *MOE_FMT =
+    "{\"model_type\":\"qwen3_moe\",\"vocab_size\":19,\"hidden_size\":12,\"intermediate_size\":14,"
+    "\"num_hidden_layers\":3,\"num_attention_heads\":2,\"num_key_value_heads\":2,\"head_dim\":4,"
+    "\"max_position_embeddings\":64,\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,\"initializer_range\":0.3,"
+    "\"tie_word_embeddings\":false,\"num_experts\":4,\"num_experts_per_tok\":2,\"moe_intermediate_size\":6,"
+    "\"decoder_sparse_step\":1,\"mlp_only_layers\":[1],\"norm_topk_prob\":%s,"
+    "\"output_router_logits\":true,\"router_aux_loss_coef\":0.01}";
+
+typedef struct {
+    int B, T;
+    const int32_t *seg, *pos, *targets;
+    const float *coef;
+    double capacity_factor, aux_coef;
+} scenario;
+
+/* Forward and backward of the C model against the double reference:
+ * logits, loss, aux loss, and every tensor's gradient against central
+ * differences of the reference over every parameter. */
+static void check_model(const qw_params *P, const scenario *s)
+{
+    int N = s->B * s->T, V = P->cfg.vocab_size;
+    int32_t ids[64], kvs[64], tgt[64];
+    float coef[64];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((urand() + 1) / 2 * V);
+    qw_batch b = {ids, s->pos, s->seg, s->targets, s->coef};
+    qw_model_opts o = {s->capacity_factor};
+    qw_model *m;
+    CHECK(!qw_model_new(qw_ops_cpu(), P, s->B, s->T, &o, &m));
+    float *logits = qw_malloc((size_t)N * V * sizeof *logits), logp[64];
+    qw_model_out out;
+    CHECK(!qw_model_forward(m, &b, logits, logp, &out));
+    qw_params G;
+    CHECK(!qw_params_alloc_like(&G, P));
+    CHECK(!qw_model_backward(m, &G, (float)s->aux_coef));
+
+    /* the reference's inputs, built independently of the model */
+    for (int r = 0; r < s->B; r++)
+        for (int t = 0; t < s->T; t++) {
+            int i = r * s->T + t;
+            kvs[i] = t == 0 || (s->seg && s->seg[i] != s->seg[i - 1]) ? t : kvs[i - 1];
+        }
+    if (s->targets) memcpy(tgt, s->targets, N * sizeof *tgt);
+    else qw_objective_next_token(ids, NULL, s->B, s->T, tgt);
+    if (s->coef) memcpy(coef, s->coef, N * sizeof *coef);
+    else qw_objective_mean(tgt, N, coef);
+    int d = P->cfg.head_dim, half = d / 2;
+    float inv[64], scale, cs[64 * 32], sn[64 * 32];
+    qw_model_rope(&P->cfg, inv, &scale);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < half; j++) {
+            int pos = s->pos ? s->pos[i] : i % s->T - kvs[i];
+            float ang = (float)pos * inv[j];
+            cs[i * half + j] = cosf(ang) * scale;
+            sn[i * half + j] = sinf(ang) * scale;
+        }
+    int capacity = N;
+    if (s->capacity_factor > 0 && P->cfg.num_experts)
+        capacity = (int)ceil(s->capacity_factor * N * P->cfg.num_experts_per_tok / P->cfg.num_experts);
+    ref_model r = {P, qw_malloc(P->total * sizeof(double)), s->B, s->T, ids, kvs, tgt, cs, sn, coef, capacity,
+                   s->aux_coef, qw_malloc((size_t)N * V * sizeof(double)), 0, 0};
+    for (size_t i = 0; i < P->total; i++) r.w[i] = P->data[i];
+    ref_forward(&r);
+    double lmax = 0, ldiff = 0;
+    for (int i = 0; i < N * V; i++) lmax = fmax(lmax, fabs(r.logits[i])), ldiff = fmax(ldiff, fabs(logits[i] - r.logits[i]));
+    CHECK_MSG(ldiff <= 1e-5 * lmax, "logits max|diff| %.3g (max %.3g)", ldiff, lmax);
+    CHECK_NEAR(out.loss, r.loss, 1e-5);
+    CHECK_NEAR(out.aux_loss, r.aux, 1e-5);
+    int nt = 0;
+    double lsum = 0;
+    for (int i = 0; i < N; i++) {
+        nt += tgt[i] >= 0;
+        lsum -= coef[i] * logp[i];
+        if (tgt[i] < 0) CHECK(logp[i] == 0);
+    }
+    CHECK(out.n_targets == nt);
+    CHECK_NEAR(lsum, out.loss, 1e-6);
+    free(r.logits);
+    r.logits = NULL;
+
+    const double h = 1e-5;
+    double worst = 0;
+    for (int t = 0; t < P->n; t++) {
+        const qw_param *p = &P->p[t];
+        double num = 0, den = 0;
+        for (int64_t j = 0; j < p->numel; j++) {
+            double *w = r.w + p->offset + j, w0 = *w;
+            *w = w0 + h; double lp = ref_forward(&r);
+            *w = w0 - h; double lm = ref_forward(&r);
+            *w = w0;
+            double fd = (lp - lm) / (2 * h), an = G.data[p->offset + j];
+            num += (an - fd) * (an - fd), den += fd * fd;
+        }
+        double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+        worst = fmax(worst, rel);
+        CHECK_MSG(rel <= 1e-3, "gradient of %s: relative error %.3g (norm %.3g)", p->name, rel, sqrt(den));
+    }
+    printf("  worst gradient relative error %.2g\n", worst);
+
+    /* the backward accumulates */
+    float g0 = G.data[P->layer[0].q - P->data];
+    CHECK(!qw_model_backward(m, &G, (float)s->aux_coef));
+    CHECK_NEAR(G.data[P->layer[0].q - P->data], 2 * g0, 1e-6 * fabs(g0) + 1e-12);
+    free(r.w); free(logits);
+    qw_params_free(&G);
+    qw_model_free(m);
+}
+
+TEST(dense_untied_gradients)
+{
+    qw_params P;
+    make_params(&P, DENSE, 1);
+    scenario s = {.B = 2, .T = 5};
+    check_model(&P, &s);
+    qw_params_free(&P);
+}
+
+TEST(dense_tied_yarn_documents_gradients)
+{
+    qw_params P;
+    make_params(&P, TIED_YARN, 2);
+    /* row 0: documents of 3 and 4 tokens; row 1 one document with given
+     * positions; own targets and coefficients (an SFT-like mask) */
+    int32_t seg[] = {5, 5, 5, 6, 6, 6, 6, 1, 1, 1, 1, 1, 1, 1};
+    int32_t pos[] = {0, 1, 2, 0, 1, 2, 3, 9, 10, 11, 12, 13, 14, 15};
+    int32_t tgt[] = {3, -1, 4, 0, 18, -1, -1, 7, 7, 2, -1, 5, 6, -1};
+    float coef[] = {0.5f, 0, 0.25f, 1, 0.125f, 0, 0, 0.1f, 0.2f, 0.3f, 0, -0.4f, 0.5f, 0};
+    scenario s = {.B = 2, .T = 7, .seg = seg, .pos = pos, .targets = tgt, .coef = coef};
+    check_model(&P, &s);
+    qw_params_free(&P);
+}
+
+TEST(moe_gradients)
+{
+    char json[2048];
+    for (int norm = 0; norm < 2; norm++) {
+        qw_params P;
+        snprintf(json, sizeof json, MOE_FMT, norm ? "true" : "false");
+        make_params(&P, json, 3 + norm);
+        CHECK(P.layer[0].is_moe && !P.layer[1].is_moe && P.layer[2].is_moe);
+        scenario s = {.B = 2, .T = 4, .aux_coef = 0.5};
+        check_model(&P, &s);
+        qw_params_free(&P);
+    }
+}
+
+TEST(moe_capacity_gradients)
+{
+    char json[2048];
+    qw_params P;
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    make_params(&P, json, 5);
+    scenario s = {.B = 2, .T = 6, .capacity_factor = 0.5, .aux_coef = 0.25};   /* 3 of 6 assignments per expert */
+    check_model(&P, &s);
+    qw_params_free(&P);
+}
+
+/* A row packing two documents gives the logits of each document alone. */
+TEST(documents_are_isolated)
+{
+    char json[2048];
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    const char *cfgs[] = {DENSE, json};
+    for (int ci = 0; ci < 2; ci++) {
+        qw_params P;
+        make_params(&P, cfgs[ci], 7);
+        int V = P.cfg.vocab_size;
+        int32_t ids[9] = {3, 1, 4, 1, 5, 9, 2, 6, 5}, seg[9] = {0, 0, 0, 0, 1, 1, 1, 1, 1};
+        float packed[9 * 19], alone[9 * 19];
+        qw_model *m;
+        qw_model_out out;
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, 9, NULL, &m));
+        CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids, .seg = seg}, packed, NULL, &out));
+        qw_model_free(m);
+        for (int part = 0; part < 2; part++) {
+            int t0 = part ? 4 : 0, n = part ? 5 : 4;
+            CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, n, NULL, &m));
+            CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids + t0}, alone + t0 * V, NULL, &out));
+            qw_model_free(m);
+        }
+        double diff = 0;
+        for (int i = 0; i < 9 * V; i++) diff = fmax(diff, fabs(packed[i] - alone[i]));
+        CHECK_MSG(diff < 1e-5, "max|diff| %.3g", diff);
+        /* and without segment ids the second document does see the first */
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, 9, NULL, &m));
+        CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids}, packed, NULL, &out));
+        qw_model_free(m);
+        CHECK(fabs(packed[5 * V] - alone[5 * V]) > 1e-4);
+        qw_params_free(&P);
+    }
+}
+
+TEST(bad_batches)
+{
+    qw_params P;
+    make_params(&P, DENSE, 9);
+    qw_model *m;
+    qw_model_out out;
+    CHECK(!qw_model_new(qw_ops_cpu(), &P, 1, 3, NULL, &m));
+    int32_t ids[3] = {1, 19, 2}, ok[3] = {1, 2, 3}, pos[3] = {0, -1, 2}, tgt[3] = {1, 2, 19};
+    CHECK(qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &out) == QW_EXIT_DATA);
+    CHECK(strstr(qw_error_msg(), "outside the vocabulary"));
+    CHECK(qw_model_forward(m, &(qw_batch){.ids = ok, .pos = pos}, NULL, NULL, &out) == QW_EXIT_DATA);
+    CHECK(qw_model_forward(m, &(qw_batch){.ids = ok, .targets = tgt}, NULL, NULL, &out) == QW_EXIT_DATA);
+    qw_params G;
+    CHECK(!qw_params_alloc_like(&G, &P));
+    CHECK(qw_model_backward(m, &G, 0) == QW_EXIT_FAIL);   /* no successful forward */
+    qw_params_free(&G);
+    qw_model_free(m);
+    CHECK(qw_model_new(qw_ops_cpu(), &P, 0, 3, NULL, &m) == QW_EXIT_DATA);
+    qw_params_free(&P);
+}
+
+/* The RoPE tables match those HF built for the golden fixtures (YaRN). */
+TEST(rope_tables_match_hf)
+{
+    const char *names[] = {"dense_yarn", "dense_tied", "moe"};
+    for (int i = 0; i < 3; i++) {
+        char path[512];
+        qw_config c;
+        qw_st *st;
+        snprintf(path, sizeof path, "tests/golden/%s/model", names[i]);
+        CHECK_MSG(!qw_config_load(qwtest_path(path), &c), "%s", qw_error_msg());
+        snprintf(path, sizeof path, "tests/golden/%s/expected.safetensors", names[i]);
+        CHECK_MSG(!qw_st_open(qwtest_path(path), &st), "%s", qw_error_msg());
+        const qw_st_tensor *ti = qw_st_find(st, "rope_inv_freq"), *ts = qw_st_find(st, "rope_attention_scaling");
+        CHECK(ti && ts && ti->numel == c.head_dim / 2);
+        float inv[256], want[256], scale, want_scale;
+        qw_model_rope(&c, inv, &scale);
+        qw_st_to_f32(ti, want);
+        qw_st_to_f32(ts, &want_scale);
+        for (int j = 0; j < c.head_dim / 2; j++) CHECK_NEAR(inv[j], want[j], 1e-6 * want[j]);
+        CHECK_NEAR(scale, want_scale, 1e-6);
+        qw_st_close(st);
+    }
+}
+
+/* ------------------------------------------------ golden comparison mode */
+
+static int compare(const char *exp_path, const char *got_path)
+{
+    qw_st *exp, *got;
+    if (qw_st_open(exp_path, &exp) || qw_st_open(got_path, &got)) {
+        fprintf(stderr, "%s\n", qw_error_msg());
+        return 2;
+    }
+    int bad = 0;
+    double worst_grad = 0;
+    const char *worst_name = "-";
+    for (int i = 0; i < qw_st_count(exp); i++) {
+        const qw_st_tensor *e = qw_st_at(exp, i);
+        int is_grad = !strncmp(e->name, "grad.", 5);
+        if (!is_grad && strcmp(e->name, "logits") && strcmp(e->name, "loss") && strcmp(e->name, "aux_loss")) continue;
+        const qw_st_tensor *g = qw_st_find(got, e->name);
+        if (!g || g->numel != e->numel || g->ndim != e->ndim || memcmp(g->shape, e->shape, e->ndim * sizeof *e->shape)) {
+            printf("bad %s: %s in the output\n", e->name, g ? "wrong shape" : "missing");
+            bad = 1;
+            continue;
+        }
+        float *a = qw_malloc(e->numel * sizeof *a), *b = qw_malloc(e->numel * sizeof *b);
+        qw_st_to_f32(e, a);
+        qw_st_to_f32(g, b);
+        double num = 0, den = 0, dmax = 0, amax = 0;
+        for (int64_t j = 0; j < e->numel; j++) {
+            num += (double)(a[j] - b[j]) * (a[j] - b[j]), den += (double)a[j] * a[j];
+            dmax = fmax(dmax, fabs(a[j] - b[j])), amax = fmax(amax, fabs(a[j]));
+        }
+        if (is_grad) {
+            double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+            if (rel > worst_grad || !strcmp(worst_name, "-")) worst_grad = rel, worst_name = e->name;
+            if (rel > 1e-3) { printf("bad %s: relative error %.3g > 1e-3\n", e->name, rel); bad = 1; }
+        } else if (!strcmp(e->name, "logits")) {
+            printf("logits max|diff| %.3g = %.3g of max|logits| (limit 1e-4)\n", dmax, dmax / amax);
+            if (dmax > 1e-4 * amax) bad = 1;
+        } else {
+            printf("%s |diff| %.3g (limit 1e-5)\n", e->name, dmax);
+            if (dmax > 1e-5) bad = 1;
+        }
+        free(a); free(b);
+    }
+    for (int i = 0; i < qw_st_count(got); i++) {
+        const qw_st_tensor *g = qw_st_at(got, i);
+        if (!strncmp(g->name, "grad.", 5) && !qw_st_find(exp, g->name)) {
+            printf("bad %s: not in the expected output\n", g->name);
+            bad = 1;
+        }
+    }
+    printf("worst gradient relative error %.3g (%s, limit 1e-3)\n", worst_grad, worst_name);
+    qw_st_close(exp);
+    qw_st_close(got);
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && !strcmp(argv[1], "--compare")) return compare(argv[2], argv[3]);
+    RUN(dense_untied_gradients);
+    RUN(dense_tied_yarn_documents_gradients);
+    RUN(moe_gradients);
+    RUN(moe_capacity_gradients);
+    RUN(documents_are_isolated);
+    RUN(bad_batches);
+    RUN(rope_tables_match_hf);
+    return qwtest_finish();
+}

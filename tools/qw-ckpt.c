@@ -1,0 +1,246 @@
+/* qw-ckpt — inspect, export and verify Hugging Face model directories (qw-ckpt(1)). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "qw/buf.h"
+#include "qw/cli.h"
+#include "qw/config.h"
+#include "qw/params.h"
+#include "qw/st.h"
+
+static const char *out_dir, *dtype_name;
+
+static const qw_opt opts[] = {
+    {"output", 'o', QW_OPT_STR, &out_dir, "DIR", "export: write the model directory DIR"},
+    {"dtype", 0, QW_OPT_STR, &dtype_name, "bf16|f32", "export: weight dtype (default bf16)"},
+    QW_COMMON_OPTS,
+    {0},
+};
+
+static const qw_prog_info info = {
+    "qw-ckpt",
+    "inspect DIR\n       qw-ckpt export DIR -o OUT [--dtype bf16|f32]\n       qw-ckpt verify DIR",
+    "Inspect, export or verify a Hugging Face model directory (config.json + safetensors).\n"
+    "DIR may also be a training output directory whose 'latest' names a checkpoint.",
+    opts,
+};
+
+/* Files copied beside the weights by export (qw-checkpoint(5)). */
+static const char *side_files[] = {
+    "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
+    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", NULL,
+};
+
+static char *join(const char *dir, const char *name)
+{
+    qw_buf b = {0};
+    qw_buf_adds(&b, dir);
+    qw_buf_addc(&b, '/');
+    qw_buf_adds(&b, name);
+    return (char *)qw_buf_cstr(&b);
+}
+
+static int is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Read a small file whole; NULL (and errno) when it cannot be read. */
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    qw_buf b = {0};
+    char tmp[65536];
+    size_t k;
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) qw_buf_add(&b, tmp, k);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { qw_buf_free(&b); errno = EIO; return NULL; }
+    *n = b.n;
+    return (char *)qw_buf_cstr(&b);
+}
+
+/* DIR itself, or DIR/<name in DIR/latest> for a training output directory. */
+static char *model_dir(const char *dir)
+{
+    char *cfg = join(dir, "config.json"), *latest = join(dir, "latest");
+    char *res = NULL;
+    size_t n;
+    char *name;
+    if (!is_file(cfg) && (name = slurp(latest, &n))) {
+        name[strcspn(name, "\r\n")] = 0;
+        if (!*name || strchr(name, '/')) qw_die(QW_EXIT_DATA, "'%s': does not name a checkpoint", latest);
+        res = join(dir, name);
+        free(name);
+    }
+    free(cfg);
+    free(latest);
+    return res ? res : qw_strdup(dir);
+}
+
+static void open_model(const char *dir, qw_config *c, qw_st **st)
+{
+    if (qw_config_load(dir, c) || qw_st_open(dir, st)) qw_die_last();
+}
+
+static void shape_str(int nd, const int64_t *s, char *buf, size_t cap)
+{
+    size_t k = snprintf(buf, cap, "[");
+    for (int d = 0; d < nd && k < cap; d++) k += snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)s[d]);
+    if (k < cap) snprintf(buf + k, cap - k, "]");
+}
+
+static void layer_list(const qw_config *c, int moe, char *buf, size_t cap)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < c->num_hidden_layers && k < cap; i++)
+        if (qw_config_layer_is_moe(c, i) == moe) k += snprintf(buf + k, cap - k, "%s%d", k ? "," : "", i);
+    if (!k) snprintf(buf, cap, "none");
+}
+
+static void inspect(const char *dir)
+{
+    qw_config c;
+    qw_st *st;
+    open_model(dir, &c, &st);
+    int64_t total, active, in_files = 0;
+    size_t bytes = 0;
+    int count[QW_DT_COUNT] = {0}, width = 4;
+    qw_config_param_counts(&c, &total, &active);
+    for (int i = 0; i < qw_st_count(st); i++) {
+        const qw_st_tensor *t = qw_st_at(st, i);
+        in_files += t->numel;
+        bytes += t->nbytes;
+        count[t->dtype]++;
+        if ((int)strlen(t->name) > width) width = (int)strlen(t->name);
+    }
+    printf("model_type: %s\n", c.model_type);
+    printf("vocab_size: %d\nhidden_size: %d\nlayers: %d\n", c.vocab_size, c.hidden_size, c.num_hidden_layers);
+    printf("attention: %d heads, %d kv heads, head_dim %d\n", c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+    if (c.rope_type == QW_ROPE_YARN)
+        printf("rope: theta %.10g, yarn factor %g over %d positions\n", c.rope_theta, c.rope_factor,
+               c.rope_original_max_position);
+    else
+        printf("rope: theta %.10g\n", c.rope_theta);
+    printf("max_position_embeddings: %d\ntied_embeddings: %s\n", c.max_position_embeddings,
+           c.tie_word_embeddings ? "yes" : "no");
+    char list[4096];
+    if (c.arch == QW_ARCH_MOE) {
+        printf("experts: %d, top-%d, width %d, norm_topk_prob %s, aux_loss_coef %g\n", c.num_experts,
+               c.num_experts_per_tok, c.moe_intermediate_size, c.norm_topk_prob ? "yes" : "no", c.router_aux_loss_coef);
+        layer_list(&c, 1, list, sizeof list);
+        printf("moe_layers: %s\n", list);
+        layer_list(&c, 0, list, sizeof list);
+        printf("dense_layers: %s (width %d)\n", list, c.intermediate_size);
+    } else {
+        printf("mlp_width: %d\n", c.intermediate_size);
+    }
+    if (c.torch_dtype[0]) printf("torch_dtype: %s\n", c.torch_dtype);
+    printf("parameters: %lld total, %lld active\n", (long long)total, (long long)active);
+    printf("tensors: %d, %lld values, %zu bytes;", qw_st_count(st), (long long)in_files, bytes);
+    for (int d = 0; d < QW_DT_COUNT; d++)
+        if (count[d]) printf(" %s %d", qw_dtype_name((qw_dtype)d), count[d]);
+    printf("\n\n");
+    for (int i = 0; i < qw_st_count(st); i++) {
+        const qw_st_tensor *t = qw_st_at(st, i);
+        char s[160];
+        shape_str(t->ndim, t->shape, s, sizeof s);
+        printf("%-*s  %-7s %s\n", width, t->name, qw_dtype_name(t->dtype), s);
+    }
+    qw_st_close(st);
+}
+
+static void verify(const char *dir)
+{
+    qw_config c;
+    qw_st *st;
+    open_model(dir, &c, &st);
+    if (qw_params_check(&c, st, 0)) qw_die_last();
+    enum { CHUNK = 1 << 20 };
+    float *buf = qw_malloc(CHUNK * sizeof *buf);
+    int64_t values = 0;
+    qw_progress prog;
+    qw_progress_init(&prog);
+    for (int i = 0; i < qw_st_count(st); i++) {
+        const qw_st_tensor *t = qw_st_at(st, i);
+        for (int64_t off = 0; off < t->numel; off += CHUNK) {
+            int64_t n = t->numel - off < CHUNK ? t->numel - off : CHUNK;
+            qw_st_to_f32_range(t, off, n, buf);
+            for (int64_t j = 0; j < n; j++) {
+                if (isfinite(buf[j])) continue;
+                int64_t flat = off + j, idx[QW_ST_MAX_DIMS], rest = flat;
+                for (int d = t->ndim - 1; d >= 0; d--) {
+                    idx[d] = t->shape[d] ? rest % t->shape[d] : 0;
+                    rest = t->shape[d] ? rest / t->shape[d] : 0;
+                }
+                char s[160];
+                shape_str(t->ndim, idx, s, sizeof s);
+                qw_progress_end(&prog);
+                qw_die(QW_EXIT_DATA, "'%s': tensor '%s': element %lld %s is %s", t->file, t->name, (long long)flat, s,
+                       isnan(buf[j]) ? "nan" : "inf");
+            }
+            values += n;
+            char h[16];
+            qw_progress_update(&prog, (double)i, (double)qw_st_count(st), "%s values", qw_human((double)values, h));
+        }
+    }
+    qw_progress_end(&prog);
+    free(buf);
+    printf("%s: ok: %d tensors, %lld values, all finite\n", dir, qw_st_count(st), (long long)values);
+    qw_st_close(st);
+}
+
+static void export(const char *dir)
+{
+    if (!out_dir) qw_usage_error("export: -o/--output OUT is required");
+    qw_dtype dt = QW_DT_BF16;
+    if (dtype_name && !strcmp(dtype_name, "f32")) dt = QW_DT_F32;
+    else if (dtype_name && strcmp(dtype_name, "bf16")) qw_usage_error("--dtype: '%s' is not bf16 or f32", dtype_name);
+    qw_config c;
+    qw_st *st;
+    open_model(dir, &c, &st);
+    qw_params P;
+    if (qw_params_init(&P, &c) || qw_params_load(&P, st, 0)) qw_die_last();
+    qw_st_close(st);
+    if (qw_params_save(&P, out_dir, dt)) qw_die_last();
+    qw_params_free(&P);
+    for (int i = 0; side_files[i]; i++) {
+        char *src = join(dir, side_files[i]), *dst = join(out_dir, side_files[i]);
+        size_t n;
+        char *data = is_file(src) ? slurp(src, &n) : NULL;
+        if (is_file(src) && !data) qw_die(QW_EXIT_FAIL, "'%s': %s", src, strerror(errno));
+        if (data && qw_st_write_atomic(dst, data, n)) qw_die_last();
+        free(data);
+        free(src);
+        free(dst);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    qw_set_prog(argv[0]);
+    int first = qw_parse_args(&info, argc, argv);
+    if (first >= argc) {
+        qw_print_help(&info, stderr);
+        exit(QW_EXIT_USAGE);
+    }
+    const char *cmd = argv[first];
+    if (argc - first != 2) qw_usage_error("%s: expected one model DIR", cmd);
+    int is_export = !strcmp(cmd, "export");
+    if (!is_export && (out_dir || dtype_name)) qw_usage_error("%s: -o and --dtype belong to export", cmd);
+    char *dir = model_dir(argv[first + 1]);
+    if (!strcmp(cmd, "inspect")) inspect(dir);
+    else if (!strcmp(cmd, "verify")) verify(dir);
+    else if (is_export) export(dir);
+    else qw_usage_error("unknown command '%s' (inspect, export, verify)", cmd);
+    free(dir);
+    qw_close_stdout();
+    return 0;
+}

@@ -1,0 +1,214 @@
+/* qw-eval — evaluate a model.
+ *
+ *   qw-eval forward --model DIR --input IN.safetensors --output OUT.safetensors [--grads]
+ *       one fp32 forward (and backward) pass; dumps logits, loss, aux_loss and
+ *       gradients for parity checks (DESIGN.md "Fixed interfaces")
+ *   qw-eval bench --config FILE [--seq-len T] [--batch B] [--steps N]
+ *       forward+backward throughput with random weights, against the
+ *       backend's own GEMM rate
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qw/cli.h"
+#include "qw/config.h"
+#include "qw/model.h"
+#include "qw/ops.h"
+#include "qw/params.h"
+#include "qw/st.h"
+
+static const char *o_model, *o_input, *o_output, *o_config;
+static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1;
+
+static const qw_opt opts[] = {
+    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "forward:" },
+    { "model", 'm', QW_OPT_STR, &o_model, "DIR", "model directory: config.json and safetensors" },
+    { "input", 'i', QW_OPT_STR, &o_input, "FILE", "safetensors file holding input_ids (I64 or I32, [B,T])" },
+    { "output", 'o', QW_OPT_STR, &o_output, "FILE", "safetensors file to write (logits, loss, aux_loss, grad.*)" },
+    { "grads", 0, QW_OPT_FLAG, &o_grads, NULL, "also write grad.<name> for every parameter" },
+    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "bench:" },
+    { "config", 0, QW_OPT_STR, &o_config, "FILE", "config.json of the model to time (random weights)" },
+    { "seq-len", 'T', QW_OPT_INT, &o_seq, "T", "tokens per row (default 512)" },
+    { "batch", 'B', QW_OPT_INT, &o_batch, "B", "rows per step (default 1)" },
+    { "steps", 0, QW_OPT_INT, &o_steps, "N", "timed forward+backward steps (default 3)" },
+    QW_COMMON_OPTS,
+    { 0 },
+};
+
+static const qw_prog_info info = {
+    "qw-eval",
+    "forward --model DIR --input IN.safetensors --output OUT.safetensors [--grads]\n"
+    "       qw-eval bench --config FILE [--seq-len T] [--batch B] [--steps N]",
+    "Evaluate a Qwen3 model: dump one forward (and backward) pass, or time training steps.",
+    opts,
+};
+
+static const qw_ops *pick_backend(void)
+{
+    const char *dev = qw_common_opts.device;
+    if (dev && !strcmp(dev, "cuda")) {
+#ifdef QW_HAVE_CUDA
+        qw_die(QW_EXIT_FAIL, "--device cuda: the CUDA backend has no model ops yet");
+#else
+        qw_die(QW_EXIT_FAIL, "--device cuda: not built with CUDA");
+#endif
+    }
+    const qw_ops *ops = qw_ops_cpu();
+    ops->set_threads(qw_common_opts.threads);
+    return ops;
+}
+
+/* input_ids [B,T] as int32, validated against the vocabulary. */
+static int32_t *read_ids(const char *path, int V, int *B, int *T)
+{
+    qw_st *in;
+    if (qw_st_open(path, &in)) qw_die_last();
+    if (qw_st_find(in, "pixel_values") || qw_st_find(in, "image_grid_thw"))
+        qw_die(QW_EXIT_FAIL, "'%s': vision inputs (pixel_values, image_grid_thw) are not supported yet", path);
+    const qw_st_tensor *t = qw_st_find(in, "input_ids");
+    if (!t) qw_die(QW_EXIT_DATA, "'%s': no tensor 'input_ids'", path);
+    if (t->dtype != QW_DT_I64 && t->dtype != QW_DT_I32)
+        qw_die(QW_EXIT_DATA, "'%s': input_ids: dtype %s, expected I64 or I32", path, qw_dtype_name(t->dtype));
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 2)
+        qw_die(QW_EXIT_DATA, "'%s': input_ids: shape must be [B,T] with B >= 1 and T >= 2", path);
+    if (t->numel > INT_MAX / 64) qw_die(QW_EXIT_DATA, "'%s': input_ids: too many tokens (%lld)", path, (long long)t->numel);
+    *B = (int)t->shape[0], *T = (int)t->shape[1];
+    int64_t *v = qw_malloc(t->numel * sizeof *v);
+    int32_t *ids = qw_malloc(t->numel * sizeof *ids);
+    if (qw_st_to_i64(t, v)) qw_die_last();
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (v[i] < 0 || v[i] >= V)
+            qw_die(QW_EXIT_DATA, "'%s': input_ids[%lld][%lld] = %lld is outside the vocabulary (%d)", path,
+                   (long long)(i / *T), (long long)(i % *T), (long long)v[i], V);
+        ids[i] = (int32_t)v[i];
+    }
+    free(v);
+    qw_st_close(in);
+    return ids;
+}
+
+static void cmd_forward(const qw_ops *ops)
+{
+    if (!o_model || !o_input || !o_output) qw_usage_error("forward needs --model, --input and --output");
+    if (o_config || o_seq >= 0 || o_batch >= 0 || o_steps >= 0)
+        qw_usage_error("--config, --seq-len, --batch and --steps are options of bench");
+    qw_config cfg;
+    qw_params P;
+    qw_st *mst;
+    if (qw_config_load(o_model, &cfg) || qw_params_init(&P, &cfg) || qw_st_open(o_model, &mst) ||
+        qw_params_load(&P, mst, 0))
+        qw_die_last();
+    qw_st_close(mst);
+    int B, T, V = cfg.vocab_size;
+    int32_t *ids = read_ids(o_input, V, &B, &T);
+
+    qw_model *m;
+    qw_model_out out;
+    float *logits = qw_malloc((size_t)B * T * V * sizeof *logits);
+    if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &(qw_batch){.ids = ids}, logits, NULL, &out))
+        qw_die_last();
+    int moe = cfg.arch == QW_ARCH_MOE;
+    float aux_coef = moe && cfg.output_router_logits ? (float)cfg.router_aux_loss_coef : 0;
+    float loss = (float)(out.loss + aux_coef * out.aux_loss), aux = (float)out.aux_loss;
+
+    qw_st_writer *w = qw_st_writer_new();
+    int64_t lshape[3] = {B, T, V}, one = 1;
+    qw_st_writer_add(w, "logits", QW_DT_F32, 3, lshape, logits);
+    qw_st_writer_add(w, "loss", QW_DT_F32, 1, &one, &loss);
+    if (moe) qw_st_writer_add(w, "aux_loss", QW_DT_F32, 1, &one, &aux);
+    qw_params G;
+    if (o_grads) {
+        if (qw_params_alloc_like(&G, &P) || qw_model_backward(m, &G, aux_coef)) qw_die_last();
+        for (int i = 0; i < G.n; i++) {
+            char name[160];
+            snprintf(name, sizeof name, "grad.%s", G.p[i].name);
+            qw_st_writer_add(w, name, QW_DT_F32, G.p[i].ndim, G.p[i].shape, qw_params_ptr(&G, &G.p[i]));
+        }
+    }
+    if (qw_st_writer_write(w, o_output)) qw_die_last();
+    qw_st_writer_free(w);
+    if (o_grads) qw_params_free(&G);
+    qw_model_free(m);
+    qw_params_free(&P);
+    free(logits);
+    free(ids);
+}
+
+/* GFLOP/s of the backend's GEMM on an n×n×n product (best of 3). */
+static double gemm_rate(const qw_ops *ops, int n)
+{
+    size_t bytes = (size_t)n * n * sizeof(float);
+    float *a = ops->alloc(bytes), *b = ops->alloc(bytes), *c = ops->alloc(bytes);
+    if (!a || !b || !c) qw_die(QW_EXIT_FAIL, "out of memory for the GEMM benchmark");
+    float *h = qw_malloc(bytes);
+    for (size_t i = 0; i < (size_t)n * n; i++) h[i] = (float)((i * 2654435761u) % 1000) / 1000 - 0.5f;
+    ops->upload(a, h, bytes);
+    ops->upload(b, h, bytes);
+    double best = 0;
+    for (int r = 0; r < 4; r++) {
+        double t0 = qw_now();
+        ops->gemm(0, 1, n, n, n, 1, a, n, b, n, 0, c, n);
+        double dt = qw_now() - t0;
+        if (r > 0 && 2.0 * n * n * n / dt > best) best = 2.0 * n * n * n / dt;   /* first run warms up */
+    }
+    ops->free(a); ops->free(b); ops->free(c);
+    free(h);
+    return best / 1e9;
+}
+
+static void cmd_bench(const qw_ops *ops)
+{
+    if (!o_config) qw_usage_error("bench needs --config");
+    if (o_model || o_input || o_output || o_grads)
+        qw_usage_error("--model, --input, --output and --grads are options of forward");
+    int T = o_seq < 0 ? 512 : o_seq, B = o_batch < 0 ? 1 : o_batch, steps = o_steps < 0 ? 3 : o_steps;
+    if (T < 2 || B < 1 || steps < 1) qw_usage_error("--seq-len must be >= 2, --batch and --steps >= 1");
+    qw_config cfg;
+    qw_params P, G;
+    if (qw_config_load(o_config, &cfg) || qw_params_init(&P, &cfg) || qw_params_alloc_like(&G, &P)) qw_die_last();
+    qw_params_init_random(&P, (uint64_t)qw_common_opts.seed);
+    int N = B * T;
+    int32_t *ids = qw_malloc(N * sizeof *ids);
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(((uint64_t)i * 2654435761u + (uint64_t)qw_common_opts.seed) % cfg.vocab_size);
+    qw_model *m;
+    qw_model_out out;
+    if (qw_model_new(ops, &P, B, T, NULL, &m)) qw_die_last();
+    float aux_coef = cfg.arch == QW_ARCH_MOE ? (float)cfg.router_aux_loss_coef : 0;
+    double t0 = 0;
+    for (int s = 0; s <= steps; s++) {   /* step 0 warms up */
+        if (s == 1) t0 = qw_now();
+        if (qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &out) || qw_model_backward(m, &G, aux_coef))
+            qw_die_last();
+    }
+    double dt = (qw_now() - t0) / steps;
+    double flops = qw_model_matmul_flops(m), gemm = gemm_rate(ops, 2048);
+    int64_t total, active;
+    qw_config_param_counts(&cfg, &total, &active);
+    printf("{\"device\":\"%s\",\"threads\":%d,\"params\":%lld,\"active_params\":%lld,\"batch\":%d,\"seq_len\":%d,"
+           "\"steps\":%d,\"activation_bytes\":%zu,\"step_s\":%.4f,\"tokens_per_s\":%.1f,\"matmul_gflop_per_step\":%.3f,"
+           "\"matmul_gflops\":%.2f,\"gemm_gflops\":%.2f,\"gemm_fraction\":%.3f,\"loss\":%.5f}\n",
+           ops->name, qw_thread_count(), (long long)total, (long long)active, B, T, steps,
+           qw_model_plan_bytes(m), dt, N / dt,
+           flops / 1e9, flops / dt / 1e9, gemm, flops / dt / 1e9 / gemm, out.loss);
+    qw_model_free(m);
+    qw_params_free(&P);
+    qw_params_free(&G);
+    free(ids);
+}
+
+int main(int argc, char **argv)
+{
+    qw_set_prog(argv[0]);
+    int first = qw_parse_args(&info, argc, argv);
+    if (first >= argc) qw_usage_error("missing command: forward or bench");
+    if (argc - first > 1) qw_usage_error("unexpected argument '%s'", argv[first + 1]);
+    const char *cmd = argv[first];
+    if (strcmp(cmd, "forward") && strcmp(cmd, "bench")) qw_usage_error("unknown command '%s'", cmd);
+    const qw_ops *ops = pick_backend();
+    if (!strcmp(cmd, "forward")) cmd_forward(ops);
+    else cmd_bench(ops);
+    qw_close_stdout();
+    return 0;
+}
