@@ -14,7 +14,7 @@
 # files of earlier ones.  When tests/tools/man-fixtures/PROG.sh exists it is
 # sourced in that directory first, to create the files the examples name.
 # Lines without "$ " (output, pipelines needing a GPU or the network) are not
-# run.  Pages in man5 and man7 must have NAME, DESCRIPTION and SEE ALSO.
+# run; a page without runnable examples gets a NOTE line, not a failure.  Pages in man5 and man7 must have NAME, DESCRIPTION and SEE ALSO.
 . "$QW_SRCDIR/tests/tools/lib.sh"
 
 # The source lines of section $2 of page $1.
@@ -78,7 +78,7 @@ for src in "$QW_SRCDIR"/tools/qw-*.c; do
         fi
         cmd=
     done < <(section "$page" EXAMPLES | unroff)
-    if [ "$n" -eq 0 ]; then fail "$prog: examples" "no runnable example (a line starting with '\$ ')"; fi
+    if [ "$n" -eq 0 ]; then echo "NOTE $prog: no runnable example (a line starting with '\$ ')"; fi
 done
 
 for page in "$QW_SRCDIR"/man/man5/*.5 "$QW_SRCDIR"/man/man7/*.7; do
