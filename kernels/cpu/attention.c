@@ -5,12 +5,10 @@
  * are one GEMM into a QB×T scratch, masked to each query's own range, and
  * the output one more GEMM.  The backward recomputes the probabilities from
  * the saved log-sum-exp (no T×T matrix is kept between passes).  Heads
- * are independent tasks spread over the OpenMP threads, each running a
- * single-threaded BLAS in its own scratch slot, so a layer's attention
- * synchronises the threads once. */
+ * are independent tasks spread over the OpenMP threads, each in its own
+ * scratch slot, so a layer's attention synchronises the threads once. */
 #include "cpu.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -53,8 +51,8 @@ static int block_start(const int32_t *ks, int i0, int m)
     return j0;
 }
 
-/* Independent tasks run on the OpenMP threads, each calling a
- * single-threaded BLAS into its own scratch slot. */
+/* Independent tasks run on the OpenMP threads, each with its own scratch
+ * slot (their GEMMs run whole: qw_cpu_gemm inside a parallel region). */
 static int enter_tasks(size_t ws_bytes, int T)
 {
     int slots = (int)(ws_bytes / (slot_floats(T) * sizeof(float)));
@@ -79,8 +77,6 @@ void qw_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const
                      size_t ws_bytes)
 {
     int ldq = nh * d, ldk = nkv * d, group = nh / nkv, nt = enter_tasks(ws_bytes, T);
-    int blas = openblas_get_num_threads();
-    openblas_set_num_threads(1);
     #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (int t = 0; t < B * nh; t++) {
         int b = t / nh, h = t % nh;
@@ -89,7 +85,6 @@ void qw_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const
         head_fwd(o + qo, lse + (size_t)b * T * nh + h, q + qo, k + ko, v + ko, kv_start + (size_t)b * T,
                  T, ldq, ldk, nh, d, scale, S);
     }
-    openblas_set_num_threads(blas);
 }
 
 /* One query head's contribution: dq written, dk and dv accumulated. */
@@ -123,10 +118,8 @@ void qw_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const f
                      int B, int T, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes)
 {
     int ldq = nh * d, ldk = nkv * d, group = nh / nkv, nt = enter_tasks(ws_bytes, T);
-    int blas = openblas_get_num_threads();
     memset(dk, 0, (size_t)B * T * ldk * sizeof *dk);
     memset(dv, 0, (size_t)B * T * ldk * sizeof *dv);
-    openblas_set_num_threads(1);
     /* one task per (row, kv head): the query heads sharing dk, dv run in turn */
     #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (int t = 0; t < B * nkv; t++) {
@@ -139,5 +132,4 @@ void qw_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const f
                      lse + (size_t)b * T * nh + h, kv_start + (size_t)b * T, T, ldq, ldk, nh, d, scale, P);
         }
     }
-    openblas_set_num_threads(blas);
 }

@@ -34,20 +34,49 @@ static void cpu_set_threads(int n)
         n = c > 0 ? (int)c : 1;
     }
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
 }
 
+/* Products smaller than this many multiply-adds run on one thread. */
+#define GEMM_SPLIT_MIN (1 << 21)
+
+static void sgemm1(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* The BLAS runs single-threaded (see qw_ops_cpu); a large product is split
+ * into blocks of C's rows (or columns, when C is wide) over the OpenMP
+ * threads, so the process has one thread pool and nothing oversubscribes
+ * the cores.  Inside a parallel region (attention heads) it runs whole. */
 void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) {   /* empty sum: C = beta·C (BLAS would too, but some builds reject k = 0) */
+    if (k <= 0) {   /* empty sum: C = beta·C (some BLAS builds reject k = 0) */
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt <= 1 || (double)m * n * k < GEMM_SPLIT_MIN) {
+        sgemm1(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int by_rows = m >= n, len = by_rows ? m : n;
+    int step = (len + nt - 1) / nt;
+    step = (step + 15) / 16 * 16;
+    int blocks = (len + step - 1) / step;
+    #pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        int o = b * step, w = o + step < len ? step : len - o;
+        if (by_rows)
+            sgemm1(ta, tb, w, n, k, alpha, ta ? A + o : A + (size_t)o * lda, lda, B, ldb, beta,
+                   C + (size_t)o * ldc, ldc);
+        else
+            sgemm1(ta, tb, m, w, k, alpha, A, lda, tb ? B + (size_t)o * ldb : B + o, ldb, beta, C + o, ldc);
+    }
 }
 
 static void embed_fwd(float *y, const float *table, const int32_t *ids, int n, int H)
@@ -224,4 +253,8 @@ static const qw_ops cpu_ops = {
     .ce_bwd = qw_cpu_ce_bwd,
 };
 
-const qw_ops *qw_ops_cpu(void) { return &cpu_ops; }
+const qw_ops *qw_ops_cpu(void)
+{
+    openblas_set_num_threads(1);   /* all threading is OpenMP's (qw_cpu_gemm) */
+    return &cpu_ops;
+}

@@ -61,28 +61,35 @@ static double *fd_grad(lossfn f, void *ctx, double *x, size_t n)
 
 /* ---------------------------------------------------------------- gemm */
 
-TEST(gemm_all_transposes)
+/* Small products run whole; large ones are split over threads by rows of C
+ * (m >= n) or by columns. */
+TEST(gemm_all_transposes_and_splits)
 {
-    int m = 5, n = 7, k = 3, pad = 2;
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-            float *A = frand((size_t)ar * (ac + pad), 1), *B = frand((size_t)br * (bc + pad), 1);
-            float *C = frand((size_t)m * (n + pad), 1);
-            double ref[5 * 7];
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) {
-                    double s = 0;
-                    for (int l = 0; l < k; l++)
-                        s += (double)(ta ? A[l * (ac + pad) + i] : A[i * (ac + pad) + l]) *
-                             (tb ? B[j * (bc + pad) + l] : B[l * (bc + pad) + j]);
-                    ref[i * n + j] = 2 * s + 0.5 * C[i * (n + pad) + j];
-                }
-            ops->gemm(ta, tb, m, n, k, 2, A, ac + pad, B, bc + pad, 0.5f, C, n + pad);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) CHECK_NEAR(C[i * (n + pad) + j], ref[i * n + j], 1e-5);
-            free(A); free(B); free(C);
-        }
+    int shapes[3][3] = {{5, 7, 3}, {300, 70, 120}, {70, 300, 120}}, pad = 2;
+    for (int s = 0; s < 3; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+                float *A = frand((size_t)ar * (ac + pad), 1), *B = frand((size_t)br * (bc + pad), 1);
+                float *C = frand((size_t)m * (n + pad), 1);
+                double *ref = qw_malloc((size_t)m * n * sizeof *ref), err = 0;
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) {
+                        double t = 0;
+                        for (int l = 0; l < k; l++)
+                            t += (double)(ta ? A[l * (ac + pad) + i] : A[i * (ac + pad) + l]) *
+                                 (tb ? B[j * (bc + pad) + l] : B[l * (bc + pad) + j]);
+                        ref[i * n + j] = 2 * t + 0.5 * C[i * (n + pad) + j];
+                    }
+                float pad_before = C[n];
+                ops->gemm(ta, tb, m, n, k, 2, A, ac + pad, B, bc + pad, 0.5f, C, n + pad);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) err = fmax(err, fabs(C[i * (n + pad) + j] - ref[i * n + j]));
+                CHECK_MSG(err < 1e-4, "%dx%dx%d ta=%d tb=%d: max error %.3g", m, n, k, ta, tb, err);
+                CHECK(C[n] == pad_before);   /* the padding of C is left alone */
+                free(A); free(B); free(C); free(ref);
+            }
 }
 
 /* ----------------------------------------------------------- embedding */
@@ -477,7 +484,7 @@ TEST(cross_entropy)
 int main(void)
 {
     ops = qw_ops_cpu();
-    RUN(gemm_all_transposes);
+    RUN(gemm_all_transposes_and_splits);
     RUN(embedding);
     RUN(rmsnorm);
     RUN(rope);
