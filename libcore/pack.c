@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "qw/cli.h"
+#include "qw/rng.h"
 #include "qw/shard.h"
 
 int qw_docs_add(qw_docs *d, const int32_t *ids, size_t n, const uint8_t *mask)
@@ -44,43 +45,14 @@ void qw_docs_free(qw_docs *d)
 static size_t doc_start(const qw_docs *d, size_t i) { return i ? d->ends[i - 1] : 0; }
 static size_t doc_len(const qw_docs *d, size_t i) { return d->ends[i] - doc_start(d, i); }
 
-/* ---- randomness: splitmix64 ---- */
-
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n), unbiased (Lemire's multiply with rejection). */
-static uint64_t below(uint64_t *s, uint64_t n)
-{
-    unsigned __int128 m = (unsigned __int128)splitmix64(s) * n;
-    uint64_t lo = (uint64_t)m;
-    if (lo < n) {
-        uint64_t t = -n % n;
-        while (lo < t) {
-            m = (unsigned __int128)splitmix64(s) * n;
-            lo = (uint64_t)m;
-        }
-    }
-    return (uint64_t)(m >> 64);
-}
-
-/* The identity permutation of n, shuffled by Fisher-Yates from stream `tag`. */
-static size_t *permutation(size_t n, uint64_t seed, uint64_t tag)
+/* The identity permutation of n, shuffled by Fisher-Yates on rng stream `stream`. */
+static size_t *permutation(size_t n, uint64_t seed, uint64_t stream)
 {
     size_t *p = qw_malloc(n * sizeof *p);
     for (size_t i = 0; i < n; i++) p[i] = i;
-    uint64_t s = seed ^ tag;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = below(&s, i);
-        size_t t = p[i - 1];
-        p[i - 1] = p[j];
-        p[j] = t;
-    }
+    qw_rng r;
+    qw_rng_init(&r, seed, stream);
+    qw_rng_shuffle(&r, p, n, sizeof *p);
     return p;
 }
 
@@ -403,6 +375,12 @@ int qw_pack_dataset(const qw_docs *d, const qw_pack_opts *o, qw_pack_report *rep
                           split_name[v], (unsigned long long)sr[v]->tokens, (unsigned long long)sr[v]->docs, L);
     }
     if (!st && mkdir(o->dir, 0777) && errno != EEXIST) st = qw_error(QW_EXIT_FAIL, "'%s': %s", o->dir, strerror(errno));
+    /* An index of an earlier run goes first: until the new one is in place,
+     * the directory is no dataset rather than a mix of two. */
+    char *old_index = qw_malloc(strlen(o->dir) + 16);
+    sprintf(old_index, "%s/index.json", o->dir);
+    if (!st && unlink(old_index) && errno != ENOENT) st = qw_error(QW_EXIT_FAIL, "'%s': %s", old_index, strerror(errno));
+    free(old_index);
     writing wr = {o, d, cJSON_CreateArray(), 0, pl[0].rows + pl[1].rows};
     for (int v = 0; v < 2 && !st; v++) st = write_split(&wr, v, &pl[v], sr[v]);
     if (!st) st = write_index(o, d->has_mask, wr.shards, rep);

@@ -9,12 +9,13 @@
 #include "qw/cli.h"
 #include "qw/pack.h"
 #include "qw/shard.h"
+#include "qw/tok.h"
 #include "qw/tokens.h"
 
 static int seq_len, zstd_level = 3, inspect;
 static long long shard_rows, pad_id;
 static double val_frac;
-static const char *out_dir, *mode = "pretrain", *long_docs = "truncate";
+static const char *out_dir, *mode = "pretrain", *long_docs = "truncate", *tokenizer;
 
 static const qw_opt opts[] = {
     {"seq-len", 'T', QW_OPT_INT, &seq_len, "SEQLEN", "tokens a trainer sees per row (rows hold SEQLEN+1)"},
@@ -25,6 +26,7 @@ static const qw_opt opts[] = {
     {"shard-rows", 0, QW_OPT_LONG, &shard_rows, "N", "rows per shard file (default: about 256 MiB)"},
     {"zstd", 0, QW_OPT_INT, &zstd_level, "LEVEL", "zstd level of the row blocks, 0 for none (default 3)"},
     {"pad-id", 0, QW_OPT_LONG, &pad_id, "ID", "padding token (default 0)"},
+    {"tokenizer", 0, QW_OPT_STR, &tokenizer, "FILE", "check the streams were made by this tokenizer.json"},
     {"inspect", 0, QW_OPT_FLAG, &inspect, NULL, "print the header and statistics of each shard or data DIR"},
     QW_COMMON_OPTS,
     {0},
@@ -37,6 +39,18 @@ static const qw_prog_info info = {
     "with document boundaries, shuffled and split, as qw-pack(5) shards.",
     opts,
 };
+
+static uint64_t expect_identity;   /* of --tokenizer; 0 without */
+static uint32_t expect_vocab;
+
+static void load_tokenizer(void)
+{
+    qw_tok *t;
+    if (qw_tok_load(tokenizer, &t)) qw_die_last();
+    expect_identity = qw_tok_identity(t);
+    expect_vocab = (uint32_t)qw_tok_vocab_size(t);
+    qw_tok_free(t);
+}
 
 /* ---- reading token streams ---- */
 
@@ -110,7 +124,7 @@ static void pack(char **files, int n)
     o.shard_rows = (uint64_t)shard_rows;
     o.pad_id = (uint32_t)pad_id;
 
-    reading rd = {0};
+    reading rd = {.identity = expect_identity, .vocab = expect_vocab, .known = tokenizer != NULL};
     qw_progress_init(&rd.prog);
     qw_docs docs = {0};
     for (int i = 0; i < (n ? n : 1); i++) {
@@ -197,7 +211,7 @@ static void inspect_file(const char *path)
     qw_dataset *ds;
     qw_shard *sh;
     stats s;
-    if (qw_dataset_open(&path, 1, "train", seq_len, 0, &ds) || dataset_stats(ds, &s) ||
+    if (qw_dataset_open(&path, 1, "train", seq_len, expect_identity, &ds) || dataset_stats(ds, &s) ||
         qw_shard_open(path, &sh))
         qw_die_last();
     const qw_shard_header *h = qw_shard_info(sh);
@@ -224,7 +238,7 @@ static void inspect_dir(const char *dir)
     for (int v = 0; v < 2; v++) {
         qw_dataset *ds;
         stats s;
-        int st = qw_dataset_open(&dir, 1, splits[v], seq_len, 0, &ds);
+        int st = qw_dataset_open(&dir, 1, splits[v], seq_len, expect_identity, &ds);
         if (st && v == 1 && strstr(qw_error_msg(), "no val shards")) break;
         if (st || dataset_stats(ds, &s)) qw_die_last();
         if (v == 0) {
@@ -244,6 +258,7 @@ int main(int argc, char **argv)
     qw_set_prog(argv[0]);
     int first = qw_parse_args(&info, argc, argv);
     if (seq_len < 0) qw_usage_error("-T/--seq-len: must be at least 1");
+    if (tokenizer) load_tokenizer();
     if (inspect) {
         if (first == argc) qw_usage_error("--inspect needs a shard FILE or a data DIR");
         for (int i = first; i < argc; i++) {

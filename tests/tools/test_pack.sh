@@ -148,6 +148,23 @@ expect_stderr corrupt_shard_msg "corrupt.qwp': block 0: checksum mismatch"
 head -c 1000 "$d1/train-00000.qwp" >"$tmp/short.qwp"
 expect_status truncated_shard 3 qw-pack --inspect "$tmp/short.qwp"
 expect_stderr truncated_shard_msg "short.qwp': truncated file"
+# A byte-level tokenizer.json with the 256 byte tokens and no merges.
+python3 - >"$tmp/tokenizer.json" <<'EOF'
+import json
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs = bs[:]
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + len(cs) - 188)
+print(json.dumps({"version": "1.0", "added_tokens": [], "normalizer": None,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+    "decoder": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {chr(c): b for b, c in zip(bs, cs)}, "merges": []}}))
+EOF
+expect_status other_tokenizer_shard 3 qw-pack --inspect --tokenizer "$tmp/tokenizer.json" "$d1"
+expect_stderr other_tokenizer_shard_msg "train-00000.qwp': tokenizer identity 00000000000000aa, expected [0-9a-f]{16}"
+expect_status other_tokenizer_option 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/tokenizer.json" "$tmp/a.qwt"
+expect_stderr other_tokenizer_option_msg "a.qwt': frame 0 at byte 0: tokenizer identity 00000000000000aa, expected"
+expect_status bad_tokenizer 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/a.qwt" "$tmp/a.qwt"
 expect_status seq_len_mismatch 3 qw-pack --inspect -T 64 "$d1"
 expect_stderr seq_len_mismatch_msg "rows of 33 tokens \(seq-len 32\), expected seq-len 64"
 cp -r "$d1" "$tmp/mixed"
@@ -159,6 +176,14 @@ expect_status other_tokenizer_stream 3 qw-pack -T 32 -o "$tmp/x" "$tmp/a.qwt" "$
 expect_stderr other_tokenizer_stream_msg "b.qwt': frame 0 at byte 0: tokenizer identity"
 head -c 100 "$tmp/a.qwt" >"$tmp/short.qwt"
 expect_status truncated_stream 3 qw-pack -T 32 -o "$tmp/x" "$tmp/short.qwt"
+# A run that fails on its input leaves an earlier run's directory as it
+# was; one that fails while writing leaves no index (not a mix of two).
+cp -r "$d1" "$tmp/rerun"
+expect_status rerun_bad_input 3 qw-pack -T 100000 -o "$tmp/rerun" "$tmp/a.qwt"
+check rerun_keeps_index cmp -s "$d1/index.json" "$tmp/rerun/index.json"
+mkdir "$tmp/rerun/train-00000.qwp.tmp"
+expect_status rerun_write_fails 1 qw-pack -T 32 -o "$tmp/rerun" "$tmp/a.qwt"
+check rerun_no_index test ! -e "$tmp/rerun/index.json"
 expect_status no_documents 3 qw-pack -T 32 -o "$tmp/x" /dev/null
 expect_stderr no_documents_msg "no documents"
 expect_status too_few_tokens 3 qw-pack -T 100000 -o "$tmp/x" "$tmp/a.qwt"

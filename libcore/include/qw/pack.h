@@ -21,9 +21,9 @@
  *             at most L tokens, each packed as its own document
  *             (QW_PACK_SPLIT).
  *
- * Randomness (the validation split and the row order) comes from
- * splitmix64 seeded by `seed`: the same input and options give the same
- * bytes.
+ * Randomness (the validation split and the row order of each split) comes
+ * from qw/rng.h seeded by `seed`, one stream each: the same input and
+ * options give the same bytes on every machine.
  *
  * Errors as in qw/cli.h: 0 or QW_EXIT_* after qw_error().
  */
@@ -84,7 +84,10 @@ typedef struct {
 } qw_pack_report;
 
 /* Split, pack, shuffle and write `docs` into o->dir: train-NNNNN.qwp,
- * val-NNNNN.qwp and index.json (written last, by rename).  QW_EXIT_DATA
+ * val-NNNNN.qwp and index.json.  An existing index.json is removed before
+ * the first shard is written and the new one renamed into place last, so
+ * an interrupted run leaves no index rather than a wrong one; shards the
+ * new index does not list are left alone.  QW_EXIT_DATA
  * when there are no documents, a split yields no rows, or a token is
  * outside the vocabulary; QW_EXIT_USAGE for bad options. */
 int qw_pack_dataset(const qw_docs *docs, const qw_pack_opts *o, qw_pack_report *rep);

@@ -1,0 +1,85 @@
+/* qw/train.h — the training loop shared by qw-pretrain (and later qw-sft):
+ * data-parallel next-token training over packed shards with AdamW,
+ * gradient accumulation, clipping, validation, metrics and checkpoints
+ * that resume bit-exactly.
+ *
+ * Batches.  A step consumes R = batch_tokens / seq_len rows of the train
+ * split: rows step·R … step·R + R − 1 (modulo the number of rows, so the
+ * data wraps into a new epoch).  Rank r of N takes the rows j ≡ r (mod N) of
+ * those R and runs them through the model micro_batch rows at a time,
+ * adding gradients; the ranks' gradients are then summed (MPI allreduce).
+ * Every target token of the global batch has the coefficient 1/(targets in
+ * the global batch), so the loss and the gradient are those of one big
+ * batch whatever N and micro_batch are (DESIGN.md, Distributed).  MoE runs
+ * add aux_coef times the mean over micro-batches of the load-balancing
+ * loss.
+ *
+ * Positions and documents come from the shards (qw/shard.h): no token
+ * attends across a document boundary or is predicted across one.
+ *
+ * Resume.  The data position is a function of the step, the schedule a
+ * function of the step, and the arithmetic is deterministic for a given
+ * thread count and rank count, so N steps + resume + M steps reproduces
+ * one run of N + M steps bit for bit on the CPU.
+ *
+ * Errors: 0 or QW_EXIT_* with a message (qw/cli.h).  Bad data (shards of
+ * another tokenizer, a row length other than seq_len, a corrupt shard, a
+ * checkpoint whose config differs from the run's) is QW_EXIT_DATA.
+ */
+#ifndef QW_TRAIN_H
+#define QW_TRAIN_H
+
+#include <stdint.h>
+
+#include "qw/ops.h"
+#include "qw/optim.h"
+
+typedef struct {
+    /* model: one of config_path (random init) or model_dir (weights), or
+     * neither when resuming (the checkpoint's config is used) */
+    const char *config_path;
+    const char *model_dir;
+    double rope_theta;         /* > 0: override rope_theta (ABF between stages) */
+    double yarn_factor;        /* > 0: switch RoPE to YaRN with this factor */
+    int yarn_original_max;     /* YaRN original_max_position_embeddings (0: the config's max) */
+    double capacity_factor;    /* MoE expert capacity (0: none) */
+    double aux_coef;           /* < 0: router_aux_loss_coef of the config */
+
+    /* data */
+    const char *const *data;   /* shard files or qw-pack directories */
+    int n_data;
+    const char *tokenizer;     /* tokenizer.json (or a dir holding it): identity checked, copied into checkpoints */
+    int seq_len;               /* T */
+    long long batch_tokens;    /* global batch, tokens (a multiple of T) */
+    int micro_batch;           /* rows per forward/backward (0: min(rows per rank, 8)) */
+
+    /* optimisation */
+    qw_adamw adamw;
+    qw_sched sched;            /* sched.total is set from steps */
+    double clip;               /* max global grad norm (≤ 0: no clipping) */
+    long steps;                /* total optimizer steps of the run (a resumed run continues up to it) */
+    uint64_t seed;
+
+    /* evaluation, output */
+    long eval_every;           /* validation loss every N steps (0: never) */
+    long eval_rows;            /* rows of the val split per evaluation (0: all) */
+    const char *out;           /* checkpoint directory */
+    long save_every;           /* 0: only at the end (and on SIGINT/SIGTERM) */
+    int keep_last;
+    const char *resume;        /* a step directory or an OUT directory */
+    const char *log;           /* metrics JSONL (NULL: none) */
+    const char *tb_dir;        /* TensorBoard directory (NULL: none) */
+    int quiet;
+
+    const qw_ops *ops;
+} qw_train_opts;
+
+/* Fill defaults: AdamW(0.9, 0.95, 1e-8, wd 0.1), cosine schedule with
+ * min_lr_ratio 0.1, lr 3e-4, clip 1.0, aux_coef −1, keep_last 3. */
+void qw_train_defaults(qw_train_opts *o);
+
+/* Run the loop to o->steps (or until SIGINT/SIGTERM, after which it saves a
+ * checkpoint and returns 0).  Collective: every MPI rank calls it. */
+int qw_train_run(const qw_train_opts *o);
+
+#endif

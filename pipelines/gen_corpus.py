@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""gen_corpus.py — the demo pipeline's license-clean corpus, made from nothing.
+
+Writes JSONL documents ({"text": ...}) to stdout for one of three stages:
+
+  general    short stories, descriptions and dialogues over a small world
+             (people, animals, places, objects) with consistent facts, so a
+             model can learn grammar, agreement and simple co-reference;
+  reasoning  worked arithmetic and list problems with step-by-step solutions
+             in <think>…</think>, and small Python functions with doctests;
+  long       long documents: a story whose facts are stated early and asked
+             about at the end, for long-context training.
+
+Deterministic: the same --seed and --docs give byte-identical output.
+Only the Python standard library is used.
+
+  python3 pipelines/gen_corpus.py --stage general --docs 20000 --seed 1
+"""
+import argparse
+import json
+import random
+import signal
+import sys
+
+NAMES = ["Ada", "Ben", "Chen", "Dara", "Emil", "Farah", "Goro", "Hana", "Ivan", "Jade",
+         "Kofi", "Lena", "Mateo", "Nia", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tara"]
+ANIMALS = ["cat", "dog", "fox", "owl", "horse", "rabbit", "goat", "duck", "bear", "mouse"]
+PLACES = ["the market", "the river", "the old mill", "the library", "the garden",
+          "the harbour", "the hill", "the school", "the bakery", "the forest"]
+OBJECTS = ["a red kite", "a blue box", "a small key", "a wooden spoon", "a map",
+           "a green lamp", "a silver coin", "a book of songs", "a clay pot", "a warm coat"]
+COLOURS = ["red", "blue", "green", "yellow", "white", "black", "brown", "grey"]
+ADJ = ["quiet", "busy", "cold", "bright", "narrow", "wide", "old", "new", "tall", "small"]
+VERBS_PAST = ["walked to", "ran to", "looked at", "found", "visited", "painted", "cleaned", "left"]
+WEATHER = ["It was raining.", "The sun was out.", "A cold wind blew.", "Snow covered the roofs.",
+           "The air was still and warm.", "Fog lay over the water."]
+NUMWORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+            "ten", "eleven", "twelve"]
+
+
+def cap(s):
+    return s[0].upper() + s[1:]
+
+
+def story(r):
+    a, b = r.sample(NAMES, 2)
+    pet = r.choice(ANIMALS)
+    place, place2 = r.sample(PLACES, 2)
+    obj = r.choice(OBJECTS)
+    n = r.randint(2, 9)
+    lines = [
+        f"{a} had a {r.choice(COLOURS)} {pet}.",
+        r.choice(WEATHER),
+        f"In the morning {a} {r.choice(VERBS_PAST)} {place} with the {pet}.",
+        f"There {a} met {b}, who was carrying {obj}.",
+        f"\"Where are you going?\" asked {a}.",
+        f"\"To {place2},\" said {b}. \"I have {NUMWORDS[n]} letters to deliver.\"",
+        f"{a} and {b} went to {place2} together.",
+        f"{cap(place2)} was {r.choice(ADJ)} and {r.choice(ADJ)}.",
+        f"When they arrived, {b} gave {a} {obj}.",
+        f"The {pet} slept under a {r.choice(ADJ)} tree until evening.",
+    ]
+    k = r.randint(5, len(lines))
+    return " ".join(lines[:k])
+
+
+def description(r):
+    place = r.choice(PLACES)
+    items = r.sample(OBJECTS, 3)
+    return (f"{cap(place)} is {r.choice(ADJ)}. Inside you can find {items[0]}, {items[1]} and {items[2]}. "
+            f"People come here when it is {r.choice(['early', 'late', 'noon', 'dark'])}. "
+            f"The walls are {r.choice(COLOURS)} and the door is {r.choice(COLOURS)}.")
+
+
+def dialogue(r):
+    a, b = r.sample(NAMES, 2)
+    x, y = r.randint(1, 20), r.randint(1, 20)
+    return (f"{a}: How many {r.choice(ANIMALS)}s did you see today?\n"
+            f"{b}: I saw {x} in the morning and {y} in the afternoon.\n"
+            f"{a}: So you saw {x + y} in all.\n{b}: Yes, {x + y}.")
+
+
+def arithmetic(r):
+    ops = [("plus", lambda p, q: p + q, "+"), ("minus", lambda p, q: p - q, "-"),
+           ("times", lambda p, q: p * q, "*")]
+    name, f, sym = r.choice(ops)
+    p, q = r.randint(2, 99), r.randint(2, 99)
+    if name == "minus" and q > p:
+        p, q = q, p
+    if name == "times":
+        q = r.randint(2, 12)
+        tens, ones = divmod(p, 10)
+        steps = (f"{p} = {tens * 10} + {ones}. {tens * 10} {sym} {q} = {tens * 10 * q}. "
+                 f"{ones} {sym} {q} = {ones * q}. {tens * 10 * q} + {ones * q} = {f(p, q)}.")
+    else:
+        tens, ones = q - q % 10, q % 10
+        mid = f(p, tens)
+        steps = f"{p} {sym} {q} = {p} {sym} {tens} {sym} {ones}. {p} {sym} {tens} = {mid}. {mid} {sym} {ones} = {f(mid, ones)}."
+    who = r.choice(NAMES)
+    return (f"Question: {who} computes {p} {name} {q}. What is the answer?\n"
+            f"<think>\n{steps}\n</think>\n\nAnswer: {f(p, q)}")
+
+
+def list_problem(r):
+    xs = [r.randint(1, 50) for _ in range(r.randint(3, 7))]
+    kind = r.choice(["largest", "smallest", "sum"])
+    val = {"largest": max(xs), "smallest": min(xs), "sum": sum(xs)}[kind]
+    trace = []
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = {"largest": max(acc, x), "smallest": min(acc, x), "sum": acc + x}[kind]
+        trace.append(str(acc))
+    return (f"Question: what is the {kind} of {', '.join(map(str, xs))}?\n"
+            f"<think>\nStart with {xs[0]}. Then " + ", then ".join(trace) + ".\n</think>\n\n"
+            f"Answer: {val}")
+
+
+def code(r):
+    fname = r.choice(["add", "scale", "clamp", "count_even", "first_positive"])
+    a, b = r.randint(1, 9), r.randint(1, 9)
+    bodies = {
+        "add": (f"def add(x, y):\n    \"\"\"Return x + y.\n\n    >>> add({a}, {b})\n    {a + b}\n    \"\"\"\n"
+                "    return x + y\n"),
+        "scale": (f"def scale(xs, k):\n    \"\"\"Multiply every item by k.\n\n    >>> scale([{a}, {b}], 2)\n"
+                  f"    [{2 * a}, {2 * b}]\n    \"\"\"\n    return [k * x for x in xs]\n"),
+        "clamp": (f"def clamp(x, lo, hi):\n    \"\"\"Limit x to [lo, hi].\n\n    >>> clamp({a + 10}, 0, 10)\n"
+                  "    10\n    \"\"\"\n    return max(lo, min(hi, x))\n"),
+        "count_even": (f"def count_even(xs):\n    \"\"\"Count the even numbers.\n\n    >>> count_even([{a}, {b}, 4])\n"
+                       f"    {sum(1 for x in (a, b, 4) if x % 2 == 0)}\n    \"\"\"\n"
+                       "    return sum(1 for x in xs if x % 2 == 0)\n"),
+        "first_positive": ("def first_positive(xs):\n    \"\"\"Return the first item > 0, or None.\n\n"
+                           f"    >>> first_positive([-{a}, {b}, 3])\n    {b}\n    \"\"\"\n"
+                           "    for x in xs:\n        if x > 0:\n            return x\n    return None\n"),
+    }
+    return bodies[fname]
+
+
+def long_doc(r, target_chars):
+    facts = {}
+    parts = []
+    for name in r.sample(NAMES, 6):
+        facts[name] = (r.choice(PLACES), r.choice(OBJECTS))
+        parts.append(f"{name} lives near {facts[name][0]} and keeps {facts[name][1]}.")
+    while sum(len(p) + 1 for p in parts) < target_chars:
+        parts.append(r.choice([story, description, dialogue])(r))
+    name = r.choice(list(facts))
+    parts.append(f"Question: what does {name} keep? Answer: {facts[name][1]}.")
+    return "\n\n".join(parts)
+
+
+def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stage", choices=["general", "reasoning", "long"], required=True)
+    ap.add_argument("--docs", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--long-chars", type=int, default=6000, help="characters per long document")
+    args = ap.parse_args()
+    r = random.Random(f"{args.stage}-{args.seed}")
+    out = sys.stdout
+    for _ in range(args.docs):
+        if args.stage == "general":
+            text = r.choice([story, story, description, dialogue])(r)
+        elif args.stage == "reasoning":
+            text = r.choice([arithmetic, arithmetic, list_problem, code])(r)
+        else:
+            text = long_doc(r, args.long_chars)
+        out.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
