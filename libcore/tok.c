@@ -17,12 +17,11 @@
 #include "qw/hash.h"
 #include "tok_int.h"
 
-enum { ID_ADDED = 1, ID_SPECIAL = 2 };
 
-typedef struct {
-    uint64_t key;            /* left << 32 | right; UINT64_MAX: empty */
-    uint32_t rank, id;
-} merge_slot;
+/* The merges: an open-addressed table of (left << 20 | right) << 24 | new
+ * id, UINT64_MAX when empty, and each slot's rank beside it.  Ids are below
+ * 2^20 (checked when loading). */
+#define ID_BITS 20
 
 typedef struct {
     int32_t id;
@@ -47,11 +46,12 @@ struct qw_tok {
     int32_t ids_cap;
     uint32_t *str_off;       /* id -> arena offset (UINT32_MAX: no token) */
     uint32_t *str_len;
-    unsigned char *flags;    /* id -> ID_ADDED | ID_SPECIAL */
+    unsigned char *special;  /* id -> 1 for an added token marked special */
     int32_t *vmap;           /* vocab hash: slot -> id, -1 empty */
     size_t vmask;
     size_t n_vocab;
-    merge_slot *merges;
+    uint64_t *merges;
+    uint32_t *mrank;
     size_t mmask;
     int32_t byte_id[256];    /* ByteLevel character of each byte -> id, -1: none */
     int ignore_merges;
@@ -149,10 +149,10 @@ static void ids_grow(qw_tok *t, int32_t id)
         while (cap <= id) cap = cap > INT32_MAX / 2 ? INT32_MAX : 2 * cap;
         t->str_off = qw_realloc(t->str_off, (size_t)cap * sizeof *t->str_off);
         t->str_len = qw_realloc(t->str_len, (size_t)cap * sizeof *t->str_len);
-        t->flags = qw_realloc(t->flags, (size_t)cap);
+        t->special = qw_realloc(t->special, (size_t)cap);
         t->ids_cap = cap;
     }
-    for (int32_t i = t->n_ids; i <= id; i++) { t->str_off[i] = UINT32_MAX; t->str_len[i] = 0; t->flags[i] = 0; }
+    for (int32_t i = t->n_ids; i <= id; i++) { t->str_off[i] = UINT32_MAX; t->str_len[i] = 0; t->special[i] = 0; }
     t->n_ids = id + 1;
 }
 
@@ -162,17 +162,22 @@ static int32_t vocab_find(const qw_tok *t, const char *s, size_t n)
     for (size_t i = hash_bytes(s, n) & t->vmask;; i = (i + 1) & t->vmask) {
         int32_t id = t->vmap[i];
         if (id < 0) return -1;
-        if (t->str_len[id] == n && !memcmp(t->arena + t->str_off[id], s, n) && !(t->flags[id] & ID_ADDED))
-            return id;
+        if (t->str_len[id] == n && !memcmp(t->arena + t->str_off[id], s, n)) return id;
     }
 }
 
-static const merge_slot *merge_find(const qw_tok *t, uint32_t a, uint32_t b)
+static inline uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t)a << ID_BITS | b; }
+
+static inline size_t pair_slot(uint64_t k, size_t mask) { return (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask; }
+
+/* The slot of pair (a, b), or -1. */
+static inline ptrdiff_t merge_find(const qw_tok *t, uint32_t a, uint32_t b)
 {
-    uint64_t k = (uint64_t)a << 32 | b;
-    for (size_t i = mix64(k) & t->mmask;; i = (i + 1) & t->mmask) {
-        if (t->merges[i].key == k) return &t->merges[i];
-        if (t->merges[i].key == UINT64_MAX) return NULL;
+    uint64_t k = pair_key(a, b);
+    for (size_t i = pair_slot(k, t->mmask);; i = (i + 1) & t->mmask) {
+        uint64_t v = t->merges[i];
+        if (v >> 24 == k) return (ptrdiff_t)i;
+        if (v == UINT64_MAX) return -1;
     }
 }
 
@@ -208,8 +213,9 @@ static int load_vocab(qw_tok *t, const char *path, const cJSON *vocab)
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (d < 0 || d > INT32_MAX - 1 || d != (double)(int32_t)d)
-            return qw_error(QW_EXIT_DATA, "'%s': vocab entry '%s': bad id", path, e->string);
+        if (d < 0 || d >= (1 << ID_BITS) || d != (double)(int32_t)d)
+            return qw_error(QW_EXIT_DATA, "'%s': vocab entry '%s': id is not an integer in [0, %d)",
+                            path, e->string, 1 << ID_BITS);
         int32_t id = (int32_t)d;
         size_t len = strlen(e->string);
         ids_grow(t, id);
@@ -234,7 +240,8 @@ static int load_merges(qw_tok *t, const char *path, const cJSON *merges, qw_buf 
     size_t n = (size_t)cJSON_GetArraySize(merges);
     t->mmask = pow2_above(n) - 1;
     t->merges = qw_malloc((t->mmask + 1) * sizeof *t->merges);
-    for (size_t i = 0; i <= t->mmask; i++) t->merges[i].key = UINT64_MAX;
+    t->mrank = qw_malloc((t->mmask + 1) * sizeof *t->mrank);
+    memset(t->merges, 0xff, (t->mmask + 1) * sizeof *t->merges);
     qw_buf both = {0};
     uint32_t rank = 0;
     const cJSON *e;
@@ -265,10 +272,11 @@ static int load_merges(qw_tok *t, const char *path, const cJSON *merges, qw_buf 
             qw_buf_free(&both);
             return r;
         }
-        uint64_t k = (uint64_t)ia << 32 | (uint32_t)ib;
-        size_t i = mix64(k) & t->mmask;
-        while (t->merges[i].key != UINT64_MAX && t->merges[i].key != k) i = (i + 1) & t->mmask;
-        t->merges[i] = (merge_slot){k, rank, (uint32_t)ic};   /* a repeated pair keeps its last rank, as HF */
+        uint64_t k = pair_key((uint32_t)ia, (uint32_t)ib);
+        size_t i = pair_slot(k, t->mmask);
+        while (t->merges[i] != UINT64_MAX && t->merges[i] >> 24 != k) i = (i + 1) & t->mmask;
+        t->merges[i] = k << 24 | (uint32_t)ic;
+        t->mrank[i] = rank;   /* a repeated pair keeps its last rank, as HF */
         uint32_t pair[2] = {(uint32_t)ia, (uint32_t)ib};
         qw_buf_add(canon, pair, sizeof pair);
         rank++;
@@ -366,9 +374,11 @@ static int load_added(qw_tok *t, const char *path, const cJSON *arr, qw_buf *can
         a->special = (unsigned char)json_true(e, "special");
         const cJSON *nv = cJSON_GetObjectItemCaseSensitive(e, "normalized");
         a->normalized = (unsigned char)(nv ? cJSON_IsTrue(nv) : !a->special);
-        t->str_off[id] = arena_add(t, content, len);
-        t->str_len[id] = (uint32_t)len;
-        t->flags[id] = (unsigned char)(ID_ADDED | (a->special ? ID_SPECIAL : 0));
+        if (t->str_off[id] == UINT32_MAX) {
+            t->str_off[id] = arena_add(t, content, len);
+            t->str_len[id] = (uint32_t)len;
+        }
+        t->special[id] = a->special;
         unsigned char fl[5] = {a->single_word, a->lstrip, a->rstrip, a->normalized, a->special};
         qw_buf_add(canon, &id, sizeof id);
         qw_buf_add(canon, fl, sizeof fl);
@@ -595,9 +605,10 @@ void qw_tok_free(qw_tok *t)
     free(t->arena);
     free(t->str_off);
     free(t->str_len);
-    free(t->flags);
+    free(t->special);
     free(t->vmap);
     free(t->merges);
+    free(t->mrank);
     free(t->dec);
     free(t->dec_off);
     free(t->dec_len);
@@ -624,7 +635,7 @@ int32_t qw_tok_token_to_id(const qw_tok *t, const char *token)
 
 int qw_tok_is_special(const qw_tok *t, int32_t id)
 {
-    return id >= 0 && id < t->n_ids && (t->flags[id] & ID_SPECIAL);
+    return id >= 0 && id < t->n_ids && t->special[id];
 }
 
 /* ---- NFC as HF's normaliser does it ----
@@ -716,33 +727,48 @@ typedef struct {
     int32_t ids[CACHE_IDS];
 } cache_slot;
 
+typedef struct { uint64_t key; uint32_t id; } heap_item;   /* key: rank << 32 | position */
+typedef struct { int32_t c, prev, next, len; } symbol;
+
+/* What each thread keeps: the piece -> ids cache of one tokenizer, and
+ * scratch space for BPE and NFC. */
 typedef struct {
     uint64_t serial;
     cache_slot slot[1 << CACHE_BITS];
-} tok_cache;
+    symbol *sym;
+    heap_item *heap;
+    size_t cap;
+    qw_buf nfc;
+} tok_thread;
 
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
-static void cache_key_init(void) { pthread_key_create(&cache_key, free); }
-
-static tok_cache *thread_cache(const qw_tok *t)
+static void thread_free(void *p)
 {
-    pthread_once(&cache_once, cache_key_init);
-    tok_cache *c = pthread_getspecific(cache_key);
-    if (!c) {
-        c = qw_malloc(sizeof *c);
-        c->serial = 0;
-        pthread_setspecific(cache_key, c);
-    }
-    if (c->serial != t->serial) {
-        memset(c->slot, 0, sizeof c->slot);
-        c->serial = t->serial;
-    }
-    return c;
+    tok_thread *th = p;
+    free(th->sym);
+    free(th->heap);
+    qw_buf_free(&th->nfc);
+    free(th);
 }
 
-typedef struct { uint64_t key; uint32_t id; } heap_item;   /* key: rank << 32 | pos */
+static void thread_key_init(void) { pthread_key_create(&thread_key, thread_free); }
+
+static tok_thread *this_thread(const qw_tok *t)
+{
+    pthread_once(&thread_once, thread_key_init);
+    tok_thread *th = pthread_getspecific(thread_key);
+    if (!th) {
+        th = qw_calloc(1, sizeof *th);
+        pthread_setspecific(thread_key, th);
+    }
+    if (th->serial != t->serial) {
+        memset(th->slot, 0, sizeof th->slot);
+        th->serial = t->serial;
+    }
+    return th;
+}
 
 static void heap_push(heap_item *h, size_t *n, heap_item x)
 {
@@ -772,60 +798,58 @@ static heap_item heap_pop(heap_item *h, size_t *n)
     return top;
 }
 
+static inline void push_pair(const qw_tok *t, heap_item *heap, size_t *nh, const symbol *sym, int32_t pos)
+{
+    ptrdiff_t m = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[sym[pos].next].c);
+    if (m >= 0)
+        heap_push(heap, nh, (heap_item){(uint64_t)t->mrank[m] << 32 | (uint32_t)pos,
+                                         (uint32_t)(t->merges[m] & 0xFFFFFF)});
+}
+
 /* HF's Word::merge_all: a min-heap of (rank, position); an entry is stale
  * when the pair now at its position no longer merges into its token. */
-static void bpe(const qw_tok *t, const unsigned char *p, size_t n, qw_ids *out)
+static void bpe(const qw_tok *t, tok_thread *th, const unsigned char *p, size_t n, qw_ids *out)
 {
-    struct sym { int32_t c, prev, next, len; } stack_sym[64], *sym = stack_sym;
-    heap_item stack_heap[192], *heap = stack_heap;
-    if (n > 64) {
-        sym = qw_malloc(n * sizeof *sym);
-        heap = qw_malloc(3 * n * sizeof *heap);
+    if (n > th->cap) {
+        th->cap = n < 256 ? 256 : 2 * n;
+        th->sym = qw_realloc(th->sym, th->cap * sizeof *th->sym);
+        th->heap = qw_realloc(th->heap, 3 * th->cap * sizeof *th->heap);
     }
+    symbol *sym = th->sym;
+    heap_item *heap = th->heap;
     int32_t m = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t id = t->byte_id[p[i]];
         if (id < 0) continue;   /* no token for this byte and no unk: dropped, as HF */
-        sym[m] = (struct sym){id, m - 1, m + 1, 1};
+        sym[m] = (symbol){id, m - 1, m + 1, 1};
         m++;
     }
-    if (!m) goto done;
+    if (!m) return;
     sym[m - 1].next = -1;
+    for (int32_t i = 0; i + 1 < m; i++)   /* let the table's cache misses overlap */
+        __builtin_prefetch(&t->merges[pair_slot(pair_key((uint32_t)sym[i].c, (uint32_t)sym[i + 1].c), t->mmask)]);
     size_t nh = 0;
-    for (int32_t i = 0; i + 1 < m; i++) {
-        const merge_slot *ms = merge_find(t, (uint32_t)sym[i].c, (uint32_t)sym[i + 1].c);
-        if (ms) heap_push(heap, &nh, (heap_item){(uint64_t)ms->rank << 32 | (uint32_t)i, ms->id});
-    }
+    for (int32_t i = 0; i + 1 < m; i++) push_pair(t, heap, &nh, sym, i);
     while (nh) {
         heap_item top = heap_pop(heap, &nh);
-        int32_t pos = (int32_t)(uint32_t)top.key;
-        if (!sym[pos].len || sym[pos].next < 0) continue;
-        int32_t nx = sym[pos].next;
-        const merge_slot *ms = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[nx].c);
-        if (!ms || ms->id != top.id) continue;
+        int32_t pos = (int32_t)(uint32_t)top.key, nx = sym[pos].next;
+        if (!sym[pos].len || nx < 0) continue;
+        ptrdiff_t ms = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[nx].c);
+        if (ms < 0 || (t->merges[ms] & 0xFFFFFF) != top.id) continue;
         sym[pos].c = (int32_t)top.id;
         sym[pos].len += sym[nx].len;
         sym[pos].next = sym[nx].next;
         sym[nx].len = 0;
         if (sym[pos].next >= 0) sym[sym[pos].next].prev = pos;
-        if (sym[pos].prev >= 0) {
-            int32_t pv = sym[pos].prev;
-            ms = merge_find(t, (uint32_t)sym[pv].c, (uint32_t)sym[pos].c);
-            if (ms) heap_push(heap, &nh, (heap_item){(uint64_t)ms->rank << 32 | (uint32_t)pv, ms->id});
-        }
-        if (sym[pos].next >= 0) {
-            ms = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[sym[pos].next].c);
-            if (ms) heap_push(heap, &nh, (heap_item){(uint64_t)ms->rank << 32 | (uint32_t)pos, ms->id});
-        }
+        if (sym[pos].prev >= 0) push_pair(t, heap, &nh, sym, sym[pos].prev);
+        if (sym[pos].next >= 0) push_pair(t, heap, &nh, sym, pos);
     }
     for (int32_t i = 0; i >= 0; i = sym[i].next) qw_ids_push(out, sym[i].c);
-done:
-    if (sym != stack_sym) { free(sym); free(heap); }
 }
 
 typedef struct {
     const qw_tok *t;
-    tok_cache *cache;
+    tok_thread *th;
     qw_ids *out;
     qw_buf scratch;
 } enc_ctx;
@@ -839,9 +863,9 @@ static void encode_piece(enc_ctx *e, const char *s, size_t n)
         int32_t id = vocab_find(t, e->scratch.p, e->scratch.n);
         if (id >= 0) { qw_ids_push(e->out, id); return; }
     }
-    if (n > CACHE_KEY) { bpe(t, (const unsigned char *)s, n, e->out); return; }
+    if (n > CACHE_KEY) { bpe(t, e->th, (const unsigned char *)s, n, e->out); return; }
     uint64_t h = hash_bytes(s, n);
-    cache_slot *c = &e->cache->slot[h & ((1u << CACHE_BITS) - 1)];
+    cache_slot *c = &e->th->slot[h & ((1u << CACHE_BITS) - 1)];
     if (c->h == h && c->klen == n && !memcmp(c->key, s, n)) {
         qw_ids_reserve(e->out, c->nids);
         memcpy(e->out->v + e->out->n, c->ids, c->nids * sizeof *c->ids);
@@ -849,7 +873,7 @@ static void encode_piece(enc_ctx *e, const char *s, size_t n)
         return;
     }
     size_t before = e->out->n;
-    bpe(t, (const unsigned char *)s, n, e->out);
+    bpe(t, e->th, (const unsigned char *)s, n, e->out);
     size_t k = e->out->n - before;
     if (k > CACHE_IDS) return;
     c->h = h;
@@ -968,18 +992,17 @@ static int normalized_segment(enc_ctx *e, const char *s, size_t n)
 static int raw_segment(enc_ctx *e, const char *s, size_t n)
 {
     if (!e->t->nfc) return split_added(e, &e->t->norm, s, n, normalized_segment);
-    qw_buf nb = {0};
-    nfc_valid(s, n, &nb);
-    int r = split_added(e, &e->t->norm, nb.p, nb.n, normalized_segment);
-    qw_buf_free(&nb);
-    return r;
+    qw_buf *nb = &e->th->nfc;
+    nb->n = 0;
+    nfc_valid(s, n, nb);
+    return split_added(e, &e->t->norm, nb->p, nb->n, normalized_segment);
 }
 
 int qw_tok_encode(const qw_tok *t, const char *text, size_t len, qw_ids *out)
 {
     size_t ok = qw_tok_utf8_valid(text, len);
     if (ok < len) return qw_error(QW_EXIT_DATA, "invalid UTF-8 at byte %zu", ok);
-    enc_ctx e = {t, thread_cache(t), out, {0}};
+    enc_ctx e = {t, this_thread(t), out, {0}};
     int r = split_added(&e, &t->raw, text, len, raw_segment);
     qw_buf_free(&e.scratch);
     return r;
@@ -1023,7 +1046,7 @@ int qw_tok_decode(const qw_tok *t, const int32_t *ids, size_t n, int skip_specia
             qw_buf_free(&raw);
             return qw_error(QW_EXIT_DATA, "token id %d is not in the vocabulary (size %d)", id, t->n_ids);
         }
-        if (skip_special && (t->flags[id] & ID_SPECIAL)) continue;
+        if (skip_special && t->special[id]) continue;
         qw_buf_add(&raw, t->dec + t->dec_off[id], t->dec_len[id]);
     }
     append_lossy((const unsigned char *)raw.p, raw.n, out);

@@ -293,7 +293,13 @@ int qw_pretok_stage_split(const qw_pretok_stage *s, const char *text, size_t len
         int rc = s->jit
             ? pcre2_jit_match(s->re, (PCRE2_SPTR)text, len, at, 0, md, NULL)
             : pcre2_match(s->re, (PCRE2_SPTR)text, len, at, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            r = qw_error(QW_EXIT_FAIL, "pre-tokenizer regex: %s", (char *)msg);
+            break;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t a = ov[0], e = ov[1];
         if (a > prev) r = fn(text + prev, a - prev, ctx);

@@ -57,7 +57,7 @@ check_tokenizer() {
         fail "$name" "HF: $(head -c 300 "$tmp/$name.hf.err")"
         return
     fi
-    if QW_TOK_ENCODE=$tok QW_TOK_ROUNDTRIP=$rt "$driver" <"$docs" >"$tmp/$name.ours" 2>"$tmp/$name.err"; then
+    if QW_TOK_ENCODE=$tok QW_TOK_CHECK=1 QW_TOK_ROUNDTRIP=$rt "$driver" <"$docs" >"$tmp/$name.ours" 2>"$tmp/$name.err"; then
         pass "${name}_driver_checks"
     else
         fail "${name}_driver_checks" "$(head -c 600 "$tmp/$name.err")"
@@ -70,13 +70,12 @@ check_tokenizer() {
     fi
 }
 
-python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 7 --bytes 1200000 >"$tmp/mixed.jsonl"
-python3 "$QW_SRCDIR/tests/tools/gen_text.py" --sweep >"$tmp/sweep.jsonl"
+python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 7 --bytes 1200000 >"$tmp/qwen3.jsonl"
+check "corpus_size" test "$(wc -c <"$tmp/qwen3.jsonl")" -ge 1000000
+python3 "$QW_SRCDIR/tests/tools/gen_text.py" --sweep >>"$tmp/qwen3.jsonl"
 python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 8 --bytes 300000 >"$tmp/small.jsonl"
-check "corpus_size" test "$(wc -c <"$tmp/mixed.jsonl")" -ge 1000000
 
-check_tokenizer qwen3_mixed "$qwen" "$tmp/mixed.jsonl" roundtrip
-check_tokenizer qwen3_sweep "$qwen" "$tmp/sweep.jsonl" roundtrip
+check_tokenizer qwen3 "$qwen" "$tmp/qwen3.jsonl" roundtrip
 
 # The variants, written from Qwen3's file.
 python3 - "$qwen" "$tmp" <<'EOF'
@@ -100,6 +99,8 @@ for content in ['\u00c5ngstr\u00f6m', 'caf\u00e9', ' hello world', '\u212b']:
     d['added_tokens'].append({'id': next_id, 'content': content, 'single_word': False, 'lstrip': False,
                               'rstrip': False, 'normalized': True, 'special': False})
     next_id += 1
+d['added_tokens'].append({'id': d['model']['vocab']['hello'], 'content': 'hello', 'single_word': False,
+                          'lstrip': False, 'rstrip': False, 'normalized': False, 'special': True})
 d['model']['merges'] = [' '.join(m) for m in d['model']['merges']]
 save('flags', d)
 
@@ -117,7 +118,7 @@ EOF
 python3 - "$tmp/small.jsonl" >"$tmp/flags.jsonl" <<'EOF'
 import json, random, sys
 r = random.Random(3)
-bits = ['<think>', '</think>', '<tool_call>', '<|im_end|>', '<|fim_prefix|>', 'A\u030angstro\u0308m', 'caf\u00e9',
+bits = ['hello', '<think>', '</think>', '<tool_call>', '<|im_end|>', '<|fim_prefix|>', 'A\u030angstro\u0308m', 'caf\u00e9',
         'cafe\u0301', ' hello world', '\u212b', '\u00c5', 'x', ' ', '  ', '\n', '\t \n', 'word', '_', '\u00e9']
 for line in open(sys.argv[1], encoding='utf-8'):
     t = json.loads(line)['text']
@@ -129,9 +130,9 @@ check_tokenizer flags "$tmp/flags.json" "$tmp/flags.jsonl"
 check_tokenizer gpt2 "$tmp/gpt2.json" "$tmp/small.jsonl"
 check_tokenizer llama3 "$tmp/llama3.json" "$tmp/small.jsonl"
 
-# Decoding: random id sequences (splitting characters, special tokens in
-# between), with and without skip_special.
-python3 - "$tmp/qwen3_mixed.hf" >"$tmp/dec.ids" <<'EOF'
+# Decoding: real and random id sequences (splitting characters, special
+# tokens in between), with and without skip_special.
+python3 - "$tmp/qwen3.hf" >"$tmp/dec.ids" <<'EOF'
 import random, sys
 r = random.Random(5)
 encs = [l.split() for l in open(sys.argv[1])][:300]
@@ -142,19 +143,17 @@ for e in encs:
     k = r.randrange(len(e) + 1)
     print(' '.join(e[k:] + [str(r.choice([151643, 151644, 151667, 151668, 200, 30]))] + e[:k]))
 EOF
-for skip in 0 1; do
-    flag=; [ $skip = 1 ] && flag=--skip-special
-    $hf decode "$qwen" "$tmp/dec.ids" $flag >"$tmp/dec.hf" 2>"$tmp/dec.err"
-    QW_TOK_DECODE=$qwen QW_TOK_SKIP_SPECIAL=$skip "$driver" <"$tmp/dec.ids" >"$tmp/dec.ours" 2>>"$tmp/dec.err"
-    if python3 - "$tmp/dec.hf" "$tmp/dec.ours" <<'EOF'
+$hf decode "$qwen" "$tmp/dec.ids" >"$tmp/dec.hf" 2>"$tmp/dec.err"
+QW_TOK_DECODE=$qwen "$driver" <"$tmp/dec.ids" >"$tmp/dec.ours" 2>>"$tmp/dec.err"
+if python3 - "$tmp/dec.hf" "$tmp/dec.ours" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]
 b = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]
 bad = [i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]]
 if bad:
     i = bad[0]
-    print(f'  {len(bad)} lines differ; first: line {i + 1}: hf {a[i][:200]!r} ours {b[i][:200]!r}' if i < min(len(a), len(b)) else f'  {len(a)} vs {len(b)} lines')
+    print(f'  {len(bad)} lines differ; first: line {i + 1}: hf {a[i]!r:.300} ours {b[i]!r:.300}'
+          if i < min(len(a), len(b)) else f'  {len(a)} vs {len(b)} lines')
 sys.exit(1 if bad else 0)
 EOF
-    then pass "decode_skip_special_$skip"; else fail "decode_skip_special_$skip" "$(head -c 300 "$tmp/dec.err")"; fi
-done
+then pass decode; else fail decode "$(head -c 300 "$tmp/dec.err")"; fi
