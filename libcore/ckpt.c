@@ -352,8 +352,11 @@ static int prune(const char *out, long current, int keep)
     size_t n = 0, cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
         long k = step_of(de->d_name);
-        if (k < 0 || k == current) continue;
+        if (!strncmp(de->d_name, ".step-", 6) && len > 10 && !strcmp(de->d_name + len - 4, ".tmp"))
+            k = -1;   /* a killed save's leftovers: always deleted */
+        else if (k < 0 || k == current) continue;
         if (n == cap) e = qw_realloc(e, (cap = cap ? 2 * cap : 16) * sizeof *e);
         e[n++] = (entry){ k, qw_strdup(de->d_name) };
     }
@@ -361,7 +364,7 @@ static int prune(const char *out, long current, int keep)
     qsort(e, n, sizeof *e, by_step_desc);
     int st = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!st && i + 1 >= (size_t)keep) {
+        if (!st && (e[i].step < 0 || (keep > 0 && i + 1 >= (size_t)keep))) {
             char *p = join(out, e[i].name);
             st = rm_rf(p);
             free(p);
@@ -376,6 +379,7 @@ int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, 
                  const qw_train_state *s, char **dir)
 {
     if (dir) *dir = NULL;
+    if (s->step < 0) return qw_error(QW_EXIT_USAGE, "'%s': negative step %ld", o->out, s->step);
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return io_fail(o->out);
     char name[32], tmpname[40], line[40];
     snprintf(name, sizeof name, "step-%06ld", s->step);
@@ -397,7 +401,7 @@ int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, 
         unlink(ltmp);
         qw_error(st, "%s", msg);
         free(msg);
-    } else if (o->keep_last > 0) st = prune(o->out, s->step, o->keep_last);
+    } else st = prune(o->out, s->step, o->keep_last);
     if (!st && dir) *dir = qw_strdup(dst);
     free(tmp);
     free(dst);

@@ -375,6 +375,12 @@ int qw_pack_dataset(const qw_docs *d, const qw_pack_opts *o, qw_pack_report *rep
                           split_name[v], (unsigned long long)sr[v]->tokens, (unsigned long long)sr[v]->docs, L);
     }
     if (!st && mkdir(o->dir, 0777) && errno != EEXIST) st = qw_error(QW_EXIT_FAIL, "'%s': %s", o->dir, strerror(errno));
+    /* An index of an earlier run goes first: until the new one is in place,
+     * the directory is no dataset rather than a mix of two. */
+    char *old_index = qw_malloc(strlen(o->dir) + 16);
+    sprintf(old_index, "%s/index.json", o->dir);
+    if (!st && unlink(old_index) && errno != ENOENT) st = qw_error(QW_EXIT_FAIL, "'%s': %s", old_index, strerror(errno));
+    free(old_index);
     writing wr = {o, d, cJSON_CreateArray(), 0, pl[0].rows + pl[1].rows};
     for (int v = 0; v < 2 && !st; v++) st = write_split(&wr, v, &pl[v], sr[v]);
     if (!st) st = write_index(o, d->has_mask, wr.shards, rep);

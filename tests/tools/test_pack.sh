@@ -176,6 +176,14 @@ expect_status other_tokenizer_stream 3 qw-pack -T 32 -o "$tmp/x" "$tmp/a.qwt" "$
 expect_stderr other_tokenizer_stream_msg "b.qwt': frame 0 at byte 0: tokenizer identity"
 head -c 100 "$tmp/a.qwt" >"$tmp/short.qwt"
 expect_status truncated_stream 3 qw-pack -T 32 -o "$tmp/x" "$tmp/short.qwt"
+# A run that fails on its input leaves an earlier run's directory as it
+# was; one that fails while writing leaves no index (not a mix of two).
+cp -r "$d1" "$tmp/rerun"
+expect_status rerun_bad_input 3 qw-pack -T 100000 -o "$tmp/rerun" "$tmp/a.qwt"
+check rerun_keeps_index cmp -s "$d1/index.json" "$tmp/rerun/index.json"
+mkdir "$tmp/rerun/train-00000.qwp.tmp"
+expect_status rerun_write_fails 1 qw-pack -T 32 -o "$tmp/rerun" "$tmp/a.qwt"
+check rerun_no_index test ! -e "$tmp/rerun/index.json"
 expect_status no_documents 3 qw-pack -T 32 -o "$tmp/x" /dev/null
 expect_stderr no_documents_msg "no documents"
 expect_status too_few_tokens 3 qw-pack -T 100000 -o "$tmp/x" "$tmp/a.qwt"

@@ -151,6 +151,9 @@ TEST(save_resolve_load_round_trip)
 TEST(keep_last_and_replace)
 {
     qw_params P, M, V;
+    char stale[256];
+    snprintf(stale, sizeof stale, "%s/.step-000003.tmp", out);   /* a killed save's leftovers */
+    mkdir(stale, 0777);
     for (long step = 6; step <= 8; step++) {
         model(&P, &M, &V, cfg_json, (uint64_t)step);
         CHECK_MSG(save(&P, &M, &V, step, 2) == 0, "%s", qw_error_msg());
@@ -159,6 +162,7 @@ TEST(keep_last_and_replace)
     CHECK(latest_is("step-000008"));
     CHECK(!exists("%s/step-000005", out) && !exists("%s/step-000006", out));
     CHECK(exists("%s/step-000007", out) && exists("%s/step-000008", out));
+    CHECK(!exists("%s/.step-000003.tmp", out));
 
     /* saving step 8 again replaces it whole */
     model(&P, &M, &V, cfg_json, 42);
@@ -290,6 +294,18 @@ TEST(bad_checkpoints_are_data_errors)
     drop(&P, &M, &V);
 }
 
+TEST(keep_all_and_negative_step)
+{
+    qw_params P, M, V;
+    model(&P, &M, &V, cfg_json, 11);
+    CHECK_MSG(save(&P, &M, &V, 11, 0) == 0, "%s", qw_error_msg());
+    CHECK(exists("%s/step-000007", out) && exists("%s/step-000008", out) && exists("%s/step-000011", out));
+    CHECK(latest_is("step-000011"));
+    CHECK(save(&P, &M, &V, -1, 0) == QW_EXIT_USAGE);
+    CHECK(latest_is("step-000011"));
+    drop(&P, &M, &V);
+}
+
 /* A generator saved mid-stream (with a spare normal pending) and restored
  * continues with the same numbers. */
 TEST(rng_state_round_trip)
@@ -337,6 +353,7 @@ int main(void)
     RUN(failed_save_leaves_previous_checkpoint);
     RUN(config_mismatch_is_data_error);
     RUN(bad_checkpoints_are_data_errors);
+    RUN(keep_all_and_negative_step);
     RUN(rng_state_round_trip);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

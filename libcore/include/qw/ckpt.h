@@ -33,7 +33,8 @@
  * directories beyond keep_last.  A failure at any point (a full disk, a
  * file-size limit) removes the temporary directory and leaves every earlier
  * checkpoint and OUT/latest as they were.  A run killed mid-save leaves at
- * most a stale .step-*.tmp, which the next save of that step replaces.
+ * most a stale .step-*.tmp, which the next successful save deletes (one
+ * run saves into an OUT at a time).
  *
  * Errors: 0 or QW_EXIT_* with a message naming the file (qw/cli.h).  I/O
  * failures are QW_EXIT_FAIL; a directory that is not a checkpoint, a
@@ -72,7 +73,7 @@ typedef struct {
 extern const char *const qw_ckpt_tokenizer_files[];
 
 /* Save P (weights), M and V (AdamW first and second moments, P's layout)
- * and s as OUT/step-<s->step>.  Pruning keeps the directory just written
+ * and s as OUT/step-<s->step> (s->step ≥ 0, else QW_EXIT_USAGE).  Pruning keeps the directory just written
  * and the keep_last − 1 others with the highest step numbers.  On success
  * *dir (if dir is not NULL) is the new directory's path (caller frees). */
 int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, const qw_params *V,

@@ -84,7 +84,10 @@ typedef struct {
 } qw_pack_report;
 
 /* Split, pack, shuffle and write `docs` into o->dir: train-NNNNN.qwp,
- * val-NNNNN.qwp and index.json (written last, by rename).  QW_EXIT_DATA
+ * val-NNNNN.qwp and index.json.  An existing index.json is removed before
+ * the first shard is written and the new one renamed into place last, so
+ * an interrupted run leaves no index rather than a wrong one; shards the
+ * new index does not list are left alone.  QW_EXIT_DATA
  * when there are no documents, a split yields no rows, or a token is
  * outside the vocabulary; QW_EXIT_USAGE for bad options. */
 int qw_pack_dataset(const qw_docs *docs, const qw_pack_opts *o, qw_pack_report *rep);

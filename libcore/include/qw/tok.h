@@ -99,22 +99,57 @@ typedef int (*qw_pretok_fn)(const char *piece, size_t n, void *ctx);
 int qw_pretok_split(const char *text, size_t len, qw_pretok_fn fn, void *ctx);
 
 /* ---- training (tok_train.c) ----
- * Learn a byte-level BPE with the same normalizer and pre-tokenizer.
- * Feed text (any number of calls, any thread count inside), then finish. */
+ * Learn a byte-level BPE with the same normalizer and pre-tokenizer, the way
+ * HF tokenizers' BpeTrainer does, so that the same corpus gives the same
+ * merges:
+ *   - each document is NFC-normalised and split by the Qwen regex; each piece
+ *     is a word, counted (added-token strings in the text are plain text);
+ *   - the alphabet is all 256 ByteLevel characters, ids 0..255 in code point
+ *     order of the characters ('!' is 0, as in Qwen's vocabulary);
+ *   - repeatedly the most frequent adjacent pair is merged everywhere; the new
+ *     token gets the next id (or keeps its id when the same string was made
+ *     before from another pair).  Ties go to the pair with the smaller left
+ *     id, then the smaller right id.  Counts are HF's, including its quirk
+ *     that a merged pair's own count is not reduced: a pair formed again
+ *     afterwards (only possible when a merge re-makes an existing string) is
+ *     merged a second time, and tokenizer.json lists it at its last rank;
+ *   - learning stops when the vocabulary (BPE tokens + specials) reaches
+ *     vocab_size, no pair is left, or the best pair is seen fewer than
+ *     min_frequency times.
+ * The special tokens take the ids right after the BPE tokens.
+ *
+ * Output is deterministic: the same documents (in any order, fed by any
+ * number of threads) give byte-identical files. */
 typedef struct qw_tok_trainer qw_tok_trainer;
 
 typedef struct {
     int vocab_size;          /* total, including the 256 byte tokens and the specials */
-    int min_frequency;       /* merges of pairs seen fewer times are not made (default 2) */
-    const char **specials;   /* added tokens to reserve after the BPE ids; NULL: Qwen's set */
+    int min_frequency;       /* merges of pairs seen fewer times are not made; 0: the
+                                default, 2 (1 merges every pair seen at all) */
+    const char **specials;   /* added tokens to reserve after the BPE ids, in order;
+                                NULL: Qwen3's 26 (<|endoftext|> … </think>) with
+                                Qwen3's "special" flags.  A token Qwen3 has keeps its
+                                flag; any other is special. */
     int n_specials;
 } qw_tok_train_opts;
 
 qw_tok_trainer *qw_tok_trainer_new(void);
-/* Count the pre-tokens of one document (NFC applied inside). */
+/* Count the pre-tokens of one document (NFC applied inside).  Thread-safe:
+ * several threads may feed one trainer at once.  A long document is cut
+ * into chunks counted in parallel (OpenMP).  Invalid UTF-8 is QW_EXIT_DATA
+ * ("invalid UTF-8 at byte N"; the caller prefixes file and record) and
+ * counts nothing of that document, so the caller may skip it and go on. */
 int qw_tok_trainer_feed(qw_tok_trainer *tr, const char *text, size_t len);
-/* Learn the merges and write `dir`/tokenizer.json and
- * `dir`/tokenizer_config.json (with the Qwen3 chat template). */
+/* Learn the merges and write `dir`/tokenizer.json (the structure of Qwen3's:
+ * NFC, Split + ByteLevel pre-tokenizer, ByteLevel post-processor and
+ * decoder, BPE vocab and merges, added tokens) and `dir`/tokenizer_config.json
+ * (Qwen2Tokenizer, the Qwen3 chat template, eos <|im_end|> and pad
+ * <|endoftext|> when among the specials).  `dir` is created if missing
+ * (with its parents); each file is written atomically (qw_st_write_atomic).
+ * Errors: QW_EXIT_USAGE for bad options (vocab_size below 256 + specials,
+ * negative min_frequency, an empty or repeated special, a special that is
+ * also a learned token), QW_EXIT_FAIL for I/O.  The trainer keeps its counts:
+ * finish may be called again, e.g. with another vocab_size. */
 int qw_tok_trainer_finish(qw_tok_trainer *tr, const qw_tok_train_opts *opts, const char *dir);
 void qw_tok_trainer_free(qw_tok_trainer *tr);
 
