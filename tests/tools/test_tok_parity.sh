@@ -11,9 +11,10 @@
 # GPT-2 ByteLevel regex (PCRE2) without a normalizer; a Llama-3 style Split
 # (PCRE2) with ignore_merges.
 #
-# The C side is qw-tokenize --ids --jsonl when it is on PATH, and always the
-# driver in build/tests/test_tok (QW_TOK_ENCODE), which also checks that
-# decode(encode(x)) == NFC(x) and that the scanner splits like PCRE2.
+# The C side is qw-tokenize --ids --jsonl (and --decode --ids), and the
+# driver in build/tests/test_tok (QW_TOK_ENCODE, QW_TOK_DECODE), which also
+# checks that decode(encode(x)) == NFC(x) and that the scanner splits like
+# PCRE2.
 . "$QW_SRCDIR/tests/tools/lib.sh"
 
 ref=$QW_SRCDIR/tests/ref/node_modules
@@ -22,6 +23,10 @@ hf="node $QW_SRCDIR/tests/tools/hf_tok.js"
 driver=$QW_SRCDIR/build/tests/test_tok
 if ! [ -e "$qwen" ] || ! [ -d "$ref/@anush008/tokenizers" ]; then
     fail tok_parity_setup "the references are not installed (npm ci in tests/ref)"
+    exit 0
+fi
+if ! command -v qw-tokenize >/dev/null; then
+    fail tok_parity_setup "qw-tokenize is not on PATH"
     exit 0
 fi
 
@@ -63,12 +68,10 @@ check_tokenizer() {
     else
         fail "${name}_driver_checks" "$(head -c 600 "$tmp/$name.err")"
     fi
-    compare "$name" "$docs" "$tmp/$name.hf" "$tmp/$name.ours"
-    if command -v qw-tokenize >/dev/null; then
-        qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err" ||
-            cat "$tmp/$name.cli.err"
-        compare "${name}_qw_tokenize" "$docs" "$tmp/$name.hf" "$tmp/$name.cli"
-    fi
+    compare "${name}_driver" "$docs" "$tmp/$name.hf" "$tmp/$name.ours"
+    qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err" ||
+        cat "$tmp/$name.cli.err"
+    compare "${name}_qw_tokenize" "$docs" "$tmp/$name.hf" "$tmp/$name.cli"
 }
 
 python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 7 --bytes 1200000 >"$tmp/qwen3.jsonl"
@@ -157,16 +160,25 @@ for e in encs:
 EOF
     $hf decode "$tok" "$tmp/$name.dec.ids" >"$tmp/$name.dec.hf" 2>"$tmp/$name.dec.err"
     QW_TOK_DECODE=$tok "$driver" <"$tmp/$name.dec.ids" >"$tmp/$name.dec.ours" 2>>"$tmp/$name.dec.err"
-    if python3 - "$tmp/$name.dec.hf" "$tmp/$name.dec.ours" <<'EOF'
+    for skip in '' --skip-special; do
+        qw-tokenize -t "$tok" --decode --ids --separator '\n@@QW@@\n' $skip "$tmp/$name.dec.ids" \
+            >"$tmp/$name.dec.cli$skip" 2>>"$tmp/$name.dec.err"
+    done
+    if python3 - "$tmp/$name.dec.hf" "$tmp/$name.dec.ours" "$tmp/$name.dec.cli" "$tmp/$name.dec.cli--skip-special" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]
 b = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]
-bad = [i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]]
-if bad:
-    i = bad[0]
-    print(f'  {len(bad)} lines differ; first: line {i + 1}: hf {a[i]!r:.300} ours {b[i]!r:.300}'
-          if i < min(len(a), len(b)) else f'  {len(a)} vs {len(b)} lines')
-sys.exit(1 if bad else 0)
+cli = [open(f, encoding='utf-8', newline='').read().split('\n@@QW@@\n')[:-1] for f in sys.argv[3:5]]
+b2 = [list(p) for p in zip(*cli)] if len(cli[0]) == len(cli[1]) else []
+ok = True
+for what, c in (('driver', b), ('qw-tokenize', b2)):
+    bad = [i for i in range(max(len(a), len(c))) if i >= len(a) or i >= len(c) or a[i] != c[i]]
+    if bad:
+        ok = False
+        i = bad[0]
+        print(f'  {what}: {len(bad)} lines differ; first: line {i + 1}: hf {a[i]!r:.300} ours {c[i]!r:.300}'
+              if i < min(len(a), len(c)) else f'  {what}: {len(a)} vs {len(c)} lines')
+sys.exit(0 if ok else 1)
 EOF
     then pass "${name}_decode"; else fail "${name}_decode" "$(head -c 300 "$tmp/$name.dec.err")"; fi
 }
