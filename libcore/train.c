@@ -295,6 +295,17 @@ static int train_loop(run *r, long start_step, long long tokens)
     qw_progress_init(&prog);
     if (r->rank != 0) prog.enabled = 0;
     int rc = 0;
+    /* a fresh run records where it starts from: step 0's validation loss */
+    if (r->val && o->eval_every > 0 && start_step == 0) {
+        double vl;
+        long long vt;
+        if ((rc = evaluate(r, &vl, &vt))) return rc;
+        if (r->rank == 0) {
+            qw_metric m[2] = {{"val_loss", vl}, {"val_tokens", (double)vt}};
+            if (r->metrics && (rc = qw_metrics_write(r->metrics, 0, m, 2))) return rc;
+            if (!o->quiet) qw_warn("step 0: val_loss %.4f", vl);
+        }
+    }
     long step;
     for (step = start_step; step < o->steps; step++) {
         double t0 = qw_now();
