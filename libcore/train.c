@@ -285,7 +285,9 @@ static int save(run *r, long step, long long tokens)
         cJSON_AddNumberToObject(s.data, "next_row", (double)((uint64_t)step * r->R % qw_dataset_rows(r->train)));
         cJSON_AddNumberToObject(s.data, "rows_per_step", r->R);
         s.rng = cJSON_CreateObject();
-        cJSON_AddNumberToObject(s.rng, "seed", (double)r->o->seed);
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->o->seed);
+        cJSON_AddStringToObject(s.rng, "seed", seed);
         s.run = run_json(r);
         qw_ckpt_opts co = {r->o->out, r->o->keep_last, r->tokenizer_dir};
         char *dir = NULL;
@@ -462,6 +464,7 @@ static int setup_and_train(run *r)
     r->step_pos = qw_malloc(rowsL * sizeof(int32_t));
     r->step_loss = qw_malloc(rowsL);
 
+    if (r->rank == 0 && o->log && start > 0 && (rc = qw_metrics_truncate(o->log, start))) return rc;
     if (r->rank == 0 && (o->log || o->tb_dir) && (rc = qw_metrics_open(&r->metrics, o->log, o->tb_dir))) return rc;
     if (r->rank == 0 && !o->quiet) {
         int64_t total, active;
