@@ -1,5 +1,5 @@
 /* qw-tokenize — text, JSONL and archives to token streams or id lines;
- * --decode, --inspect.  See man/man1/qw-tokenize.1. */
+ * --decode, --inspect, --train.  See man/man1/qw-tokenize.1. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +19,14 @@ enum { UNSET = -1000 };
 
 static struct {
     const char *tokenizer, *output, *field, *eos, *separator;
-    int jsonl, chat, skip_bad, ids, add_eos, zstd, zstd_level, decode, skip_special, inspect;
+    int jsonl, chat, skip_bad, ids, add_eos, zstd, zstd_level, decode, skip_special, inspect, train;
+    int vocab_size, min_frequency;
     long long frame_tokens;
-} o = {.zstd_level = UNSET};
+} o = {.zstd_level = UNSET, .min_frequency = 2};
 
 static const qw_opt opts[] = {
     {"tokenizer", 't', QW_OPT_STR, &o.tokenizer, "FILE", "tokenizer.json, or a model directory holding one"},
-    {"output", 'o', QW_OPT_STR, &o.output, "FILE", "write to FILE, not stdout"},
+    {"output", 'o', QW_OPT_STR, &o.output, "FILE", "write to FILE (a directory with --train), not stdout"},
     {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Input:"},
     {"jsonl", 0, QW_OPT_FLAG, &o.jsonl, NULL, "each input line is a JSON record (else each file is a document)"},
     {"chat", 0, QW_OPT_FLAG, &o.chat, NULL, "each input line is a chat record, rendered with Qwen3's template"},
@@ -43,6 +44,9 @@ static const qw_opt opts[] = {
     {"separator", 0, QW_OPT_STR, &o.separator, "STR", "--decode: written after each document (default \\n)"},
     {"skip-special", 0, QW_OPT_FLAG, &o.skip_special, NULL, "--decode: drop special tokens"},
     {"inspect", 0, QW_OPT_FLAG, &o.inspect, NULL, "validate and describe token streams"},
+    {"train", 0, QW_OPT_FLAG, &o.train, NULL, "train a byte-level BPE tokenizer into the -o directory"},
+    {"vocab-size", 0, QW_OPT_INT, &o.vocab_size, "N", "--train: vocabulary size, specials included"},
+    {"min-frequency", 0, QW_OPT_INT, &o.min_frequency, "N", "--train: least count of a merged pair (default 2)"},
     QW_COMMON_OPTS,
     {0},
 };
@@ -51,7 +55,7 @@ static const qw_prog_info info = {
     "qw-tokenize",
     "[options] [FILE...]",
     "Tokenize text, JSONL, compressed files and archives into a token stream (qw-tokens(5)) or\n"
-    "lines of ids; decode streams back to text; inspect streams.",
+    "lines of ids; decode streams back to text; inspect streams; train a byte-level BPE.",
     opts,
 };
 
@@ -80,14 +84,16 @@ static const char *commas(unsigned long long v, char *buf)
     return buf;
 }
 
-static void summary(unsigned long long docs, unsigned long long tokens, double bytes, long skipped)
+/* "12,345 documents, 4.5M tokens, 23.1 MB/s" (tokens < 0: not counted) */
+static void summary(unsigned long long docs, long long tokens, double bytes, long skipped)
 {
     qw_progress_end(&prog);
     if (qw_common_opts.quiet) return;
     char a[40], b[16];
     double dt = qw_now() - prog.t_start;
-    fprintf(stderr, "%s: %s document%s, %s tokens, %.1f MB/s", qw_prog, commas(docs, a), docs == 1 ? "" : "s",
-            qw_human((double)tokens, b), bytes / 1e6 / (dt > 1e-9 ? dt : 1e-9));
+    fprintf(stderr, "%s: %s document%s", qw_prog, commas(docs, a), docs == 1 ? "" : "s");
+    if (tokens >= 0) fprintf(stderr, ", %s tokens", qw_human((double)tokens, b));
+    fprintf(stderr, ", %.1f MB/s", bytes / 1e6 / (dt > 1e-9 ? dt : 1e-9));
     if (skipped) fprintf(stderr, ", %ld bad record%s skipped", skipped, skipped == 1 ? "" : "s");
     fputc('\n', stderr);
 }
@@ -217,10 +223,10 @@ static void run_encode(char **files, int nfiles)
         c.w = qw_tokens_writer_new(out, o.output ? o.output : "-", &wo);
     }
     qw_progress_init(&prog);
-    qw_tokenize_opts to = {tok, qw_common_opts.threads, eos, o.skip_bad, 0};
+    qw_tokenize_opts to = {.tok = tok, .threads = qw_common_opts.threads, .eos = eos, .skip_bad = o.skip_bad};
     qw_tokenize_stats st;
     if (qw_tokenize(in, &to, o.ids ? sink_ids : sink_stream, &c, &st) || (c.w && qw_tokens_writer_flush(c.w))) fail();
-    summary(st.docs, st.tokens, (double)st.bytes, st.skipped + qw_input_skipped(in));
+    summary(st.docs, (long long)st.tokens, (double)st.bytes, st.skipped + qw_input_skipped(in));
     qw_tokens_writer_free(c.w);
     qw_buf_free(&c.line);
     qw_input_free(in);
@@ -355,7 +361,7 @@ static void run_decode(char **files, int nfiles)
             if (f != stdin) fclose(f);
         }
     }
-    summary(c.docs, c.tokens, (double)c.bytes, 0);
+    summary(c.docs, (long long)c.tokens, (double)c.bytes, 0);
     qw_buf_free(&c.text);
     qw_buf_free(&c.sep);
     qw_tok_free(tok);
@@ -385,6 +391,37 @@ static void run_inspect(char **files, int nfiles)
     close_output();
 }
 
+/* ---- training ---- */
+
+static int feed(const char *text, size_t len, qw_ids *ids, void *tr)
+{
+    return qw_tok_trainer_feed(tr, text, len);
+}
+
+static int sink_train(const qw_doc *doc, const int32_t *ids, size_t n, void *vc)
+{
+    enc_ctx *c = vc;
+    progress(c->in, ++c->docs, 0);
+    return 0;
+}
+
+static void run_train(char **files, int nfiles)
+{
+    qw_input *in = open_input(files, nfiles, o.chat ? QW_INPUT_CHAT : o.jsonl ? QW_INPUT_JSONL : QW_INPUT_TEXT);
+    qw_tok_trainer *tr = qw_tok_trainer_new();
+    qw_progress_init(&prog);
+    enc_ctx c = {.in = in};
+    qw_tokenize_opts to = {.threads = qw_common_opts.threads, .eos = -1, .skip_bad = o.skip_bad, .work = feed, .work_ctx = tr};
+    qw_tokenize_stats st;
+    if (qw_tokenize(in, &to, sink_train, &c, &st)) fail();
+    qw_tok_train_opts tro = {o.vocab_size, o.min_frequency, NULL, 0};
+    if (qw_tok_trainer_finish(tr, &tro, o.output)) fail();
+    summary(st.docs, -1, (double)st.bytes, st.skipped + qw_input_skipped(in));
+    qw_tok_trainer_free(tr);
+    qw_input_free(in);
+    qw_close_stdout();
+}
+
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
@@ -392,15 +429,18 @@ int main(int argc, char **argv)
     char **files = argv + first;
     int nfiles = argc - first;
 
-    if (o.decode && o.inspect) qw_usage_error("--decode and --inspect exclude each other");
-    int encode = !o.decode && !o.inspect;
-    if (!o.inspect && !o.tokenizer) qw_usage_error("--tokenizer FILE is required");
-    if (o.inspect && o.tokenizer) qw_usage_error("--tokenizer makes no sense with --inspect");
+    if (o.decode + o.inspect + o.train > 1) qw_usage_error("--decode, --inspect and --train exclude each other");
+    int encode = !o.decode && !o.inspect && !o.train;
+    if (!o.inspect && !o.tokenizer && !o.train) qw_usage_error("--tokenizer FILE is required");
+    if ((o.inspect || o.train) && o.tokenizer) qw_usage_error("--tokenizer makes no sense with %s", o.train ? "--train" : "--inspect");
+    if (o.train && (!o.output || o.vocab_size <= 0)) qw_usage_error("--train needs --vocab-size N and -o DIR");
+    if (!o.train && (o.vocab_size || o.min_frequency != 2)) qw_usage_error("--vocab-size and --min-frequency need --train");
+    if (o.min_frequency < 1) qw_usage_error("--min-frequency: must be at least 1");
     if (o.chat && (o.jsonl || o.decode || o.inspect)) qw_usage_error("--chat reads records itself; it excludes --jsonl, --decode and --inspect");
     if (o.field && !o.jsonl && !o.chat) qw_usage_error("--field needs --jsonl or --chat");
     if (o.jsonl && o.inspect) qw_usage_error("--jsonl makes no sense with --inspect");
-    if (o.skip_bad && (o.decode || o.inspect)) qw_usage_error("--skip-bad applies to encoding only");
-    if (o.ids && o.inspect) qw_usage_error("--ids makes no sense with --inspect");
+    if (o.skip_bad && (o.decode || o.inspect)) qw_usage_error("--skip-bad applies to encoding and training only");
+    if (o.ids && (o.inspect || o.train)) qw_usage_error("--ids makes no sense with --inspect or --train");
     if (o.jsonl && o.decode && o.ids) qw_usage_error("--decode reads either --ids lines or a stream; --jsonl picks its output");
     if (o.eos) o.add_eos = 1;
     if (o.add_eos && !encode) qw_usage_error("--add-eos and --eos apply to encoding only");
@@ -416,6 +456,7 @@ int main(int argc, char **argv)
     if (encode && !o.ids && !o.output) qw_refuse_binary_tty();
 
     if (o.inspect) run_inspect(files, nfiles);
+    else if (o.train) run_train(files, nfiles);
     else if (o.decode) run_decode(files, nfiles);
     else run_encode(files, nfiles);
     return 0;
