@@ -46,7 +46,7 @@ for i, (a, b) in enumerate(zip(hf, ours)):
         continue
     a, b = a.split(), b.split()
     k = next((j for j in range(min(len(a), len(b))) if a[j] != b[j]), min(len(a), len(b)))
-    print(f'  first difference: document {i + 1}, token {k}')
+    print(f'  first difference: document {i + 1}, token {k} (of {len(a)} from HF, {len(b)} from us)')
     print(f'  hf:   ... {" ".join(a[max(0, k - 8):k + 8])}')
     print(f'  ours: ... {" ".join(b[max(0, k - 8):k + 8])}')
     print(f'  text: {json.loads(docs[i])["text"][:300]!r}')
