@@ -2,8 +2,8 @@
 # tests/bench/tokenize.sh — encoding speed against HF tokenizers (Rust, via
 # tests/tools/hf_tok.js) on the same text, ids compared.
 #
-# QW_BENCH_MB (default 50) MB of tests/tools/gen_text.py text with Qwen3's
-# tokenizer.json.  HF runs on one thread (RAYON_NUM_THREADS=1,
+# QW_BENCH_MB (default 50) MB of tests/tools/gen_text.py text, or the JSONL
+# file QW_BENCH_JSONL, with Qwen3's tokenizer.json.  HF runs on one thread (RAYON_NUM_THREADS=1,
 # TOKENIZERS_PARALLELISM=false); its time is the time inside encodeBatch
 # only.  Ours is `qw-tokenize --ids --jsonl --threads 1` and `--threads 0`
 # (all cores), timed as whole processes: loading the tokenizer, reading the
@@ -30,8 +30,12 @@ timed() {   # timed OUT CMD...: run, stdout to OUT; prints "seconds peak_kB"
     fi
 }
 
-echo "generating $mb MB of text (gen_text.py --seed 11)" >&2
-python3 "$root/tests/tools/gen_text.py" --seed 11 --bytes $((mb * 1000000)) >"$work/docs.jsonl"
+if [ -n "${QW_BENCH_JSONL:-}" ]; then
+    cp "$QW_BENCH_JSONL" "$work/docs.jsonl"
+else
+    echo "generating $mb MB of text (gen_text.py --seed 11)" >&2
+    python3 "$root/tests/tools/gen_text.py" --seed 11 --bytes $((mb * 1000000)) >"$work/docs.jsonl"
+fi
 bytes=$(python3 -c 'import json,sys; print(sum(len(json.loads(l)["text"].encode()) for l in open(sys.argv[1], encoding="utf-8")))' "$work/docs.jsonl")
 
 echo "HF tokenizers, one thread" >&2
