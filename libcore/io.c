@@ -3,6 +3,7 @@
  * detects filters (compression) and the format (an archive or "raw"); the
  * members of an archive go through an inner raw reader so that they may be
  * compressed themselves. */
+#define _GNU_SOURCE
 #include "qw/io.h"
 
 #include <archive.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "qw/buf.h"
+#include "qw/chat.h"
 #include "qw/cli.h"
 
 enum { READ_BLOCK = 1 << 16, CHUNK = 1 << 18 };
@@ -51,11 +53,12 @@ struct qw_input {
     size_t cpos, clen;
     qw_buf doc;
     cJSON *rec;
+    qw_buf chat, where;         /* chat mode: the rendered conversation; message prefix */
     long index, skipped;
     int done;
 };
 
-/* libarchive and strerror messages start with a capital; ours do not. */
+/* libarchive's messages start with a capital; they follow "corrupt input: " here. */
 static const char *lower_first(const char *msg, char *buf, size_t size)
 {
     snprintf(buf, size, "%s", msg ? msg : "unknown error");
@@ -65,8 +68,7 @@ static const char *lower_first(const char *msg, char *buf, size_t size)
 
 static int os_error(const char *path, const char *what, int err)
 {
-    char b[256];
-    return qw_error(QW_EXIT_FAIL, "'%s': %s%s", path, what, lower_first(strerror(err), b, sizeof b));
+    return qw_error(QW_EXIT_FAIL, "'%s': %s%s", path, what, strerror(err));
 }
 
 /* ---- listing the paths ---- */
@@ -146,7 +148,7 @@ int qw_input_open(const char *const *paths, int n, const qw_input_opts *opts, qw
 {
     qw_input *in = qw_calloc(1, sizeof *in);
     if (opts) in->o = *opts;
-    if (!in->o.field) in->o.field = "text";
+    if (!in->o.field) in->o.field = in->o.mode == QW_INPUT_CHAT ? "messages" : "text";
     in->fd = -1;
     int known = 1, rc = 0;
     static const char *const dash[] = {"-"};
@@ -416,7 +418,33 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-/* Parse the current line as a record; on success point doc at its field. */
+/* 1 if the JSON text has a "\u0000" escape, which cJSON would cut a string at. */
+static int has_nul_escape(const char *s, size_t n)
+{
+    for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), "u0000", 5)); p += 5) {
+        size_t k = 0;
+        while (p - k > s && p[-1 - (long)k] == '\\') k++;
+        if (k % 2) return 1;
+    }
+    return 0;
+}
+
+/* Render a chat record's conversation into in->chat. */
+static int render_chat(qw_input *in, qw_doc *doc)
+{
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(in->rec, in->o.field);
+    if (!msgs) return qw_error(QW_EXIT_DATA, "%s: missing field '%s'", in->where.p, in->o.field);
+    if (!cJSON_IsArray(msgs)) return qw_error(QW_EXIT_DATA, "%s: field '%s' is not an array", in->where.p, in->o.field);
+    qw_chat_opts co = {0, 0, in->where.p};
+    in->chat.n = 0;
+    int rc = qw_chat_render(msgs, cJSON_GetObjectItemCaseSensitive(in->rec, "tools"), &co, &in->chat, NULL);
+    if (rc) return rc;
+    doc->text = in->chat.p;
+    doc->len = in->chat.n;
+    return 0;
+}
+
+/* Parse the current line as a record; on success point doc at its text. */
 static int parse_record(qw_input *in, qw_doc *doc)
 {
     const char *s = in->doc.p;
@@ -425,21 +453,27 @@ static int parse_record(qw_input *in, qw_doc *doc)
         s += 3;
         n -= 3;
     }
-    const char *end = NULL;
-    in->rec = cJSON_ParseWithLengthOpts(s, n, &end, 0);
-    if (!in->rec)
-        return qw_error(QW_EXIT_DATA, "'%s': line %ld: bad JSON near column %ld", in->name.p, in->line,
-                        end ? (long)(end - s) + 1 : 1L);
-    while (end < s + n && isspace((unsigned char)*end)) end++;
-    if (end < s + n)
-        return qw_error(QW_EXIT_DATA, "'%s': line %ld: bad JSON at column %ld (text after the value)", in->name.p,
-                        in->line, (long)(end - s) + 1);
-    if (!cJSON_IsObject(in->rec))
-        return qw_error(QW_EXIT_DATA, "'%s': line %ld: not a JSON object", in->name.p, in->line);
+    in->where.n = 0;
+    qw_buf_reserve(&in->where, strlen(in->name.p) + 32);
+    in->where.n = (size_t)snprintf(in->where.p, in->where.cap, "'%s': line %ld", in->name.p, in->line);
+    if (in->o.mode == QW_INPUT_CHAT) {
+        if (!(in->rec = qw_chat_json_parse(s, n, in->where.p))) return qw_error_status();
+    } else {
+        const char *end = NULL;
+        if (!(in->rec = cJSON_ParseWithLengthOpts(s, n, &end, 0)))
+            return qw_error(QW_EXIT_DATA, "%s: bad JSON near column %ld", in->where.p, end ? (long)(end - s) + 1 : 1L);
+        while (end < s + n && isspace((unsigned char)*end)) end++;
+        if (end < s + n)
+            return qw_error(QW_EXIT_DATA, "%s: bad JSON at column %ld (text after the value)", in->where.p,
+                            (long)(end - s) + 1);
+        if (has_nul_escape(s, n))
+            return qw_error(QW_EXIT_DATA, "%s: '\\u0000' in a string is not supported", in->where.p);
+    }
+    if (!cJSON_IsObject(in->rec)) return qw_error(QW_EXIT_DATA, "%s: not a JSON object", in->where.p);
+    if (in->o.mode == QW_INPUT_CHAT) return render_chat(in, doc);
     cJSON *f = cJSON_GetObjectItemCaseSensitive(in->rec, in->o.field);
-    if (!f) return qw_error(QW_EXIT_DATA, "'%s': line %ld: missing field '%s'", in->name.p, in->line, in->o.field);
-    if (!cJSON_IsString(f))
-        return qw_error(QW_EXIT_DATA, "'%s': line %ld: field '%s' is not a string", in->name.p, in->line, in->o.field);
+    if (!f) return qw_error(QW_EXIT_DATA, "%s: missing field '%s'", in->where.p, in->o.field);
+    if (!cJSON_IsString(f)) return qw_error(QW_EXIT_DATA, "%s: field '%s' is not a string", in->where.p, in->o.field);
     doc->text = f->valuestring;
     doc->len = strlen(f->valuestring);
     return 0;
@@ -516,5 +550,7 @@ void qw_input_free(qw_input *in)
     free(in->chunk);
     qw_buf_free(&in->doc);
     qw_buf_free(&in->name);
+    qw_buf_free(&in->chat);
+    qw_buf_free(&in->where);
     free(in);
 }

@@ -150,6 +150,10 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
                         "of num_key_value_heads %d", c->head_dim, c->num_attention_heads, c->num_key_value_heads);
     if ((size_t)B * T > (size_t)INT32_MAX / (c->num_experts_per_tok > 1 ? c->num_experts_per_tok : 1))
         return qw_error(QW_EXIT_DATA, "batch shape %d x %d: too many tokens", B, T);
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        if (P->layer[l].is_moe && (c->num_experts_per_tok < 1 || c->num_experts_per_tok > c->num_experts))
+            return qw_error(QW_EXIT_DATA, "model: num_experts_per_tok %d must be between 1 and num_experts %d",
+                            c->num_experts_per_tok, c->num_experts);
     qw_model *m = qw_calloc(1, sizeof *m);
     m->ops = ops, m->P = P, m->c = c;
     m->B = B, m->T = T, m->N = B * T;

@@ -7,7 +7,7 @@
 #include "qw/buf.h"
 #include "qw/cli.h"
 
-enum { BATCH_DOCS = 1 << 16 };
+enum { BATCH_DOCS = 4096 };
 
 typedef struct {
     size_t off, len;            /* text in batch.text */
@@ -115,7 +115,7 @@ int qw_tokenize(qw_input *in, const qw_tokenize_opts *opts, qw_tokenize_sink sin
                 qw_tokenize_stats *stats)
 {
     qw_tokenize_stats st = {0};
-    size_t max_bytes = opts->batch_bytes ? opts->batch_bytes : (size_t)8 << 20;
+    size_t max_bytes = opts->batch_bytes ? opts->batch_bytes : (size_t)1 << 20;
     int threads = opts->threads > 0 ? opts->threads : qw_thread_count();
     batch bufs[2] = {0}, *cur = &bufs[0], *next = &bufs[1];
     fill(cur, in, max_bytes);

@@ -167,6 +167,35 @@ TEST(bad_records_fail_or_are_skipped)
     qw_buf_free(&log);
 }
 
+TEST(nul_escapes_are_refused)
+{
+    const char *j = "{\"text\": \"a\\\\u0000b\"}\n{\"text\": \"a\\u0000b\"}\n";
+    put("nul.jsonl", j, strlen(j));
+    qw_buf log = {0};
+    CHECK(slurp1(at("nul.jsonl"), QW_INPUT_JSONL, &log) == QW_EXIT_DATA);
+    CHECK_STR(log.p, "nul.jsonl|1|a\\u0000b\n");
+    CHECK(strstr(qw_error_msg(), "nul.jsonl': line 2: '\\u0000' in a string is not supported"));
+    qw_buf_free(&log);
+}
+
+TEST(chat_records_are_rendered)
+{
+    const char *j = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"
+                    "{\"conv\": [{\"role\": \"user\", \"content\": \"x\"}]}\n"
+                    "{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n";
+    put("chat.jsonl", j, strlen(j));
+    qw_buf log = {0};
+    CHECK(slurp1(at("chat.jsonl"), QW_INPUT_CHAT, &log) == QW_EXIT_DATA);
+    CHECK_STR(log.p, "chat.jsonl|1|<|im_start|>user\nhi<|im_end|>\n\n");
+    CHECK(strstr(qw_error_msg(), "chat.jsonl': line 2: missing field 'messages'"));
+    const char *p[] = {at("chat.jsonl")};
+    long skipped = 0;
+    CHECK(slurp(p, 1, QW_INPUT_CHAT, NULL, 1, &log, &skipped) == 0 && skipped == 2);
+    CHECK(slurp(p, 1, QW_INPUT_CHAT, "conv", 1, &log, &skipped) == 0 && skipped == 2);
+    CHECK_STR(log.p, "chat.jsonl|2|<|im_start|>user\nx<|im_end|>\n\n");
+    qw_buf_free(&log);
+}
+
 TEST(compressed_files_and_archives)
 {
     const char *j = "{\"text\":\"alpha\"}\n{\"text\":\"beta\"}\n";
@@ -253,7 +282,7 @@ TEST(missing_paths_fail_up_front)
     qw_input *in;
     qw_input_opts o = {QW_INPUT_TEXT, NULL, 0};
     CHECK(qw_input_open(p, 2, &o, &in) == QW_EXIT_FAIL);
-    CHECK(strstr(qw_error_msg(), "nope': no such file or directory"));
+    CHECK(strstr(qw_error_msg(), "nope': No such file or directory"));
 }
 
 int main(void)
@@ -263,6 +292,8 @@ int main(void)
     RUN(directory_in_name_order);
     RUN(jsonl_fields_lines_and_blanks);
     RUN(bad_records_fail_or_are_skipped);
+    RUN(nul_escapes_are_refused);
+    RUN(chat_records_are_rendered);
     RUN(compressed_files_and_archives);
     RUN(truncated_data_is_an_error);
     RUN(long_lines_stream_whole);

@@ -432,6 +432,13 @@ TEST(bad_batches)
     qw_model_free(m);
     CHECK(qw_model_new(qw_ops_cpu(), &P, 0, 3, NULL, &m) == QW_EXIT_DATA);
     qw_params_free(&P);
+    char json[2048];
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    make_params(&P, json, 9);
+    P.cfg.num_experts_per_tok = 5;   /* more than the 4 experts */
+    CHECK(qw_model_new(qw_ops_cpu(), &P, 1, 3, NULL, &m) == QW_EXIT_DATA);
+    CHECK(strstr(qw_error_msg(), "num_experts_per_tok 5"));
+    qw_params_free(&P);
 }
 
 /* The RoPE tables match those HF built for the golden fixtures (YaRN). */

@@ -18,8 +18,13 @@
  *                  empty document), held in memory whole;
  *   line mode      each line (without its '\n') is a document;
  *   JSONL mode     each non-blank line is a JSON object; the document is its
- *                  string field `field` ("text" by default).
- * In line and JSONL modes lines are streamed: memory holds one line at a
+ *                  string field `field` ("text" by default);
+ *   chat mode      each non-blank line is a JSON object whose array field
+ *                  `field` ("messages" by default) is a conversation, and
+ *                  whose optional `tools` lists tool schemas; the document
+ *                  is the conversation rendered with Qwen3's chat template
+ *                  (qw/chat.h, no generation prompt).
+ * In line, JSONL and chat modes lines are streamed: memory holds one line at a
  * time, however long; the last line needs no '\n'.
  *
  * Names in messages are the path as given, or "archive.tar:member.jsonl"
@@ -27,9 +32,11 @@
  *   QW_EXIT_FAIL   a path cannot be opened or read (the OS reason);
  *   QW_EXIT_DATA   corrupt or truncated compressed data or archive, and in
  *                  JSONL mode a line that is not JSON, not an object, lacks
- *                  the field, or whose field is not a string, e.g.
+ *                  the field, or whose field is not a string, or has a
+ *                  "\u0000" escape (C strings cannot hold it), e.g.
  *                  'corpus.jsonl': line 17: missing field 'text'
- * With skip_bad, bad JSONL lines are skipped and counted instead
+ *                  and in chat mode a conversation the template refuses.
+ * With skip_bad, bad records are skipped and counted instead
  * (qw_input_skipped); corrupt compressed data is never skipped.
  *
  * Not thread-safe: one thread iterates an input.
@@ -44,12 +51,13 @@ typedef enum {
     QW_INPUT_TEXT,          /* a file is a document */
     QW_INPUT_LINES,         /* a line is a document */
     QW_INPUT_JSONL,         /* a line is a JSON record */
+    QW_INPUT_CHAT,          /* a line is a JSON record holding a conversation */
 } qw_input_mode;
 
 typedef struct {
     qw_input_mode mode;
-    const char *field;      /* JSONL field holding the text; NULL: "text" */
-    int skip_bad;           /* 1: skip and count bad JSONL lines */
+    const char *field;      /* the record's field; NULL: "text" (JSONL), "messages" (chat) */
+    int skip_bad;           /* 1: skip and count bad records */
 } qw_input_opts;
 
 /* One document, as returned by qw_input_next.  All pointers are owned by the
@@ -76,7 +84,7 @@ void qw_input_free(qw_input *in);
  * or QW_EXIT_DATA / QW_EXIT_FAIL with a message (the input is then done). */
 int qw_input_next(qw_input *in, qw_doc *doc);
 
-/* Bad JSONL lines skipped so far (skip_bad). */
+/* Bad records skipped so far (skip_bad). */
 long qw_input_skipped(const qw_input *in);
 
 /* Progress in bytes as read from the paths (compressed bytes for compressed

@@ -21,7 +21,7 @@ typedef struct {
     int threads;             /* encoding threads; 0: qw_thread_count() */
     int32_t eos;             /* >= 0: this id is appended to every document */
     int skip_bad;            /* 1: skip documents that fail to encode (invalid UTF-8), counting them */
-    size_t batch_bytes;      /* text per batch; 0: 8 MiB (a batch holds at least one document) */
+    size_t batch_bytes;      /* text per batch; 0: 1 MiB (a batch holds 1 to 4096 documents) */
 } qw_tokenize_opts;
 
 /* Called for each document in input order; `doc->text` is the document's
