@@ -50,7 +50,7 @@ QW_LIBS   += -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 endif
 endif
 
-.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize demo install uninstall clean help
+.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu demo install uninstall clean help
 all: lib tools $(UNITS)
 
 lib: $(LIB)
@@ -102,7 +102,10 @@ bench-tokenize: all
 	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/tokenize.sh
 	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/tokenize_train.sh
 
-bench: bench-tokenize
+bench-cpu: all
+	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/cpu_model.sh
+
+bench: bench-tokenize bench-cpu
 
 demo: all
 	$(Q)$(MAKE) --no-print-directory -f pipelines/demo.mk QW_BIN=$(CURDIR)/bin

@@ -23,7 +23,9 @@ void qw_set_prog(const char *argv0)
 
 int qw_verror(int status, const char *fmt, va_list ap)
 {
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    char msg[sizeof err_msg];   /* the arguments may be qw_error_msg() itself */
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(err_msg, msg, sizeof msg);
     err_status = status;
     return status;
 }

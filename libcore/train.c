@@ -46,6 +46,7 @@ typedef struct {
     qw_metrics *metrics;
     uint64_t identity;         /* tokenizer identity of the data */
     char *tokenizer_dir;       /* copied into checkpoints */
+    char *model_dir;           /* --model, resolved to a step directory */
     int T, micro, R;           /* seq_len, rows per forward, global rows per step */
     int rows_local;            /* rows of each step this rank takes */
     int micro_global;          /* micro-batches per step over all ranks */
@@ -73,6 +74,7 @@ static void run_free(run *r)
     qw_dataset_close(r->val);
     qw_metrics_close(r->metrics);
     free(r->tokenizer_dir);
+    free(r->model_dir);
     free(r->row); free(r->seg_row); free(r->pos_row); free(r->loss_row);
     free(r->ids); free(r->seg); free(r->pos); free(r->targets); free(r->coef);
     free(r->step_tokens); free(r->step_seg); free(r->step_pos); free(r->step_loss);
@@ -114,11 +116,23 @@ static int apply_overrides(const qw_train_opts *o, qw_config *c)
 }
 
 /* Build P (and G, M, V) from --config, --model or the checkpoint to resume. */
+/* --model takes a model directory, or a run's --out directory (its latest). */
+static int resolve_model_dir(run *r)
+{
+    char latest[4096];
+    struct stat sb;
+    snprintf(latest, sizeof latest, "%s/latest", r->o->model_dir);
+    if (stat(latest, &sb) == 0) return qw_ckpt_resolve(r->o->model_dir, &r->model_dir);
+    r->model_dir = qw_strdup(r->o->model_dir);
+    return 0;
+}
+
 static int setup_params(run *r, const char *resume_dir)
 {
     const qw_train_opts *o = r->o;
     qw_config cfg;
-    const char *cfg_src = o->config_path ? o->config_path : o->model_dir ? o->model_dir : resume_dir;
+    if (o->model_dir && resolve_model_dir(r)) return qw_error_status();
+    const char *cfg_src = o->config_path ? o->config_path : r->model_dir ? r->model_dir : resume_dir;
     if (!cfg_src) return qw_error(QW_EXIT_USAGE, "give --config, --model or --resume");
     if (qw_config_load(cfg_src, &cfg)) return qw_error_status();
     if (!resume_dir || o->config_path || o->model_dir) apply_overrides(o, &cfg);
@@ -127,9 +141,9 @@ static int setup_params(run *r, const char *resume_dir)
     if (qw_params_alloc_like(&r->G, &r->P) || qw_params_alloc_like(&r->M, &r->P) ||
         qw_params_alloc_like(&r->V, &r->P))
         return qw_error_status();
-    if (o->model_dir && !resume_dir) {
+    if (r->model_dir && !resume_dir) {
         qw_st *st;
-        if (qw_st_open(o->model_dir, &st)) return qw_error_status();
+        if (qw_st_open(r->model_dir, &st)) return qw_error_status();
         int rc = qw_params_load(&r->P, st, 0);
         qw_st_close(st);
         if (rc) return rc;
@@ -271,7 +285,9 @@ static int save(run *r, long step, long long tokens)
         cJSON_AddNumberToObject(s.data, "next_row", (double)((uint64_t)step * r->R % qw_dataset_rows(r->train)));
         cJSON_AddNumberToObject(s.data, "rows_per_step", r->R);
         s.rng = cJSON_CreateObject();
-        cJSON_AddNumberToObject(s.rng, "seed", (double)r->o->seed);
+        char seed[24];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->o->seed);
+        cJSON_AddStringToObject(s.rng, "seed", seed);
         s.run = run_json(r);
         qw_ckpt_opts co = {r->o->out, r->o->keep_last, r->tokenizer_dir};
         char *dir = NULL;
@@ -295,6 +311,17 @@ static int train_loop(run *r, long start_step, long long tokens)
     qw_progress_init(&prog);
     if (r->rank != 0) prog.enabled = 0;
     int rc = 0;
+    /* a fresh run records where it starts from: step 0's validation loss */
+    if (r->val && o->eval_every > 0 && start_step == 0) {
+        double vl;
+        long long vt;
+        if ((rc = evaluate(r, &vl, &vt))) return rc;
+        if (r->rank == 0) {
+            qw_metric m[2] = {{"val_loss", vl}, {"val_tokens", (double)vt}};
+            if (r->metrics && (rc = qw_metrics_write(r->metrics, 0, m, 2))) return rc;
+            if (!o->quiet) qw_warn("step 0: val_loss %.4f", vl);
+        }
+    }
     long step;
     for (step = start_step; step < o->steps; step++) {
         double t0 = qw_now();
@@ -381,14 +408,21 @@ static int setup_and_train(run *r)
     qw_train_state state = {0};
     int rc = 0;
     if (o->resume && (rc = qw_ckpt_resolve(o->resume, &resume_dir))) return rc;
-    if (o->tokenizer) rc = open_tokenizer(r, o->tokenizer);
-    if (!rc) rc = setup_params(r, resume_dir);
+    rc = setup_params(r, resume_dir);
+    /* the data must come from the model's tokenizer: --tokenizer, else the
+     * one saved with the checkpoint we start from */
+    const char *from = r->model_dir ? r->model_dir : resume_dir;
+    char tj[4096];
+    struct stat sb;
+    if (!rc && o->tokenizer) rc = open_tokenizer(r, o->tokenizer);
+    else if (!rc && from && snprintf(tj, sizeof tj, "%s/tokenizer.json", from) > 0 && stat(tj, &sb) == 0)
+        rc = open_tokenizer(r, from);
     if (!rc && resume_dir) rc = qw_ckpt_load(resume_dir, &r->P, &r->M, &r->V, &state);
     if (!rc) rc = qw_dataset_open(o->data, o->n_data, "train", o->seq_len, r->identity, &r->train);
     if (!rc && !r->identity) r->identity = qw_dataset_identity(r->train);
     if (!rc && resume_dir) rc = check_resumed_run(r, &state, resume_dir);
     if (!rc && !r->tokenizer_dir && resume_dir) r->tokenizer_dir = qw_strdup(resume_dir);
-    if (!rc && !r->tokenizer_dir && o->model_dir) r->tokenizer_dir = qw_strdup(o->model_dir);
+    if (!rc && !r->tokenizer_dir && r->model_dir) r->tokenizer_dir = qw_strdup(r->model_dir);
     if (!rc && o->eval_every > 0)
         rc = qw_dataset_open(o->data, o->n_data, "val", o->seq_len, r->identity, &r->val);
     if (!rc && (int)qw_dataset_vocab_size(r->train) > r->P.cfg.vocab_size)
@@ -430,6 +464,7 @@ static int setup_and_train(run *r)
     r->step_pos = qw_malloc(rowsL * sizeof(int32_t));
     r->step_loss = qw_malloc(rowsL);
 
+    if (r->rank == 0 && o->log && start > 0 && (rc = qw_metrics_truncate(o->log, start))) return rc;
     if (r->rank == 0 && (o->log || o->tb_dir) && (rc = qw_metrics_open(&r->metrics, o->log, o->tb_dir))) return rc;
     if (r->rank == 0 && !o->quiet) {
         int64_t total, active;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "qw/backend.h"
 #include "qw/cli.h"
 #include "qw/config.h"
 #include "qw/model.h"
@@ -46,20 +47,6 @@ static const qw_prog_info info = {
     opts,
 };
 
-static const qw_ops *pick_backend(void)
-{
-    const char *dev = qw_common_opts.device;
-    if (dev && !strcmp(dev, "cuda")) {
-#ifdef QW_HAVE_CUDA
-        qw_die(QW_EXIT_FAIL, "--device cuda: the CUDA backend has no model ops yet");
-#else
-        qw_die(QW_EXIT_FAIL, "--device cuda: not built with CUDA");
-#endif
-    }
-    const qw_ops *ops = qw_ops_cpu();
-    ops->set_threads(qw_common_opts.threads);
-    return ops;
-}
 
 /* input_ids [B,T] as int32, validated against the vocabulary. */
 static int32_t *read_ids(const char *path, int V, int *B, int *T)
@@ -220,7 +207,8 @@ int main(int argc, char **argv)
     if (argc - first > 1) qw_usage_error("unexpected argument '%s'", argv[first + 1]);
     const char *cmd = argv[first];
     if (strcmp(cmd, "forward") && strcmp(cmd, "bench")) qw_usage_error("unknown command '%s'", cmd);
-    const qw_ops *ops = pick_backend();
+    const qw_ops *ops;
+    if (qw_backend_select(qw_common_opts.device, qw_common_opts.threads, &ops)) qw_die_last();
     if (!strcmp(cmd, "forward")) cmd_forward(ops);
     else cmd_bench(ops);
     qw_close_stdout();

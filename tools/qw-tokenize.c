@@ -1,5 +1,5 @@
 /* qw-tokenize — text, JSONL and archives to token streams or id lines;
- * --decode, --inspect.  See man/man1/qw-tokenize.1. */
+ * --decode, --inspect, --train.  See man/man1/qw-tokenize.1. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +19,14 @@ enum { UNSET = -1000 };
 
 static struct {
     const char *tokenizer, *output, *field, *eos, *separator;
-    int jsonl, chat, skip_bad, ids, add_eos, zstd, zstd_level, decode, skip_special, inspect;
+    int jsonl, chat, skip_bad, ids, add_eos, zstd, zstd_level, decode, skip_special, inspect, train;
+    int vocab_size, min_frequency;
     long long frame_tokens;
-} o = {.zstd_level = UNSET};
+} o = {.zstd_level = UNSET, .min_frequency = 2};
 
 static const qw_opt opts[] = {
     {"tokenizer", 't', QW_OPT_STR, &o.tokenizer, "FILE", "tokenizer.json, or a model directory holding one"},
-    {"output", 'o', QW_OPT_STR, &o.output, "FILE", "write to FILE, not stdout"},
+    {"output", 'o', QW_OPT_STR, &o.output, "FILE", "write to FILE (a directory with --train), not stdout"},
     {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Input:"},
     {"jsonl", 0, QW_OPT_FLAG, &o.jsonl, NULL, "each input line is a JSON record (else each file is a document)"},
     {"chat", 0, QW_OPT_FLAG, &o.chat, NULL, "each input line is a chat record, rendered with Qwen3's template"},
@@ -43,6 +44,9 @@ static const qw_opt opts[] = {
     {"separator", 0, QW_OPT_STR, &o.separator, "STR", "--decode: written after each document (default \\n)"},
     {"skip-special", 0, QW_OPT_FLAG, &o.skip_special, NULL, "--decode: drop special tokens"},
     {"inspect", 0, QW_OPT_FLAG, &o.inspect, NULL, "validate and describe token streams"},
+    {"train", 0, QW_OPT_FLAG, &o.train, NULL, "train a byte-level BPE tokenizer into the -o directory"},
+    {"vocab-size", 0, QW_OPT_INT, &o.vocab_size, "N", "--train: vocabulary size, specials included"},
+    {"min-frequency", 0, QW_OPT_INT, &o.min_frequency, "N", "--train: least count of a merged pair (default 2)"},
     QW_COMMON_OPTS,
     {0},
 };
@@ -51,7 +55,7 @@ static const qw_prog_info info = {
     "qw-tokenize",
     "[options] [FILE...]",
     "Tokenize text, JSONL, compressed files and archives into a token stream (qw-tokens(5)) or\n"
-    "lines of ids; decode streams back to text; inspect streams.",
+    "lines of ids; decode streams back to text; inspect streams; train a byte-level BPE.",
     opts,
 };
 
@@ -385,6 +389,41 @@ static void run_inspect(char **files, int nfiles)
     close_output();
 }
 
+/* ---- training ---- */
+
+static void run_train(char **files, int nfiles)
+{
+    if (mkdir(o.output, 0777) != 0 && errno != EEXIST) qw_die(QW_EXIT_FAIL, "'%s': %s", o.output, strerror(errno));
+    qw_input *in = open_input(files, nfiles, o.chat ? QW_INPUT_CHAT : o.jsonl ? QW_INPUT_JSONL : QW_INPUT_TEXT);
+    qw_tok_trainer *tr = qw_tok_trainer_new();
+    qw_progress_init(&prog);
+    unsigned long long docs = 0, bytes = 0;
+    long skipped = 0;
+    qw_doc d;
+    int r;
+    while ((r = qw_input_next(in, &d)) == 1) {
+        if (qw_tok_trainer_feed(tr, d.text, d.len)) {
+            if (o.skip_bad && qw_error_status() == QW_EXIT_DATA) {
+                skipped++;
+                continue;
+            }
+            if (d.line) qw_error(qw_error_status(), "'%s': line %ld: %s", d.name, d.line, qw_error_msg());
+            else qw_error(qw_error_status(), "'%s': %s", d.name, qw_error_msg());
+            fail();
+        }
+        docs++;
+        bytes += d.len;
+        progress(in, docs, 0);
+    }
+    if (r) fail();
+    qw_tok_train_opts to = {o.vocab_size, o.min_frequency, NULL, 0};
+    if (qw_tok_trainer_finish(tr, &to, o.output)) fail();
+    summary(docs, 0, (double)bytes, skipped + qw_input_skipped(in));
+    qw_tok_trainer_free(tr);
+    qw_input_free(in);
+    qw_close_stdout();
+}
+
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
@@ -392,15 +431,17 @@ int main(int argc, char **argv)
     char **files = argv + first;
     int nfiles = argc - first;
 
-    if (o.decode && o.inspect) qw_usage_error("--decode and --inspect exclude each other");
-    int encode = !o.decode && !o.inspect;
-    if (!o.inspect && !o.tokenizer) qw_usage_error("--tokenizer FILE is required");
-    if (o.inspect && o.tokenizer) qw_usage_error("--tokenizer makes no sense with --inspect");
+    if (o.decode + o.inspect + o.train > 1) qw_usage_error("--decode, --inspect and --train exclude each other");
+    int encode = !o.decode && !o.inspect && !o.train;
+    if (!o.inspect && !o.tokenizer && !o.train) qw_usage_error("--tokenizer FILE is required");
+    if ((o.inspect || o.train) && o.tokenizer) qw_usage_error("--tokenizer makes no sense with %s", o.train ? "--train" : "--inspect");
+    if (o.train && (!o.output || o.vocab_size <= 0)) qw_usage_error("--train needs --vocab-size N and -o DIR");
+    if (!o.train && (o.vocab_size || o.min_frequency != 2)) qw_usage_error("--vocab-size and --min-frequency need --train");
     if (o.chat && (o.jsonl || o.decode || o.inspect)) qw_usage_error("--chat reads records itself; it excludes --jsonl, --decode and --inspect");
     if (o.field && !o.jsonl && !o.chat) qw_usage_error("--field needs --jsonl or --chat");
     if (o.jsonl && o.inspect) qw_usage_error("--jsonl makes no sense with --inspect");
-    if (o.skip_bad && (o.decode || o.inspect)) qw_usage_error("--skip-bad applies to encoding only");
-    if (o.ids && o.inspect) qw_usage_error("--ids makes no sense with --inspect");
+    if (o.skip_bad && (o.decode || o.inspect)) qw_usage_error("--skip-bad applies to encoding and training only");
+    if (o.ids && (o.inspect || o.train)) qw_usage_error("--ids makes no sense with --inspect or --train");
     if (o.jsonl && o.decode && o.ids) qw_usage_error("--decode reads either --ids lines or a stream; --jsonl picks its output");
     if (o.eos) o.add_eos = 1;
     if (o.add_eos && !encode) qw_usage_error("--add-eos and --eos apply to encoding only");
@@ -416,6 +457,7 @@ int main(int argc, char **argv)
     if (encode && !o.ids && !o.output) qw_refuse_binary_tty();
 
     if (o.inspect) run_inspect(files, nfiles);
+    else if (o.train) run_train(files, nfiles);
     else if (o.decode) run_decode(files, nfiles);
     else run_encode(files, nfiles);
     return 0;

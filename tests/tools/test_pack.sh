@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# qw-pack: token streams -> packed shards -> --inspect; determinism, the
-# validation split, the qw-pack(5) layout read by an independent reader,
-# and bad input (exit 3).
+# qw-pack: token streams (from qw-tokenize, and from an independent writer)
+# -> packed shards -> --inspect; determinism, the validation split, the
+# qw-pack(5) layout read by an independent reader, and bad input (exit 3).
 . "$QW_SRCDIR/tests/tools/lib.sh"
 
 # An independent reader and writer of the formats, from their man pages:
@@ -197,3 +197,26 @@ help_opts=$(qw-pack --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
 man_opts=$(sed -n '/^\.SH OPTIONS/,/^\.SH EXIT/p' "$QW_SRCDIR/man/man1/qw-pack.1" | grep -oE -- '\\-\\-[a-z][a-z\\-]*' |
            sed 's/\\//g' | sort -u)
 check man_options test "$help_opts" = "$man_opts"
+
+# End to end: qw-tokenize a small text, pack it with the tokenizer checked,
+# inspect it.  The byte-level tokenizer makes one token per byte, so the
+# index must count exactly the bytes of the text.
+python3 - "$tmp/text.jsonl" <<'PY'
+import json, random, sys
+r = random.Random(3)
+words = "the a model token row shard pack data train loss of to and in is that it for on with as".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(200):
+        f.write(json.dumps({"text": f"Document {i}: " + " ".join(r.choice(words) for _ in range(r.randrange(5, 80)))}) + "\n")
+PY
+expect_status e2e_tokenize 0 sh -c 'qw-tokenize -t "$1" --jsonl "$2" >"$3"' _ "$tmp/tokenizer.json" "$tmp/text.jsonl" "$tmp/t.qwt"
+expect_status e2e_pack 0 qw-pack -T 64 -o "$tmp/dt" --val-frac 0.1 --tokenizer "$tmp/tokenizer.json" "$tmp/t.qwt"
+expect_status e2e_inspect 0 qw-pack --inspect -T 64 --tokenizer "$tmp/tokenizer.json" "$tmp/dt"
+check e2e_inspect_vocab grep -q '^vocab_size: 256$' "$last_out"
+check e2e_token_count python3 - "$tmp/dt/index.json" "$tmp/text.jsonl" <<'PY'
+import json, sys
+ix = json.load(open(sys.argv[1]))
+nbytes = sum(len(json.loads(l)["text"].encode()) for l in open(sys.argv[2]))
+s = ix["splits"]
+sys.exit(0 if s["train"]["tokens"] + s["val"]["tokens"] == nbytes and s["val"]["docs"] == 20 else 1)
+PY

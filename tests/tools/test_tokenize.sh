@@ -173,6 +173,7 @@ expect_status "two modes" 2 qw-tokenize -t "$T" --decode --inspect c.qwt
 expect_status "--field without --jsonl" 2 qw-tokenize -t "$T" --field x a.txt
 expect_status "--zstd with --ids" 2 qw-tokenize -t "$T" --zstd --ids a.txt
 expect_status "--zstd-level out of range" 2 qw-tokenize -t "$T" --zstd-level 0 a.txt -o x.qwt
+expect_status "--train without --vocab-size" 2 qw-tokenize --train -o tokdir a.txt
 expect_status "unknown --eos token" 2 qw-tokenize -t "$T" --ids --eos '<nope>' a.txt
 expect_status "missing input file" 1 qw-tokenize -t "$T" --ids no-such-file.txt
 expect_stderr "missing input names it" "'no-such-file.txt': No such file"

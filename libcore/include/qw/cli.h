@@ -32,7 +32,8 @@ extern const char *qw_prog;
 void qw_set_prog(const char *argv0);
 
 /* Record an error for this thread and return `status`, so callers can write
- * `return qw_error(QW_EXIT_DATA, "'%s': line %ld: bad JSON", path, line);` */
+ * `return qw_error(QW_EXIT_DATA, "'%s': line %ld: bad JSON", path, line);`
+ * The arguments may include qw_error_msg(), to prefix the last message. */
 int qw_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qw_verror(int status, const char *fmt, va_list ap);
 /* The last recorded message ("" if none) and status (0 if none). */

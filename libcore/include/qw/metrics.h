@@ -48,6 +48,12 @@ int qw_metrics_open(qw_metrics **out, const char *jsonl, const char *tbdir);
 int qw_metrics_write(qw_metrics *m, long step, const qw_metric *v, int n);
 /* The event file's path, or NULL without TensorBoard output. */
 const char *qw_metrics_tb_path(const qw_metrics *m);
+/* For a resumed run: drop the records of a JSONL log whose "step" is
+ * larger than max_step (written by the earlier run after the checkpoint it
+ * resumes from), so the log holds each step once.  Rewrites the file
+ * atomically; a missing file is not an error.  Lines that are not JSON
+ * objects with a numeric "step" are QW_EXIT_DATA naming the line. */
+int qw_metrics_truncate(const char *jsonl, long max_step);
 /* Close and free (NULL is a no-op); reports a failed final flush. */
 int qw_metrics_close(qw_metrics *m);
 

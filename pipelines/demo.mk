@@ -1,0 +1,116 @@
+# pipelines/demo.mk — the demo pipeline, on the CPU of a small machine:
+#
+#   generated corpus (pipelines/gen_corpus.py: general, reasoning, long)
+#   → qw-tokenize --train (byte-level BPE, Qwen special tokens)
+#   → qw-tokenize → qw-pack (S1/S2 rows of 256 tokens, S3 rows of 1024)
+#   → qw-pretrain S1 → S2 → S3 (RoPE base raised for S3), for a tiny dense
+#     Qwen3 and its MoE twin
+#   → a report: validation loss before and after every stage, tokens/s, time,
+#     and a plot of the loss curves (demo/report.md, demo/loss.svg).
+#
+#   make demo                       # the whole thing, a few minutes on 2 cores
+#   make demo DEMO_SIZE=smoke       # seconds: what the test suite runs
+#   make -f pipelines/demo.mk OUT=/tmp/d QW_BIN=bin report
+#
+# No network, no GPU, nothing outside this repository and Debian packages.
+
+QW_BIN    ?= bin
+OUT       ?= demo
+DEMO_SIZE ?= full
+PY        ?= python3
+MODELS    ?= dense moe
+THREADS   ?= 0
+TOKENIZER  = $(OUT)/tokenizer
+
+ifeq ($(DEMO_SIZE),smoke)
+DOCS_GENERAL = 600
+DOCS_REASONING = 300
+DOCS_LONG = 20
+VOCAB = 600
+S1_T = 64
+S1_BATCH = 512
+S1_STEPS = 6
+S2_STEPS = 3
+S3_T = 128
+S3_BATCH = 512
+S3_STEPS = 2
+EVAL_EVERY = 3
+S1_WARMUP = 2
+S3_WARMUP = 0
+else
+DOCS_GENERAL = 12000
+DOCS_REASONING = 6000
+DOCS_LONG = 250
+VOCAB = 2048
+S1_T = 256
+S1_BATCH = 4096
+S1_STEPS = 160
+S2_STEPS = 60
+S3_T = 1024
+S3_BATCH = 4096
+S3_STEPS = 24
+EVAL_EVERY = 20
+endif
+
+S1_LR = 3e-3
+S1_WARMUP ?= 16
+S1_SCHED = --schedule cosine --min-lr-ratio 0.1
+S2_LR = 1e-3
+S2_SCHED = --schedule wsd --decay-frac 0.5 --decay-shape sqrt --min-lr-ratio 0.05
+S3_LR = 5e-4
+S3_WARMUP ?= 4
+S3_THETA = 40000
+SAVE_EVERY = 0
+CONFIG_dense = pipelines/configs/demo-dense.json
+CONFIG_moe = pipelines/configs/demo-moe.json
+TRAIN_OPTS = --threads $(THREADS) --eval-rows 64 -q
+
+.PHONY: all report clean
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/latest)
+	$(PY) pipelines/demo_report.py --out $(OUT) --models "$(MODELS)"
+
+report:
+	$(PY) pipelines/demo_report.py --out $(OUT) --models "$(MODELS)"
+
+$(OUT)/corpus/general.jsonl:
+	@mkdir -p $(@D)
+	$(PY) pipelines/gen_corpus.py --stage general --docs $(DOCS_GENERAL) --seed 1 >$@
+$(OUT)/corpus/reasoning.jsonl:
+	@mkdir -p $(@D)
+	$(PY) pipelines/gen_corpus.py --stage reasoning --docs $(DOCS_REASONING) --seed 1 >$@
+$(OUT)/corpus/long.jsonl:
+	@mkdir -p $(@D)
+	$(PY) pipelines/gen_corpus.py --stage long --docs $(DOCS_LONG) --seed 1 >$@
+
+# the tokenizer learns from held-in text of the first two stages (seed 2)
+$(OUT)/corpus/tok-train.jsonl:
+	@mkdir -p $(@D)
+	{ $(PY) pipelines/gen_corpus.py --stage general --docs $(DOCS_GENERAL) --seed 2; \
+	  $(PY) pipelines/gen_corpus.py --stage reasoning --docs $(DOCS_REASONING) --seed 2; } >$@
+
+$(TOKENIZER)/tokenizer.json: $(OUT)/corpus/tok-train.jsonl
+	$(QW_BIN)/qw-tokenize --train --vocab-size $(VOCAB) --jsonl -o $(TOKENIZER) -q $<
+
+$(OUT)/streams/%.qwt: $(OUT)/corpus/%.jsonl $(TOKENIZER)/tokenizer.json
+	@mkdir -p $(@D)
+	$(QW_BIN)/qw-tokenize -t $(TOKENIZER)/tokenizer.json --jsonl --add-eos -q -o $@ $<
+
+# S1: general text; S2: reasoning and code with some general text mixed in;
+# S3: long documents
+$(OUT)/data/s1/index.json: $(OUT)/streams/general.qwt
+	rm -rf $(@D)
+	$(QW_BIN)/qw-pack -q -T $(S1_T) --val-frac 0.05 --seed 1 -o $(@D) $<
+$(OUT)/data/s2/index.json: $(OUT)/streams/reasoning.qwt $(OUT)/streams/general.qwt
+	rm -rf $(@D)
+	$(QW_BIN)/qw-pack -q -T $(S1_T) --val-frac 0.05 --seed 2 -o $(@D) $^
+$(OUT)/data/s3/index.json: $(OUT)/streams/long.qwt
+	rm -rf $(@D)
+	$(QW_BIN)/qw-pack -q -T $(S3_T) --val-frac 0.1 --seed 3 -o $(@D) $<
+
+clean:
+	rm -rf $(OUT)
+
+include pipelines/recipe.mk
