@@ -169,6 +169,9 @@ extern "C" void qw_cuda_attn_fwd_bf16(uint16_t *o, float *lse, const uint16_t *q
                                       int d, float scale)
 {
     typedef __nv_bfloat16 bf;
+    if (qw_cuda_flash_fwd_bf16((bf *)o, lse, (const bf *)q, (const bf *)k, (const bf *)v, kv_start, B, T, nh,
+                               nkv, d, scale))
+        return;
     qw_cuda_attn_fwd_t<bf>((bf *)o, lse, (const bf *)q, (const bf *)k, (const bf *)v, kv_start, B, T, nh, nkv,
                            d, scale);
 }

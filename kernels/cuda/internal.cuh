@@ -39,6 +39,12 @@ void qw_cuda_attn_bwd_t(T *dq, T *dk, T *dv, const T *dout, const T *q, const T 
                         const float *lse, const int32_t *kv_start, int B, int T_, int nh, int nkv, int d,
                         float scale);
 
+/* flash_bf16.cu: the tensor-core forward; 0 (nothing done) when d does not
+ * suit it (d % 16 or d > 128). */
+int qw_cuda_flash_fwd_bf16(__nv_bfloat16 *o, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                           const __nv_bfloat16 *v, const int32_t *kv_start, int B, int T, int nh, int nkv, int d,
+                           float scale);
+
 /* ops.cu: the cuBLAS handle, made by qw_ops_cuda(). */
 #include <cublasLt.h>
 extern cublasLtHandle_t qw_cuda_lt;
