@@ -64,9 +64,13 @@ static void encode(batch *b, int i, const qw_tokenize_opts *o)
     item *it = &b->items[i];
     qw_ids *ids = &b->ids[i];
     ids->n = 0;
-    it->status = qw_tok_encode(o->tok, b->text.p + it->off, it->len, ids);
+    if (o->work) {
+        it->status = o->work(b->text.p + it->off, it->len, ids, o->work_ctx);
+    } else {
+        it->status = qw_tok_encode(o->tok, b->text.p + it->off, it->len, ids);
+        if (!it->status && o->eos >= 0) qw_ids_push(ids, o->eos);
+    }
     if (it->status) it->err = qw_strdup(qw_error_msg());
-    else if (o->eos >= 0) qw_ids_push(ids, o->eos);
 }
 
 /* Give the batch's documents to the sink, in order. */

@@ -84,14 +84,16 @@ static const char *commas(unsigned long long v, char *buf)
     return buf;
 }
 
-static void summary(unsigned long long docs, unsigned long long tokens, double bytes, long skipped)
+/* "12,345 documents, 4.5M tokens, 23.1 MB/s" (tokens < 0: not counted) */
+static void summary(unsigned long long docs, long long tokens, double bytes, long skipped)
 {
     qw_progress_end(&prog);
     if (qw_common_opts.quiet) return;
     char a[40], b[16];
     double dt = qw_now() - prog.t_start;
-    fprintf(stderr, "%s: %s document%s, %s tokens, %.1f MB/s", qw_prog, commas(docs, a), docs == 1 ? "" : "s",
-            qw_human((double)tokens, b), bytes / 1e6 / (dt > 1e-9 ? dt : 1e-9));
+    fprintf(stderr, "%s: %s document%s", qw_prog, commas(docs, a), docs == 1 ? "" : "s");
+    if (tokens >= 0) fprintf(stderr, ", %s tokens", qw_human((double)tokens, b));
+    fprintf(stderr, ", %.1f MB/s", bytes / 1e6 / (dt > 1e-9 ? dt : 1e-9));
     if (skipped) fprintf(stderr, ", %ld bad record%s skipped", skipped, skipped == 1 ? "" : "s");
     fputc('\n', stderr);
 }
@@ -221,10 +223,10 @@ static void run_encode(char **files, int nfiles)
         c.w = qw_tokens_writer_new(out, o.output ? o.output : "-", &wo);
     }
     qw_progress_init(&prog);
-    qw_tokenize_opts to = {tok, qw_common_opts.threads, eos, o.skip_bad, 0};
+    qw_tokenize_opts to = {.tok = tok, .threads = qw_common_opts.threads, .eos = eos, .skip_bad = o.skip_bad};
     qw_tokenize_stats st;
     if (qw_tokenize(in, &to, o.ids ? sink_ids : sink_stream, &c, &st) || (c.w && qw_tokens_writer_flush(c.w))) fail();
-    summary(st.docs, st.tokens, (double)st.bytes, st.skipped + qw_input_skipped(in));
+    summary(st.docs, (long long)st.tokens, (double)st.bytes, st.skipped + qw_input_skipped(in));
     qw_tokens_writer_free(c.w);
     qw_buf_free(&c.line);
     qw_input_free(in);
@@ -359,7 +361,7 @@ static void run_decode(char **files, int nfiles)
             if (f != stdin) fclose(f);
         }
     }
-    summary(c.docs, c.tokens, (double)c.bytes, 0);
+    summary(c.docs, (long long)c.tokens, (double)c.bytes, 0);
     qw_buf_free(&c.text);
     qw_buf_free(&c.sep);
     qw_tok_free(tok);
@@ -391,34 +393,30 @@ static void run_inspect(char **files, int nfiles)
 
 /* ---- training ---- */
 
+static int feed(const char *text, size_t len, qw_ids *ids, void *tr)
+{
+    return qw_tok_trainer_feed(tr, text, len);
+}
+
+static int sink_train(const qw_doc *doc, const int32_t *ids, size_t n, void *vc)
+{
+    enc_ctx *c = vc;
+    progress(c->in, ++c->docs, 0);
+    return 0;
+}
+
 static void run_train(char **files, int nfiles)
 {
-    if (mkdir(o.output, 0777) != 0 && errno != EEXIST) qw_die(QW_EXIT_FAIL, "'%s': %s", o.output, strerror(errno));
     qw_input *in = open_input(files, nfiles, o.chat ? QW_INPUT_CHAT : o.jsonl ? QW_INPUT_JSONL : QW_INPUT_TEXT);
     qw_tok_trainer *tr = qw_tok_trainer_new();
     qw_progress_init(&prog);
-    unsigned long long docs = 0, bytes = 0;
-    long skipped = 0;
-    qw_doc d;
-    int r;
-    while ((r = qw_input_next(in, &d)) == 1) {
-        if (qw_tok_trainer_feed(tr, d.text, d.len)) {
-            if (o.skip_bad && qw_error_status() == QW_EXIT_DATA) {
-                skipped++;
-                continue;
-            }
-            if (d.line) qw_error(qw_error_status(), "'%s': line %ld: %s", d.name, d.line, qw_error_msg());
-            else qw_error(qw_error_status(), "'%s': %s", d.name, qw_error_msg());
-            fail();
-        }
-        docs++;
-        bytes += d.len;
-        progress(in, docs, 0);
-    }
-    if (r) fail();
-    qw_tok_train_opts to = {o.vocab_size, o.min_frequency, NULL, 0};
-    if (qw_tok_trainer_finish(tr, &to, o.output)) fail();
-    summary(docs, 0, (double)bytes, skipped + qw_input_skipped(in));
+    enc_ctx c = {.in = in};
+    qw_tokenize_opts to = {.threads = qw_common_opts.threads, .eos = -1, .skip_bad = o.skip_bad, .work = feed, .work_ctx = tr};
+    qw_tokenize_stats st;
+    if (qw_tokenize(in, &to, sink_train, &c, &st)) fail();
+    qw_tok_train_opts tro = {o.vocab_size, o.min_frequency, NULL, 0};
+    if (qw_tok_trainer_finish(tr, &tro, o.output)) fail();
+    summary(st.docs, -1, (double)st.bytes, st.skipped + qw_input_skipped(in));
     qw_tok_trainer_free(tr);
     qw_input_free(in);
     qw_close_stdout();
@@ -437,6 +435,7 @@ int main(int argc, char **argv)
     if ((o.inspect || o.train) && o.tokenizer) qw_usage_error("--tokenizer makes no sense with %s", o.train ? "--train" : "--inspect");
     if (o.train && (!o.output || o.vocab_size <= 0)) qw_usage_error("--train needs --vocab-size N and -o DIR");
     if (!o.train && (o.vocab_size || o.min_frequency != 2)) qw_usage_error("--vocab-size and --min-frequency need --train");
+    if (o.min_frequency < 1) qw_usage_error("--min-frequency: must be at least 1");
     if (o.chat && (o.jsonl || o.decode || o.inspect)) qw_usage_error("--chat reads records itself; it excludes --jsonl, --decode and --inspect");
     if (o.field && !o.jsonl && !o.chat) qw_usage_error("--field needs --jsonl or --chat");
     if (o.jsonl && o.inspect) qw_usage_error("--jsonl makes no sense with --inspect");

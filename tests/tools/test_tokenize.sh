@@ -92,6 +92,23 @@ printf '{"messages": [{"role": "robot", "content": "x"}]}\n' >badchat.jsonl
 expect_status "--chat: a conversation the template refuses" 3 tk -t "$T" --chat --ids badchat.jsonl
 expect_stderr "--chat error names the line and message" "'badchat.jsonl': line 1: messages\[0\]: unknown role"
 
+expect_status "--train" 0 qw-tokenize --train --vocab-size 400 --jsonl -o mytok corpus.jsonl
+expect_stderr "--train summary" "^qw-tokenize: 300 documents, [0-9.]+ MB/s$"
+check "--train writes tokenizer.json and tokenizer_config.json" test -s mytok/tokenizer.json -a -s mytok/tokenizer_config.json
+tk -t mytok --jsonl corpus.jsonl -o my.qwt
+qw-tokenize --inspect my.qwt >my.inspect
+check "trained tokenizer: 400 ids, 2 bytes each" grep -qx 'ids: 16-bit' my.inspect
+check "trained tokenizer: its identity" grep -qE '^identity: [0-9a-f]{16} \(vocabulary 400\)$' my.inspect
+python3 -c '
+import json, sys
+sys.exit([json.loads(l)["text"] for l in sys.stdin] != json.load(open("nfc.json")))' < <(tk -t mytok -d --jsonl my.qwt)
+check "trained tokenizer: round trip" test $? -eq 0
+expect_status "Qwen3 stream decoded by the trained tokenizer" 3 tk -t mytok -d c.qwt
+expect_stderr "identity mismatch names the frame" "'c.qwt': frame 0 at byte 0: tokenizer identity"
+tk --train --vocab-size 1000 --jsonl --threads 1 -o train1 big.jsonl
+tk --train --vocab-size 1000 --jsonl --threads 2 -o train2 big.jsonl
+check "--train: threads 1 and 2 give the same tokenizer" same train1/tokenizer.json train2/tokenizer.json
+
 # ---- containers: each gives the same ids as the plain files
 zstd -q -k corpus.jsonl; gzip -k corpus.jsonl; xz -k corpus.jsonl; bzip2 -k corpus.jsonl
 tar cf parts.tar part-0.jsonl part-1.jsonl part-2.jsonl
@@ -117,6 +134,9 @@ expect_stderr "invalid UTF-8 names the file" "^qw-tokenize: 'bad.txt': invalid U
 printf '{"text": "ok"}\n{"text": "\xff"}\n' >badu.jsonl
 expect_status "invalid UTF-8 (jsonl)" 3 tk -t "$T" --jsonl --ids badu.jsonl
 expect_stderr "invalid UTF-8 names the line" "'badu.jsonl': line 2: invalid UTF-8"
+expect_status "--train: invalid UTF-8" 3 tk --train --vocab-size 300 --jsonl -o badtok badu.jsonl
+expect_stderr "--train: invalid UTF-8 names the line" "'badu.jsonl': line 2: invalid UTF-8"
+expect_status "--train --skip-bad" 0 tk --train --vocab-size 300 --jsonl --skip-bad -o badtok badu.jsonl
 printf '{"text": "a"}\n{"text": "b"}\n{"text": "c"\n{"text": "d"}\n' >broken.jsonl
 expect_status "broken JSON line" 3 tk -t "$T" --jsonl --ids broken.jsonl
 expect_stderr "broken JSON names the line" "^qw-tokenize: 'broken.jsonl': line 3: bad JSON"
@@ -175,6 +195,8 @@ expect_status "--zstd with --ids" 2 qw-tokenize -t "$T" --zstd --ids a.txt
 expect_status "--zstd-level out of range" 2 qw-tokenize -t "$T" --zstd-level 0 a.txt -o x.qwt
 expect_status "--train without --vocab-size" 2 qw-tokenize --train -o tokdir a.txt
 expect_status "unknown --eos token" 2 qw-tokenize -t "$T" --ids --eos '<nope>' a.txt
+expect_status "--train without --vocab-size" 2 qw-tokenize --train -o tokdir a.txt
+expect_status "--min-frequency 0" 2 qw-tokenize --train --vocab-size 300 --min-frequency 0 -o tokdir a.txt
 expect_status "missing input file" 1 qw-tokenize -t "$T" --ids no-such-file.txt
 expect_stderr "missing input names it" "'no-such-file.txt': No such file"
 if command -v script >/dev/null; then

@@ -1,5 +1,5 @@
-/* qw/tokenize.h — encode every document of an input, in parallel, and hand
- * the ids to a sink in input order.
+/* qw/tokenize.h — encode every document of an input (or do other work on
+ * it), in parallel, and hand the ids to a sink in input order.
  *
  * Documents are read in batches (one thread reads the next batch while the
  * others encode the current one) and encoded by qw_tok_encode on several
@@ -16,12 +16,19 @@
 #include "qw/io.h"
 #include "qw/tok.h"
 
+/* Work done on each document on the worker threads instead of encoding
+ * (e.g. feeding a BPE trainer): must be thread-safe; may leave *ids empty.
+ * Returns 0, or QW_EXIT_* after qw_error (QW_EXIT_DATA for a bad document). */
+typedef int (*qw_tokenize_work)(const char *text, size_t len, qw_ids *ids, void *ctx);
+
 typedef struct {
-    const qw_tok *tok;
+    const qw_tok *tok;       /* the tokenizer, unless `work` is given */
     int threads;             /* encoding threads; 0: qw_thread_count() */
     int32_t eos;             /* >= 0: this id is appended to every document */
     int skip_bad;            /* 1: skip documents that fail to encode (invalid UTF-8), counting them */
     size_t batch_bytes;      /* text per batch; 0: 1 MiB (a batch holds 1 to 4096 documents) */
+    qw_tokenize_work work;   /* NULL: encode with tok (and append eos) */
+    void *work_ctx;
 } qw_tokenize_opts;
 
 /* Called for each document in input order; `doc->text` is the document's
@@ -32,7 +39,7 @@ typedef struct {
     uint64_t docs;           /* documents given to the sink */
     uint64_t tokens;         /* ids given to the sink (eos included) */
     uint64_t bytes;          /* text bytes of those documents */
-    long skipped;            /* documents skipped by skip_bad (encoding failures only) */
+    long skipped;            /* documents skipped by skip_bad (encoding or work failures only) */
 } qw_tokenize_stats;
 
 /* Encode all of `in`.  Fails with the input's error, an encoding error
