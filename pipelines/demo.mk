@@ -38,17 +38,17 @@ EVAL_EVERY = 3
 S1_WARMUP = 2
 S3_WARMUP = 0
 else
-DOCS_GENERAL = 12000
-DOCS_REASONING = 6000
+DOCS_GENERAL = 8000
+DOCS_REASONING = 4000
 DOCS_LONG = 250
 VOCAB = 2048
 S1_T = 256
 S1_BATCH = 4096
-S1_STEPS = 160
-S2_STEPS = 60
+S1_STEPS = 100
+S2_STEPS = 40
 S3_T = 1024
 S3_BATCH = 4096
-S3_STEPS = 24
+S3_STEPS = 16
 EVAL_EVERY = 20
 endif
 
@@ -101,13 +101,13 @@ $(OUT)/streams/%.qwt: $(OUT)/corpus/%.jsonl $(TOKENIZER)/tokenizer.json
 # S1: general text; S2: reasoning and code with some general text mixed in;
 # S3: long documents
 $(OUT)/data/s1/index.json: $(OUT)/streams/general.qwt
-	rm -rf $(@D)
+	rm -rf $(@D) && mkdir -p $(OUT)/data
 	$(QW_BIN)/qw-pack -q -T $(S1_T) --val-frac 0.05 --seed 1 -o $(@D) $<
 $(OUT)/data/s2/index.json: $(OUT)/streams/reasoning.qwt $(OUT)/streams/general.qwt
-	rm -rf $(@D)
+	rm -rf $(@D) && mkdir -p $(OUT)/data
 	$(QW_BIN)/qw-pack -q -T $(S1_T) --val-frac 0.05 --seed 2 -o $(@D) $^
 $(OUT)/data/s3/index.json: $(OUT)/streams/long.qwt
-	rm -rf $(@D)
+	rm -rf $(@D) && mkdir -p $(OUT)/data
 	$(QW_BIN)/qw-pack -q -T $(S3_T) --val-frac 0.1 --seed 3 -o $(@D) $<
 
 clean:

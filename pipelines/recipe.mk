@@ -50,7 +50,7 @@ SAVE_EVERY ?= 1000
 
 # $(call stage,MODEL,N,FROM-OPTION,T,BATCH,STEPS,LR,WARMUP,SCHED,EXTRA)
 define stage
-	@mkdir -p $(OUT)/logs $(OUT)/ckpt/$(1)
+	@mkdir -p $(OUT)/logs $(OUT)/ckpt/$(1) $(OUT)/tb
 	rm -rf $(OUT)/logs/$(1)-s$(2).jsonl $(OUT)/ckpt/$(1)/s$(2) $(OUT)/tb/$(1)-s$(2)
 	$(MPIRUN) $(QW)qw-pretrain $(3) --data $(OUT)/data/s$(2) --tokenizer $(TOKENIZER) \
 	    -T $(4) --batch-tokens $(5) --steps $(6) --lr $(7) --warmup $(8) $(9) $(10) \

@@ -141,4 +141,13 @@ typedef struct qw_ops {
 /* The fp32 CPU backend (kernels/cpu). */
 const qw_ops *qw_ops_cpu(void);
 
+#ifdef QW_HAVE_CUDA
+/* The CUDA backend (kernels/cuda, fp32 on the first GPU; cuBLAS with TF32
+ * off).  NULL when no usable GPU is present (kernels/cuda/qwcuda.h:
+ * qw_cuda_why says why).  Its ops never return errors: a CUDA failure in
+ * the middle of a run prints "qw: cuda: ..." and exits 1.  alloc returns
+ * NULL when device memory runs out.  Built only when nvcc is found. */
+const qw_ops *qw_ops_cuda(void);
+#endif
+
 #endif

@@ -1,0 +1,57 @@
+/* kernels/cuda/qwcuda.h — the CUDA backend beyond the op table: device
+ * status, the bf16 fast-path kernels (tested against the fp32 ops by
+ * tests/gpu, timed by tests/bench/attn_cuda.*) and conversions.
+ *
+ * The fp32 table itself is qw_ops_cuda() (qw/ops.h).  Every pointer here is
+ * a device pointer unless said otherwise; bf16 buffers are `uint16_t` bit
+ * patterns (__nv_bfloat16 on the device side) so that C code can hold them.
+ *
+ * Errors.  Like the table, these never return errors: a CUDA or cuBLAS
+ * failure in the middle of a run prints "qw: cuda: WHAT: REASON" on stderr
+ * and exits 1 (there is no sane way to continue with a broken device
+ * context).  Only qw_ops_cuda() reports "no usable GPU" softly: it returns
+ * NULL and qw_cuda_why() says why.
+ */
+#ifndef QW_QWCUDA_H
+#define QW_QWCUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Why qw_ops_cuda() returned NULL (static string; "" when it did not). */
+const char *qw_cuda_why(void);
+
+/* Wait for all queued device work (timing, before reading results). */
+void qw_cuda_sync(void);
+
+/* fp32 <-> bf16 (round to nearest even) over n elements, on the device. */
+void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n);
+void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n);
+
+/* C = alpha·op(A)·op(B) + beta·C, row-major as qw_ops.gemm, with A and B
+ * bf16, fp32 accumulation (cuBLASLt, tensor cores), and C fp32 when c_fp32
+ * else bf16. */
+void qw_cuda_gemm_bf16(int ta, int tb, int m, int n, int k, float alpha, const uint16_t *A, int lda,
+                       const uint16_t *B, int ldb, float beta, void *C, int ldc, int c_fp32);
+
+/* qw_ops.rmsnorm_fwd with x and y bf16 (w, rstd fp32; fp32 arithmetic). */
+void qw_cuda_rmsnorm_fwd_bf16(uint16_t *y, float *rstd, const uint16_t *x, const float *w, int rows,
+                              int dim, float eps);
+
+/* qw_ops.attn_fwd / attn_bwd with q, k, v, o, dout, dq, dk, dv bf16 and
+ * lse fp32 (fp32 arithmetic inside); same layouts and segment rule. */
+void qw_cuda_attn_fwd_bf16(uint16_t *o, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                           const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale);
+void qw_cuda_attn_bwd_bf16(uint16_t *dq, uint16_t *dk, uint16_t *dv, const uint16_t *dout, const uint16_t *q,
+                           const uint16_t *k, const uint16_t *v, const uint16_t *o, const float *lse,
+                           const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

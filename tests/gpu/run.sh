@@ -1,0 +1,41 @@
+#!/bin/bash
+# tests/gpu/run.sh — the GPU suite (`make test-gpu`, on a machine with a GPU).
+#
+#   1. test_ops: every CUDA op against the CPU op (tests/gpu/test_ops.c)
+#   2. a device fault must end the program with "qw: cuda: ..." and exit 1
+#   3. compute-sanitizer memcheck over test_ops (API errors not reported:
+#      test_ops asks for 4 PiB on purpose)
+#
+# Programs come from $QW_GPU_BIN when set (prebuilt by tests/gpu/build.sh),
+# else they are built into build/gpu.  Ends with "N passed, N failed".
+cd "${QW_SRCDIR:-$(dirname "$0")/../..}" || exit 1
+bin=${QW_GPU_BIN:-build/gpu}
+if [ -z "$QW_GPU_BIN" ]; then bash tests/gpu/build.sh "$bin" || exit 1; fi
+pass=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1${2:+ ($2)}"; fail=$((fail + 1)); }
+
+"$bin/test_ops" >"$tmp/ops" 2>&1
+cat "$tmp/ops"
+pass=$((pass + $(grep -c '^PASS ' "$tmp/ops")))
+fail=$((fail + $(grep -c '^FAIL ' "$tmp/ops")))
+grep -q '^PASS \|^FAIL ' "$tmp/ops" || bad test_ops "no cases ran"
+
+"$bin/test_ops" fault 2>"$tmp/fault"
+rc=$?
+if [ $rc = 1 ] && grep -q '^qw: cuda: ' "$tmp/fault"; then ok device_fault; else bad device_fault "exit $rc: $(head -c 200 "$tmp/fault")"; fi
+
+if command -v compute-sanitizer >/dev/null; then
+    compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/test_ops" >"$tmp/mc" 2>&1
+    rc=$?
+    if grep -q 'Device not supported' "$tmp/mc"; then
+        echo "SKIP memcheck (compute-sanitizer: device not supported on this machine)"
+    elif [ $rc = 0 ]; then ok memcheck
+    else bad memcheck "exit $rc"; tail -20 "$tmp/mc"; fi
+else
+    echo "SKIP memcheck (no compute-sanitizer)"
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
