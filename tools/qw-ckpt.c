@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "qw/buf.h"
+#include "qw/ckpt.h"
 #include "qw/cli.h"
 #include "qw/config.h"
 #include "qw/params.h"
@@ -27,12 +28,6 @@ static const qw_prog_info info = {
     "Inspect, export or verify a Hugging Face model directory (config.json + safetensors).\n"
     "DIR may also be a training output directory whose 'latest' names a checkpoint.",
     opts,
-};
-
-/* Files copied beside the weights by export (qw-checkpoint(5)). */
-static const char *side_files[] = {
-    "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
-    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", NULL,
 };
 
 static char *join(const char *dir, const char *name)
@@ -211,8 +206,8 @@ static void export(const char *dir)
     qw_st_close(st);
     if (qw_params_save(&P, out_dir, dt)) qw_die_last();
     qw_params_free(&P);
-    for (int i = 0; side_files[i]; i++) {
-        char *src = join(dir, side_files[i]), *dst = join(out_dir, side_files[i]);
+    for (int i = 0; qw_ckpt_tokenizer_files[i]; i++) {
+        char *src = join(dir, qw_ckpt_tokenizer_files[i]), *dst = join(out_dir, qw_ckpt_tokenizer_files[i]);
         size_t n;
         char *data = is_file(src) ? slurp(src, &n) : NULL;
         if (is_file(src) && !data) qw_die(QW_EXIT_FAIL, "'%s': %s", src, strerror(errno));
