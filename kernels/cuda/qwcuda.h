@@ -42,13 +42,21 @@ void qw_cuda_gemm_bf16(int ta, int tb, int m, int n, int k, float alpha, const u
 void qw_cuda_rmsnorm_fwd_bf16(uint16_t *y, float *rstd, const uint16_t *x, const float *w, int rows,
                               int dim, float eps);
 
-/* qw_ops.attn_fwd / attn_bwd with q, k, v, o, dout, dq, dk, dv bf16 and
- * lse fp32 (fp32 arithmetic inside); same layouts and segment rule. */
-void qw_cuda_attn_fwd_bf16(uint16_t *o, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                           const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale);
-void qw_cuda_attn_bwd_bf16(uint16_t *dq, uint16_t *dk, uint16_t *dv, const uint16_t *dout, const uint16_t *q,
-                           const uint16_t *k, const uint16_t *v, const uint16_t *o, const float *lse,
-                           const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale);
+/* Flash attention on tensor cores (flash_fwd.cu, flash_bwd.cu): the
+ * semantics of qw_ops.attn_fwd / attn_bwd (layouts, causal document
+ * segments through kv_start, GQA, natural-log lse) with q, k, v, o, dout,
+ * dq, dk, dv bf16, lse fp32, fp32 accumulation, head_dim d of 64 or 128.
+ * The backward needs a workspace of qw_cuda_flash_workspace(B, T, nh, d)
+ * bytes (fp32 dq accumulator and the row sums of dout·o); with
+ * deterministic set it gives bit-identical results run to run (no
+ * floating-point atomics), otherwise it may accumulate dq with atomics. */
+size_t qw_cuda_flash_workspace(int B, int T, int nh, int d);
+void qw_cuda_flash_fwd(uint16_t *o, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                       const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale);
+void qw_cuda_flash_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, const uint16_t *dout, const uint16_t *q,
+                       const uint16_t *k, const uint16_t *v, const uint16_t *o, const float *lse,
+                       const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale,
+                       int deterministic, void *ws, size_t ws_bytes);
 
 #ifdef __cplusplus
 }

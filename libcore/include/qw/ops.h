@@ -4,19 +4,39 @@
  * parameter layout, the activation plan and the forward/backward schedule,
  * and calls these functions for every piece of arithmetic.  kernels/cpu is
  * the fp32 reference (OpenMP + OpenBLAS); kernels/cuda implements the same
- * table on the GPU.  A backend is a `const qw_ops *`, never copied.
+ * table on the GPU twice: in fp32 (exactness against the CPU) and with bf16
+ * activations (speed).  A backend is a `const qw_ops *`, never copied.
  *
- * Memory.  Every float / int32 pointer an op takes is a *device* pointer of
- * that backend, allocated with ops->alloc (for the CPU backend device
- * memory is host memory).  Matrices are row-major and contiguous unless a
- * leading dimension is given.  Ops never allocate, never fail and never
- * print: the model validates shapes and inputs before it calls them, and
- * scratch space comes from the caller (see attn_workspace).
+ * Memory.  Every pointer an op takes is a *device* pointer of that backend,
+ * allocated with ops->alloc (for the CPU backend device memory is host
+ * memory).  Matrices are row-major and contiguous unless a leading
+ * dimension is given.  Ops never allocate, never fail and never print: the
+ * model validates shapes and inputs before it calls them, and scratch space
+ * comes from the caller (see attn_workspace).
+ *
+ * Types.  Three kinds of storage appear below:
+ *   - `void *` / `const void *`: ACTIVATIONS, in the backend's activation
+ *     type: act_size bytes per element, fp32 (4) or bf16 (2).  Hidden
+ *     states, projections, attention in/out, MLP values, their gradients,
+ *     and the compute copy of the weights that the GEMMs read.
+ *   - `float *`: fp32 always.  Master weights, gradient arenas, optimizer
+ *     moments, RMSNorm weights (read from the master arena), the embedding
+ *     table, saved statistics (rstd, lse), router logits/probabilities,
+ *     RoPE tables, loss coefficients, and the LM-head logits of a chunk.
+ *   - `int32_t *`: ids, positions, document starts, expert indices.
+ * Arithmetic inside an op is fp32 whatever the storage; bf16 results are
+ * rounded to nearest even.
  *
  * Output convention.  An output is overwritten unless its description says
  * "+=" (accumulated), so gradient arenas can collect contributions from
  * several ops and several batches.  Unless an op says otherwise, outputs
  * must not alias inputs.
+ *
+ * Determinism.  After set_deterministic(1) every op gives bit-identical
+ * results for identical inputs on the same device and build (no
+ * floating-point atomics whose order varies); otherwise a backend may use
+ * faster, order-varying reductions.  The CPU backend is always
+ * deterministic for a given thread count.
  *
  * Shapes below: n = rows (tokens), H = hidden size, d = head dim,
  * nh / nkv = query / key-value heads, E = experts, k = experts per token,
@@ -28,8 +48,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The scalars of one AdamW update (qw/optim.h computes them, in fp64, from
+ * the settings, the step and the learning rate).  Per element, in fp32:
+ *   g = grad·grad_scale;  m = beta1·m + (1−beta1)·g;  v = beta2·v + (1−beta2)·g²;
+ *   p = p·decay − step_size·m / (sqrt(v)/bc2_sqrt + eps)
+ * with step_size = lr/(1−beta1^t), bc2_sqrt = sqrt(1−beta2^t),
+ * decay = 1 − lr·weight_decay (1 for tensors without decay). */
+typedef struct {
+    float beta1, beta2, eps, grad_scale, step_size, bc2_sqrt, decay;
+} qw_adamw_scalars;
+
 typedef struct qw_ops {
-    const char *name;   /* "cpu", "cuda" */
+    const char *name;   /* "cpu", "cuda" (bf16 activations), "cuda-fp32" */
+    size_t act_size;    /* bytes per activation element: 4 (fp32) or 2 (bf16) */
 
     /* ---- memory ---- */
     /* `bytes` zeroed bytes, 64-byte aligned; NULL when out of memory. */
@@ -39,65 +70,87 @@ typedef struct qw_ops {
     void (*copy)(void *dst, const void *src, size_t bytes);       /* device -> device */
     void (*upload)(void *dst, const void *src, size_t bytes);     /* host -> device */
     void (*download)(void *dst, const void *src, size_t bytes);   /* device -> host */
+    /* Wait until queued work is done (timing; a no-op on the CPU). */
+    void (*sync)(void);
     /* Use at most n threads (n <= 0: all cores).  Backends without threads ignore it. */
     void (*set_threads)(int n);
+    /* 1: bit-identical results run to run (see Determinism above). */
+    void (*set_deterministic)(int on);
+    /* Device memory in use and the high-water mark since the backend started,
+     * bytes (what ops->alloc handed out, plus library workspaces). */
+    void (*mem_stats)(size_t *in_use, size_t *peak);
+
+    /* ---- conversions ---- */
+    /* dst[i] = src[i] converted to / from the activation type (a copy when
+     * act_size is 4).  Must not alias. */
+    void (*to_act)(void *dst, const float *src, size_t n);
+    void (*from_act)(float *dst, const void *src, size_t n);
 
     /* ---- dense algebra ---- */
     /* C = alpha·op(A)·op(B) + beta·C, row-major; op(X) = Xᵀ when tX.
      * op(A) is m×k, op(B) is k×n, C is m×n; lda/ldb/ldc are row strides.
+     * A and B are activations; C is an activation, or fp32 when c_f32
+     * (weight gradients into the fp32 gradient arena, LM-head logits,
+     * router logits).  Accumulation is fp32.
      * A linear layer y = x·Wᵀ (W [out,in]) is gemm(0,1,…); its input
      * gradient dx = dy·W is gemm(0,0,…) and its weight gradient dW += dyᵀ·x
-     * is gemm(1,0,…, beta=1). */
-    void (*gemm)(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc);
+     * is gemm(1,0,…, beta=1, c_f32=1). */
+    void (*gemm)(int ta, int tb, int m, int n, int k, float alpha, const void *A, int lda,
+                 const void *B, int ldb, float beta, void *C, int ldc, int c_f32);
 
-    /* ---- embedding ---- */
-    void (*embed_fwd)(float *y, const float *table, const int32_t *ids, int n, int H);   /* y[i] = table[ids[i]] */
-    void (*embed_bwd)(float *dtable, const float *dy, const int32_t *ids, int n, int H); /* dtable[ids[i]] += dy[i] */
+    /* ---- embedding (the table is the fp32 master) ---- */
+    void (*embed_fwd)(void *y, const float *table, const int32_t *ids, int n, int H);   /* y[i] = table[ids[i]] */
+    void (*embed_bwd)(float *dtable, const void *dy, const int32_t *ids, int n, int H); /* dtable[ids[i]] += dy[i] */
 
     /* ---- RMSNorm over rows of `dim`: y = w ⊙ x / sqrt(mean(x²) + eps) ----
-     * rstd[r] = 1/sqrt(mean(x_r²) + eps) is saved for the backward.  The
-     * per-head q/k norm is the same op over n·heads rows of d. */
-    void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int rows, int dim, float eps);
+     * w fp32.  rstd[r] = 1/sqrt(mean(x_r²) + eps) is saved for the backward. */
+    void (*rmsnorm_fwd)(void *y, float *rstd, const void *x, const float *w, int rows, int dim, float eps);
     /* dx = (acc ? dx + : ) ∂/∂x;  dw += ∂/∂w. */
-    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dy, const float *x, const float *w,
+    void (*rmsnorm_bwd)(void *dx, float *dw, const void *dy, const void *x, const float *w,
                         const float *rstd, int rows, int dim, int acc);
 
     /* ---- rotary position embedding (rotate_half convention) ----
      * rope_table: cos[i][j] = cos(pos[i]·inv_freq[j])·scale and likewise
      * sin, for j < half = d/2 (the angle is rounded to fp32 first, as torch
-     * does).  rope: in place on x [n, heads, d],
+     * does).  Rotating x [n, heads, d] by the table:
      *   x1' = x1·cos − x2·sin,  x2' = x2·cos + x1·sin   (x1 = x[:d/2], x2 = x[d/2:]);
-     * with inverse set it applies the transposed rotation (cos, −sin), which
-     * is the backward of the forward. */
+     * its backward is the transposed rotation (cos, −sin). */
     void (*rope_table)(float *cos, float *sin, const int32_t *pos, int n, const float *inv_freq,
                        int half, float scale);
-    void (*rope)(float *x, const float *cos, const float *sin, int n, int heads, int d, int inverse);
+    /* ---- Qwen3's q/k path, fused: per-head RMSNorm then RoPE ----
+     * x [n, heads, d] → y = rope(rmsnorm(x, w)) with w [d];
+     * rstd [n·heads] saved.  The backward takes dy = ∂/∂y and writes
+     * dx = ∂/∂x (overwritten) and dw += ∂/∂w; it recomputes what it needs
+     * from x and rstd. */
+    void (*qk_norm_rope_fwd)(void *y, float *rstd, const void *x, const float *w, const float *cos,
+                             const float *sin, int n, int heads, int d, float eps);
+    void (*qk_norm_rope_bwd)(void *dx, float *dw, const void *dy, const void *x, const float *w,
+                             const float *rstd, const float *cos, const float *sin, int n, int heads, int d);
 
     /* ---- causal attention with document segments (GQA) ----
      * q [B·T, nh, d], k and v [B·T, nkv, d], o [B·T, nh, d]; query head h
      * reads kv head h / (nh/nkv).  Token i of a row attends to keys
      * kv_start[i] ≤ j ≤ i of the same row (kv_start: the index within the
      * row where its document begins), with scores q·k·scale.  lse [B·T, nh]
-     * is the log-sum-exp of each query's scores, saved for the backward.
-     * ws: scratch of ws_bytes ≥ attn_workspace(T, d) bytes, asked for after
-     * set_threads (the CPU backend keeps one slot per thread and uses no
-     * more threads than ws holds slots). */
-    size_t (*attn_workspace)(int T, int d);
-    void (*attn_fwd)(float *o, float *lse, const float *q, const float *k, const float *v,
+     * (fp32) is the natural log-sum-exp of each query's scores, saved for
+     * the backward.  ws: scratch of ws_bytes ≥ attn_workspace(B, T, nh, d)
+     * bytes, asked for after set_threads (the CPU backend keeps one slot per
+     * thread and uses no more threads than ws holds slots). */
+    size_t (*attn_workspace)(int B, int T, int nh, int d);
+    void (*attn_fwd)(void *o, float *lse, const void *q, const void *k, const void *v,
                      const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale,
                      void *ws, size_t ws_bytes);
     /* dq, dk, dv overwritten (GQA: dk, dv summed over the query heads that share them). */
-    void (*attn_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                     const float *v, const float *o, const float *lse, const int32_t *kv_start,
+    void (*attn_bwd)(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                     const void *v, const void *o, const float *lse, const int32_t *kv_start,
                      int B, int T, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes);
 
     /* ---- SwiGLU: a = silu(g) ⊙ u over n elements ---- */
-    void (*swiglu_fwd)(float *a, const float *g, const float *u, size_t n);
+    void (*swiglu_fwd)(void *a, const void *g, const void *u, size_t n);
     /* dg, du from da (dg may alias da). */
-    void (*swiglu_bwd)(float *dg, float *du, const float *da, const float *g, const float *u, size_t n);
+    void (*swiglu_bwd)(void *dg, void *du, const void *da, const void *g, const void *u, size_t n);
 
-    /* ---- Mixture of experts ----
+    /* ---- Mixture of experts (router values fp32) ----
      * moe_route_fwd: probs [n,E] = softmax(logits) in fp32; sel [n,k] the
      * top-k experts by probability, largest first (equal values: lower
      * index first); w [n,k] their probabilities, divided by their sum when
@@ -120,34 +173,49 @@ typedef struct qw_ops {
     int (*moe_dispatch)(int32_t *offsets, int32_t *rows, int32_t *slots, const int32_t *sel,
                         int n, int E, int k, int capacity);
 
-    /* ---- row movement (MoE gather/combine) ---- */
-    void (*gather_rows)(float *dst, const float *src, const int32_t *rows, int n, int dim);   /* dst[a] = src[rows[a]] */
+    /* ---- row movement (MoE gather/combine), activations ---- */
+    void (*gather_rows)(void *dst, const void *src, const int32_t *rows, int n, int dim);   /* dst[a] = src[rows[a]] */
     /* dst[rows[a]] += src[a] for a < n.  Rows may repeat. */
-    void (*scatter_add_rows)(float *dst, const float *src, const int32_t *rows, int n, int dim);
+    void (*scatter_add_rows)(void *dst, const void *src, const int32_t *rows, int n, int dim);
     /* dst[a] = w[slots[a]]·src[a] (dst may alias src). */
-    void (*scale_rows)(float *dst, const float *src, const float *w, const int32_t *slots, int n, int dim);
+    void (*scale_rows)(void *dst, const void *src, const float *w, const int32_t *slots, int n, int dim);
     /* out[slots[a]] = dot(x[a], y[a]). */
-    void (*row_dot)(float *out, const float *x, const float *y, const int32_t *slots, int n, int dim);
+    void (*row_dot)(float *out, const void *x, const void *y, const int32_t *slots, int n, int dim);
 
-    /* ---- cross-entropy over the vocabulary, a chunk of rows at a time ----
+    /* ---- cross-entropy over the vocabulary, a chunk of fp32 logits ----
      * ce_fwd: lse[i] = logsumexp(logits[i]); logp[i] = logits[i][t_i] − lse[i],
      * or 0 where targets[i] < 0. */
     void (*ce_fwd)(float *lse, float *logp, const float *logits, const int32_t *targets, int n, int V);
-    /* In place: logits[i] := coef[i]·(softmax(logits[i]) − onehot(t_i)), the
-     * gradient of coef[i]·(−logp[i]); rows with targets[i] < 0 become 0. */
-    void (*ce_bwd)(float *logits, const float *lse, const int32_t *targets, const float *coef, int n, int V);
+    /* dlogits[i] = coef[i]·(softmax(logits[i]) − onehot(t_i)), the gradient
+     * of coef[i]·(−logp[i]), as an activation; rows with targets[i] < 0
+     * become 0.  logits is left as it was. */
+    void (*ce_bwd)(void *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                   const float *coef, int n, int V);
+
+    /* ---- optimizer, over fp32 arenas ---- */
+    /* Σ x² over n floats, summed in a fixed order (fp64 where the backend
+     * can), returned to the host. */
+    double (*sumsq)(const float *x, size_t n);
+    /* One AdamW update of n elements (qw_adamw_scalars).  When p_act is not
+     * NULL it receives the updated p in the activation type (the compute
+     * copy of the weights; NULL when act_size is 4). */
+    void (*adamw)(float *p, void *p_act, const float *g, float *m, float *v, size_t n,
+                  const qw_adamw_scalars *s);
 } qw_ops;
 
 /* The fp32 CPU backend (kernels/cpu). */
 const qw_ops *qw_ops_cpu(void);
 
 #ifdef QW_HAVE_CUDA
-/* The CUDA backend (kernels/cuda, fp32 on the first GPU; cuBLAS with TF32
- * off).  NULL when no usable GPU is present (kernels/cuda/qwcuda.h:
- * qw_cuda_why says why).  Its ops never return errors: a CUDA failure in
- * the middle of a run prints "qw: cuda: ..." and exits 1.  alloc returns
- * NULL when device memory runs out.  Built only when nvcc is found. */
+/* The CUDA backends (kernels/cuda) on the first GPU: bf16 activations
+ * (cuBLASLt, tensor cores, flash attention), and fp32 throughout (cuBLAS
+ * with TF32 off; checked against the CPU).  NULL when no usable GPU is
+ * present (kernels/cuda/qwcuda.h: qw_cuda_why says why).  Their ops never
+ * return errors: a CUDA failure in the middle of a run prints
+ * "qw: cuda: ..." and exits 1.  alloc returns NULL when device memory runs
+ * out.  Built only when nvcc is found. */
 const qw_ops *qw_ops_cuda(void);
+const qw_ops *qw_ops_cuda_fp32(void);
 #endif
 
 #endif
