@@ -1,7 +1,6 @@
 /* norm.cu — RMSNorm over rows (one block per row, 16-byte vectors when the
  * row allows), the RoPE table, and Qwen3's fused per-head q/k RMSNorm +
- * RoPE (one warp per head row; lane l holds the pairs j, j + d/2 for
- * j ≡ l mod 32).  fp32 arithmetic whatever the storage.
+ * RoPE (one warp per head row).  fp32 arithmetic whatever the storage.
  *
  * The weight gradients dw (a sum over rows) are reduced without atomics,
  * so they are deterministic: each block sums 32 columns over a slice of
@@ -166,11 +165,13 @@ static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const fl
     QW_LAUNCHED("rope_table");
 }
 
-/* ---- q/k: per-head RMSNorm then RoPE, one warp per head row ---- */
+/* ---- q/k: per-head RMSNorm then RoPE, one warp per head row ----
+ * Lane l holds V consecutive pairs (j, j + d/2) at a time, V = 2 when d/2
+ * is a multiple of 64 (d = 128: one load of each half per lane). */
 
 #define QK_WARPS 8
 
-template <typename T>
+template <typename T, int V>
 __global__ void qk_fwd_kernel(T *y, float *rstd, const T *x, const float *w, const float *cs, const float *sn,
                               int rows, int heads, int d, float eps)
 {
@@ -178,19 +179,83 @@ __global__ void qk_fwd_kernel(T *y, float *rstd, const T *x, const float *w, con
     if (r >= rows) return;
     const T *xr = x + (size_t)r * d;
     T *yr = y + (size_t)r * d;
-    float ss = 0;
-    for (int j = lane; j < half; j += 32) {
-        float a = qw_ld(xr + j), b = qw_ld(xr + j + half);
-        ss += a * a + b * b;
+    float ss = 0, a[V], b[V], w1[V], w2[V], c[V], s[V];
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(a, xr + j);
+        qw_ldv<V>(b, xr + j + half);
+#pragma unroll
+        for (int e = 0; e < V; e++) ss += a[e] * a[e] + b[e] * b[e];
     }
     float rs = 1.0f / sqrtf(qw_warp_sum(ss) / d + eps);
     if (lane == 0) rstd[r] = rs;
-    const float *c = cs + (size_t)(r / heads) * half, *s = sn + (size_t)(r / heads) * half;
-    for (int j = lane; j < half; j += 32) {
-        float a = w[j] * (qw_ld(xr + j) * rs), b = w[j + half] * (qw_ld(xr + j + half) * rs);
-        qw_st(yr + j, a * c[j] - b * s[j]);
-        qw_st(yr + j + half, b * c[j] + a * s[j]);
+    const float *cr = cs + (size_t)(r / heads) * half, *sr = sn + (size_t)(r / heads) * half;
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(a, xr + j);
+        qw_ldv<V>(b, xr + j + half);
+        qw_ldv<V>(w1, w + j);
+        qw_ldv<V>(w2, w + j + half);
+        qw_ldv<V>(c, cr + j);
+        qw_ldv<V>(s, sr + j);
+        float y1[V], y2[V];
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float p = w1[e] * (a[e] * rs), q = w2[e] * (b[e] * rs);
+            y1[e] = p * c[e] - q * s[e];
+            y2[e] = q * c[e] + p * s[e];
+        }
+        qw_stv<V>(yr + j, y1);
+        qw_stv<V>(yr + j + half, y2);
     }
+}
+
+/* dz = the inverse rotation of dy, then the RMSNorm backward of dz. */
+template <typename T, int V>
+__global__ void qk_dx_kernel(T *dx, const T *dy, const T *x, const float *w, const float *rstd, const float *cs,
+                             const float *sn, int rows, int heads, int d)
+{
+    int r = blockIdx.x * QK_WARPS + threadIdx.x / 32, lane = threadIdx.x & 31, half = d / 2;
+    if (r >= rows) return;
+    size_t o = (size_t)r * d;
+    const float *cr = cs + (size_t)(r / heads) * half, *sr = sn + (size_t)(r / heads) * half;
+    float rs = rstd[r], dot = 0, g1[V], g2[V], x1[V], x2[V], w1[V], w2[V], c[V], s[V];
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(g1, dy + o + j);
+        qw_ldv<V>(g2, dy + o + j + half);
+        qw_ldv<V>(x1, x + o + j);
+        qw_ldv<V>(x2, x + o + j + half);
+        qw_ldv<V>(w1, w + j);
+        qw_ldv<V>(w2, w + j + half);
+        qw_ldv<V>(c, cr + j);
+        qw_ldv<V>(s, sr + j);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            dot += (g1[e] * c[e] + g2[e] * s[e]) * w1[e] * x1[e] + (g2[e] * c[e] - g1[e] * s[e]) * w2[e] * x2[e];
+    }
+    float cc = rs * rs * qw_warp_sum(dot) / d;
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(g1, dy + o + j);
+        qw_ldv<V>(g2, dy + o + j + half);
+        qw_ldv<V>(x1, x + o + j);
+        qw_ldv<V>(x2, x + o + j + half);
+        qw_ldv<V>(w1, w + j);
+        qw_ldv<V>(w2, w + j + half);
+        qw_ldv<V>(c, cr + j);
+        qw_ldv<V>(s, sr + j);
+        float d1[V], d2[V];
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            d1[e] = rs * ((g1[e] * c[e] + g2[e] * s[e]) * w1[e] - x1[e] * cc);
+            d2[e] = rs * ((g2[e] * c[e] - g1[e] * s[e]) * w2[e] - x2[e] * cc);
+        }
+        qw_stv<V>(dx + o + j, d1);
+        qw_stv<V>(dx + o + j + half, d2);
+    }
+}
+
+/* Pairs of elements per lane: 2 when the rows and tables allow it. */
+static bool qk_pairs(int d, const void *a, const void *b, const void *w, const void *cs, const void *sn)
+{
+    return (d / 2) % 64 == 0 && qw_aligned(8, a, b, w, cs) && qw_aligned(8, sn);
 }
 
 template <typename T>
@@ -199,33 +264,12 @@ static void qk_norm_rope_fwd(void *y, float *rstd, const void *x, const float *w
 {
     int rows = n * heads;
     if (rows <= 0) return;
-    qk_fwd_kernel<T><<<qw_blocks(rows, QK_WARPS), 32 * QK_WARPS>>>((T *)y, rstd, (const T *)x, w, cs, sn, rows,
-                                                                  heads, d, eps);
+    unsigned g = qw_blocks(rows, QK_WARPS);
+    if (qk_pairs(d, y, x, w, cs, sn))
+        qk_fwd_kernel<T, 2><<<g, 32 * QK_WARPS>>>((T *)y, rstd, (const T *)x, w, cs, sn, rows, heads, d, eps);
+    else
+        qk_fwd_kernel<T, 1><<<g, 32 * QK_WARPS>>>((T *)y, rstd, (const T *)x, w, cs, sn, rows, heads, d, eps);
     QW_LAUNCHED("qk_norm_rope forward");
-}
-
-/* dz = the inverse rotation of dy, then the RMSNorm backward of dz. */
-template <typename T>
-__global__ void qk_dx_kernel(T *dx, const T *dy, const T *x, const float *w, const float *rstd, const float *cs,
-                             const float *sn, int rows, int heads, int d)
-{
-    int r = blockIdx.x * QK_WARPS + threadIdx.x / 32, lane = threadIdx.x & 31, half = d / 2;
-    if (r >= rows) return;
-    size_t o = (size_t)r * d;
-    const float *c = cs + (size_t)(r / heads) * half, *s = sn + (size_t)(r / heads) * half;
-    float rs = rstd[r], dot = 0;
-    for (int j = lane; j < half; j += 32) {
-        float g1 = qw_ld(dy + o + j), g2 = qw_ld(dy + o + j + half);
-        float z1 = g1 * c[j] + g2 * s[j], z2 = g2 * c[j] - g1 * s[j];
-        dot += z1 * w[j] * qw_ld(x + o + j) + z2 * w[j + half] * qw_ld(x + o + j + half);
-    }
-    float cc = rs * rs * qw_warp_sum(dot) / d;
-    for (int j = lane; j < half; j += 32) {
-        float g1 = qw_ld(dy + o + j), g2 = qw_ld(dy + o + j + half);
-        float z1 = g1 * c[j] + g2 * s[j], z2 = g2 * c[j] - g1 * s[j];
-        qw_st(dx + o + j, rs * (z1 * w[j] - qw_ld(x + o + j) * cc));
-        qw_st(dx + o + j + half, rs * (z2 * w[j + half] - qw_ld(x + o + j + half) * cc));
-    }
 }
 
 template <typename T>
@@ -234,8 +278,11 @@ static void qk_norm_rope_bwd(void *dx, float *dw, const void *dy, const void *x,
 {
     int rows = n * heads;
     if (rows <= 0) return;
-    qk_dx_kernel<T><<<qw_blocks(rows, QK_WARPS), 32 * QK_WARPS>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd,
-                                                                 cs, sn, rows, heads, d);
+    unsigned g = qw_blocks(rows, QK_WARPS);
+    if (qk_pairs(d, dx, dy, w, cs, sn) && qw_aligned(8, x))
+        qk_dx_kernel<T, 2><<<g, 32 * QK_WARPS>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads, d);
+    else
+        qk_dx_kernel<T, 1><<<g, 32 * QK_WARPS>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads, d);
     QW_LAUNCHED("qk_norm_rope backward (dx)");
     norm_dw<T, true>(dw, (const T *)dy, (const T *)x, rstd, cs, sn, rows, d, heads);
 }

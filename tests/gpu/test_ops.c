@@ -19,7 +19,8 @@
  * dispatch, AdamW (same operation order, no fused multiply-adds) and its
  * bf16 copy (= the fp32 result rounded), determinism (bit-identical runs).
  *
- *   test_ops            all cases for both tables (PASS/FAIL lines)
+ *   test_ops            all cases for both tables (PASS/FAIL lines; with
+ *                       QW_TEST_VERBOSE set, every measured error too)
  *   test_ops fault      provoke a device fault: must exit 1 with "qw: cuda:"
  *   test_ops bench      time the bf16 table's ops at Qwen3-0.6B shapes
  */
@@ -168,6 +169,7 @@ static double rel_err(const float *ref, const float *got, size_t n)
 static void check(const char *what, const float *ref, const float *got, size_t n, double tol)
 {
     double e = rel_err(ref, got, n);
+    if (getenv("QW_TEST_VERBOSE")) printf("# %s %s: %.3g (tolerance %.0e)\n", G->name, what, e, tol);
     CHECK_MSG(e <= tol, "%s: relative error %.3g > %.0e", what, e, tol);
 }
 
