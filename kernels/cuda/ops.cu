@@ -207,5 +207,14 @@ static bool ready(void)
 extern "C" const qw_ops *qw_ops_cuda(void) { return ready() ? &tables[0] : NULL; }
 extern "C" const qw_ops *qw_ops_cuda_fp32(void) { return ready() ? &tables[1] : NULL; }
 
-extern "C" void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n) { tables[0].to_act(dst, src, n); }
-extern "C" void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n) { tables[0].from_act(dst, src, n); }
+extern "C" void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+    if (!ready()) qw_cuda_fatal("to_bf16", why);
+    tables[0].to_act(dst, src, n);
+}
+
+extern "C" void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n)
+{
+    if (!ready()) qw_cuda_fatal("from_bf16", why);
+    tables[0].from_act(dst, src, n);
+}

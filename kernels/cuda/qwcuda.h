@@ -31,7 +31,7 @@ const char *qw_cuda_why(void);
 void qw_cuda_sync(void);
 
 /* fp32 <-> bf16 (round to nearest even) over n elements, on the device
- * (the "cuda" table's to_act / from_act; call qw_ops_cuda() first). */
+ * (the "cuda" table's to_act / from_act). */
 void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n);
 void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n);
 
