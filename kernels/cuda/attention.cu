@@ -134,54 +134,42 @@ __global__ void attn_dkv_kernel(T *dk, T *dv, const T *dout, const T *q, const T
     store_row(dv + ko, av, 1.0f, d, lane);
 }
 
+/* The table's attention: no workspace needed. */
+static size_t attn_workspace(int B, int T_, int nh, int d) { return 0; }
+
 template <typename T>
-void qw_cuda_attn_fwd_t(T *o, float *lse, const T *q, const T *k, const T *v, const int32_t *kv_start,
-                        int B, int T_, int nh, int nkv, int d, float scale)
+static void attn_fwd(void *o, float *lse, const void *q, const void *k, const void *v, const int32_t *kv_start,
+                     int B, int T_, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes)
 {
     if (d > 32 * MAXL) qw_cuda_fatal("attention", "head dim above 256");
     dim3 grid(qw_blocks(T_, WARPS), nh, B);
-    attn_fwd_kernel<T><<<grid, 32 * WARPS>>>(o, lse, q, k, v, kv_start, B, T_, nh, nkv, d, scale);
+    attn_fwd_kernel<T><<<grid, 32 * WARPS>>>((T *)o, lse, (const T *)q, (const T *)k, (const T *)v, kv_start, B, T_,
+                                             nh, nkv, d, scale);
     QW_LAUNCHED("attention forward");
 }
 
 template <typename T>
-void qw_cuda_attn_bwd_t(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, const T *o,
-                        const float *lse, const int32_t *kv_start, int B, int T_, int nh, int nkv, int d,
-                        float scale)
+static void attn_bwd(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k, const void *v,
+                     const void *o, const float *lse, const int32_t *kv_start, int B, int T_, int nh, int nkv, int d,
+                     float scale, void *ws, size_t ws_bytes)
 {
     if (d > 32 * MAXL) qw_cuda_fatal("attention", "head dim above 256");
-    attn_dq_kernel<T><<<dim3(qw_blocks(T_, WARPS), nh, B), 32 * WARPS>>>(dq, dout, q, k, v, o, lse, kv_start,
-                                                                         B, T_, nh, nkv, d, scale);
+    attn_dq_kernel<T><<<dim3(qw_blocks(T_, WARPS), nh, B), 32 * WARPS>>>(
+        (T *)dq, (const T *)dout, (const T *)q, (const T *)k, (const T *)v, (const T *)o, lse, kv_start, B, T_, nh,
+        nkv, d, scale);
     QW_LAUNCHED("attention backward (dq)");
-    attn_dkv_kernel<T><<<dim3(qw_blocks(T_, WARPS), nkv, B), 32 * WARPS>>>(dk, dv, dout, q, k, v, o, lse,
-                                                                           kv_start, B, T_, nh, nkv, d, scale);
+    attn_dkv_kernel<T><<<dim3(qw_blocks(T_, WARPS), nkv, B), 32 * WARPS>>>(
+        (T *)dk, (T *)dv, (const T *)dout, (const T *)q, (const T *)k, (const T *)v, (const T *)o, lse, kv_start, B,
+        T_, nh, nkv, d, scale);
     QW_LAUNCHED("attention backward (dk, dv)");
 }
 
-template void qw_cuda_attn_fwd_t<float>(float *, float *, const float *, const float *, const float *,
-                                        const int32_t *, int, int, int, int, int, float);
-template void qw_cuda_attn_bwd_t<float>(float *, float *, float *, const float *, const float *, const float *,
-                                        const float *, const float *, const float *, const int32_t *, int, int,
-                                        int, int, int, float);
-
-extern "C" void qw_cuda_attn_fwd_bf16(uint16_t *o, float *lse, const uint16_t *q, const uint16_t *k,
-                                      const uint16_t *v, const int32_t *kv_start, int B, int T, int nh, int nkv,
-                                      int d, float scale)
+template <typename T>
+static void fill(qw_ops *t)
 {
-    typedef __nv_bfloat16 bf;
-    if (qw_cuda_flash_fwd_bf16((bf *)o, lse, (const bf *)q, (const bf *)k, (const bf *)v, kv_start, B, T, nh,
-                               nkv, d, scale))
-        return;
-    qw_cuda_attn_fwd_t<bf>((bf *)o, lse, (const bf *)q, (const bf *)k, (const bf *)v, kv_start, B, T, nh, nkv,
-                           d, scale);
+    t->attn_workspace = attn_workspace;
+    t->attn_fwd = attn_fwd<T>;
+    t->attn_bwd = attn_bwd<T>;
 }
 
-extern "C" void qw_cuda_attn_bwd_bf16(uint16_t *dq, uint16_t *dk, uint16_t *dv, const uint16_t *dout,
-                                      const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *o,
-                                      const float *lse, const int32_t *kv_start, int B, int T, int nh, int nkv,
-                                      int d, float scale)
-{
-    typedef __nv_bfloat16 bf;
-    qw_cuda_attn_bwd_t<bf>((bf *)dq, (bf *)dk, (bf *)dv, (const bf *)dout, (const bf *)q, (const bf *)k,
-                           (const bf *)v, (const bf *)o, lse, kv_start, B, T, nh, nkv, d, scale);
-}
+QW_FILL_BOTH(attention)

@@ -1,16 +1,18 @@
-/* kernels/cuda/qwcuda.h — the CUDA backend beyond the op table: device
- * status, the bf16 fast-path kernels (tested against the fp32 ops by
- * tests/gpu, timed by tests/bench/attn_cuda.*) and conversions.
+/* kernels/cuda/qwcuda.h — the CUDA backend beyond the op tables: device
+ * status, the bf16 kernels that the "cuda" table is built from (tested
+ * against the CPU ops by tests/gpu, timed by tests/bench/attn_cuda.*) and
+ * conversions.
  *
- * The fp32 table itself is qw_ops_cuda() (qw/ops.h).  Every pointer here is
+ * The tables themselves are qw_ops_cuda() (bf16 activations) and
+ * qw_ops_cuda_fp32() (qw/ops.h).  Every pointer here is
  * a device pointer unless said otherwise; bf16 buffers are `uint16_t` bit
  * patterns (__nv_bfloat16 on the device side) so that C code can hold them.
  *
  * Errors.  Like the table, these never return errors: a CUDA or cuBLAS
  * failure in the middle of a run prints "qw: cuda: WHAT: REASON" on stderr
  * and exits 1 (there is no sane way to continue with a broken device
- * context).  Only qw_ops_cuda() reports "no usable GPU" softly: it returns
- * NULL and qw_cuda_why() says why.
+ * context).  Only qw_ops_cuda() and qw_ops_cuda_fp32() report "no usable
+ * GPU" softly: they return NULL and qw_cuda_why() says why.
  */
 #ifndef QW_QWCUDA_H
 #define QW_QWCUDA_H
@@ -28,7 +30,8 @@ const char *qw_cuda_why(void);
 /* Wait for all queued device work (timing, before reading results). */
 void qw_cuda_sync(void);
 
-/* fp32 <-> bf16 (round to nearest even) over n elements, on the device. */
+/* fp32 <-> bf16 (round to nearest even) over n elements, on the device
+ * (the "cuda" table's to_act / from_act). */
 void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n);
 void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n);
 
@@ -37,10 +40,6 @@ void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n);
  * else bf16. */
 void qw_cuda_gemm_bf16(int ta, int tb, int m, int n, int k, float alpha, const uint16_t *A, int lda,
                        const uint16_t *B, int ldb, float beta, void *C, int ldc, int c_fp32);
-
-/* qw_ops.rmsnorm_fwd with x and y bf16 (w, rstd fp32; fp32 arithmetic). */
-void qw_cuda_rmsnorm_fwd_bf16(uint16_t *y, float *rstd, const uint16_t *x, const float *w, int rows,
-                              int dim, float eps);
 
 /* Flash attention on tensor cores (flash_fwd.cu, flash_bwd.cu): the
  * semantics of qw_ops.attn_fwd / attn_bwd (layouts, causal document

@@ -1,0 +1,300 @@
+/* norm.cu — RMSNorm over rows (one block per row, 16-byte vectors when the
+ * row allows), the RoPE table, and Qwen3's fused per-head q/k RMSNorm +
+ * RoPE (one warp per head row).  fp32 arithmetic whatever the storage.
+ *
+ * The weight gradients dw (a sum over rows) are reduced without atomics,
+ * so they are deterministic: each block sums 32 columns over a slice of
+ * rows into backend scratch, then one pass adds the slices in order. */
+#include "internal.cuh"
+
+/* ---- RMSNorm ---- */
+
+template <typename T, int V>
+__global__ void rmsnorm_fwd_kernel(T *y, float *rstd, const T *x, const float *w, int dim, float eps)
+{
+    __shared__ float sh[32];
+    const T *xr = x + (size_t)blockIdx.x * dim;
+    T *yr = y + (size_t)blockIdx.x * dim;
+    float ss = 0, f[V], wf[V];
+    for (int j = threadIdx.x * V; j < dim; j += blockDim.x * V) {
+        qw_ldv<V>(f, xr + j);
+#pragma unroll
+        for (int e = 0; e < V; e++) ss += f[e] * f[e];
+    }
+    float rs = 1.0f / sqrtf(qw_block_sum(ss, sh) / dim + eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
+    for (int j = threadIdx.x * V; j < dim; j += blockDim.x * V) {
+        qw_ldv<V>(f, xr + j);
+        qw_ldv<V>(wf, w + j);
+#pragma unroll
+        for (int e = 0; e < V; e++) f[e] = wf[e] * (f[e] * rs);
+        qw_stv<V>(yr + j, f);
+    }
+}
+
+template <typename T>
+static void rmsnorm_fwd(void *y, float *rstd, const void *x, const float *w, int rows, int dim, float eps)
+{
+    if (rows <= 0) return;
+    constexpr int V = qw_vec<T>();
+    if (dim % V == 0 && qw_aligned(16, y, x, w))
+        rmsnorm_fwd_kernel<T, V><<<rows, TPB>>>((T *)y, rstd, (const T *)x, w, dim, eps);
+    else
+        rmsnorm_fwd_kernel<T, 1><<<rows, TPB>>>((T *)y, rstd, (const T *)x, w, dim, eps);
+    QW_LAUNCHED("rmsnorm forward");
+}
+
+template <typename T, int V>
+__global__ void rmsnorm_dx_kernel(T *dx, const T *dy, const T *x, const float *w, const float *rstd, int dim,
+                                  int acc)
+{
+    __shared__ float sh[32];
+    size_t o = (size_t)blockIdx.x * dim;
+    float rs = rstd[blockIdx.x], dot = 0, g[V], xf[V], wf[V], d[V];
+    for (int j = threadIdx.x * V; j < dim; j += blockDim.x * V) {
+        qw_ldv<V>(g, dy + o + j);
+        qw_ldv<V>(xf, x + o + j);
+        qw_ldv<V>(wf, w + j);
+#pragma unroll
+        for (int e = 0; e < V; e++) dot += g[e] * wf[e] * xf[e];
+    }
+    float c = rs * rs * qw_block_sum(dot, sh) / dim;
+    for (int j = threadIdx.x * V; j < dim; j += blockDim.x * V) {
+        qw_ldv<V>(g, dy + o + j);
+        qw_ldv<V>(xf, x + o + j);
+        qw_ldv<V>(wf, w + j);
+        if (acc) qw_ldv<V>(d, dx + o + j);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float v = rs * (g[e] * wf[e] - xf[e] * c);
+            d[e] = acc ? d[e] + v : v;
+        }
+        qw_stv<V>(dx + o + j, d);
+    }
+}
+
+/* ---- dw: Σ over rows of dz·x·rstd, dz = dy (plain) or the inverse
+ * rotation of dy (q/k path, rows = tokens·heads) ---- */
+
+#define DW_COLS 32
+#define DW_LANES 8
+
+template <typename T, bool ROPE>
+__global__ void dw_partial_kernel(float *part, const T *dy, const T *x, const float *rstd, const float *cs,
+                                  const float *sn, int rows, int dim, int heads, int slice)
+{
+    __shared__ float sh[DW_LANES][DW_COLS + 1];
+    int j = blockIdx.x * DW_COLS + threadIdx.x, r0 = blockIdx.y * slice, r1 = min(rows, r0 + slice);
+    int half = dim / 2;
+    float s = 0;
+    if (j < dim)
+        for (int r = r0 + threadIdx.y; r < r1; r += DW_LANES) {
+            size_t o = (size_t)r * dim;
+            float dz = qw_ld(dy + o + j);
+            if (ROPE) {
+                int jj = j < half ? j : j - half;
+                size_t t = (size_t)(r / heads) * half + jj;
+                float other = qw_ld(dy + o + (j < half ? j + half : jj));
+                dz = j < half ? dz * cs[t] + other * sn[t] : dz * cs[t] - other * sn[t];
+            }
+            s += dz * qw_ld(x + o + j) * rstd[r];
+        }
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < dim) {
+        for (int l = 1; l < DW_LANES; l++) s += sh[l][threadIdx.x];
+        part[(size_t)blockIdx.y * dim + j] = s;
+    }
+}
+
+__global__ void dw_reduce_kernel(float *dw, const float *part, int slices, int dim)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= dim) return;
+    float s = 0;
+    for (int k = 0; k < slices; k++) s += part[(size_t)k * dim + j];
+    dw[j] += s;
+}
+
+template <typename T, bool ROPE>
+static void norm_dw(float *dw, const T *dy, const T *x, const float *rstd, const float *cs, const float *sn,
+                    int rows, int dim, int heads)
+{
+    int slices = (rows + 63) / 64;
+    if (slices > 1024) slices = 1024;
+    int slice = (rows + slices - 1) / slices;
+    slices = (rows + slice - 1) / slice;
+    float *part = (float *)qw_cuda_scratch((size_t)slices * dim * sizeof(float));
+    dw_partial_kernel<T, ROPE><<<dim3(qw_blocks(dim, DW_COLS), slices), dim3(DW_COLS, DW_LANES)>>>(
+        part, dy, x, rstd, cs, sn, rows, dim, heads, slice);
+    QW_LAUNCHED("norm backward (dw slices)");
+    dw_reduce_kernel<<<qw_blocks(dim, TPB), TPB>>>(dw, part, slices, dim);
+    QW_LAUNCHED("norm backward (dw)");
+}
+
+template <typename T>
+static void rmsnorm_bwd(void *dx, float *dw, const void *dy, const void *x, const float *w, const float *rstd,
+                        int rows, int dim, int acc)
+{
+    if (rows <= 0) return;
+    constexpr int V = qw_vec<T>();
+    if (dim % V == 0 && qw_aligned(16, dx, dy, x, w))
+        rmsnorm_dx_kernel<T, V><<<rows, TPB>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, dim, acc);
+    else
+        rmsnorm_dx_kernel<T, 1><<<rows, TPB>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, dim, acc);
+    QW_LAUNCHED("rmsnorm backward (dx)");
+    norm_dw<T, false>(dw, (const T *)dy, (const T *)x, rstd, NULL, NULL, rows, dim, 1);
+}
+
+/* ---- RoPE table ---- */
+
+__global__ void rope_table_kernel(float *cs, float *sn, const int32_t *pos, int n, const float *inv_freq, int half,
+                                  float scale)
+{
+    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)n * half) return;
+    float ang = __fmul_rn((float)pos[idx / half], inv_freq[idx % half]);
+    cs[idx] = cosf(ang) * scale;
+    sn[idx] = sinf(ang) * scale;
+}
+
+static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const float *inv_freq, int half, float scale)
+{
+    if (n <= 0) return;
+    rope_table_kernel<<<qw_blocks((size_t)n * half, TPB), TPB>>>(cs, sn, pos, n, inv_freq, half, scale);
+    QW_LAUNCHED("rope_table");
+}
+
+/* ---- q/k: per-head RMSNorm then RoPE, one warp per head row ----
+ * Lane l holds V consecutive pairs (j, j + d/2) at a time, V = 2 when d/2
+ * is a multiple of 64 (d = 128: one load of each half per lane). */
+
+#define QK_WARPS 8
+
+template <typename T, int V>
+__global__ void qk_fwd_kernel(T *y, float *rstd, const T *x, const float *w, const float *cs, const float *sn,
+                              int rows, int heads, int d, float eps)
+{
+    int r = blockIdx.x * QK_WARPS + threadIdx.x / 32, lane = threadIdx.x & 31, half = d / 2;
+    if (r >= rows) return;
+    const T *xr = x + (size_t)r * d;
+    T *yr = y + (size_t)r * d;
+    float ss = 0, a[V], b[V], w1[V], w2[V], c[V], s[V];
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(a, xr + j);
+        qw_ldv<V>(b, xr + j + half);
+#pragma unroll
+        for (int e = 0; e < V; e++) ss += a[e] * a[e] + b[e] * b[e];
+    }
+    float rs = 1.0f / sqrtf(qw_warp_sum(ss) / d + eps);
+    if (lane == 0) rstd[r] = rs;
+    const float *cr = cs + (size_t)(r / heads) * half, *sr = sn + (size_t)(r / heads) * half;
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(a, xr + j);
+        qw_ldv<V>(b, xr + j + half);
+        qw_ldv<V>(w1, w + j);
+        qw_ldv<V>(w2, w + j + half);
+        qw_ldv<V>(c, cr + j);
+        qw_ldv<V>(s, sr + j);
+        float y1[V], y2[V];
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            float p = w1[e] * (a[e] * rs), q = w2[e] * (b[e] * rs);
+            y1[e] = p * c[e] - q * s[e];
+            y2[e] = q * c[e] + p * s[e];
+        }
+        qw_stv<V>(yr + j, y1);
+        qw_stv<V>(yr + j + half, y2);
+    }
+}
+
+/* dz = the inverse rotation of dy, then the RMSNorm backward of dz. */
+template <typename T, int V>
+__global__ void qk_dx_kernel(T *dx, const T *dy, const T *x, const float *w, const float *rstd, const float *cs,
+                             const float *sn, int rows, int heads, int d)
+{
+    int r = blockIdx.x * QK_WARPS + threadIdx.x / 32, lane = threadIdx.x & 31, half = d / 2;
+    if (r >= rows) return;
+    size_t o = (size_t)r * d;
+    const float *cr = cs + (size_t)(r / heads) * half, *sr = sn + (size_t)(r / heads) * half;
+    float rs = rstd[r], dot = 0, g1[V], g2[V], x1[V], x2[V], w1[V], w2[V], c[V], s[V];
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(g1, dy + o + j);
+        qw_ldv<V>(g2, dy + o + j + half);
+        qw_ldv<V>(x1, x + o + j);
+        qw_ldv<V>(x2, x + o + j + half);
+        qw_ldv<V>(w1, w + j);
+        qw_ldv<V>(w2, w + j + half);
+        qw_ldv<V>(c, cr + j);
+        qw_ldv<V>(s, sr + j);
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            dot += (g1[e] * c[e] + g2[e] * s[e]) * w1[e] * x1[e] + (g2[e] * c[e] - g1[e] * s[e]) * w2[e] * x2[e];
+    }
+    float cc = rs * rs * qw_warp_sum(dot) / d;
+    for (int j = lane * V; j < half; j += 32 * V) {
+        qw_ldv<V>(g1, dy + o + j);
+        qw_ldv<V>(g2, dy + o + j + half);
+        qw_ldv<V>(x1, x + o + j);
+        qw_ldv<V>(x2, x + o + j + half);
+        qw_ldv<V>(w1, w + j);
+        qw_ldv<V>(w2, w + j + half);
+        qw_ldv<V>(c, cr + j);
+        qw_ldv<V>(s, sr + j);
+        float d1[V], d2[V];
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            d1[e] = rs * ((g1[e] * c[e] + g2[e] * s[e]) * w1[e] - x1[e] * cc);
+            d2[e] = rs * ((g2[e] * c[e] - g1[e] * s[e]) * w2[e] - x2[e] * cc);
+        }
+        qw_stv<V>(dx + o + j, d1);
+        qw_stv<V>(dx + o + j + half, d2);
+    }
+}
+
+/* Pairs of elements per lane: 2 when the rows and tables allow it. */
+static bool qk_pairs(int d, const void *a, const void *b, const void *w, const void *cs, const void *sn)
+{
+    return (d / 2) % 64 == 0 && qw_aligned(8, a, b, w, cs) && qw_aligned(8, sn);
+}
+
+template <typename T>
+static void qk_norm_rope_fwd(void *y, float *rstd, const void *x, const float *w, const float *cs, const float *sn,
+                             int n, int heads, int d, float eps)
+{
+    int rows = n * heads;
+    if (rows <= 0) return;
+    unsigned g = qw_blocks(rows, QK_WARPS);
+    if (qk_pairs(d, y, x, w, cs, sn))
+        qk_fwd_kernel<T, 2><<<g, 32 * QK_WARPS>>>((T *)y, rstd, (const T *)x, w, cs, sn, rows, heads, d, eps);
+    else
+        qk_fwd_kernel<T, 1><<<g, 32 * QK_WARPS>>>((T *)y, rstd, (const T *)x, w, cs, sn, rows, heads, d, eps);
+    QW_LAUNCHED("qk_norm_rope forward");
+}
+
+template <typename T>
+static void qk_norm_rope_bwd(void *dx, float *dw, const void *dy, const void *x, const float *w, const float *rstd,
+                             const float *cs, const float *sn, int n, int heads, int d)
+{
+    int rows = n * heads;
+    if (rows <= 0) return;
+    unsigned g = qw_blocks(rows, QK_WARPS);
+    if (qk_pairs(d, dx, dy, w, cs, sn) && qw_aligned(8, x))
+        qk_dx_kernel<T, 2><<<g, 32 * QK_WARPS>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads, d);
+    else
+        qk_dx_kernel<T, 1><<<g, 32 * QK_WARPS>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads, d);
+    QW_LAUNCHED("qk_norm_rope backward (dx)");
+    norm_dw<T, true>(dw, (const T *)dy, (const T *)x, rstd, cs, sn, rows, d, heads);
+}
+
+template <typename T>
+static void fill(qw_ops *t)
+{
+    t->rmsnorm_fwd = rmsnorm_fwd<T>;
+    t->rmsnorm_bwd = rmsnorm_bwd<T>;
+    t->rope_table = rope_table;
+    t->qk_norm_rope_fwd = qk_norm_rope_fwd<T>;
+    t->qk_norm_rope_bwd = qk_norm_rope_bwd<T>;
+}
+
+QW_FILL_BOTH(norm)
