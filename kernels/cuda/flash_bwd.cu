@@ -7,18 +7,19 @@
  *   pre   one warp per (token, head): Dsum = rowsum(dout ∘ o) in fp32 into
  *         the workspace (and, for the atomic path, zeroes that row of the
  *         fp32 dq accumulator).
- *   kv    one block of 4 warps per (64-key tile, kv head, batch row).  It
+ *   kv    one block of 8 warps per (128-key tile, kv head, batch row).  It
  *         keeps the tile's K and V in shared memory and walks every 64-query
  *         tile that can see it (a contiguous range: kv_start is nondecreasing)
  *         for each query head of its GQA group, streaming Q, dO, lse, Dsum
- *         through a double buffer.  Warp w owns keys 16w..16w+15 and
- *         computes, transposed so that P and dS land in A-operand registers:
+ *         through a cp.async double buffer.  Warp w owns keys 16w..16w+15
+ *         and computes, transposed so that P and dS land in A-operand registers:
  *             Sᵀ = K·Qᵀ,  Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e)  (masked),
  *             dV += Pᵀ·dO,  dPᵀ = V·dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − Dsum),  dK += dSᵀ·Q.
  *         dK and dV stay in registers across the whole walk, so the GQA sum
  *         needs no atomics; dK is scaled once at the end.  With atomics
- *         allowed, dSᵀ also goes to shared memory and each warp adds its 16
- *         queries of dS·K into the fp32 accumulator (float2 atomicAdd).
+ *         allowed, dSᵀ also goes to shared memory and each warp adds a
+ *         16-query × d/2 block of dS·K into the fp32 accumulator (float2
+ *         atomicAdd; 128-key tiles halve the atomics of 64-key ones).
  *   dq    atomic path: dq = bf16(scale · accumulator).
  *         deterministic path: one block per (64-query tile, head, batch
  *         row) walks the key tiles its queries see, recomputing S, P, dP
@@ -31,8 +32,10 @@
 
 namespace {
 
-constexpr int TILE = 64;   /* queries per q tile = keys per kv tile */
-constexpr int NT = 128;    /* threads: 4 warps of 16 rows each */
+constexpr int TILE = 64;   /* queries per q tile (and keys per dq-kernel tile) */
+constexpr int NT = 128;    /* dq kernel threads: 4 warps of 16 queries each */
+constexpr int KW = 8;      /* kv kernel warps, 16 keys each (8 beat 4 by ~3%) */
+constexpr int KT = 16 * KW; /* keys per kv tile */
 constexpr float LOG2E = 1.4426950408889634f;
 typedef __nv_bfloat16 bf16;
 
@@ -89,26 +92,26 @@ __device__ __forceinline__ void acc_to_a(uint32_t a[4], const float lo[4], const
     a[3] = pack(hi[2], hi[3]);
 }
 
-/* Stage TILE rows × D of a [rows, stride] bf16 matrix into shared memory
+/* Stage ROWS rows × D of a [rows, stride] bf16 matrix into shared memory
  * (row pitch D+8 elements: ldmatrix reads 8 rows without bank conflicts);
  * rows ≥ valid are zero-filled. */
-template <int D>
+template <int D, int ROWS, int THREADS>
 __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, size_t stride, int valid)
 {
     constexpr int CPR = D / 8;
 #pragma unroll
-    for (int c0 = 0; c0 < TILE * CPR; c0 += NT) {
+    for (int c0 = 0; c0 < ROWS * CPR; c0 += THREADS) {
         int c = c0 + threadIdx.x, r = c / CPR, col = (c % CPR) * 8;
         bool ok = r < valid;
         cp16(sa(s + r * (D + 8) + col), g + (size_t)(ok ? r : 0) * stride + col, ok);
     }
 }
 
-/* acc[16 × 64] += X[16 rows at x] · Y[64 rows]ᵀ, X and Y row-major [row][D]
+/* acc[16 × N] += X[16 rows at x] · Y[N rows]ᵀ, X and Y row-major [row][D]
  * in shared memory (pitch D+8): the score-shaped products Sᵀ = K·Qᵀ,
  * dPᵀ = V·dOᵀ (kv kernel) and S = Q·Kᵀ, dP = dO·Vᵀ (dq kernel). */
-template <int D>
-__device__ __forceinline__ void mm_xyt(float acc[8][4], const bf16 *X, const bf16 *Y, int lane)
+template <int D, int N>
+__device__ __forceinline__ void mm_xyt(float acc[N / 8][4], const bf16 *X, const bf16 *Y, int lane)
 {
     constexpr int LD = D + 8;
     uint32_t xa = sa(X + (lane & 15) * LD + (lane >> 4) * 8);
@@ -118,7 +121,7 @@ __device__ __forceinline__ void mm_xyt(float acc[8][4], const bf16 *X, const bf1
         uint32_t a[4];
         ldsm(a, xa + kk * 32);
 #pragma unroll
-        for (int np = 0; np < 4; np++) {
+        for (int np = 0; np < N / 16; np++) {
             uint32_t b[4];
             ldsm(b, ya + (np * 16 * LD) * 2 + kk * 32);
             mma(acc[2 * np], a, b[0], b[1]);
@@ -127,16 +130,16 @@ __device__ __forceinline__ void mm_xyt(float acc[8][4], const bf16 *X, const bf1
     }
 }
 
-/* acc[16 × D] += A[16 × 64] · Y[64 rows × D], A given as the accumulator
- * tiles src[8][4] (rounded to bf16), Y row-major in shared memory: dV += Pᵀ·dO,
+/* acc[16 × D] += A[16 × K] · Y[K rows × D], A given as the accumulator
+ * tiles src[K/8][4] (rounded to bf16), Y row-major in shared memory: dV += Pᵀ·dO,
  * dK += dSᵀ·Q, dQ += dS·K. */
-template <int D>
-__device__ __forceinline__ void mm_ay(float acc[D / 8][4], const float src[8][4], const bf16 *Y, int lane)
+template <int D, int K>
+__device__ __forceinline__ void mm_ay(float acc[D / 8][4], const float src[K / 8][4], const bf16 *Y, int lane)
 {
     constexpr int LD = D + 8;
     uint32_t ya = sa(Y + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
 #pragma unroll
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < K / 16; c++) {
         uint32_t a[4];
         acc_to_a(a, src[2 * c], src[2 * c + 1]);
 #pragma unroll
@@ -152,9 +155,9 @@ __device__ __forceinline__ void mm_ay(float acc[D / 8][4], const float src[8][4]
 template <int D>
 struct kv_smem {
     static constexpr int LD = D + 8, SLD = TILE + 8;
-    static constexpr size_t tile = (size_t)TILE * LD * 2;
-    static constexpr size_t k = 0, v = tile, q = 2 * tile, dout = 4 * tile, ds = 6 * tile;
-    static constexpr size_t lse = ds + (size_t)TILE * SLD * 2, dsum = lse + 2 * TILE * 4, ks = dsum + 2 * TILE * 4;
+    static constexpr size_t tile = (size_t)TILE * LD * 2, ktile = (size_t)KT * LD * 2;
+    static constexpr size_t k = 0, v = ktile, q = 2 * ktile, dout = q + 2 * tile, ds = dout + 2 * tile;
+    static constexpr size_t lse = ds + (size_t)KT * SLD * 2, dsum = lse + 2 * TILE * 4, ks = dsum + 2 * TILE * 4;
     static constexpr size_t bytes = ks + 2 * TILE * 4;
 };
 
@@ -194,7 +197,7 @@ __global__ void __launch_bounds__(256) flash_bwd_pre(float *dsum, float *acc, co
 }
 
 template <int D, bool ATOMIC_DQ>
-__global__ void __launch_bounds__(NT, 2)
+__global__ void __launch_bounds__(KW * 32, 1)
     flash_bwd_kv(bf16 *dk, bf16 *dv, float *dq_acc, const bf16 *dout, const bf16 *q, const bf16 *k,
                  const bf16 *v, const float *lse, const float *dsum, const int32_t *kv_start, int T, int nh,
                  int nkv, float scale)
@@ -207,29 +210,30 @@ __global__ void __launch_bounds__(NT, 2)
     int32_t *ks_s = (int32_t *)(sm + L::ks);
 
     int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    int nt_ = (T + TILE - 1) / TILE, per = gridDim.x / nt_;
+    int nt_ = (T + TILE - 1) / TILE, per = gridDim.x / ((T + KT - 1) / KT);
     int kt = blockIdx.x / per, kh = (blockIdx.x % per) % nkv, b = (blockIdx.x % per) / nkv;
-    int grp = nh / nkv, kv0 = kt * TILE;
+    int grp = nh / nkv, kv0 = kt * KT, qt0 = kv0 / TILE;
     const int32_t *ksb = kv_start + (size_t)b * T;
 
-    /* Query tiles that see this key tile: qt ≥ kt with kv_start[first query] ≤ last key. */
+    /* Query tiles that see this key tile: qt ≥ qt0 with kv_start[first query] ≤ last key. */
     int nq = 0;
-    for (int base = kt; base < nt_; base += NT) {
+    for (int base = qt0; base < nt_; base += KW * 32) {
         int qt = base + tid;
-        nq += __syncthreads_count(qt < nt_ && ksb[(size_t)qt * TILE] <= kv0 + TILE - 1);
+        nq += __syncthreads_count(qt < nt_ && ksb[(size_t)qt * TILE] <= kv0 + KT - 1);
     }
     int nit = grp * nq;
 
     size_t kvs = (size_t)nkv * D, qs = (size_t)nh * D;
-    load_tile<D>(Ks, k + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0);
-    load_tile<D>(Vs, v + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0);
+    load_tile<D, KT, KW * 32>(Ks, k + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0);
+    load_tile<D, KT, KW * 32>(Vs, v + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0);
     cp_commit();
 
     auto prefetch = [&](int it) {
-        int buf = it & 1, h = kh * grp + it / nq, q0 = (kt + it % nq) * TILE, valid = T - q0;
+        int buf = it & 1, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE, valid = T - q0;
         size_t r0 = (size_t)b * T + q0;
-        load_tile<D>((bf16 *)(sm + L::q + buf * L::tile), q + r0 * qs + (size_t)h * D, qs, valid);
-        load_tile<D>((bf16 *)(sm + L::dout + buf * L::tile), dout + r0 * qs + (size_t)h * D, qs, valid);
+        load_tile<D, TILE, KW * 32>((bf16 *)(sm + L::q + buf * L::tile), q + r0 * qs + (size_t)h * D, qs, valid);
+        load_tile<D, TILE, KW * 32>((bf16 *)(sm + L::dout + buf * L::tile), dout + r0 * qs + (size_t)h * D, qs,
+                                    valid);
         if (tid < TILE) {
             bool ok = tid < valid;
             size_t r = ok ? r0 + tid : r0;
@@ -257,21 +261,20 @@ __global__ void __launch_bounds__(NT, 2)
         cp_wait1();
         __syncthreads();
 
-        int buf = it & 1, h = kh * grp + it / nq, qt = kt + it % nq, q0 = qt * TILE;
+        int buf = it & 1, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE;
         const bf16 *Qb = (const bf16 *)(sm + L::q + buf * L::tile);
         const bf16 *dOb = (const bf16 *)(sm + L::dout + buf * L::tile);
         const float *lb = lse_s + buf * TILE, *db = dsum_s + buf * TILE;
         const int32_t *kb = ks_s + buf * TILE;
 
+        bool full = q0 >= kv0 + KT && q0 + TILE <= T && kb[TILE - 1] <= kv0;
         float s[8][4], dp[8][4];
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 s[n][e] = dp[n][e] = 0.0f;
-        mm_xyt<D>(s, Ks + warp * 16 * LD, Qb, lane);
-
-        bool full = qt > kt && q0 + TILE <= T && kb[TILE - 1] <= kv0;
+        mm_xyt<D, TILE>(s, Ks + warp * 16 * LD, Qb, lane);
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -290,8 +293,8 @@ __global__ void __launch_bounds__(NT, 2)
                 s[n][e] = p0;
                 s[n][e + 2] = p1;
             }
-        mm_ay<D>(dva, s, dOb, lane);
-        mm_xyt<D>(dp, Vs + warp * 16 * LD, dOb, lane);
+        mm_ay<D, TILE>(dva, s, dOb, lane);
+        mm_xyt<D, TILE>(dp, Vs + warp * 16 * LD, dOb, lane);
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -300,10 +303,10 @@ __global__ void __launch_bounds__(NT, 2)
                 s[n][e] *= dp[n][e] - dd;
                 s[n][e + 2] *= dp[n][e + 2] - dd;
             }
-        mm_ay<D>(dka, s, Qb, lane);
-
+        mm_ay<D, TILE>(dka, s, Qb, lane);
         if (ATOMIC_DQ) {
-            /* dSᵀ → shared memory; then warp w adds dS·K for queries 16w..16w+15. */
+            /* dSᵀ → shared memory; then warp w adds dS·K for queries
+             * 16(w%4)..+15, columns [NC·(w/4), NC·(w/4+1)). */
 #pragma unroll
             for (int n = 0; n < 8; n++) {
                 int col = n * 8 + 2 * t4;
@@ -311,33 +314,32 @@ __global__ void __launch_bounds__(NT, 2)
                 *(uint32_t *)(dSs + (warp * 16 + g + 8) * SLD + col) = pack(s[n][2], s[n][3]);
             }
             __syncthreads();
-            uint32_t a[4][4];
-            uint32_t da = sa(dSs + ((lane & 7) + (lane >> 4) * 8) * SLD + warp * 16 + ((lane >> 3) & 1) * 8);
+            constexpr int NC = D / (KW / 4);
+            int qw = (warp & 3) * 16, cq = (warp >> 2) * NC;
+            float acc[NC / 8][4] = {};
+            uint32_t da = sa(dSs + ((lane & 7) + (lane >> 4) * 8) * SLD + qw + ((lane >> 3) & 1) * 8);
+            uint32_t ka = sa(Ks + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + cq + (lane >> 4) * 8);
 #pragma unroll
-            for (int c = 0; c < 4; c++)
-                ldsm_t(a[c], da + c * 16 * SLD * 2);
-            uint32_t ka = sa(Ks + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
-            int i0 = q0 + warp * 16 + g;
-            float *dq0 = dq_acc + (((size_t)b * T + i0) * nh + h) * D + 2 * t4;
-            float *dq1 = dq0 + (size_t)8 * nh * D;
+            for (int c = 0; c < KT / 16; c++) {
+                uint32_t a[4];
+                ldsm_t(a, da + c * 16 * SLD * 2);
 #pragma unroll
-            for (int np = 0; np < D / 16; np++) {
-                float c2[2][4] = {};
-#pragma unroll
-                for (int c = 0; c < 4; c++) {
+                for (int np = 0; np < NC / 16; np++) {
                     uint32_t bb[4];
                     ldsm_t(bb, ka + (c * 16 * LD) * 2 + np * 32);
-                    mma(c2[0], a[c], bb[0], bb[1]);
-                    mma(c2[1], a[c], bb[2], bb[3]);
+                    mma(acc[2 * np], a, bb[0], bb[1]);
+                    mma(acc[2 * np + 1], a, bb[2], bb[3]);
                 }
+            }
+            int i0 = q0 + qw + g;
+            float *dq0 = dq_acc + (((size_t)b * T + i0) * nh + h) * D + cq + 2 * t4;
+            float *dq1 = dq0 + (size_t)8 * nh * D;
 #pragma unroll
-                for (int x = 0; x < 2; x++) {
-                    int col = np * 16 + x * 8;
-                    if (i0 < T)
-                        atomicAdd((float2 *)(dq0 + col), make_float2(c2[x][0], c2[x][1]));
-                    if (i0 + 8 < T)
-                        atomicAdd((float2 *)(dq1 + col), make_float2(c2[x][2], c2[x][3]));
-                }
+            for (int n = 0; n < NC / 8; n++) {
+                if (i0 < T)
+                    atomicAdd((float2 *)(dq0 + n * 8), make_float2(acc[n][0], acc[n][1]));
+                if (i0 + 8 < T)
+                    atomicAdd((float2 *)(dq1 + n * 8), make_float2(acc[n][2], acc[n][3]));
             }
         }
         __syncthreads();
@@ -377,8 +379,8 @@ __global__ void __launch_bounds__(NT, 2)
     const int32_t *ksb = kv_start + (size_t)b * T;
     size_t kvs = (size_t)nkv * D, qs = (size_t)nh * D, r0 = (size_t)b * T + q0;
 
-    load_tile<D>(Qs, q + r0 * qs + (size_t)h * D, qs, valid);
-    load_tile<D>(dOs, dout + r0 * qs + (size_t)h * D, qs, valid);
+    load_tile<D, TILE, NT>(Qs, q + r0 * qs + (size_t)h * D, qs, valid);
+    load_tile<D, TILE, NT>(dOs, dout + r0 * qs + (size_t)h * D, qs, valid);
     if (tid < TILE) {
         bool ok = tid < valid;
         size_t r = ok ? r0 + tid : r0;
@@ -395,8 +397,8 @@ __global__ void __launch_bounds__(NT, 2)
     auto prefetch = [&](int it) {
         int buf = it & 1, kv0 = (kt0 + it) * TILE;
         size_t off = ((size_t)b * T + kv0) * kvs + (size_t)kh * D;
-        load_tile<D>((bf16 *)(sm + L::k + buf * L::tile), k + off, kvs, T - kv0);
-        load_tile<D>((bf16 *)(sm + L::v + buf * L::tile), v + off, kvs, T - kv0);
+        load_tile<D, TILE, NT>((bf16 *)(sm + L::k + buf * L::tile), k + off, kvs, T - kv0);
+        load_tile<D, TILE, NT>((bf16 *)(sm + L::v + buf * L::tile), v + off, kvs, T - kv0);
     };
     prefetch(0);
     cp_commit();
@@ -427,16 +429,15 @@ __global__ void __launch_bounds__(NT, 2)
         const bf16 *Kb = (const bf16 *)(sm + L::k + buf * L::tile);
         const bf16 *Vb = (const bf16 *)(sm + L::v + buf * L::tile);
 
+        bool full = kt < qt && q0 + TILE <= T && ks_s[TILE - 1] <= kv0;
         float s[8][4], dp[8][4];
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 s[n][e] = dp[n][e] = 0.0f;
-        mm_xyt<D>(s, Qs + warp * 16 * LD, Kb, lane);
-        mm_xyt<D>(dp, dOs + warp * 16 * LD, Vb, lane);
-
-        bool full = kt < qt && q0 + TILE <= T && ks_s[TILE - 1] <= kv0;
+        mm_xyt<D, TILE>(s, Qs + warp * 16 * LD, Kb, lane);
+        mm_xyt<D, TILE>(dp, dOs + warp * 16 * LD, Vb, lane);
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -452,7 +453,7 @@ __global__ void __launch_bounds__(NT, 2)
                 s[n][e] = p0 * (dp[n][e] - d0);
                 s[n][e + 2] = p1 * (dp[n][e + 2] - d1);
             }
-        mm_ay<D>(dqa, s, Kb, lane);
+        mm_ay<D, TILE>(dqa, s, Kb, lane);
         __syncthreads();
     }
 
@@ -498,18 +499,18 @@ void flash_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, co
         init = true;
     }
     size_t rows = (size_t)B * T * nh;
-    int nt = (T + TILE - 1) / TILE;
+    int nt = (T + TILE - 1) / TILE, nkt = (T + KT - 1) / KT;
     flash_bwd_pre<D><<<qw_blocks(rows, 8), 256>>>(dsum, det ? nullptr : acc, o, dout, rows);
     QW_LAUNCHED("flash_bwd_pre");
     if (!det) {
-        flash_bwd_kv<D, true><<<nt * nkv * B, NT, kv_smem<D>::bytes>>>(dk, dv, acc, dout, q, k, v, lse, dsum, ks,
+        flash_bwd_kv<D, true><<<nkt * nkv * B, KW * 32, kv_smem<D>::bytes>>>(dk, dv, acc, dout, q, k, v, lse, dsum, ks,
                                                                        T, nh, nkv, scale);
         QW_LAUNCHED("flash_bwd_kv");
         size_t n4 = rows * D / 4;
         flash_bwd_dq_convert<<<qw_blocks(n4, 256), 256>>>(dq, acc, n4, scale);
         QW_LAUNCHED("flash_bwd_dq_convert");
     } else {
-        flash_bwd_kv<D, false><<<nt * nkv * B, NT, kv_smem<D>::bytes>>>(dk, dv, nullptr, dout, q, k, v, lse,
+        flash_bwd_kv<D, false><<<nkt * nkv * B, KW * 32, kv_smem<D>::bytes>>>(dk, dv, nullptr, dout, q, k, v, lse,
                                                                         dsum, ks, T, nh, nkv, scale);
         QW_LAUNCHED("flash_bwd_kv");
         flash_bwd_dq<D><<<nt * nh * B, NT, dq_smem<D>::bytes>>>(dq, dout, q, k, v, lse, dsum, ks, T, nh, nkv,

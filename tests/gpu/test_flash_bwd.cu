@@ -6,6 +6,7 @@
  *   ./test_flash_bwd            correctness over several shapes
  *   ./test_flash_bwd small      one small case (for compute-sanitizer)
  *   ./test_flash_bwd bench      TFLOP/s at B=4, nh=16, nkv=8, T=4096, d=128
+ *   ./test_flash_bwd profile    that shape, one untimed call per path (for ncu)
  *
  * Inputs are bf16-rounded random values; o and lse come from a host double
  * forward (o rounded to bf16 before upload), the reference gradients from a
@@ -297,7 +298,8 @@ __global__ void naive_fwd(uint16_t *o, float *lse, const uint16_t *q, const uint
         lse[row] = m + logf(l);
 }
 
-static void bench()
+/* profile: one call of each path, untimed (for ncu). */
+static void bench(bool profile)
 {
     const int B = 4, T = 4096, nh = 16, nkv = 8, d = 128;
     size_t nq = (size_t)B * T * nh * d, nk = (size_t)B * T * nkv * d;
@@ -307,7 +309,7 @@ static void bench()
     for (auto &x : hv) x = to_bf16((float)urand(1.0));
     for (auto &x : hd) x = to_bf16((float)urand(1.0));
     std::vector<int32_t> hks((size_t)B * T, 0);
-    double pairs = (double)B * T * (T + 1) / 2;
+    double pairs = (double)B * T * (T + 1) / 2; /* attended (query, key) pairs per head */
     uint16_t *q = upload(hq), *k = upload(hk), *v = upload(hv), *dout = upload(hd), *o, *dq, *dk, *dv;
     int32_t *ks = upload(hks);
     float *lse;
@@ -328,7 +330,8 @@ static void bench()
     std::vector<uint16_t> res[2][3];
     for (int det = 0; det < 2; det++) {
         std::vector<float> ms;
-        for (int it = 0; it < 23; it++) {
+        int iters = profile ? 1 : 23, skip = profile ? 0 : 3;
+        for (int it = 0; it < iters; it++) {
             CK(cudaEventRecord(e0));
             qw_cuda_flash_bwd(dq, dk, dv, dout, q, k, v, o, lse, ks, B, T, nh, nkv, d, scale, det, ws, wsb);
             CK(cudaEventRecord(e1));
@@ -336,11 +339,13 @@ static void bench()
             CK(cudaGetLastError());
             float t;
             CK(cudaEventElapsedTime(&t, e0, e1));
-            if (it >= 3)
+            if (it >= skip)
                 ms.push_back(t);
         }
+        if (profile)
+            continue;
         std::sort(ms.begin(), ms.end());
-        double med = ms[ms.size() / 2], tf = 10.0 * B * nh * d * pairs / (med * 1e-3) / 1e12;
+        double med = ms[ms.size() / 2], tf = 10.0 * nh * d * pairs / (med * 1e-3) / 1e12;
         printf("bwd %sTFLOP/s: %.1f\n", det ? "deterministic " : "", tf);
         printf("  (%s: median %.3f ms, min %.3f, max %.3f over %zu runs)\n", det ? "deterministic" : "atomic", med,
                ms.front(), ms.back(), ms.size());
@@ -349,6 +354,8 @@ static void bench()
         CK(cudaMemcpy(res[det][1].data(), dk, nk * 2, cudaMemcpyDeviceToHost));
         CK(cudaMemcpy(res[det][2].data(), dv, nk * 2, cudaMemcpyDeviceToHost));
     }
+    if (profile)
+        return;
     /* Both paths must agree on the big shape too (different dq algorithms). */
     const char *nm[3] = {"dq", "dk", "dv"};
     for (int t = 0; t < 3; t++) {
@@ -364,8 +371,8 @@ static void bench()
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "bench")) {
-        bench();
+    if (argc > 1 && (!strcmp(argv[1], "bench") || !strcmp(argv[1], "profile"))) {
+        bench(!strcmp(argv[1], "profile"));
         return 0;
     }
     std::vector<shape> cases;
