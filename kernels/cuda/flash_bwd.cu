@@ -11,7 +11,7 @@
  *         keeps the tile's K and V in shared memory and walks every 64-query
  *         tile that can see it (a contiguous range: kv_start is nondecreasing)
  *         for each query head of its GQA group, streaming Q, dO, lse, Dsum
- *         through a cp.async double buffer.  Warp w owns keys 16w..16w+15
+ *         through a 3-stage cp.async ring.  Warp w owns keys 16w..16w+15
  *         and computes, transposed so that P and dS land in A-operand registers:
  *             Sᵀ = K·Qᵀ,  Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e)  (masked),
  *             dV += Pᵀ·dO,  dPᵀ = V·dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − Dsum),  dK += dSᵀ·Q.
@@ -30,7 +30,7 @@
  * visited.  Heaviest blocks are numbered first (one causal triangle).
  *
  * H200, B=4 nh=16 nkv=8 T=4096 d=128 causal (tests/gpu/test_flash_bwd.cu
- * bench): 209 TFLOP/s atomic, 192 deterministic.  Both paths are latency
+ * bench): 222 TFLOP/s atomic, 196 deterministic.  Both paths are latency
  * bound at 8 warps per SM (255 registers, tensor pipe 33-46% busy per ncu);
  * the next step would be wgmma with a producer warp. */
 #include "internal.cuh"
@@ -41,6 +41,7 @@ constexpr int TILE = 64;   /* queries per q tile (and keys per dq-kernel tile) *
 constexpr int NT = 128;    /* dq kernel threads: 4 warps of 16 queries each */
 constexpr int KW = 8;      /* kv kernel warps, 16 keys each (8 beat 4 by ~3%) */
 constexpr int KT = 16 * KW; /* keys per kv tile */
+constexpr int KS = 3;       /* kv kernel Q/dO buffers: 2 tiles in flight (+3% over 1) */
 constexpr float LOG2E = 1.4426950408889634f;
 typedef __nv_bfloat16 bf16;
 
@@ -56,7 +57,8 @@ __device__ __forceinline__ void cp4(uint32_t dst, const void *src, bool ok)
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 4 : 0));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 __device__ __forceinline__ void ldsm(uint32_t r[4], uint32_t addr)
 {
@@ -161,9 +163,9 @@ template <int D>
 struct kv_smem {
     static constexpr int LD = D + 8, SLD = TILE + 8;
     static constexpr size_t tile = (size_t)TILE * LD * 2, ktile = (size_t)KT * LD * 2;
-    static constexpr size_t k = 0, v = ktile, q = 2 * ktile, dout = q + 2 * tile, ds = dout + 2 * tile;
-    static constexpr size_t lse = ds + (size_t)KT * SLD * 2, dsum = lse + 2 * TILE * 4, ks = dsum + 2 * TILE * 4;
-    static constexpr size_t bytes = ks + 2 * TILE * 4;
+    static constexpr size_t k = 0, v = ktile, q = 2 * ktile, dout = q + KS * tile, ds = dout + KS * tile;
+    static constexpr size_t lse = ds + (size_t)KT * SLD * 2, dsum = lse + KS * TILE * 4, ks = dsum + KS * TILE * 4;
+    static constexpr size_t bytes = ks + KS * TILE * 4;
 };
 
 template <int D>
@@ -234,7 +236,7 @@ __global__ void __launch_bounds__(KW * 32, 1)
     cp_commit();
 
     auto prefetch = [&](int it) {
-        int buf = it & 1, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE, valid = T - q0;
+        int buf = it % KS, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE, valid = T - q0;
         size_t r0 = (size_t)b * T + q0;
         load_tile<D, TILE, KW * 32>((bf16 *)(sm + L::q + buf * L::tile), q + r0 * qs + (size_t)h * D, qs, valid);
         load_tile<D, TILE, KW * 32>((bf16 *)(sm + L::dout + buf * L::tile), dout + r0 * qs + (size_t)h * D, qs,
@@ -247,8 +249,11 @@ __global__ void __launch_bounds__(KW * 32, 1)
             cp4(sa(ks_s + buf * TILE + tid), ksb + (ok ? q0 + tid : q0), ok);
         }
     };
-    prefetch(0);
-    cp_commit();
+    for (int it = 0; it < KS - 1; it++) {
+        if (it < nit)
+            prefetch(it);
+        cp_commit();
+    }
 
     float dka[D / 8][4], dva[D / 8][4];
 #pragma unroll
@@ -260,13 +265,15 @@ __global__ void __launch_bounds__(KW * 32, 1)
     const float sl2 = scale * LOG2E;
     const int j0 = kv0 + warp * 16 + g; /* this lane's keys: j0, j0 + 8 */
     for (int it = 0; it < nit; it++) {
-        if (it + 1 < nit)
-            prefetch(it + 1);
-        cp_commit();
-        cp_wait1();
+        /* Tile it has landed; every warp is done with iteration it − 1, so
+         * its buffer can take tile it + KS − 1. */
+        cp_wait<KS - 2>();
         __syncthreads();
+        if (it + KS - 1 < nit)
+            prefetch(it + KS - 1);
+        cp_commit();
 
-        int buf = it & 1, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE;
+        int buf = it % KS, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE;
         const bf16 *Qb = (const bf16 *)(sm + L::q + buf * L::tile);
         const bf16 *dOb = (const bf16 *)(sm + L::dout + buf * L::tile);
         const float *lb = lse_s + buf * TILE, *db = dsum_s + buf * TILE;
@@ -347,7 +354,6 @@ __global__ void __launch_bounds__(KW * 32, 1)
                     atomicAdd((float2 *)(dq1 + n * 8), make_float2(acc[n][2], acc[n][3]));
             }
         }
-        __syncthreads();
     }
 
     /* dK = scale·Σ dSᵀ·Q, dV = Σ Pᵀ·dO over the group's heads; rows past T dropped. */
@@ -420,11 +426,11 @@ __global__ void __launch_bounds__(NT, 2)
     float l20 = 0, l21 = 0, d0 = 0, d1 = 0;
     int ks0 = 0, ks1 = 0;
     for (int it = 0; it < nit; it++) {
+        cp_wait<0>();
+        __syncthreads();
         if (it + 1 < nit)
             prefetch(it + 1);
         cp_commit();
-        cp_wait1();
-        __syncthreads();
         if (it == 0) {
             l20 = lse_s[rl] * LOG2E, l21 = lse_s[rl + 8] * LOG2E;
             d0 = dsum_s[rl], d1 = dsum_s[rl + 8];
@@ -459,7 +465,6 @@ __global__ void __launch_bounds__(NT, 2)
                 s[n][e + 2] = p1 * (dp[n][e + 2] - d1);
             }
         mm_ay<D, TILE>(dqa, s, Kb, lane);
-        __syncthreads();
     }
 
 #pragma unroll
