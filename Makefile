@@ -36,12 +36,12 @@ TOOL_SRC   = $(wildcard tools/qw-*.c)
 TOOLS      = $(patsubst tools/%.c,bin/%,$(TOOL_SRC))
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNITS      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
-HEADERS    = $(wildcard libcore/include/qw/*.h) $(wildcard libcore/*.h) $(wildcard kernels/cpu/*.h)
+HEADERS    = $(wildcard libcore/include/qw/*.h) $(wildcard libcore/*.h) $(wildcard kernels/cpu/*.h) $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h)
 
 CUDA_SRC   = $(wildcard kernels/cuda/*.cu)
 CUDA_OBJ   = $(patsubst %.cu,build/%.o,$(CUDA_SRC))
 CUDA_LIB   = kernels/cuda/libqwcuda.a
-NVCCFLAGS ?= -O2 -arch=sm_90a -std=c++17 -Ilibcore/include -Xcompiler -fPIC
+NVCCFLAGS ?= -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ilibcore/include -Xcompiler -fPIC
 ifeq ($(CUDA),1)
 ifneq ($(CUDA_SRC),)
 ALL_CUDA   = $(CUDA_LIB)

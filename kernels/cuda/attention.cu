@@ -134,13 +134,27 @@ __global__ void attn_dkv_kernel(T *dk, T *dv, const T *dout, const T *q, const T
     store_row(dv + ko, av, 1.0f, d, lane);
 }
 
-/* The table's attention: no workspace needed. */
-static size_t attn_workspace(int B, int T_, int nh, int d) { return 0; }
+/* bf16 with head_dim 64 or 128 runs the tensor-core flash kernels
+ * (flash_fwd.cu, flash_bwd.cu); everything else, the fp32 table included,
+ * the kernels above, which need no workspace. */
+template <typename T>
+static bool use_flash(int d) { return sizeof(T) == 2 && (d == 64 || d == 128); }
+
+template <typename T>
+static size_t attn_workspace(int B, int T_, int nh, int d)
+{
+    return use_flash<T>(d) ? qw_cuda_flash_workspace(B, T_, nh, d) : 0;
+}
 
 template <typename T>
 static void attn_fwd(void *o, float *lse, const void *q, const void *k, const void *v, const int32_t *kv_start,
                      int B, int T_, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes)
 {
+    if (use_flash<T>(d)) {
+        qw_cuda_flash_fwd((uint16_t *)o, lse, (const uint16_t *)q, (const uint16_t *)k, (const uint16_t *)v, kv_start,
+                          B, T_, nh, nkv, d, scale);
+        return;
+    }
     if (d > 32 * MAXL) qw_cuda_fatal("attention", "head dim above 256");
     dim3 grid(qw_blocks(T_, WARPS), nh, B);
     attn_fwd_kernel<T><<<grid, 32 * WARPS>>>((T *)o, lse, (const T *)q, (const T *)k, (const T *)v, kv_start, B, T_,
@@ -153,6 +167,12 @@ static void attn_bwd(void *dq, void *dk, void *dv, const void *dout, const void 
                      const void *o, const float *lse, const int32_t *kv_start, int B, int T_, int nh, int nkv, int d,
                      float scale, void *ws, size_t ws_bytes)
 {
+    if (use_flash<T>(d)) {
+        qw_cuda_flash_bwd((uint16_t *)dq, (uint16_t *)dk, (uint16_t *)dv, (const uint16_t *)dout, (const uint16_t *)q,
+                          (const uint16_t *)k, (const uint16_t *)v, (const uint16_t *)o, lse, kv_start, B, T_, nh,
+                          nkv, d, scale, qw_cuda_deterministic, ws, ws_bytes);
+        return;
+    }
     if (d > 32 * MAXL) qw_cuda_fatal("attention", "head dim above 256");
     attn_dq_kernel<T><<<dim3(qw_blocks(T_, WARPS), nh, B), 32 * WARPS>>>(
         (T *)dq, (const T *)dout, (const T *)q, (const T *)k, (const T *)v, (const T *)o, lse, kv_start, B, T_, nh,
@@ -167,7 +187,7 @@ static void attn_bwd(void *dq, void *dk, void *dv, const void *dout, const void 
 template <typename T>
 static void fill(qw_ops *t)
 {
-    t->attn_workspace = attn_workspace;
+    t->attn_workspace = attn_workspace<T>;
     t->attn_fwd = attn_fwd<T>;
     t->attn_bwd = attn_bwd<T>;
 }
