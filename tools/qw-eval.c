@@ -37,7 +37,7 @@ static const qw_opt opts[] = {
     { "batch", 'B', QW_OPT_INT, &o_batch, "B", "rows per step (default 1)" },
     { "steps", 0, QW_OPT_INT, &o_steps, "N", "timed forward+backward steps (default 3)" },
     { NULL, 0, QW_OPT_HEADER, NULL, NULL, "compute:" },
-    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: bf16 on cuda, fp32 on cpu)" },
+    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: fp32 for forward; bench: bf16 on cuda)" },
     { "deterministic", 0, QW_OPT_FLAG, &o_deterministic, NULL, "bit-identical results run to run (may be slower on cuda)" },
     QW_COMMON_OPTS,
     { 0 },
@@ -224,8 +224,10 @@ int main(int argc, char **argv)
     if (argc - first > 1) qw_usage_error("unexpected argument '%s'", argv[first + 1]);
     const char *cmd = argv[first];
     if (strcmp(cmd, "forward") && strcmp(cmd, "bench")) qw_usage_error("unknown command '%s'", cmd);
+    /* forward dumps are parity references: fp32 unless asked otherwise */
+    const char *precision = o_precision ? o_precision : !strcmp(cmd, "forward") ? "fp32" : NULL;
     const qw_ops *ops;
-    if (qw_backend_select(qw_common_opts.device, o_precision, qw_common_opts.threads, o_deterministic, &ops)) qw_die_last();
+    if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, o_deterministic, &ops)) qw_die_last();
     if (!strcmp(cmd, "forward")) cmd_forward(ops);
     else cmd_bench(ops);
     qw_close_stdout();
