@@ -1,4 +1,4 @@
-/* backend.c — --device to op table. */
+/* backend.c — --device and --precision to op table. */
 #include "qw/backend.h"
 
 #include <string.h>
@@ -8,22 +8,29 @@
 #include "../kernels/cuda/qwcuda.h"
 #endif
 
-int qw_backend_select(const char *device, int threads, const qw_ops **out)
+int qw_backend_select(const char *device, const char *precision, int threads, int deterministic,
+                      const qw_ops **out)
 {
     if (device && strcmp(device, "cpu") && strcmp(device, "cuda"))
         return qw_error(QW_EXIT_USAGE, "--device: '%s' is not cpu or cuda", device);
-    if (device && !strcmp(device, "cuda")) {
+    if (precision && strcmp(precision, "fp32") && strcmp(precision, "bf16"))
+        return qw_error(QW_EXIT_USAGE, "--precision: '%s' is not fp32 or bf16", precision);
+    int cuda = device && !strcmp(device, "cuda");
+    int bf16 = precision ? !strcmp(precision, "bf16") : cuda;
+    const qw_ops *ops;
+    if (!cuda) {
+        if (bf16) return qw_error(QW_EXIT_USAGE, "--precision bf16: the cpu backend computes in fp32");
+        ops = qw_ops_cpu();
+    } else {
 #ifdef QW_HAVE_CUDA
-        if (!qw_ops_cuda()) return qw_error(QW_EXIT_FAIL, "--device cuda: no usable GPU (%s)", qw_cuda_why());
-        /* The op table runs on the GPU (make test-gpu), but the model keeps
-         * its parameters and gradients in host arenas (qw_params). */
-        return qw_error(QW_EXIT_FAIL, "--device cuda: the model cannot run on the GPU yet (its parameters live in host memory); use --device cpu");
+        ops = bf16 ? qw_ops_cuda() : qw_ops_cuda_fp32();
+        if (!ops) return qw_error(QW_EXIT_FAIL, "--device cuda: no usable GPU (%s)", qw_cuda_why());
 #else
         return qw_error(QW_EXIT_FAIL, "--device cuda: this build has no CUDA backend; use --device cpu");
 #endif
     }
-    const qw_ops *ops = qw_ops_cpu();
     ops->set_threads(threads);
+    ops->set_deterministic(deterministic);
     *out = ops;
     return 0;
 }

@@ -260,18 +260,21 @@ static int write_moments(const char *path, const qw_params *P, const qw_params *
 {
     qw_st_writer *w = qw_st_writer_new();
     qw_buf name = {0};
+    float *owned[2];   /* host copies of device arenas */
     for (int pass = 0; pass < 2; pass++) {
-        const qw_params *X = pass ? V : M;
+        const float *x = qw_params_host(pass ? V : M, &owned[pass]);
         for (int i = 0; i < P->n; i++) {
             name.n = 0;
             qw_buf_adds(&name, pass ? "exp_avg_sq." : "exp_avg.");
             qw_buf_adds(&name, P->p[i].name);
-            qw_st_writer_add(w, qw_buf_cstr(&name), QW_DT_F32, P->p[i].ndim, P->p[i].shape, qw_params_ptr(X, &P->p[i]));
+            qw_st_writer_add(w, qw_buf_cstr(&name), QW_DT_F32, P->p[i].ndim, P->p[i].shape, x + P->p[i].offset);
         }
     }
     qw_buf_free(&name);
     int st = qw_st_writer_write(w, path);
     qw_st_writer_free(w);
+    free(owned[0]);
+    free(owned[1]);
     return st;
 }
 

@@ -9,17 +9,19 @@
 #include "qw/cli.h"
 #include "qw/objective.h"
 
+/* Activations (void *) are in the backend's activation type, ops->act_size
+ * bytes per element; float * buffers are fp32 whatever the backend. */
 typedef struct {
     /* saved for the backward */
-    float *xn1, *rstd1;           /* input RMSNorm: [N,H], [N] */
-    float *qp, *kp, *v;           /* projections before the q/k norm: [N,Q], [N,KV], [N,KV] */
+    void *xn1; float *rstd1;      /* input RMSNorm: [N,H], [N] */
+    void *qp, *kp, *v;            /* projections before the q/k norm: [N,Q], [N,KV], [N,KV] */
     float *rq, *rk;               /* q/k norm rstd: [N·nh], [N·nkv] */
-    float *q, *k;                 /* after norm and RoPE */
-    float *o, *lse;               /* attention output [N,Q], log-sum-exp [N·nh] */
-    float *xm;                    /* residual after attention [N,H] */
-    float *xn2, *rstd2;           /* post-attention RMSNorm */
-    float *g, *u, *a;             /* MLP: [N,I] dense, [N·k,Ie] MoE (expert-grouped rows) */
-    float *aw, *xg;               /* MoE: weighted a [N·k,Ie], gathered input [N·k,H] */
+    void *q, *k;                  /* after norm and RoPE */
+    void *o; float *lse;          /* attention output [N,Q], log-sum-exp [N·nh] */
+    void *xm;                     /* residual after attention [N,H] */
+    void *xn2; float *rstd2;      /* post-attention RMSNorm */
+    void *g, *u, *a;              /* MLP: [N,I] dense, [N·k,Ie] MoE (expert-grouped rows) */
+    void *aw, *xg;                /* MoE: weighted a [N·k,Ie], gathered input [N·k,H] */
     float *probs, *w;             /* MoE: router softmax [N,E], top-k weights [N,k] */
     int32_t *sel, *rows, *slots;  /* MoE: top-k experts [N,k]; dispatch rows, slots [N·k] */
     int32_t *offsets;             /* MoE: host [E+1] */
@@ -30,6 +32,7 @@ struct qw_model {
     const qw_ops *ops;
     const qw_params *P;
     const qw_config *c;
+    size_t as;                        /* ops->act_size */
     int B, T, N, H, Q, KV, nh, nkv, d, V, L, E, k, Ie, n_moe, capacity, chunk;
     float eps, rope_scale, sm_scale;
     char *arena;
@@ -38,15 +41,18 @@ struct qw_model {
     int32_t *ids, *pos, *kvs, *tgt;   /* device [N] */
     float *coef, *logp, *lse_ce;      /* device [N] */
     float *cs, *sn, *inv_freq;        /* RoPE [N,d/2] ×2, [d/2] */
-    float **x;                        /* host array of L+1 residual streams [N,H] */
-    float *hf, *rstd_f, *logits;      /* final norm output, its rstd, one chunk of logits [chunk,V] */
+    void **x;                         /* host array of L+1 residual streams [N,H] */
+    void *hf; float *rstd_f;          /* final norm output, its rstd */
+    float *logits; void *dlogits;     /* one chunk of logits (fp32) and of their gradient [chunk,V] */
     layer_act *act;                   /* [L] */
     float *aux_count, *aux_psum, *aux_dprobs;   /* device [E] */
     void *attn_ws;
     size_t attn_ws_bytes;
 
     /* backward scratch, shared by all layers */
-    float *dx, *dxn, *dq, *dk, *dv, *dout, *dkp, *da, *du, *dyg, *drl, *dw;
+    void *dx, *dxn, *dq, *dk, *dv, *dout, *dkp, *da, *du, *dyg;
+    float *drl, *dw;                  /* MoE: router logits, then their gradient [N,E]; ∂/∂w [N,k] */
+    void *drl_act;                    /* MoE: the router logits' gradient as an activation [N,E] */
 
     /* host copies of the batch */
     int32_t *h_pos, *h_kvs, *h_tgt;
@@ -54,6 +60,11 @@ struct qw_model {
     double pairs, aux;
     int have_forward;
 };
+
+/* Element i of an activation array. */
+static inline void *at(const qw_model *m, const void *p, size_t i) { return (char *)p + i * m->as; }
+/* The compute copy of the weights that master pointer w (into P->data) views. */
+static inline const void *cw(const qw_model *m, const float *w) { return at(m, m->P->compute, (size_t)(w - m->P->data)); }
 
 /* ---- the activation plan ---- */
 
@@ -64,6 +75,7 @@ static void *take(qw_model *m, size_t bytes)
     m->arena_bytes += (bytes + 63) / 64 * 64;
     return p;
 }
+#define TAKE_A(m, n) take(m, (size_t)(n) * (m)->as)
 #define TAKE_F(m, n) ((float *)take(m, (size_t)(n) * sizeof(float)))
 #define TAKE_I(m, n) ((int32_t *)take(m, (size_t)(n) * sizeof(int32_t)))
 
@@ -75,36 +87,37 @@ static void plan(qw_model *m)
     m->ids = TAKE_I(m, N); m->pos = TAKE_I(m, N); m->kvs = TAKE_I(m, N); m->tgt = TAKE_I(m, N);
     m->coef = TAKE_F(m, N); m->logp = TAKE_F(m, N); m->lse_ce = TAKE_F(m, N);
     m->cs = TAKE_F(m, N * m->d / 2); m->sn = TAKE_F(m, N * m->d / 2); m->inv_freq = TAKE_F(m, m->d / 2);
-    for (int l = 0; l <= m->L; l++) m->x[l] = TAKE_F(m, N * H);
-    m->hf = TAKE_F(m, N * H); m->rstd_f = TAKE_F(m, N);
-    m->logits = TAKE_F(m, (size_t)m->chunk * m->V);
+    for (int l = 0; l <= m->L; l++) m->x[l] = TAKE_A(m, N * H);
+    m->hf = TAKE_A(m, N * H); m->rstd_f = TAKE_F(m, N);
+    m->logits = TAKE_F(m, (size_t)m->chunk * m->V); m->dlogits = TAKE_A(m, (size_t)m->chunk * m->V);
     for (int l = 0; l < m->L; l++) {
         layer_act *A = &m->act[l];
-        A->xn1 = TAKE_F(m, N * H); A->rstd1 = TAKE_F(m, N);
-        A->qp = TAKE_F(m, N * Q); A->kp = TAKE_F(m, N * KV); A->v = TAKE_F(m, N * KV);
+        A->xn1 = TAKE_A(m, N * H); A->rstd1 = TAKE_F(m, N);
+        A->qp = TAKE_A(m, N * Q); A->kp = TAKE_A(m, N * KV); A->v = TAKE_A(m, N * KV);
         A->rq = TAKE_F(m, N * m->nh); A->rk = TAKE_F(m, N * m->nkv);
-        A->q = TAKE_F(m, N * Q); A->k = TAKE_F(m, N * KV);
-        A->o = TAKE_F(m, N * Q); A->lse = TAKE_F(m, N * m->nh);
-        A->xm = TAKE_F(m, N * H); A->xn2 = TAKE_F(m, N * H); A->rstd2 = TAKE_F(m, N);
+        A->q = TAKE_A(m, N * Q); A->k = TAKE_A(m, N * KV);
+        A->o = TAKE_A(m, N * Q); A->lse = TAKE_F(m, N * m->nh);
+        A->xm = TAKE_A(m, N * H); A->xn2 = TAKE_A(m, N * H); A->rstd2 = TAKE_F(m, N);
         size_t rows = N, w = m->c->intermediate_size;
         if (m->P->layer[l].is_moe) {
             rows = N * m->k, w = m->Ie;
-            A->aw = TAKE_F(m, rows * w); A->xg = TAKE_F(m, rows * H);
+            A->aw = TAKE_A(m, rows * w); A->xg = TAKE_A(m, rows * H);
             A->probs = TAKE_F(m, N * m->E); A->w = TAKE_F(m, N * m->k);
             A->sel = TAKE_I(m, N * m->k); A->rows = TAKE_I(m, rows); A->slots = TAKE_I(m, rows);
         }
-        A->g = TAKE_F(m, rows * w); A->u = TAKE_F(m, rows * w); A->a = TAKE_F(m, rows * w);
+        A->g = TAKE_A(m, rows * w); A->u = TAKE_A(m, rows * w); A->a = TAKE_A(m, rows * w);
         if (rows * w > mlp_rows * mlp_w) mlp_rows = rows, mlp_w = w;
     }
     m->aux_count = TAKE_F(m, m->E); m->aux_psum = TAKE_F(m, m->E); m->aux_dprobs = TAKE_F(m, m->E);
-    m->attn_ws_bytes = m->ops->attn_workspace(m->T, m->d);
+    m->attn_ws_bytes = m->ops->attn_workspace(m->B, m->T, m->nh, m->d);
     m->attn_ws = take(m, m->attn_ws_bytes);
-    m->dx = TAKE_F(m, N * H); m->dxn = TAKE_F(m, N * H);
-    m->dq = TAKE_F(m, N * Q); m->dout = TAKE_F(m, N * Q);
-    m->dk = TAKE_F(m, N * KV); m->dv = TAKE_F(m, N * KV); m->dkp = TAKE_F(m, N * KV);
-    m->da = TAKE_F(m, mlp_rows * mlp_w); m->du = TAKE_F(m, mlp_rows * mlp_w);
+    m->dx = TAKE_A(m, N * H); m->dxn = TAKE_A(m, N * H);
+    m->dq = TAKE_A(m, N * Q); m->dout = TAKE_A(m, N * Q);
+    m->dk = TAKE_A(m, N * KV); m->dv = TAKE_A(m, N * KV); m->dkp = TAKE_A(m, N * KV);
+    m->da = TAKE_A(m, mlp_rows * mlp_w); m->du = TAKE_A(m, mlp_rows * mlp_w);
     if (m->n_moe) {
-        m->dyg = TAKE_F(m, N * m->k * H); m->drl = TAKE_F(m, N * m->E); m->dw = TAKE_F(m, N * m->k);
+        m->dyg = TAKE_A(m, N * m->k * H); m->drl = TAKE_F(m, N * m->E); m->dw = TAKE_F(m, N * m->k);
+        m->drl_act = TAKE_A(m, N * m->E);
     }
 }
 
@@ -154,8 +167,12 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
         if (P->layer[l].is_moe && (c->num_experts_per_tok < 1 || c->num_experts_per_tok > c->num_experts))
             return qw_error(QW_EXIT_DATA, "model: num_experts_per_tok %d must be between 1 and num_experts %d",
                             c->num_experts_per_tok, c->num_experts);
+    if (P->ops ? P->ops != ops : strcmp(ops->name, "cpu"))
+        return qw_error(QW_EXIT_FAIL, "model: the parameters are in %s memory, not %s (qw_params_to_device)",
+                        P->ops ? P->ops->name : "host", ops->name);
+    if (!P->compute) return qw_error(QW_EXIT_FAIL, "model: the parameter arena has no compute copy");
     qw_model *m = qw_calloc(1, sizeof *m);
-    m->ops = ops, m->P = P, m->c = c;
+    m->ops = ops, m->P = P, m->c = c, m->as = ops->act_size;
     m->B = B, m->T = T, m->N = B * T;
     m->H = c->hidden_size, m->nh = c->num_attention_heads, m->nkv = c->num_key_value_heads, m->d = c->head_dim;
     m->Q = m->nh * m->d, m->KV = m->nkv * m->d, m->V = c->vocab_size, m->L = c->num_hidden_layers;
@@ -211,25 +228,32 @@ size_t qw_model_plan_bytes(const qw_model *m) { return m->arena_bytes; }
 
 /* ---- forward ---- */
 
-/* y[n,out] = x[n,in]·Wᵀ (+ y when acc) */
-static void linear(const qw_model *m, float *y, const float *x, const float *W, int n, int out, int in, int acc)
+/* y[n,out] = x[n,in]·Wᵀ (+ y when acc); W a master view, read from the compute copy */
+static void linear(const qw_model *m, void *y, const void *x, const float *W, int n, int out, int in, int acc)
 {
-    m->ops->gemm(0, 1, n, out, in, 1, x, in, W, in, acc ? 1 : 0, y, out);
+    m->ops->gemm(0, 1, n, out, in, 1, x, in, cw(m, W), in, acc ? 1 : 0, y, out, 0);
 }
 
-/* dx[n,in] (+)= dy·W;  dW += dyᵀ·x */
-static void linear_bwd(const qw_model *m, float *dx, float *dW, const float *dy, const float *x, const float *W,
+/* dx[n,in] (+)= dy·W;  dW += dyᵀ·x into the fp32 gradient arena */
+static void linear_bwd(const qw_model *m, void *dx, float *dW, const void *dy, const void *x, const float *W,
                        int n, int out, int in, int acc)
 {
-    m->ops->gemm(0, 0, n, in, out, 1, dy, out, W, in, acc ? 1 : 0, dx, in);
-    m->ops->gemm(1, 0, out, in, n, 1, dy, out, x, in, 1, dW, in);
+    m->ops->gemm(0, 0, n, in, out, 1, dy, out, cw(m, W), in, acc ? 1 : 0, dx, in, 0);
+    m->ops->gemm(1, 0, out, in, n, 1, dy, out, x, in, 1, dW, in, 1);
 }
 
-static void moe_forward(qw_model *m, const qw_layer_params *W, layer_act *A, float *xo)
+/* logits[rows,V] (fp32) of the final hidden states from row c0 */
+static void lm_head(const qw_model *m, int c0, int rows)
+{
+    m->ops->gemm(0, 1, rows, m->V, m->H, 1, at(m, m->hf, (size_t)c0 * m->H), m->H, cw(m, m->P->lm_head), m->H, 0,
+                 m->logits, m->V, 1);
+}
+
+static void moe_forward(qw_model *m, const qw_layer_params *W, layer_act *A, void *xo)
 {
     const qw_ops *ops = m->ops;
     int N = m->N, H = m->H, E = m->E, k = m->k, Ie = m->Ie;
-    linear(m, m->drl, A->xn2, W->router, N, E, H, 0);   /* router logits, in backward scratch */
+    ops->gemm(0, 1, N, E, H, 1, A->xn2, H, cw(m, W->router), H, 0, m->drl, E, 1);   /* router logits, fp32 */
     ops->moe_route_fwd(A->probs, A->sel, A->w, m->drl, N, E, k, m->c->norm_topk_prob);
     ops->moe_aux_stats(m->aux_count, m->aux_psum, A->probs, A->sel, N, E, k);
     A->kept = ops->moe_dispatch(A->offsets, A->rows, A->slots, A->sel, N, E, k, m->capacity);
@@ -237,14 +261,16 @@ static void moe_forward(qw_model *m, const qw_layer_params *W, layer_act *A, flo
     const int32_t *off = A->offsets;
     for (int e = 0; e < E; e++) {
         int o0 = off[e], ne = off[e + 1] - off[e];
-        linear(m, A->g + (size_t)o0 * Ie, A->xg + (size_t)o0 * H, W->exp_gate + (size_t)e * Ie * H, ne, Ie, H, 0);
-        linear(m, A->u + (size_t)o0 * Ie, A->xg + (size_t)o0 * H, W->exp_up + (size_t)e * Ie * H, ne, Ie, H, 0);
+        const void *xg = at(m, A->xg, (size_t)o0 * H);
+        linear(m, at(m, A->g, (size_t)o0 * Ie), xg, W->exp_gate + (size_t)e * Ie * H, ne, Ie, H, 0);
+        linear(m, at(m, A->u, (size_t)o0 * Ie), xg, W->exp_up + (size_t)e * Ie * H, ne, Ie, H, 0);
     }
     ops->swiglu_fwd(A->a, A->g, A->u, (size_t)A->kept * Ie);
     ops->scale_rows(A->aw, A->a, A->w, A->slots, A->kept, Ie);
     for (int e = 0; e < E; e++) {
         int o0 = off[e], ne = off[e + 1] - off[e];
-        linear(m, m->dyg + (size_t)o0 * H, A->aw + (size_t)o0 * Ie, W->exp_down + (size_t)e * H * Ie, ne, H, Ie, 0);
+        linear(m, at(m, m->dyg, (size_t)o0 * H), at(m, A->aw, (size_t)o0 * Ie), W->exp_down + (size_t)e * H * Ie,
+               ne, H, Ie, 0);
     }
     ops->scatter_add_rows(xo, m->dyg, A->rows, A->kept, H);
 }
@@ -255,23 +281,21 @@ static void layer_forward(qw_model *m, int l)
     const qw_layer_params *W = &m->P->layer[l];
     layer_act *A = &m->act[l];
     int N = m->N, H = m->H, Q = m->Q, KV = m->KV, d = m->d;
-    float *x = m->x[l], *xo = m->x[l + 1];
+    void *x = m->x[l], *xo = m->x[l + 1];
 
     ops->rmsnorm_fwd(A->xn1, A->rstd1, x, W->input_norm, N, H, m->eps);
     linear(m, A->qp, A->xn1, W->q, N, Q, H, 0);
     linear(m, A->kp, A->xn1, W->k, N, KV, H, 0);
     linear(m, A->v, A->xn1, W->v, N, KV, H, 0);
-    ops->rmsnorm_fwd(A->q, A->rq, A->qp, W->q_norm, N * m->nh, d, m->eps);
-    ops->rmsnorm_fwd(A->k, A->rk, A->kp, W->k_norm, N * m->nkv, d, m->eps);
-    ops->rope(A->q, m->cs, m->sn, N, m->nh, d, 0);
-    ops->rope(A->k, m->cs, m->sn, N, m->nkv, d, 0);
+    ops->qk_norm_rope_fwd(A->q, A->rq, A->qp, W->q_norm, m->cs, m->sn, N, m->nh, d, m->eps);
+    ops->qk_norm_rope_fwd(A->k, A->rk, A->kp, W->k_norm, m->cs, m->sn, N, m->nkv, d, m->eps);
     ops->attn_fwd(A->o, A->lse, A->q, A->k, A->v, m->kvs, m->B, m->T, m->nh, m->nkv, d, m->sm_scale,
                   m->attn_ws, m->attn_ws_bytes);
-    ops->copy(A->xm, x, (size_t)N * H * sizeof *x);
+    ops->copy(A->xm, x, (size_t)N * H * m->as);
     linear(m, A->xm, A->o, W->o, N, H, Q, 1);
 
     ops->rmsnorm_fwd(A->xn2, A->rstd2, A->xm, W->post_norm, N, H, m->eps);
-    ops->copy(xo, A->xm, (size_t)N * H * sizeof *x);
+    ops->copy(xo, A->xm, (size_t)N * H * m->as);
     if (W->is_moe) {
         moe_forward(m, W, A, xo);
     } else {
@@ -338,7 +362,7 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
     ops->rmsnorm_fwd(m->hf, m->rstd_f, m->x[m->L], P->final_norm, N, H, m->eps);
     for (int c0 = 0; c0 < N; c0 += m->chunk) {
         int rows = c0 + m->chunk < N ? m->chunk : N - c0;
-        linear(m, m->logits, m->hf + (size_t)c0 * H, P->lm_head, rows, V, H, 0);
+        lm_head(m, c0, rows);
         if (logits) ops->download(logits + (size_t)c0 * V, m->logits, (size_t)rows * V * sizeof *logits);
         ops->ce_fwd(m->lse_ce + c0, m->logp + c0, m->logits, m->tgt + c0, rows, V);
     }
@@ -376,8 +400,8 @@ static void moe_backward(qw_model *m, const qw_layer_params *W, qw_layer_params 
     for (int e = 0; e < E; e++) {   /* down projection: da (still unweighted by w) and dW */
         int o0 = off[e], ne = off[e + 1] - off[e];
         size_t we = (size_t)e * H * Ie;
-        linear_bwd(m, m->da + (size_t)o0 * Ie, G->exp_down + we, m->dyg + (size_t)o0 * H, A->aw + (size_t)o0 * Ie,
-                   W->exp_down + we, ne, H, Ie, 0);
+        linear_bwd(m, at(m, m->da, (size_t)o0 * Ie), G->exp_down + we, at(m, m->dyg, (size_t)o0 * H),
+                   at(m, A->aw, (size_t)o0 * Ie), W->exp_down + we, ne, H, Ie, 0);
     }
     ops->zero(m->dw, (size_t)N * k * sizeof(float));
     ops->row_dot(m->dw, m->da, A->a, A->slots, A->kept, Ie);
@@ -386,16 +410,17 @@ static void moe_backward(qw_model *m, const qw_layer_params *W, qw_layer_params 
     for (int e = 0; e < E; e++) {   /* gate and up projections, input gradient into dyg */
         int o0 = off[e], ne = off[e + 1] - off[e];
         size_t we = (size_t)e * Ie * H;
-        float *dxg = m->dyg + (size_t)o0 * H;
-        const float *xg = A->xg + (size_t)o0 * H;
-        linear_bwd(m, dxg, G->exp_gate + we, m->da + (size_t)o0 * Ie, xg, W->exp_gate + we, ne, Ie, H, 0);
-        linear_bwd(m, dxg, G->exp_up + we, m->du + (size_t)o0 * Ie, xg, W->exp_up + we, ne, Ie, H, 1);
+        void *dxg = at(m, m->dyg, (size_t)o0 * H);
+        const void *xg = at(m, A->xg, (size_t)o0 * H);
+        linear_bwd(m, dxg, G->exp_gate + we, at(m, m->da, (size_t)o0 * Ie), xg, W->exp_gate + we, ne, Ie, H, 0);
+        linear_bwd(m, dxg, G->exp_up + we, at(m, m->du, (size_t)o0 * Ie), xg, W->exp_up + we, ne, Ie, H, 1);
     }
-    ops->zero(m->dxn, (size_t)N * H * sizeof(float));
+    ops->zero(m->dxn, (size_t)N * H * m->as);
     ops->scatter_add_rows(m->dxn, m->dyg, A->rows, A->kept, H);
     ops->moe_route_bwd(m->drl, m->dw, A->probs, A->sel, A->w, aux ? m->aux_dprobs : NULL, N, E, k,
                        m->c->norm_topk_prob);
-    linear_bwd(m, m->dxn, G->router, m->drl, A->xn2, W->router, N, E, H, 1);
+    ops->to_act(m->drl_act, m->drl, (size_t)N * E);
+    linear_bwd(m, m->dxn, G->router, m->drl_act, A->xn2, W->router, N, E, H, 1);
 }
 
 static void layer_backward(qw_model *m, qw_params *grads, int l, int aux)
@@ -422,11 +447,9 @@ static void layer_backward(qw_model *m, qw_params *grads, int l, int aux)
     linear_bwd(m, m->dout, G->o, m->dx, A->o, W->o, N, H, Q, 0);
     ops->attn_bwd(m->dq, m->dk, m->dv, m->dout, A->q, A->k, A->v, A->o, A->lse, m->kvs,
                   m->B, m->T, m->nh, m->nkv, d, m->sm_scale, m->attn_ws, m->attn_ws_bytes);
-    ops->rope(m->dq, m->cs, m->sn, N, m->nh, d, 1);
-    ops->rope(m->dk, m->cs, m->sn, N, m->nkv, d, 1);
-    float *dqp = m->dout;
-    ops->rmsnorm_bwd(dqp, G->q_norm, m->dq, A->qp, W->q_norm, A->rq, N * m->nh, d, 0);
-    ops->rmsnorm_bwd(m->dkp, G->k_norm, m->dk, A->kp, W->k_norm, A->rk, N * m->nkv, d, 0);
+    void *dqp = m->dout;   /* free again after attn_bwd */
+    ops->qk_norm_rope_bwd(dqp, G->q_norm, m->dq, A->qp, W->q_norm, A->rq, m->cs, m->sn, N, m->nh, d);
+    ops->qk_norm_rope_bwd(m->dkp, G->k_norm, m->dk, A->kp, W->k_norm, A->rk, m->cs, m->sn, N, m->nkv, d);
     linear_bwd(m, m->dxn, G->q, dqp, A->xn1, W->q, N, Q, H, 0);
     linear_bwd(m, m->dxn, G->k, m->dkp, A->xn1, W->k, N, KV, H, 1);
     linear_bwd(m, m->dxn, G->v, m->dv, A->xn1, W->v, N, KV, H, 1);
@@ -439,15 +462,16 @@ int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef)
     const qw_params *P = m->P;
     int N = m->N, H = m->H, V = m->V, E = m->E;
     if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: backward without a forward");
-    if (grads->total != P->total) return qw_error(QW_EXIT_FAIL, "model: gradient arena does not match the parameters");
+    if (grads->total != P->total || grads->ops != P->ops)
+        return qw_error(QW_EXIT_FAIL, "model: gradient arena does not match the parameters");
 
     /* LM head and cross-entropy, chunk by chunk: ∂/∂hf into dxn */
     for (int c0 = 0; c0 < N; c0 += m->chunk) {
         int rows = c0 + m->chunk < N ? m->chunk : N - c0;
-        const float *hf = m->hf + (size_t)c0 * H;
-        linear(m, m->logits, hf, P->lm_head, rows, V, H, 0);
-        ops->ce_bwd(m->logits, m->lse_ce + c0, m->tgt + c0, m->coef + c0, rows, V);
-        linear_bwd(m, m->dxn + (size_t)c0 * H, grads->lm_head, m->logits, hf, P->lm_head, rows, V, H, 0);
+        lm_head(m, c0, rows);
+        ops->ce_bwd(m->dlogits, m->logits, m->lse_ce + c0, m->tgt + c0, m->coef + c0, rows, V);
+        linear_bwd(m, at(m, m->dxn, (size_t)c0 * H), grads->lm_head, m->dlogits, at(m, m->hf, (size_t)c0 * H),
+                   P->lm_head, rows, V, H, 0);
     }
     ops->rmsnorm_bwd(m->dx, grads->final_norm, m->dxn, m->x[m->L], P->final_norm, m->rstd_f, N, H, 0);
 

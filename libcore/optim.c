@@ -1,4 +1,5 @@
-/* optim.c — AdamW over parameter arenas, gradient clipping, schedules. */
+/* optim.c — AdamW over parameter arenas (through the backend's ops), gradient
+ * clipping, schedules. */
 #include "qw/optim.h"
 
 #include <math.h>
@@ -12,58 +13,31 @@ qw_adamw qw_adamw_defaults(void)
     return (qw_adamw){ .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1 };
 }
 
-/* A piece of one tensor: arena elements [lo, hi) with one decay flag. */
-typedef struct { size_t lo, hi; int decay; } piece;
-
-enum { PIECE = 1 << 16 };
-
-void qw_adamw_step_range(const qw_adamw *o, const qw_params *L, size_t lo, size_t hi,
-                         float *p, const float *g, float *m, float *v,
-                         long step, double lr, double grad_scale)
-{
-    size_t cap = 0, n = 0;
-    for (int i = 0; i < L->n; i++) cap += (size_t)L->p[i].numel / PIECE + 1;
-    piece *pc = qw_malloc((cap ? cap : 1) * sizeof *pc);
-    for (int i = 0; i < L->n; i++) {
-        size_t a = L->p[i].offset, b = a + (size_t)L->p[i].numel;
-        if (a < lo) a = lo;
-        if (b > hi) b = hi;
-        for (; a < b; a += PIECE)
-            pc[n++] = (piece){ a, a + PIECE < b ? a + PIECE : b, !L->p[i].no_decay };
-    }
-    const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps, s = (float)grad_scale;
-    const float step_size = (float)(lr / (1.0 - pow(o->beta1, (double)step)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, (double)step));
-    const float decay = (float)(1.0 - lr * o->weight_decay);
-    #pragma omp parallel for schedule(dynamic, 4)
-    for (size_t k = 0; k < n; k++) {
-        const float d = pc[k].decay ? decay : 1.0f;
-        #pragma omp simd
-        for (size_t j = pc[k].lo - lo; j < pc[k].hi - lo; j++) {
-            float gj = g[j] * s;
-            float mj = b1 * m[j] + (1.0f - b1) * gj;
-            float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
-            m[j] = mj;
-            v[j] = vj;
-            p[j] = p[j] * d - step_size * mj / (sqrtf(vj) / bc2_sqrt + eps);
-        }
-    }
-    free(pc);
-}
+/* Host arenas are stepped by the CPU backend's ops. */
+static const qw_ops *ops_of(const qw_params *P) { return P->ops ? P->ops : qw_ops_cpu(); }
 
 void qw_adamw_step(const qw_adamw *o, qw_params *P, const qw_params *G, qw_params *M, qw_params *V,
                    long step, double lr, double grad_scale)
 {
-    qw_adamw_step_range(o, P, 0, P->total, P->data, G->data, M->data, V->data, step, lr, grad_scale);
+    const qw_ops *ops = ops_of(P);
+    qw_adamw_scalars s = {
+        .beta1 = (float)o->beta1, .beta2 = (float)o->beta2, .eps = (float)o->eps, .grad_scale = (float)grad_scale,
+        .step_size = (float)(lr / (1.0 - pow(o->beta1, (double)step))),
+        .bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, (double)step)),
+    };
+    const float decay = (float)(1.0 - lr * o->weight_decay);
+    char *act = P->compute != (void *)P->data ? P->compute : NULL;
+    /* one op per run of tensors with the same decay flag (the gaps between them are zero) */
+    for (int i = 0, j; i < P->n; i = j) {
+        for (j = i + 1; j < P->n && P->p[j].no_decay == P->p[i].no_decay; j++) {}
+        size_t lo = P->p[i].offset, hi = P->p[j - 1].offset + (size_t)P->p[j - 1].numel;
+        s.decay = P->p[i].no_decay ? 1.0f : decay;
+        ops->adamw(P->data + lo, act ? act + lo * ops->act_size : NULL, G->data + lo, M->data + lo, V->data + lo,
+                   hi - lo, &s);
+    }
 }
 
-double qw_grad_sumsq(const float *g, size_t n)
-{
-    double s = 0;
-    #pragma omp parallel for simd reduction(+ : s) schedule(static)
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-    return s;
-}
+double qw_grad_sumsq(const qw_params *G) { return ops_of(G)->sumsq(G->data, G->total); }
 
 double qw_clip_scale(double norm, double max_norm)
 {

@@ -128,18 +128,24 @@ static void set_views(qw_params *P)
     P->lm_head = head ? P->data + head->offset : P->embed;
 }
 
-static int alloc_arena(qw_params *P)
+static size_t arena_bytes(const qw_params *P) { return (P->total ? P->total : 1) * sizeof(float); }
+
+/* A zeroed arena for P's layout, on the host or from ops. */
+static int alloc_arena(qw_params *P, const qw_ops *ops)
 {
     P->layer = qw_calloc(P->cfg.num_hidden_layers, sizeof *P->layer);
+    size_t bytes = arena_bytes(P);
     void *mem = NULL;
-    size_t bytes = (P->total ? P->total : 1) * sizeof(float);
-    if (posix_memalign(&mem, 64, bytes)) {
+    if (ops) mem = ops->alloc(bytes);
+    else if (!posix_memalign(&mem, 64, bytes)) memset(mem, 0, bytes);
+    if (!mem) {
         int64_t n = (int64_t)P->total;
         qw_params_free(P);
-        return qw_error(QW_EXIT_FAIL, "out of memory: %lld parameters (%zu bytes)", (long long)n, bytes);
+        return qw_error(QW_EXIT_FAIL, "out of %s memory: %lld parameters (%zu bytes)", ops ? ops->name : "host",
+                        (long long)n, bytes);
     }
-    memset(mem, 0, bytes);
     P->data = mem;
+    P->ops = ops;
     set_views(P);
     return 0;
 }
@@ -187,7 +193,9 @@ static int build_layout(qw_params *P, const qw_config *c)
 int qw_params_init(qw_params *P, const qw_config *c)
 {
     int rc = build_layout(P, c);
-    return rc ? rc : alloc_arena(P);
+    if (!rc) rc = alloc_arena(P, NULL);
+    if (!rc) P->compute = P->data;
+    return rc;
 }
 
 int qw_params_alloc_like(qw_params *dst, const qw_params *src)
@@ -199,7 +207,44 @@ int qw_params_alloc_like(qw_params *dst, const qw_params *src)
     memcpy(dst->p, src->p, src->n * sizeof *src->p);
     dst->total = src->total;
     build_index(dst);
-    return alloc_arena(dst);
+    return alloc_arena(dst, src->ops);
+}
+
+int qw_params_to_device(qw_params *P, const qw_ops *ops)
+{
+    if (P->ops == ops) return 0;
+    if (P->ops) return qw_error(QW_EXIT_FAIL, "parameters on the %s backend cannot move to %s", P->ops->name, ops->name);
+    size_t bytes = arena_bytes(P), cbytes = P->compute && ops->act_size != sizeof(float) ? P->total * ops->act_size : 0;
+    float *data = ops->alloc(bytes);
+    void *compute = data && cbytes ? ops->alloc(cbytes) : NULL;
+    if (!data || (cbytes && !compute)) {
+        if (data) ops->free(data);
+        return qw_error(QW_EXIT_FAIL, "out of %s memory: %lld parameters (%zu bytes, %zu more for the %zu-byte compute copy)",
+                        ops->name, (long long)P->total, bytes, cbytes, ops->act_size);
+    }
+    ops->upload(data, P->data, bytes);
+    if (compute) ops->to_act(compute, data, P->total);
+    int has_compute = P->compute != NULL;
+    free(P->data);
+    P->data = data;
+    P->compute = compute ? compute : has_compute ? data : NULL;
+    P->ops = ops;
+    set_views(P);
+    return 0;
+}
+
+void qw_params_sync_compute(qw_params *P)
+{
+    if (P->compute && P->compute != (void *)P->data) P->ops->to_act(P->compute, P->data, P->total);
+}
+
+const float *qw_params_host(const qw_params *P, float **owned)
+{
+    *owned = NULL;
+    if (!P->ops) return P->data;
+    *owned = qw_malloc(P->total * sizeof(float));
+    P->ops->download(*owned, P->data, P->total * sizeof(float));
+    return *owned;
 }
 
 void qw_params_free(qw_params *P)
@@ -208,7 +253,12 @@ void qw_params_free(qw_params *P)
     if (x) free(x->slot);
     free(x);
     free(P->p);
-    free(P->data);
+    if (P->ops) {
+        if (P->compute && P->compute != (void *)P->data) P->ops->free(P->compute);
+        if (P->data) P->ops->free(P->data);
+    } else {
+        free(P->data);
+    }
     free(P->layer);
     memset(P, 0, sizeof *P);
 }
@@ -362,7 +412,12 @@ static int walk(qw_params *P, const qw_st *st, int allow_extra)
     return rc;
 }
 
-int qw_params_load(qw_params *P, const qw_st *st, int allow_extra) { return walk(P, st, allow_extra); }
+int qw_params_load(qw_params *P, const qw_st *st, int allow_extra)
+{
+    if (P->ops) return qw_error(QW_EXIT_FAIL, "'%s': parameters on the %s backend are loaded on the host first",
+                                qw_st_path(st), P->ops->name);
+    return walk(P, st, allow_extra);
+}
 
 int qw_params_check(const qw_config *c, const qw_st *st, int allow_extra)
 {
@@ -379,14 +434,17 @@ int qw_params_save(const qw_params *P, const char *dir, qw_dtype dtype)
 {
     if (dtype != QW_DT_F32 && dtype != QW_DT_BF16)
         return qw_error(QW_EXIT_FAIL, "'%s': parameters are saved as F32 or BF16, not %s", dir, qw_dtype_name(dtype));
+    float *owned;
+    const float *data = qw_params_host(P, &owned);
     qw_st_writer *w = qw_st_writer_new();
     for (int i = 0; i < P->n; i++) {
         const qw_param *p = &P->p[i];
-        qw_st_writer_add_f32(w, p->name, dtype, p->ndim, p->shape, P->data + p->offset);
+        qw_st_writer_add_f32(w, p->name, dtype, p->ndim, p->shape, data + p->offset);
     }
     qw_st_writer_meta(w, "format", "pt");
     int rc = qw_st_writer_write_dir(w, dir, (size_t)5000000000ULL);
     qw_st_writer_free(w);
+    free(owned);
     if (rc) return rc;
     qw_config c = P->cfg;
     snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s", dtype == QW_DT_BF16 ? "bfloat16" : "float32");

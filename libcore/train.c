@@ -39,8 +39,9 @@ typedef struct {
     const qw_train_opts *o;
     qw_comm *comm;
     int rank, size;
-    qw_params P, G, M, V;
+    qw_params P, G, M, V;      /* on the backend once set up (host until then) */
     int have_params;
+    float *host_grads;         /* several ranks: the gradients staged for the allreduce */
     qw_model *model;
     qw_dataset *train, *val;
     qw_metrics *metrics;
@@ -73,6 +74,7 @@ static void run_free(run *r)
     qw_dataset_close(r->train);
     qw_dataset_close(r->val);
     qw_metrics_close(r->metrics);
+    free(r->host_grads);
     free(r->tokenizer_dir);
     free(r->model_dir);
     free(r->row); free(r->seg_row); free(r->pos_row); free(r->loss_row);
@@ -115,7 +117,6 @@ static int apply_overrides(const qw_train_opts *o, qw_config *c)
     return 0;
 }
 
-/* Build P (and G, M, V) from --config, --model or the checkpoint to resume. */
 /* --model takes a model directory, or a run's --out directory (its latest). */
 static int resolve_model_dir(run *r)
 {
@@ -127,6 +128,8 @@ static int resolve_model_dir(run *r)
     return 0;
 }
 
+/* Build P (and M, V) on the host from --config, --model or the checkpoint
+ * to resume (whose values qw_ckpt_load fills in later). */
 static int setup_params(run *r, const char *resume_dir)
 {
     const qw_train_opts *o = r->o;
@@ -138,9 +141,7 @@ static int setup_params(run *r, const char *resume_dir)
     if (!resume_dir || o->config_path || o->model_dir) apply_overrides(o, &cfg);
     if (qw_params_init(&r->P, &cfg)) return qw_error_status();
     r->have_params = 1;
-    if (qw_params_alloc_like(&r->G, &r->P) || qw_params_alloc_like(&r->M, &r->P) ||
-        qw_params_alloc_like(&r->V, &r->P))
-        return qw_error_status();
+    if (qw_params_alloc_like(&r->M, &r->P) || qw_params_alloc_like(&r->V, &r->P)) return qw_error_status();
     if (r->model_dir && !resume_dir) {
         qw_st *st;
         if (qw_st_open(r->model_dir, &st)) return qw_error_status();
@@ -330,7 +331,7 @@ static int train_loop(run *r, long start_step, long long tokens)
         double n_global = (double)n_local;
         if ((rc = qw_comm_allreduce_f64(r->comm, &n_global, 1))) break;
         double inv = n_global > 0 ? 1.0 / n_global : 0.0;
-        memset(r->G.data, 0, r->G.total * sizeof(float));   /* host arena (CPU backend) */
+        o->ops->zero(r->G.data, r->G.total * sizeof(float));
         double loss_aux[2] = {0, 0};
         for (int first = 0; first < r->rows_local; first += r->micro) {
             int n = r->rows_local - first < r->micro ? r->rows_local - first : r->micro;
@@ -343,22 +344,29 @@ static int train_loop(run *r, long start_step, long long tokens)
             loss_aux[1] += out.aux_loss / r->micro_global;
         }
         if (rc) break;
-        if (r->size > 1 && ((rc = qw_comm_allreduce_f32(r->comm, r->G.data, r->G.total)) ||
-                            (rc = qw_comm_allreduce_f64(r->comm, loss_aux, 2))))
-            break;
-        double norm = sqrt(qw_grad_sumsq(r->G.data, r->G.total));
+        if (r->size > 1) {   /* MPI sums host buffers: stage the gradients through one */
+            o->ops->download(r->host_grads, r->G.data, r->G.total * sizeof(float));
+            if ((rc = qw_comm_allreduce_f32(r->comm, r->host_grads, r->G.total)) ||
+                (rc = qw_comm_allreduce_f64(r->comm, loss_aux, 2)))
+                break;
+            o->ops->upload(r->G.data, r->host_grads, r->G.total * sizeof(float));
+        }
+        double norm = sqrt(qw_grad_sumsq(&r->G));
         double lr = qw_sched_lr(&o->sched, step);
         qw_adamw_step(&o->adamw, &r->P, &r->G, &r->M, &r->V, step + 1, lr, qw_clip_scale(norm, o->clip));
         tokens += (long long)r->R * T;
         double dt = qw_now() - t0;
+        size_t in_use, peak;
+        o->ops->mem_stats(&in_use, &peak);
         if (r->rank == 0) {
-            qw_metric m[8];
+            qw_metric m[9];
             int k = 0;
             m[k++] = (qw_metric){"loss", loss_aux[0] + r->aux_coef * loss_aux[1]};
             m[k++] = (qw_metric){"lr", lr};
             m[k++] = (qw_metric){"grad_norm", norm};
             m[k++] = (qw_metric){"tokens", (double)tokens};
             m[k++] = (qw_metric){"tok_per_s", r->R * (double)T / dt};
+            m[k++] = (qw_metric){"mem_peak_bytes", (double)peak};
             if (r->P.cfg.arch == QW_ARCH_MOE) {
                 m[k++] = (qw_metric){"aux_loss", loss_aux[1]};
                 m[k++] = (qw_metric){"ce_loss", loss_aux[0]};
@@ -450,6 +458,11 @@ static int setup_and_train(run *r)
     r->aux_coef = (float)(o->aux_coef >= 0 ? o->aux_coef
                           : r->P.cfg.arch == QW_ARCH_MOE ? r->P.cfg.router_aux_loss_coef : 0);
 
+    /* the run's arenas live on the backend from here on */
+    if ((rc = qw_params_to_device(&r->P, o->ops)) || (rc = qw_params_to_device(&r->M, o->ops)) ||
+        (rc = qw_params_to_device(&r->V, o->ops)) || (rc = qw_params_alloc_like(&r->G, &r->P)))
+        return rc;
+    if (r->size > 1) r->host_grads = qw_malloc(r->G.total * sizeof(float));
     qw_model_opts mo = {o->capacity_factor};
     if ((rc = qw_model_new(o->ops, &r->P, r->micro, r->T, &mo, &r->model))) return rc;
     size_t BT = (size_t)r->micro * r->T, L = r->T + 1;

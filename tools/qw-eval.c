@@ -1,11 +1,12 @@
 /* qw-eval — evaluate a model.
  *
  *   qw-eval forward --model DIR --input IN.safetensors --output OUT.safetensors [--grads]
- *       one fp32 forward (and backward) pass; dumps logits, loss, aux_loss and
- *       gradients for parity checks (DESIGN.md "Fixed interfaces")
+ *       one forward (and backward) pass (fp32 unless --precision bf16); dumps
+ *       logits, loss, aux_loss and gradients for parity checks (DESIGN.md
+ *       "Fixed interfaces")
  *   qw-eval bench --config FILE [--seq-len T] [--batch B] [--steps N]
  *       forward+backward throughput with random weights, against the
- *       backend's own GEMM rate
+ *       backend's own GEMM rate, and the peak device memory
  */
 #include <limits.h>
 #include <stdio.h>
@@ -21,8 +22,8 @@
 #include "qw/params.h"
 #include "qw/st.h"
 
-static const char *o_model, *o_input, *o_output, *o_config;
-static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1;
+static const char *o_model, *o_input, *o_output, *o_config, *o_precision;
+static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1, o_deterministic;
 
 static const qw_opt opts[] = {
     { NULL, 0, QW_OPT_HEADER, NULL, NULL, "forward:" },
@@ -35,6 +36,9 @@ static const qw_opt opts[] = {
     { "seq-len", 'T', QW_OPT_INT, &o_seq, "T", "tokens per row (default 512)" },
     { "batch", 'B', QW_OPT_INT, &o_batch, "B", "rows per step (default 1)" },
     { "steps", 0, QW_OPT_INT, &o_steps, "N", "timed forward+backward steps (default 3)" },
+    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "compute:" },
+    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: fp32 for forward; bench: bf16 on cuda)" },
+    { "deterministic", 0, QW_OPT_FLAG, &o_deterministic, NULL, "bit-identical results run to run (may be slower on cuda)" },
     QW_COMMON_OPTS,
     { 0 },
 };
@@ -89,6 +93,7 @@ static void cmd_forward(const qw_ops *ops)
         qw_params_load(&P, mst, 0))
         qw_die_last();
     qw_st_close(mst);
+    if (qw_params_to_device(&P, ops)) qw_die_last();
     int B, T, V = cfg.vocab_size;
     int32_t *ids = read_ids(o_input, V, &B, &T);
 
@@ -107,16 +112,19 @@ static void cmd_forward(const qw_ops *ops)
     qw_st_writer_add(w, "loss", QW_DT_F32, 1, &one, &loss);
     if (moe) qw_st_writer_add(w, "aux_loss", QW_DT_F32, 1, &one, &aux);
     qw_params G;
+    float *grads = NULL;   /* host copy of G */
     if (o_grads) {
         if (qw_params_alloc_like(&G, &P) || qw_model_backward(m, &G, aux_coef)) qw_die_last();
+        const float *g = qw_params_host(&G, &grads);
         for (int i = 0; i < G.n; i++) {
             char name[160];
             snprintf(name, sizeof name, "grad.%s", G.p[i].name);
-            qw_st_writer_add(w, name, QW_DT_F32, G.p[i].ndim, G.p[i].shape, qw_params_ptr(&G, &G.p[i]));
+            qw_st_writer_add(w, name, QW_DT_F32, G.p[i].ndim, G.p[i].shape, g + G.p[i].offset);
         }
     }
     if (qw_st_writer_write(w, o_output)) qw_die_last();
     qw_st_writer_free(w);
+    free(grads);
     if (o_grads) qw_params_free(&G);
     qw_model_free(m);
     qw_params_free(&P);
@@ -132,28 +140,33 @@ static double cpu_now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The backend's GEMM rate on an n×n×n product, best of 3 after a warm-up:
- * GFLOP per second of wall time, and per second of process CPU time. */
+/* The backend's GEMM rate on an n×n×n product of activations, best of 3
+ * after a warm-up: GFLOP per second of wall time, and per second of
+ * process CPU time. */
 static void gemm_rate(const qw_ops *ops, int n, double *wall_gflops, double *cpu_gflops)
 {
-    size_t bytes = (size_t)n * n * sizeof(float);
-    float *a = ops->alloc(bytes), *b = ops->alloc(bytes), *c = ops->alloc(bytes);
-    if (!a || !b || !c) qw_die(QW_EXIT_FAIL, "out of memory for the GEMM benchmark");
-    float *h = qw_malloc(bytes);
-    for (size_t i = 0; i < (size_t)n * n; i++) h[i] = (float)((i * 2654435761u) % 1000) / 1000 - 0.5f;
-    ops->upload(a, h, bytes);
-    ops->upload(b, h, bytes);
+    size_t nn = (size_t)n * n, bytes = nn * ops->act_size;
+    void *a = ops->alloc(bytes), *b = ops->alloc(bytes), *c = ops->alloc(bytes);
+    float *f = ops->alloc(nn * sizeof(float));
+    if (!a || !b || !c || !f) qw_die(QW_EXIT_FAIL, "out of %s memory for the GEMM benchmark", ops->name);
+    float *h = qw_malloc(nn * sizeof *h);
+    for (size_t i = 0; i < nn; i++) h[i] = (float)((i * 2654435761u) % 1000) / 1000 - 0.5f;
+    ops->upload(f, h, nn * sizeof *h);
+    ops->to_act(a, f, nn);
+    ops->to_act(b, f, nn);
     double flop = 2.0 * n * n * n;
     *wall_gflops = *cpu_gflops = 0;
     for (int r = 0; r < 4; r++) {
+        ops->sync();
         double t0 = qw_now(), c0 = cpu_now();
-        ops->gemm(0, 1, n, n, n, 1, a, n, b, n, 0, c, n);
+        ops->gemm(0, 1, n, n, n, 1, a, n, b, n, 0, c, n, 0);
+        ops->sync();
         double dt = qw_now() - t0, dc = cpu_now() - c0;
         if (r == 0) continue;
         if (flop / dt / 1e9 > *wall_gflops) *wall_gflops = flop / dt / 1e9;
         if (flop / dc / 1e9 > *cpu_gflops) *cpu_gflops = flop / dc / 1e9;
     }
-    ops->free(a); ops->free(b); ops->free(c);
+    ops->free(a); ops->free(b); ops->free(c); ops->free(f);
     free(h);
 }
 
@@ -166,8 +179,9 @@ static void cmd_bench(const qw_ops *ops)
     if (T < 2 || B < 1 || steps < 1) qw_usage_error("--seq-len must be >= 2, --batch and --steps >= 1");
     qw_config cfg;
     qw_params P, G;
-    if (qw_config_load(o_config, &cfg) || qw_params_init(&P, &cfg) || qw_params_alloc_like(&G, &P)) qw_die_last();
+    if (qw_config_load(o_config, &cfg) || qw_params_init(&P, &cfg)) qw_die_last();
     qw_params_init_random(&P, (uint64_t)qw_common_opts.seed);
+    if (qw_params_to_device(&P, ops) || qw_params_alloc_like(&G, &P)) qw_die_last();
     int N = B * T;
     int32_t *ids = qw_malloc(N * sizeof *ids);
     for (int i = 0; i < N; i++) ids[i] = (int32_t)(((uint64_t)i * 2654435761u + (uint64_t)qw_common_opts.seed) % cfg.vocab_size);
@@ -181,7 +195,10 @@ static void cmd_bench(const qw_ops *ops)
         if (qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &out) || qw_model_backward(m, &G, aux_coef))
             qw_die_last();
     }
+    ops->sync();
     double dt = (qw_now() - t0) / steps, dc = (cpu_now() - c0) / steps;
+    size_t in_use, peak;
+    ops->mem_stats(&in_use, &peak);   /* the model's; before the GEMM benchmark allocates */
     double flops = qw_model_matmul_flops(m), gemm, gemm_cpu;
     gemm_rate(ops, 2048, &gemm, &gemm_cpu);
     int64_t total, active;
@@ -189,10 +206,10 @@ static void cmd_bench(const qw_ops *ops)
     printf("{\"device\":\"%s\",\"threads\":%d,\"params\":%lld,\"active_params\":%lld,\"batch\":%d,\"seq_len\":%d,"
            "\"steps\":%d,\"activation_bytes\":%zu,\"step_s\":%.4f,\"step_cpu_s\":%.4f,\"tokens_per_s\":%.1f,"
            "\"matmul_gflop_per_step\":%.3f,\"matmul_gflops\":%.2f,\"gemm_gflops\":%.2f,\"gemm_fraction\":%.3f,"
-           "\"cpu_fraction\":%.3f,\"loss\":%.5f}\n",
+           "\"cpu_fraction\":%.3f,\"mem_peak_bytes\":%zu,\"loss\":%.5f}\n",
            ops->name, qw_thread_count(), (long long)total, (long long)active, B, T, steps,
            qw_model_plan_bytes(m), dt, dc, N / dt, flops / 1e9, flops / dt / 1e9, gemm, flops / dt / 1e9 / gemm,
-           flops / dc / 1e9 / gemm_cpu, out.loss);
+           flops / dc / 1e9 / gemm_cpu, peak, out.loss);
     qw_model_free(m);
     qw_params_free(&P);
     qw_params_free(&G);
@@ -207,8 +224,10 @@ int main(int argc, char **argv)
     if (argc - first > 1) qw_usage_error("unexpected argument '%s'", argv[first + 1]);
     const char *cmd = argv[first];
     if (strcmp(cmd, "forward") && strcmp(cmd, "bench")) qw_usage_error("unknown command '%s'", cmd);
+    /* forward dumps are parity references: fp32 unless asked otherwise */
+    const char *precision = o_precision ? o_precision : !strcmp(cmd, "forward") ? "fp32" : NULL;
     const qw_ops *ops;
-    if (qw_backend_select(qw_common_opts.device, qw_common_opts.threads, &ops)) qw_die_last();
+    if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, o_deterministic, &ops)) qw_die_last();
     if (!strcmp(cmd, "forward")) cmd_forward(ops);
     else cmd_bench(ops);
     qw_close_stdout();

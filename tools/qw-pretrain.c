@@ -15,7 +15,8 @@ int main(int argc, char **argv)
     qw_strlist data = {0};
     const char *schedule = "cosine", *decay_shape = "linear";
     long long steps = 0, warmup = 0, save_every = 0, eval_every = 0, eval_rows = 0, batch_tokens = 0;
-    int seq_len = 0;
+    int seq_len = 0, deterministic = 0;
+    const char *precision = NULL;
     double lr = o.sched.lr;
     const qw_opt opts[] = {
         {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Model:"},
@@ -53,6 +54,9 @@ int main(int argc, char **argv)
         {"eval-rows", 0, QW_OPT_LONG, &eval_rows, "N", "validation rows per evaluation (default: all)"},
         {"log", 0, QW_OPT_STR, &o.log, "FILE", "metrics as JSONL, one object per step"},
         {"tensorboard", 0, QW_OPT_STR, &o.tb_dir, "DIR", "TensorBoard event file in DIR"},
+        {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Compute:"},
+        {"precision", 0, QW_OPT_STR, &precision, "fp32|bf16", "activation precision (default: bf16 on cuda, fp32 on cpu)"},
+        {"deterministic", 0, QW_OPT_FLAG, &deterministic, NULL, "bit-identical results run to run (may be slower on cuda)"},
         QW_COMMON_OPTS,
         {0},
     };
@@ -88,7 +92,7 @@ int main(int argc, char **argv)
     o.seed = (uint64_t)qw_common_opts.seed;
     o.quiet = qw_common_opts.quiet;
     if (qw_sched_check(&o.sched)) qw_die_last();
-    if (qw_backend_select(qw_common_opts.device, qw_common_opts.threads, &o.ops)) qw_die_last();
+    if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, deterministic, &o.ops)) qw_die_last();
     if (qw_train_run(&o)) qw_die_last();
     free(data.items);
     qw_close_stdout();

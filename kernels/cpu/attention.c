@@ -18,7 +18,7 @@
 /* One scratch slot per thread: scores/probabilities and their gradient. */
 static size_t slot_floats(int T) { return (size_t)2 * QB * T; }
 
-size_t qw_cpu_attn_workspace(int T, int d)
+size_t qw_cpu_attn_workspace(int B, int T, int nh, int d)
 {
     return (size_t)omp_get_max_threads() * slot_floats(T) * sizeof(float);
 }
@@ -72,10 +72,12 @@ static void head_fwd(float *o, float *lse, const float *Q, const float *K, const
     }
 }
 
-void qw_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+void qw_cpu_attn_fwd(void *vo, float *lse, const void *vq, const void *vk, const void *vv,
                      const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale, void *ws,
                      size_t ws_bytes)
 {
+    float *o = vo;
+    const float *q = vq, *k = vk, *v = vv;
     int ldq = nh * d, ldk = nkv * d, group = nh / nkv, nt = enter_tasks(ws_bytes, T);
     #pragma omp parallel for schedule(dynamic) num_threads(nt)
     for (int t = 0; t < B * nh; t++) {
@@ -113,10 +115,12 @@ static void head_bwd(float *dq, float *dk, float *dv, const float *dout, const f
     }
 }
 
-void qw_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                     const float *v, const float *o, const float *lse, const int32_t *kv_start,
+void qw_cpu_attn_bwd(void *vdq, void *vdk, void *vdv, const void *vdout, const void *vq, const void *vk,
+                     const void *vv, const void *vo, const float *lse, const int32_t *kv_start,
                      int B, int T, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes)
 {
+    float *dq = vdq, *dk = vdk, *dv = vdv;
+    const float *dout = vdout, *q = vq, *k = vk, *v = vv, *o = vo;
     int ldq = nh * d, ldk = nkv * d, group = nh / nkv, nt = enter_tasks(ws_bytes, T);
     memset(dk, 0, (size_t)B * T * ldk * sizeof *dk);
     memset(dv, 0, (size_t)B * T * ldk * sizeof *dv);

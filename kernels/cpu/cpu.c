@@ -1,5 +1,6 @@
-/* cpu.c — the fp32 CPU backend: memory, GEMM (OpenBLAS), elementwise and
- * row ops (OpenMP), and the op table.  Attention, MoE routing and the
+/* cpu.c — the fp32 CPU backend (activations are float: act_size 4):
+ * memory, GEMM (OpenBLAS), elementwise and row ops (OpenMP), the optimizer
+ * ops, and the op table.  Attention, MoE routing and the
  * cross-entropy live in their own files. */
 #include "cpu.h"
 
@@ -15,17 +16,45 @@
 /* Column blocks for reductions over rows (deterministic, no atomics). */
 #define COLBLOCK 16
 
+/* Each block carries its size in a 64-byte header, so mem_stats can count
+ * what is live. */
+#define HDR 64
+static size_t live_bytes, peak_bytes;
+
 static void *cpu_alloc(size_t bytes)
 {
     size_t n = (bytes + 63) / 64 * 64;
-    void *p = aligned_alloc(64, n ? n : 64);
-    if (p) memset(p, 0, n);
-    return p;
+    char *p = aligned_alloc(64, HDR + n);
+    if (!p) return NULL;
+    memset(p + HDR, 0, n);
+    *(size_t *)p = n;
+    size_t now = __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
+    size_t peak = __atomic_load_n(&peak_bytes, __ATOMIC_RELAXED);
+    while (now > peak && !__atomic_compare_exchange_n(&peak_bytes, &peak, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    return p + HDR;
 }
 
-static void cpu_free(void *p) { free(p); }
+static void cpu_free(void *p)
+{
+    if (!p) return;
+    char *b = (char *)p - HDR;
+    __atomic_sub_fetch(&live_bytes, *(size_t *)b, __ATOMIC_RELAXED);
+    free(b);
+}
+
+static void cpu_mem_stats(size_t *in_use, size_t *peak)
+{
+    *in_use = __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
+    *peak = __atomic_load_n(&peak_bytes, __ATOMIC_RELAXED);
+}
+
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+static void cpu_sync(void) {}
+static void cpu_set_deterministic(int on) {}   /* always deterministic */
+static void to_act(void *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof *src); }
+static void from_act(float *dst, const void *src, size_t n) { memcpy(dst, src, n * sizeof *dst); }
 
 static void cpu_set_threads(int n)
 {
@@ -79,15 +108,23 @@ void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
     }
 }
 
-static void embed_fwd(float *y, const float *table, const int32_t *ids, int n, int H)
+/* Activations and fp32 outputs are both float here: c_f32 changes nothing. */
+static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
+                 float beta, void *C, int ldc, int c_f32)
 {
+    qw_cpu_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void embed_fwd(void *y, const float *table, const int32_t *ids, int n, int H)
+{
+    float *Y = y;
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * H, table + (size_t)ids[i] * H, H * sizeof *y);
+    for (int i = 0; i < n; i++) memcpy(Y + (size_t)i * H, table + (size_t)ids[i] * H, H * sizeof *Y);
 }
 
 /* dst[rows[a]] += src[a]: each thread owns a block of columns, so repeated
  * rows need no atomics and the sum order is fixed. */
-static void scatter_add_rows(float *dst, const float *src, const int32_t *rows, int n, int dim)
+static void scatter_add(float *dst, const float *src, const int32_t *rows, int n, int dim)
 {
     int nb = (dim + COLBLOCK - 1) / COLBLOCK;
     #pragma omp parallel for schedule(static)
@@ -101,12 +138,17 @@ static void scatter_add_rows(float *dst, const float *src, const int32_t *rows, 
     }
 }
 
-static void embed_bwd(float *dtable, const float *dy, const int32_t *ids, int n, int H)
+static void scatter_add_rows(void *dst, const void *src, const int32_t *rows, int n, int dim)
 {
-    scatter_add_rows(dtable, dy, ids, n, H);
+    scatter_add(dst, src, rows, n, dim);
 }
 
-static void rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int rows, int dim, float eps)
+static void embed_bwd(float *dtable, const void *dy, const int32_t *ids, int n, int H)
+{
+    scatter_add(dtable, dy, ids, n, H);
+}
+
+static void rmsnorm_fwd_f(float *y, float *rstd, const float *x, const float *w, int rows, int dim, float eps)
 {
     #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
@@ -121,9 +163,26 @@ static void rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, i
     }
 }
 
-static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                        const float *rstd, int rows, int dim, int acc)
+static void rmsnorm_fwd(void *y, float *rstd, const void *x, const float *w, int rows, int dim, float eps)
 {
+    rmsnorm_fwd_f(y, rstd, x, w, rows, dim, eps);
+}
+
+/* dw first, then dx row by row, so dx may alias dy. */
+static void rmsnorm_bwd_f(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                          const float *rstd, int rows, int dim, int acc)
+{
+    int nb = (dim + COLBLOCK - 1) / COLBLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < nb; b++) {
+        int j0 = b * COLBLOCK, j1 = j0 + COLBLOCK < dim ? j0 + COLBLOCK : dim;
+        double s[COLBLOCK] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *xr = x + (size_t)r * dim, *gr = dy + (size_t)r * dim;
+            for (int j = j0; j < j1; j++) s[j - j0] += (double)(gr[j] * xr[j] * rstd[r]);
+        }
+        for (int j = j0; j < j1; j++) dw[j] += (float)s[j - j0];
+    }
     #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *gr = dy + (size_t)r * dim;
@@ -137,17 +196,12 @@ static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, c
         else
             for (int j = 0; j < dim; j++) dr[j] = rs * (gr[j] * w[j] - xr[j] * c);
     }
-    int nb = (dim + COLBLOCK - 1) / COLBLOCK;
-    #pragma omp parallel for schedule(static)
-    for (int b = 0; b < nb; b++) {
-        int j0 = b * COLBLOCK, j1 = j0 + COLBLOCK < dim ? j0 + COLBLOCK : dim;
-        double s[COLBLOCK] = {0};
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x + (size_t)r * dim, *gr = dy + (size_t)r * dim;
-            for (int j = j0; j < j1; j++) s[j - j0] += (double)(gr[j] * xr[j] * rstd[r]);
-        }
-        for (int j = j0; j < j1; j++) dw[j] += (float)s[j - j0];
-    }
+}
+
+static void rmsnorm_bwd(void *dx, float *dw, const void *dy, const void *x, const float *w,
+                        const float *rstd, int rows, int dim, int acc)
+{
+    rmsnorm_bwd_f(dx, dw, dy, x, w, rstd, rows, dim, acc);
 }
 
 static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const float *inv_freq, int half, float scale)
@@ -161,6 +215,7 @@ static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const fl
         }
 }
 
+/* Rotate x [n, heads, d] in place; inverse: the transposed rotation. */
 static void rope(float *x, const float *cs, const float *sn, int n, int heads, int d, int inverse)
 {
     int half = d / 2;
@@ -177,42 +232,66 @@ static void rope(float *x, const float *cs, const float *sn, int n, int heads, i
     }
 }
 
-static void swiglu_fwd(float *a, const float *g, const float *u, size_t n)
+static void qk_norm_rope_fwd(void *y, float *rstd, const void *x, const float *w, const float *cs,
+                             const float *sn, int n, int heads, int d, float eps)
 {
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) a[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    rmsnorm_fwd_f(y, rstd, x, w, n * heads, d, eps);
+    rope(y, cs, sn, n, heads, d, 0);
 }
 
-static void swiglu_bwd(float *dg, float *du, const float *da, const float *g, const float *u, size_t n)
+/* dx = Rᵀ·dy, then the RMSNorm backward in place on dx. */
+static void qk_norm_rope_bwd(void *dx, float *dw, const void *dy, const void *x, const float *w,
+                             const float *rstd, const float *cs, const float *sn, int n, int heads, int d)
 {
+    memcpy(dx, dy, (size_t)n * heads * d * sizeof(float));
+    rope(dx, cs, sn, n, heads, d, 1);
+    rmsnorm_bwd_f(dx, dw, dx, x, w, rstd, n * heads, d, 0);
+}
+
+static void swiglu_fwd(void *a, const void *g, const void *u, size_t n)
+{
+    float *A = a;
+    const float *G = g, *U = u;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) A[i] = G[i] / (1.0f + expf(-G[i])) * U[i];
+}
+
+static void swiglu_bwd(void *dg, void *du, const void *da, const void *g, const void *u, size_t n)
+{
+    float *DG = dg, *DU = du;
+    const float *DA = da, *G = g, *U = u;
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-g[i])), d = da[i];
-        du[i] = d * g[i] * s;
-        dg[i] = d * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        float s = 1.0f / (1.0f + expf(-G[i])), d = DA[i];
+        DU[i] = d * G[i] * s;
+        DG[i] = d * U[i] * s * (1.0f + G[i] * (1.0f - s));
     }
 }
 
-static void gather_rows(float *dst, const float *src, const int32_t *rows, int n, int dim)
+static void gather_rows(void *dst, const void *src, const int32_t *rows, int n, int dim)
 {
+    float *D = dst;
+    const float *S = src;
     #pragma omp parallel for schedule(static)
-    for (int a = 0; a < n; a++) memcpy(dst + (size_t)a * dim, src + (size_t)rows[a] * dim, dim * sizeof *dst);
+    for (int a = 0; a < n; a++) memcpy(D + (size_t)a * dim, S + (size_t)rows[a] * dim, dim * sizeof *D);
 }
 
-static void scale_rows(float *dst, const float *src, const float *w, const int32_t *slots, int n, int dim)
+static void scale_rows(void *dst, const void *src, const float *w, const int32_t *slots, int n, int dim)
 {
+    float *D = dst;
+    const float *S = src;
     #pragma omp parallel for schedule(static)
     for (int a = 0; a < n; a++) {
         float s = w[slots[a]];
-        for (int j = 0; j < dim; j++) dst[(size_t)a * dim + j] = s * src[(size_t)a * dim + j];
+        for (int j = 0; j < dim; j++) D[(size_t)a * dim + j] = s * S[(size_t)a * dim + j];
     }
 }
 
-static void row_dot(float *out, const float *x, const float *y, const int32_t *slots, int n, int dim)
+static void row_dot(float *out, const void *x, const void *y, const int32_t *slots, int n, int dim)
 {
     #pragma omp parallel for schedule(static)
     for (int a = 0; a < n; a++) {
-        const float *xa = x + (size_t)a * dim, *ya = y + (size_t)a * dim;
+        const float *xa = (const float *)x + (size_t)a * dim, *ya = (const float *)y + (size_t)a * dim;
         float s = 0;
         #pragma omp simd reduction(+:s)
         for (int j = 0; j < dim; j++) s += xa[j] * ya[j];
@@ -220,22 +299,66 @@ static void row_dot(float *out, const float *x, const float *y, const int32_t *s
     }
 }
 
+/* Σ x² in fp64 over SUMSQ_BLOCKS equal blocks, each summed in order and
+ * the blocks added in order: the same result for any thread count. */
+#define SUMSQ_BLOCKS 256
+
+static double sumsq(const float *x, size_t n)
+{
+    double part[SUMSQ_BLOCKS];
+    size_t step = (n + SUMSQ_BLOCKS - 1) / SUMSQ_BLOCKS;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < SUMSQ_BLOCKS; b++) {
+        size_t lo = b * step < n ? b * step : n, hi = lo + step < n ? lo + step : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
+        part[b] = s;
+    }
+    double s = 0;
+    for (int b = 0; b < SUMSQ_BLOCKS; b++) s += part[b];
+    return s;
+}
+
+static void adamw(float *p, void *p_act, const float *g, float *m, float *v, size_t n, const qw_adamw_scalars *sc)
+{
+    const float b1 = sc->beta1, b2 = sc->beta2, eps = sc->eps, s = sc->grad_scale;
+    const float step_size = sc->step_size, bc2_sqrt = sc->bc2_sqrt, d = sc->decay;
+    float *pa = p_act;
+    #pragma omp parallel for simd schedule(static)
+    for (size_t j = 0; j < n; j++) {
+        float gj = g[j] * s;
+        float mj = b1 * m[j] + (1.0f - b1) * gj;
+        float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
+        m[j] = mj;
+        v[j] = vj;
+        p[j] = p[j] * d - step_size * mj / (sqrtf(vj) / bc2_sqrt + eps);
+        if (pa) pa[j] = p[j];
+    }
+}
+
 static const qw_ops cpu_ops = {
     .name = "cpu",
+    .act_size = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
     .copy = cpu_copy,
     .upload = cpu_copy,
     .download = cpu_copy,
+    .sync = cpu_sync,
     .set_threads = cpu_set_threads,
-    .gemm = qw_cpu_gemm,
+    .set_deterministic = cpu_set_deterministic,
+    .mem_stats = cpu_mem_stats,
+    .to_act = to_act,
+    .from_act = from_act,
+    .gemm = gemm,
     .embed_fwd = embed_fwd,
     .embed_bwd = embed_bwd,
     .rmsnorm_fwd = rmsnorm_fwd,
     .rmsnorm_bwd = rmsnorm_bwd,
     .rope_table = rope_table,
-    .rope = rope,
+    .qk_norm_rope_fwd = qk_norm_rope_fwd,
+    .qk_norm_rope_bwd = qk_norm_rope_bwd,
     .attn_workspace = qw_cpu_attn_workspace,
     .attn_fwd = qw_cpu_attn_fwd,
     .attn_bwd = qw_cpu_attn_bwd,
@@ -251,6 +374,8 @@ static const qw_ops cpu_ops = {
     .row_dot = row_dot,
     .ce_fwd = qw_cpu_ce_fwd,
     .ce_bwd = qw_cpu_ce_bwd,
+    .sumsq = sumsq,
+    .adamw = adamw,
 };
 
 const qw_ops *qw_ops_cpu(void)

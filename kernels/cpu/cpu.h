@@ -1,5 +1,6 @@
 /* kernels/cpu/cpu.h — internal: the fp32 CPU ops, one file per concern,
- * gathered into the table by cpu.c.  Semantics: qw/ops.h. */
+ * gathered into the table by cpu.c.  Semantics: qw/ops.h.  Activations
+ * (`void *` in ops.h) are float here. */
 #ifndef QW_KERNELS_CPU_H
 #define QW_KERNELS_CPU_H
 
@@ -9,12 +10,12 @@
 void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
-size_t qw_cpu_attn_workspace(int T, int d);
-void qw_cpu_attn_fwd(float *o, float *lse, const float *q, const float *k, const float *v,
+size_t qw_cpu_attn_workspace(int B, int T, int nh, int d);
+void qw_cpu_attn_fwd(void *o, float *lse, const void *q, const void *k, const void *v,
                      const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale, void *ws,
                      size_t ws_bytes);
-void qw_cpu_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                     const float *v, const float *o, const float *lse, const int32_t *kv_start,
+void qw_cpu_attn_bwd(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                     const void *v, const void *o, const float *lse, const int32_t *kv_start,
                      int B, int T, int nh, int nkv, int d, float scale, void *ws,
                      size_t ws_bytes);
 
@@ -26,6 +27,6 @@ int qw_cpu_moe_dispatch(int32_t *offsets, int32_t *rows, int32_t *slots, const i
                         int n, int E, int k, int capacity);
 
 void qw_cpu_ce_fwd(float *lse, float *logp, const float *logits, const int32_t *targets, int n, int V);
-void qw_cpu_ce_bwd(float *logits, const float *lse, const int32_t *targets, const float *coef, int n, int V);
+void qw_cpu_ce_bwd(void *dlogits, const float *logits, const float *lse, const int32_t *targets, const float *coef, int n, int V);
 
 #endif

@@ -19,17 +19,19 @@ void qw_cpu_ce_fwd(float *lse, float *logp, const float *logits, const int32_t *
     }
 }
 
-void qw_cpu_ce_bwd(float *logits, const float *lse, const int32_t *targets, const float *coef, int n, int V)
+void qw_cpu_ce_bwd(void *dlogits, const float *logits, const float *lse, const int32_t *targets, const float *coef,
+                   int n, int V)
 {
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
-        float *l = logits + (size_t)i * V;
+        const float *l = logits + (size_t)i * V;
+        float *dl = (float *)dlogits + (size_t)i * V;
         if (targets[i] < 0) {
-            memset(l, 0, V * sizeof *l);
+            memset(dl, 0, V * sizeof *dl);
             continue;
         }
         float c = coef[i], m = lse[i];
-        for (int v = 0; v < V; v++) l[v] = c * expf(l[v] - m);
-        l[targets[i]] -= c;
+        for (int v = 0; v < V; v++) dl[v] = c * expf(l[v] - m);
+        dl[targets[i]] -= c;
     }
 }

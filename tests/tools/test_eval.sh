@@ -69,6 +69,9 @@ expect_status two_commands 2 qw-eval forward bench
 # bench on a fixture's config: one JSON line
 expect_status bench_runs 0 qw-eval bench --config "$g/moe/model/config.json" -T 16 -B 2 --steps 1
 check bench_json grep -qE '^\{"device":"cpu",.*"tokens_per_s":[0-9.]+,.*"gemm_fraction":[0-9.]+' "$last_out"
+check bench_mem_peak grep -qE '"mem_peak_bytes":[1-9][0-9]{5,},' "$last_out"
+expect_status bench_bf16_on_cpu 2 qw-eval bench --config "$g/moe/model/config.json" -T 16 --device cpu --precision bf16
+expect_stderr bench_bf16_on_cpu_message "precision bf16: the cpu backend computes in fp32"
 
 # the man page lists exactly the --help options
 help_opts=$(qw-eval --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)

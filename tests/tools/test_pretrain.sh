@@ -37,7 +37,8 @@ train = [r for r in recs if "loss" in r]
 val = [r for r in recs if "val_loss" in r]
 assert len(train) == 40 and [r["step"] for r in train] == list(range(1, 41))
 for r in train:
-    assert {"step", "loss", "lr", "grad_norm", "tokens", "tok_per_s"} <= set(r)
+    assert {"step", "loss", "lr", "grad_norm", "tokens", "tok_per_s", "mem_peak_bytes"} <= set(r)
+    assert r["mem_peak_bytes"] >= 16 * 70000, r   # P, G, M, V of ~71k fp32 parameters, plus activations
 assert [r["step"] for r in val] == [0, 20, 40] and all("loss" not in r for r in val)
 PY
 check "the training loss falls by a third" python3 - full.jsonl <<'PY'
@@ -115,3 +116,8 @@ cp -r data bad && f=$(ls bad/train-*.qwp | head -1) && printf 'XXXX' | dd of="$f
 expect_status "corrupt shard" 3 qw-pretrain --config cfg.json --data bad -T 32 --batch-tokens 256 --steps 2 --out x -q
 expect_status "batch not a multiple of seq-len" 2 qw-pretrain --config cfg.json --data data -T 32 --batch-tokens 100 --steps 2 --out x -q
 expect_status "missing --data" 2 qw-pretrain --config cfg.json -T 32 --batch-tokens 256 --steps 2 --out x
+expect_status "--precision bf16 on the cpu" 2 qw-pretrain --config cfg.json "${common[@]}" --steps 8 --out x --device cpu --precision bf16
+expect_stderr "says the cpu computes in fp32" "precision bf16: the cpu backend computes in fp32"
+expect_status "unknown --precision" 2 qw-pretrain --config cfg.json "${common[@]}" --steps 8 --out x --precision fp16
+expect_stderr "names the precision" "'fp16' is not fp32 or bf16"
+expect_status "--precision fp32 --deterministic on the cpu" 0 qw-pretrain --config cfg.json "${common[@]}" --steps 4 --out det --precision fp32 --deterministic --warmup 0

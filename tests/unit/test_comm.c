@@ -6,7 +6,6 @@
 #include "qwtest.h"
 #include "qw/cli.h"
 #include "qw/comm.h"
-#include "qw/optim.h"
 
 #include <limits.h>
 
@@ -107,39 +106,6 @@ TEST(bad_arguments)
     CHECK(qw_comm_finalize(c) == 0);
 }
 
-/* ZeRO-1 arithmetic: reduce-scatter the gradients, step only this rank's
- * shard of the arena with qw_adamw_step_range, all-gather the parameters.
- * It must equal the replicated step (all-reduce, full qw_adamw_step)
- * bitwise: gradients are small multiples of 1/8, so every sum is exact in
- * any order, and the tensors straddle shard boundaries. */
-TEST(zero1_step_equals_replicated)
-{
-    static qw_param t[3] = {
-        { .name = "a", .ndim = 1, .shape = {13}, .numel = 13, .offset = 0, .no_decay = 0 },
-        { .name = "b", .ndim = 1, .shape = {5}, .numel = 5, .offset = 13, .no_decay = 1 },
-        { .name = "c", .ndim = 2, .shape = {4, 5}, .numel = 20, .offset = 18, .no_decay = 0 },
-    };
-    size_t shard = (38 + (size_t)N - 1) / (size_t)N, total = shard * (size_t)N;
-    float *p1 = calloc(total, 4), *p2 = calloc(total, 4), *g = calloc(total, 4), *gs = calloc(shard, 4);
-    float *m1 = calloc(total, 4), *v1 = calloc(total, 4), *m2 = calloc(shard, 4), *v2 = calloc(shard, 4);
-    qw_params P = { .n = 3, .p = t, .data = p1, .total = total }, G = P, M = P, V = P;
-    G.data = g, M.data = m1, V.data = v1;
-    for (size_t i = 0; i < total; i++) p1[i] = p2[i] = 0.01f * (float)i - 0.1f;
-    qw_adamw o = qw_adamw_defaults();
-    for (long step = 1; step <= 3; step++) {
-        for (size_t i = 0; i < total; i++) g[i] = 0.125f * (float)(((size_t)R * 7 + i * 3 + (size_t)step) % 11) - 0.5f;
-        CHECK(qw_comm_reduce_scatter_f32(world, g, gs, shard) == 0);
-        CHECK(qw_comm_allreduce_f32(world, g, total) == 0);
-        qw_adamw_step(&o, &P, &G, &M, &V, step, 1e-2, 1.0 / N);
-        size_t lo = shard * (size_t)R;
-        qw_adamw_step_range(&o, &P, lo, lo + shard, p2 + lo, gs, m2, v2, step, 1e-2, 1.0 / N);
-        CHECK(qw_comm_allgather(world, p2 + lo, p2, shard * sizeof(float)) == 0);
-    }
-    CHECK(memcmp(p1, p2, total * sizeof(float)) == 0);
-    CHECK(p1[0] != -0.1f);
-    free(p1), free(p2), free(g), free(gs), free(m1), free(v1), free(m2), free(v2);
-}
-
 int main(void)
 {
     if (qw_comm_init(&world) != 0) {
@@ -153,7 +119,6 @@ int main(void)
     RUN(collectives_whole);
     RUN(collectives_in_pieces);
     RUN(split_by_parity);
-    RUN(zero1_step_equals_replicated);
     RUN(bad_arguments);
     int st = qwtest_finish();
     if (qw_comm_finalize(world) != 0) st = 1;

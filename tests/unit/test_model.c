@@ -441,6 +441,37 @@ TEST(bad_batches)
     qw_params_free(&P);
 }
 
+/* Arenas moved to the CPU backend's memory give bit-identical results to
+ * host arenas; arenas of another memory are refused. */
+TEST(device_arenas_match_host)
+{
+    const qw_ops *cpu = qw_ops_cpu();
+    qw_params P, D, G, GD;
+    make_params(&P, DENSE, 4);
+    CHECK(qw_params_init(&D, &P.cfg) == 0);
+    memcpy(D.data, P.data, P.total * sizeof(float));
+    CHECK(qw_params_to_device(&D, cpu) == 0);
+    CHECK(!qw_params_alloc_like(&G, &P) && !qw_params_alloc_like(&GD, &D) && GD.ops == cpu);
+    qw_model *m, *md;
+    qw_model_out o1, o2;
+    int32_t ids[8] = {1, 5, 9, 2, 7, 7, 3, 11};
+    CHECK(!qw_model_new(cpu, &P, 2, 4, NULL, &m) && !qw_model_new(cpu, &D, 2, 4, NULL, &md));
+    CHECK(!qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &o1));
+    CHECK(!qw_model_forward(md, &(qw_batch){.ids = ids}, NULL, NULL, &o2));
+    CHECK(o1.loss == o2.loss && o1.loss > 0);
+    CHECK(!qw_model_backward(m, &G, 0) && !qw_model_backward(md, &GD, 0));
+    CHECK(!memcmp(G.data, GD.data, G.total * sizeof(float)));
+    CHECK(qw_model_backward(md, &G, 0) == QW_EXIT_FAIL);   /* gradients in host memory */
+    qw_model_free(m);
+    qw_model_free(md);
+    qw_ops other = *cpu;
+    other.name = "other";
+    CHECK(qw_model_new(&other, &P, 1, 4, NULL, &m) == QW_EXIT_FAIL);
+    CHECK(strstr(qw_error_msg(), "host memory, not other"));
+    CHECK(qw_model_new(&other, &D, 1, 4, NULL, &m) == QW_EXIT_FAIL);
+    qw_params_free(&P); qw_params_free(&D); qw_params_free(&G); qw_params_free(&GD);
+}
+
 /* The RoPE tables match those HF built for the golden fixtures (YaRN). */
 TEST(rope_tables_match_hf)
 {
@@ -530,6 +561,7 @@ int main(int argc, char **argv)
     RUN(moe_capacity_gradients);
     RUN(documents_are_isolated);
     RUN(bad_batches);
+    RUN(device_arenas_match_host);
     RUN(rope_tables_match_hf);
     return qwtest_finish();
 }

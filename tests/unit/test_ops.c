@@ -83,7 +83,7 @@ TEST(gemm_all_transposes_and_splits)
                         ref[i * n + j] = 2 * t + 0.5 * C[i * (n + pad) + j];
                     }
                 float pad_before = C[n];
-                ops->gemm(ta, tb, m, n, k, 2, A, ac + pad, B, bc + pad, 0.5f, C, n + pad);
+                ops->gemm(ta, tb, m, n, k, 2, A, ac + pad, B, bc + pad, 0.5f, C, n + pad, s == 1);
                 for (int i = 0; i < m; i++)
                     for (int j = 0; j < n; j++) err = fmax(err, fabs(C[i * (n + pad) + j] - ref[i * n + j]));
                 CHECK_MSG(err < 1e-4, "%dx%dx%d ta=%d tb=%d: max error %.3g", m, n, k, ta, tb, err);
@@ -161,9 +161,11 @@ TEST(rmsnorm)
     free(c.x); free(c.w); free(c.dy);
 }
 
-/* ---------------------------------------------------------------- RoPE */
+/* ------------------------------------------------- q/k norm and RoPE */
 
-typedef struct { double *x, *dy, *cs, *sn; int n, heads, d; } rope_ctx;
+/* The reference composes the two steps in double: RMSNorm of each head's
+ * d values, then the rotate_half rotation by the table. */
+typedef struct { double *x, *w, *dy, *cs, *sn; int n, heads, d; double eps; } qk_ctx;
 
 static void rope_ref(double *y, const double *x, const double *cs, const double *sn, int n, int heads, int d)
 {
@@ -177,22 +179,30 @@ static void rope_ref(double *y, const double *x, const double *cs, const double 
                 yr[j + half] = xr[j + half] * c + xr[j] * s;
             }
 }
-static double rope_loss(void *p)
+static void qk_ref(double *y, const qk_ctx *c)
 {
-    rope_ctx *c = p;
+    size_t m = (size_t)c->n * c->heads * c->d;
+    double *t = qw_malloc(m * sizeof *t);
+    rmsnorm_ref(t, c->x, c->w, c->n * c->heads, c->d, c->eps);
+    rope_ref(y, t, c->cs, c->sn, c->n, c->heads, c->d);
+    free(t);
+}
+static double qk_loss(void *p)
+{
+    qk_ctx *c = p;
     size_t m = (size_t)c->n * c->heads * c->d;
     double *y = qw_malloc(m * sizeof *y), s = 0;
-    rope_ref(y, c->x, c->cs, c->sn, c->n, c->heads, c->d);
+    qk_ref(y, c);
     for (size_t i = 0; i < m; i++) s += c->dy[i] * y[i];
     free(y);
     return s;
 }
 
-TEST(rope)
+TEST(qk_norm_rope)
 {
     int n = 5, heads = 3, d = 8, half = 4;
     int32_t pos[] = {0, 1, 7, 100, 33};
-    float inv[] = {1.0f, 0.1f, 0.01f, 0.001f}, scale = 1.1386f;
+    float inv[] = {1.0f, 0.1f, 0.01f, 0.001f}, scale = 1.1386f, eps = 1e-6f;
     float cs[5 * 4], sn[5 * 4];
     ops->rope_table(cs, sn, pos, n, inv, half, scale);
     for (int i = 0; i < n; i++)
@@ -201,16 +211,25 @@ TEST(rope)
             CHECK_NEAR(sn[i * half + j], sin((float)pos[i] * inv[j]) * scale, 1e-6);
         }
     size_t m = (size_t)n * heads * d;
-    float *x = frand(m, 1), *dy = frand(m, 1), *y = qw_malloc(m * sizeof *y);
-    rope_ctx c = {dup_d(x, m), dup_d(dy, m), dup_d(cs, n * half), dup_d(sn, n * half), n, heads, d};
+    float *x = frand(m, 2), *w = frand(d, 1), *dy = frand(m, 1), *y = qw_malloc(m * sizeof *y), rstd[15];
+    qk_ctx c = {dup_d(x, m), dup_d(w, d), dup_d(dy, m), dup_d(cs, n * half), dup_d(sn, n * half), n, heads, d, eps};
     double *yr = qw_malloc(m * sizeof *yr);
-    rope_ref(yr, c.x, c.cs, c.sn, n, heads, d);
-    memcpy(y, x, m * sizeof *x);
-    ops->rope(y, cs, sn, n, heads, d, 0);
+    qk_ref(yr, &c);
+    ops->qk_norm_rope_fwd(y, rstd, x, w, cs, sn, n, heads, d, eps);
     CHECK(relerr(y, yr, m) < 1e-6);
-    ops->rope(dy, cs, sn, n, heads, d, 1);   /* backward: dx = Rᵀ·dy */
-    CHECK_GRAD(dy, fd_grad(rope_loss, &c, c.x, m), m);
-    free(x); free(dy); free(y); free(yr); free(c.x); free(c.dy); free(c.cs); free(c.sn);
+    for (int r = 0; r < n * heads; r++) {   /* rstd of each head's raw values */
+        double ss = 0;
+        for (int j = 0; j < d; j++) ss += c.x[r * d + j] * c.x[r * d + j];
+        CHECK_NEAR(rstd[r], 1 / sqrt(ss / d + eps), 1e-5);
+    }
+    float *dx = frand(m, 5), *dw = frand(d, 1), *dw0 = qw_malloc(d * sizeof *dw0);
+    memcpy(dw0, dw, d * sizeof *dw);
+    ops->qk_norm_rope_bwd(dx, dw, dy, x, w, rstd, cs, sn, n, heads, d);   /* dx overwritten, dw += */
+    for (int i = 0; i < d; i++) dw[i] -= dw0[i];
+    CHECK_GRAD(dx, fd_grad(qk_loss, &c, c.x, m), m);
+    CHECK_GRAD(dw, fd_grad(qk_loss, &c, c.w, d), d);
+    free(x); free(w); free(dy); free(y); free(yr); free(dx); free(dw); free(dw0);
+    free(c.x); free(c.w); free(c.dy); free(c.cs); free(c.sn);
 }
 
 /* ----------------------------------------------------------- attention */
@@ -271,7 +290,7 @@ static void check_attention(int B, int T, int nh, int nkv, int d, const int32_t 
     float *q = frand(nq, 1), *k = frand(nk, 1), *v = frand(nk, 1), *dout = frand(nq, 1);
     float *o = qw_malloc(nq * 4), *lse = qw_malloc((size_t)B * T * nh * 4);
     float *dq = qw_malloc(nq * 4), *dk = qw_malloc(nk * 4), *dv = qw_malloc(nk * 4);
-    size_t wsb = ops->attn_workspace(T, d);
+    size_t wsb = ops->attn_workspace(B, T, nh, d);
     void *ws = ops->alloc(wsb);
     float scale = 1 / sqrtf(d);
     attn_ctx c = {dup_d(q, nq), dup_d(k, nk), dup_d(v, nk), dup_d(dout, nq), ks, B, T, nh, nkv, d, scale};
@@ -476,9 +495,88 @@ TEST(cross_entropy)
     for (int i = 0; i < n; i++) tot -= coef[i] * logp[i];
     CHECK(logp[1] == 0);
     CHECK_NEAR(tot, ce_loss(&c), 1e-5);
-    ops->ce_bwd(logits, lse, t, coef, n, V);
-    CHECK_GRAD(logits, fd_grad(ce_loss, &c, c.logits, n * V), n * V);
-    free(logits); free(c.logits); free(c.coef);
+    float *dl = frand(n * V, 1), *before = qw_malloc(n * V * sizeof *before);
+    memcpy(before, logits, n * V * sizeof *logits);
+    ops->ce_bwd(dl, logits, lse, t, coef, n, V);
+    CHECK(memcmp(before, logits, n * V * sizeof *logits) == 0);   /* out of place */
+    CHECK_GRAD(dl, fd_grad(ce_loss, &c, c.logits, n * V), n * V);
+    free(logits); free(dl); free(before); free(c.logits); free(c.coef);
+}
+
+/* ------------------------------------------------- memory, conversions */
+
+TEST(memory_stats_and_conversions)
+{
+    CHECK(ops->act_size == sizeof(float));
+    size_t use0, peak0, use, peak;
+    ops->mem_stats(&use0, &peak0);
+    float *a = ops->alloc(1000), *b = ops->alloc(64);
+    CHECK(((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0);
+    CHECK(a[0] == 0 && a[249] == 0);
+    ops->mem_stats(&use, &peak);
+    CHECK(use == use0 + 1024 + 64);   /* rounded up to 64 bytes */
+    CHECK(peak >= use && peak >= peak0);
+    ops->free(a);
+    ops->mem_stats(&use, &peak);
+    CHECK(use == use0 + 64);
+    CHECK(peak >= use0 + 1088);
+    float src[5] = {1.5f, -2, 3e-8f, 7, -0.0f}, back[5];
+    ops->to_act(b, src, 5);
+    ops->from_act(back, b, 5);
+    CHECK(memcmp(src, back, sizeof src) == 0);
+    ops->free(b);
+    ops->sync();
+    ops->set_deterministic(1);
+}
+
+/* ----------------------------------------------------------- optimizer */
+
+TEST(sumsq_fp64_fixed_order)
+{
+    float g[3] = {3.0f, 4.0f, 12.0f};
+    CHECK(ops->sumsq(g, 3) == 169.0);
+    CHECK(ops->sumsq(g, 0) == 0.0);
+    size_t n = 1000003;
+    float *big = frand(n, 1);
+    double ref = 0;
+    for (size_t i = 0; i < n; i++) ref += (double)big[i] * big[i];
+    ops->set_threads(1);
+    double one = ops->sumsq(big, n);
+    ops->set_threads(3);
+    double three = ops->sumsq(big, n);
+    ops->set_threads(0);
+    CHECK(one == three);   /* the order does not depend on the threads */
+    CHECK_NEAR(one, ref, 1e-9 * ref);
+    for (size_t i = 0; i < n; i++) big[i] = 1e-3f;
+    CHECK_NEAR(ops->sumsq(big, n), (double)1e-3f * 1e-3f * n, 1e-9);   /* fp32 sums would drift by ~1e-3 */
+    free(big);
+}
+
+/* The op's update is torch's fp32 AdamW element by element, bit for bit,
+ * and p_act receives the new p. */
+TEST(adamw_op)
+{
+    size_t n = 1001;
+    float *p = frand(n, 1), *g = frand(n, 2), *m = frand(n, 0.1), *v = frand(n, 0.1);
+    for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    float *p2 = qw_malloc(n * 4), *m2 = qw_malloc(n * 4), *v2 = qw_malloc(n * 4), *act = qw_malloc(n * 4);
+    memcpy(p2, p, n * 4); memcpy(m2, m, n * 4); memcpy(v2, v, n * 4);
+    qw_adamw_scalars s = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .grad_scale = 0.5f,
+                          .step_size = 0.01f / (1 - 0.9f * 0.9f), .bc2_sqrt = sqrtf(1 - 0.95f * 0.95f), .decay = 0.999f};
+    ops->adamw(p, act, g, m, v, n, &s);
+    for (size_t j = 0; j < n; j++) {
+        float gj = g[j] * s.grad_scale;
+        float mj = s.beta1 * m2[j] + (1.0f - s.beta1) * gj;
+        float vj = s.beta2 * v2[j] + (1.0f - s.beta2) * gj * gj;
+        float pj = p2[j] * s.decay - s.step_size * mj / (sqrtf(vj) / s.bc2_sqrt + s.eps);
+        if (m[j] != mj || v[j] != vj || p[j] != pj || act[j] != pj) {
+            CHECK_MSG(0, "element %zu differs", j);
+            break;
+        }
+    }
+    ops->adamw(p2, NULL, g, m2, v2, n, &s);   /* no compute copy */
+    CHECK(memcmp(p, p2, n * 4) == 0);
+    free(p); free(g); free(m); free(v); free(p2); free(m2); free(v2); free(act);
 }
 
 int main(void)
@@ -487,7 +585,7 @@ int main(void)
     RUN(gemm_all_transposes_and_splits);
     RUN(embedding);
     RUN(rmsnorm);
-    RUN(rope);
+    RUN(qk_norm_rope);
     RUN(attention_small_full_fd);
     RUN(attention_multiple_blocks);
     RUN(swiglu);
@@ -495,5 +593,8 @@ int main(void)
     RUN(moe_aux_stats_and_dispatch);
     RUN(row_ops);
     RUN(cross_entropy);
+    RUN(memory_stats_and_conversions);
+    RUN(sumsq_fp64_fixed_order);
+    RUN(adamw_op);
     return qwtest_finish();
 }

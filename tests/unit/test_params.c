@@ -5,6 +5,7 @@
 #include "qwtest.h"
 #include "qw/cli.h"
 #include "qw/config.h"
+#include "qw/optim.h"
 #include "qw/params.h"
 #include "qw/st.h"
 
@@ -203,6 +204,96 @@ TEST(save_load_round_trip)
     CHECK(qw_params_save(&A, tpath("f16"), QW_DT_F16) == QW_EXIT_FAIL);
     qw_params_free(&A);
     qw_params_free(&B);
+}
+
+/* On the CPU backend: the arena moves (views rebased, values kept),
+ * alloc_like stays there, saving downloads, loading refuses. */
+TEST(to_device_round_trip_cpu)
+{
+    const qw_ops *cpu = qw_ops_cpu();
+    qw_config c = moe_cfg("qwen3_moe");
+    qw_params A, G, B;
+    CHECK(qw_params_init(&A, &c) == 0 && A.ops == NULL && A.compute == (void *)A.data);
+    qw_params_init_random(&A, 3);
+    float *ref = qw_malloc(A.total * sizeof *ref);
+    memcpy(ref, A.data, A.total * sizeof *ref);
+    size_t use0, use, peak;
+    cpu->mem_stats(&use0, &peak);
+    CHECK(qw_params_to_device(&A, cpu) == 0);
+    cpu->mem_stats(&use, &peak);
+    CHECK(use >= use0 + A.total * sizeof(float));
+    CHECK(A.ops == cpu && A.compute == (void *)A.data);
+    CHECK(qw_params_to_device(&A, cpu) == 0);   /* already there */
+    CHECK(!memcmp(A.data, ref, A.total * sizeof *ref));
+    const qw_param *q = qw_params_find(&A, "model.layers.2.self_attn.q_proj.weight");
+    CHECK(A.layer[2].q == A.data + q->offset && A.embed == A.data && A.lm_head != A.embed);
+    CHECK(A.layer[0].exp_down == qw_params_ptr(&A, qw_params_find(&A, "model.layers.0.mlp.experts.0.down_proj.weight")));
+    CHECK(qw_params_alloc_like(&G, &A) == 0 && G.ops == cpu && G.compute == NULL);
+    CHECK(G.data != A.data && G.layer[2].q == G.data + q->offset && G.data[G.total - 1] == 0);
+    float *owned;
+    const float *h = qw_params_host(&A, &owned);
+    CHECK(owned != NULL && h == owned && !memcmp(h, ref, A.total * sizeof *ref));
+    free(owned);
+    CHECK(qw_params_save(&A, tpath("dev"), QW_DT_F32) == 0);
+    qw_st *st = NULL;
+    CHECK(qw_params_init(&B, &c) == 0 && qw_st_open(tpath("dev"), &st) == 0);
+    CHECK(qw_params_load(&B, st, 0) == 0);
+    CHECK(!memcmp(B.data, ref, B.total * sizeof *ref));
+    CHECK(qw_params_load(&A, st, 0) == QW_EXIT_FAIL);
+    qw_st_close(st);
+    qw_params_free(&A);
+    qw_params_free(&G);
+    qw_params_free(&B);
+    cpu->mem_stats(&use, &peak);
+    CHECK(use == use0);
+    free(ref);
+}
+
+/* A CPU backend posing as bf16 (act_size 2), to check the compute copy:
+ * made by to_device, refreshed by sync_compute and by the optimizer. */
+static void bf16_to_act(void *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = qw_f32_to_bf16(src[i]);
+}
+static void bf16_adamw(float *p, void *p_act, const float *g, float *m, float *v, size_t n, const qw_adamw_scalars *s)
+{
+    qw_ops_cpu()->adamw(p, NULL, g, m, v, n, s);
+    if (p_act) bf16_to_act(p_act, p, n);
+}
+static int compute_is_bf16_of_data(const qw_params *P)
+{
+    const uint16_t *h = P->compute;
+    for (size_t i = 0; i < P->total; i++)
+        if (h[i] != qw_f32_to_bf16(P->data[i])) return 0;
+    return 1;
+}
+
+TEST(compute_copy_bf16)
+{
+    qw_ops fake = *qw_ops_cpu();
+    fake.name = "fake-bf16", fake.act_size = 2, fake.to_act = bf16_to_act, fake.adamw = bf16_adamw;
+    qw_config c = dense_cfg(0);
+    qw_params P, G, M, V;
+    CHECK(qw_params_init(&P, &c) == 0);
+    qw_params_init_random(&P, 5);
+    CHECK(qw_params_to_device(&P, &fake) == 0 && P.ops == &fake && P.compute != (void *)P.data);
+    CHECK(compute_is_bf16_of_data(&P));
+    P.layer[1].v[3] += 1.0f;   /* changed outside the optimizer */
+    CHECK(!compute_is_bf16_of_data(&P));
+    qw_params_sync_compute(&P);
+    CHECK(compute_is_bf16_of_data(&P));
+    CHECK(qw_params_alloc_like(&G, &P) == 0 && qw_params_alloc_like(&M, &P) == 0 && qw_params_alloc_like(&V, &P) == 0);
+    CHECK(G.compute == NULL && G.ops == &fake);
+    for (int i = 0; i < G.n; i++)
+        for (int64_t j = 0; j < G.p[i].numel; j++) G.data[G.p[i].offset + j] = 0.01f * (float)((j % 7) - 3);
+    float before = P.layer[0].q[1];
+    qw_adamw o = qw_adamw_defaults();
+    qw_adamw_step(&o, &P, &G, &M, &V, 1, 1e-2, 1.0);
+    CHECK(P.layer[0].q[1] != before);
+    CHECK(compute_is_bf16_of_data(&P));
+    CHECK(qw_params_to_device(&P, qw_ops_cpu()) == QW_EXIT_FAIL);
+    CHECK(strstr(qw_error_msg(), "fake-bf16") != NULL);
+    qw_params_free(&P); qw_params_free(&G); qw_params_free(&M); qw_params_free(&V);
 }
 
 TEST(load_errors)
@@ -413,6 +504,8 @@ int main(void)
     RUN(moe_layout);
     RUN(init_random);
     RUN(save_load_round_trip);
+    RUN(to_device_round_trip_cpu);
+    RUN(compute_copy_bf16);
     RUN(load_errors);
     RUN(fused_layouts);
     RUN(golden_fixtures_load);

@@ -1,16 +1,22 @@
-/* qw/backend.h — choosing the compute backend from --device.
+/* qw/backend.h — choosing the compute backend from --device, --precision,
+ * --threads and --deterministic.
  *
- * qw_backend_select returns the op table for "cpu" or "cuda"; NULL device
- * means the default (cuda when built with CUDA and a GPU is present, else
- * cpu).  Asking for cuda in a build without it, or without a GPU, is
- * QW_EXIT_FAIL with a message saying which.  `threads` (≤ 0: all cores)
- * is passed to the backend's set_threads.
+ * device: "cpu" or "cuda" (NULL: cpu).  precision: "fp32" or "bf16"
+ * activations (NULL: bf16 on cuda, fp32 on cpu); the CPU backend computes
+ * in fp32 only.  cuda gives qw_ops_cuda() (bf16) or qw_ops_cuda_fp32().
+ * threads (≤ 0: all cores) goes to the backend's set_threads,
+ * deterministic (0 or 1) to its set_deterministic.
+ *
+ * Errors: an unknown device or precision, or bf16 on the CPU, is
+ * QW_EXIT_USAGE; cuda in a build without it, or with no usable GPU, is
+ * QW_EXIT_FAIL with a message saying which.  *out is set only on success.
  */
 #ifndef QW_BACKEND_H
 #define QW_BACKEND_H
 
 #include "qw/ops.h"
 
-int qw_backend_select(const char *device, int threads, const qw_ops **out);
+int qw_backend_select(const char *device, const char *precision, int threads, int deterministic,
+                      const qw_ops **out);
 
 #endif

@@ -75,7 +75,9 @@ extern const char *const qw_ckpt_tokenizer_files[];
 /* Save P (weights), M and V (AdamW first and second moments, P's layout)
  * and s as OUT/step-<s->step> (s->step ≥ 0, else QW_EXIT_USAGE).  Pruning keeps the directory just written
  * and the keep_last − 1 others with the highest step numbers.  On success
- * *dir (if dir is not NULL) is the new directory's path (caller frees). */
+ * *dir (if dir is not NULL) is the new directory's path (caller frees).
+ * P, M, V may live on a device (qw_params_to_device): they are downloaded
+ * one arena at a time. */
 int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, const qw_params *V,
                  const qw_train_state *s, char **dir);
 
@@ -84,8 +86,9 @@ int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, 
  * *dir is the step directory (caller frees). */
 int qw_ckpt_resolve(const char *path, char **dir);
 
-/* Load a step directory into P, M, V (already initialised with the run's
- * config, e.g. by qw_params_init and qw_params_alloc_like) and s (filled;
+/* Load a step directory into P, M, V (host arenas, already initialised
+ * with the run's config, e.g. by qw_params_init and qw_params_alloc_like;
+ * move them to a device afterwards) and s (filled;
  * free with qw_train_state_free).  The checkpoint's config.json must agree
  * with P->cfg on every field that shapes or computes the model, else
  * QW_EXIT_DATA naming the field. */

@@ -6,8 +6,16 @@
  * once, up front (the "activation plan"); forward and backward allocate
  * nothing.  The model never owns the parameters: `P` (and the gradient
  * arena given to the backward) must outlive it, and their arenas must be
- * device memory of the backend (for the CPU backend, qw_params as built by
- * qw/params.h).
+ * device memory of the backend (qw_params_to_device; host arenas serve the
+ * CPU backend as they are).
+ *
+ * Precision.  Activations are in the backend's activation type (qw/ops.h:
+ * fp32 on the CPU, bf16 on cuda): the GEMMs read the weights from
+ * P->compute; RMSNorm weights and the embedding table are read from the
+ * fp32 master arena; weight gradients are accumulated in fp32 (gemm
+ * c_f32) into the fp32 gradient arena; the router logits and the LM-head
+ * logits (one chunk at a time) are fp32, and so are the loss, log-probs
+ * and softmax statistics.
  *
  * Numerics are those of HF transformers in fp32 (reference/qwen3.md §1-2):
  * RMSNorm with eps inside the sqrt; q/k RMSNorm per head before RoPE;

@@ -2,10 +2,10 @@
  * schedules, shared by qw-pretrain, qw-sft, qw-grpo and qw-dpo.
  *
  * Storage.  Parameters, gradients and the two moments are arenas of one
- * layout (qw/params.h: make G, M, V with qw_params_alloc_like from P and
- * index them the same way).  Every function also has a form over a range
- * [lo, hi) of arena offsets, so a rank holding only a shard of the
- * optimizer state (ZeRO) runs the same arithmetic on its slice.
+ * layout and one memory (qw/params.h: make G, M, V with
+ * qw_params_alloc_like from P and index them the same way).  The
+ * arithmetic runs on the backend that holds them (qw_params.ops; host
+ * arenas on the CPU backend), through its adamw and sumsq ops.
  *
  * AdamW, exactly as torch.optim.AdamW (decoupled weight decay, bias
  * correction, eps outside the square root).  At update t = 1, 2, … with
@@ -20,7 +20,7 @@
  * Defaults: β1 0.9, β2 0.95, eps 1e-8, weight_decay 0.1.  Tensors whose
  * qw_param.no_decay is set (RMSNorm weights, biases, the embedding) take no
  * decay.  Element arithmetic is fp32 (as torch's fp32 AdamW); the scalar
- * factors are computed in fp64.  The loops run under OpenMP.
+ * factors are computed in fp64 (qw_adamw_scalars, qw/ops.h).
  *
  * Clipping, as torch.nn.utils.clip_grad_norm_: the global norm is the
  * 2-norm over every gradient element (summed in fp64), and
@@ -28,9 +28,8 @@
  *     scale = min(1, max_norm / (norm + 1e-6))
  *
  * multiplies every gradient.  max_norm ≤ 0 means no clipping (scale 1).
- * Across ranks each rank sums squares over the elements it owns
- * (qw_grad_sumsq), the sums are added (qw_comm_allreduce_f64), and
- * norm = √sum.
+ * Across ranks the gradients are summed first (allreduce), then
+ * norm = √qw_grad_sumsq.
  *
  * Nothing here fails: these functions have no error return.
  */
@@ -49,23 +48,18 @@ typedef struct {
 /* β1 0.9, β2 0.95, eps 1e-8, weight decay 0.1. */
 qw_adamw qw_adamw_defaults(void);
 
-/* One AdamW update of every tensor of P.  G, M, V have P's layout; step is
- * the 1-based update count t (after this update), lr the rate for this
- * update (qw_sched_lr), grad_scale the clip factor s (1 for none).  G is
- * read, not modified. */
+/* One AdamW update of every tensor of P.  G, M, V have P's layout and
+ * memory; step is the 1-based update count t (after this update), lr the
+ * rate for this update (qw_sched_lr), grad_scale the clip factor s (1 for
+ * none).  G is read, not modified.  P's compute copy, when it has one of
+ * its own (bf16), is refreshed in the same pass.  One ops->adamw call per
+ * run of consecutive tensors with the same decay flag. */
 void qw_adamw_step(const qw_adamw *o, qw_params *P, const qw_params *G, qw_params *M, qw_params *V,
                    long step, double lr, double grad_scale);
 
-/* The same over arena offsets [lo, hi) of layout L: p, g, m, v point at
- * element lo of their arrays (each holds hi − lo floats).  Tensors that
- * straddle lo or hi are handled element by element with their own decay
- * flag. */
-void qw_adamw_step_range(const qw_adamw *o, const qw_params *L, size_t lo, size_t hi,
-                         float *p, const float *g, float *m, float *v,
-                         long step, double lr, double grad_scale);
-
-/* Σ g² over n floats, accumulated in fp64. */
-double qw_grad_sumsq(const float *g, size_t n);
+/* Σ g² over the whole arena, accumulated in fp64 in a fixed order
+ * (ops->sumsq; the gaps between tensors are zero). */
+double qw_grad_sumsq(const qw_params *G);
 /* The clip factor for a global norm: min(1, max_norm / (norm + 1e-6)); 1 when
  * max_norm ≤ 0.  A non-finite norm gives a non-finite scale, so a NaN
  * gradient poisons the update visibly instead of being hidden. */

@@ -18,6 +18,22 @@
  * The same layout serves weights, gradients and optimizer moments: make a
  * second qw_params with qw_params_alloc_like and index both the same way.
  *
+ * Memory.  An arena lives in host memory (ops NULL: as qw_params_init
+ * makes it) or in the device memory of a backend (ops set: after
+ * qw_params_to_device, or alloc_like of such an arena); every view pointer
+ * (data, embed, layer[i].q, …) is then a device pointer of that backend.
+ * Initialising and loading (init_random, load) need a host arena: build,
+ * fill, then move.  The qw_params owns its arena(s) either way:
+ * qw_params_free releases them through ops->free or free().
+ *
+ * Compute copy.  The GEMMs read the weights in the backend's activation
+ * type (qw/ops.h: act_size bytes per element): `compute` holds the arena
+ * in that type at the same element offsets (tensor i at byte
+ * p[i].offset·act_size).  When the activation type is fp32 (host arenas,
+ * the CPU backend, cuda-fp32) compute == data, no copy; with bf16 it is a
+ * second device allocation, refreshed by the optimizer (qw/optim.h) or by
+ * qw_params_sync_compute.  Gradient and moment arenas have none (NULL).
+ *
  * Errors: 0 or QW_EXIT_* with a message (qw/cli.h).  Loading names the
  * file and the tensor: a missing tensor, an unexpected one, a shape that
  * does not match the config are QW_EXIT_DATA.
@@ -29,6 +45,7 @@
 #include <stdint.h>
 
 #include "qw/config.h"
+#include "qw/ops.h"
 #include "qw/st.h"
 
 typedef struct {
@@ -63,13 +80,33 @@ typedef struct {
     float *lm_head;          /* [V,H]; == embed when tied */
     qw_layer_params *layer;  /* [L], owned */
     void *index;             /* private: name lookup */
+    const qw_ops *ops;       /* the backend whose memory holds the arena; NULL: host */
+    void *compute;           /* weights in the activation type (see Compute copy); == data
+                                when fp32; NULL in gradient and moment arenas; owned */
 } qw_params;
 
-/* Build the layout for a config and allocate a zeroed arena.  QW_EXIT_FAIL
- * when the arena cannot be allocated. */
+/* Build the layout for a config and allocate a zeroed host arena
+ * (compute == data).  QW_EXIT_FAIL when the arena cannot be allocated. */
 int qw_params_init(qw_params *P, const qw_config *c);
-/* Same layout as src, new zeroed arena (for gradients, moments). */
+/* Same layout as src, new zeroed arena in the same memory (host, or src's
+ * backend), without a compute copy (for gradients, moments).
+ * QW_EXIT_FAIL, naming the bytes, when it cannot be allocated. */
 int qw_params_alloc_like(qw_params *dst, const qw_params *src);
+/* Move a host arena into the device memory of `ops`: allocate with
+ * ops->alloc, upload, free the host arena, rebase every view; make the
+ * compute copy (ops->to_act) when ops->act_size is not 4.  An arena
+ * without a compute copy (alloc_like) gets none.  Already on `ops`: a
+ * no-op.  On another backend: QW_EXIT_FAIL.  Out of device memory:
+ * QW_EXIT_FAIL naming the bytes, and P is left as it was (on the host). */
+int qw_params_to_device(qw_params *P, const qw_ops *ops);
+/* Refresh the compute copy from the fp32 weights, after they changed
+ * other than through qw_adamw_step (which refreshes it itself).  A no-op
+ * when compute == data or there is none. */
+void qw_params_sync_compute(qw_params *P);
+/* The arena's values in host memory: P->data itself for a host arena
+ * (*owned = NULL), else a copy downloaded into *owned, which the caller
+ * frees.  For writing checkpoints from a device arena. */
+const float *qw_params_host(const qw_params *P, float **owned);
 void qw_params_free(qw_params *P);
 /* The tensor of that name, or NULL. */
 const qw_param *qw_params_find(const qw_params *P, const char *name);
@@ -81,7 +118,8 @@ static inline float *qw_params_ptr(const qw_params *P, const qw_param *p) { retu
  * name), so a tensor's values do not depend on the rest of the layout. */
 void qw_params_init_random(qw_params *P, uint64_t seed);
 
-/* Load from an open checkpoint.  Accepts the Hub per-expert layout and the
+/* Load from an open checkpoint into a host arena (QW_EXIT_FAIL on a
+ * device arena).  Accepts the Hub per-expert layout and the
  * fused expert layout of transformers 5.x ("mlp.experts.gate_up_proj"
  * [E,2·Ie,H] gate rows first, "mlp.experts.down_proj" [E,H,Ie]; for
  * qwen3_vl_moe the transposed Hub form [E,H,2·Ie] / [E,Ie,H]), any float
@@ -100,7 +138,8 @@ int qw_params_check(const qw_config *c, const qw_st *st, int allow_extra);
  * format "pt" as transformers requires; shards of at most 5 GB with an
  * index beyond that), `dir`/config.json (torch_dtype set to the dtype
  * written) and `dir`/generation_config.json (bos/eos ids).  Creates dir.
- * Atomic per file (qw/st.h).  Other dtypes are QW_EXIT_FAIL. */
+ * Atomic per file (qw/st.h).  Other dtypes are QW_EXIT_FAIL.  A device
+ * arena is downloaded first (qw_params_host). */
 int qw_params_save(const qw_params *P, const char *dir, qw_dtype dtype);
 
 #endif

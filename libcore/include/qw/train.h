@@ -17,6 +17,13 @@
  * Positions and documents come from the shards (qw/shard.h): no token
  * attends across a document boundary or is predicted across one.
  *
+ * Memory.  The weights, gradients and AdamW moments live on the backend
+ * (o->ops, qw_params_to_device); with several ranks the gradients are
+ * downloaded into a host buffer for the MPI allreduce and uploaded back.
+ * Checkpoints are written from the device arenas; a resumed run loads on
+ * the host, then moves.  Every step record of the metrics carries
+ * mem_peak_bytes, the backend's memory high-water mark (ops->mem_stats).
+ *
  * Resume.  The data position is a function of the step, the schedule a
  * function of the step, and the arithmetic is deterministic for a given
  * thread count and rank count, so N steps + resume + M steps reproduces
