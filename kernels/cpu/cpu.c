@@ -1,7 +1,7 @@
 /* cpu.c — the fp32 CPU backend (activations are float: act_size 4):
  * memory, GEMM (OpenBLAS), elementwise and row ops (OpenMP), the optimizer
- * ops, and the op table.  Attention, MoE routing and the
- * cross-entropy live in their own files. */
+ * ops, and the op table.  Attention, MoE routing and the cross-entropy
+ * live in their own files. */
 #include "cpu.h"
 
 #include <cblas.h>
