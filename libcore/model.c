@@ -184,7 +184,7 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
         double cap = ceil(opts->capacity_factor * m->N * m->k / m->E);
         if (cap < m->N) m->capacity = (int)cap;
     }
-    m->chunk = (1 << 22) / m->V;
+    m->chunk = (int)(ops->lm_chunk_elems / (size_t)m->V);
     if (m->chunk < 64) m->chunk = 64;
     if (m->chunk > m->N) m->chunk = m->N;
     m->x = qw_calloc(m->L + 1, sizeof *m->x);

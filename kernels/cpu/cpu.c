@@ -339,6 +339,7 @@ static void adamw(float *p, void *p_act, const float *g, float *m, float *v, siz
 static const qw_ops cpu_ops = {
     .name = "cpu",
     .act_size = sizeof(float),
+    .lm_chunk_elems = (size_t)1 << 22,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,

@@ -146,6 +146,7 @@ static void fill(qw_ops *t, const char *name, size_t act_size)
 {
     t->name = name;
     t->act_size = act_size;
+    t->lm_chunk_elems = (size_t)1 << 28;   /* 1 GiB of fp32 logits: about 1700 rows of Qwen3's vocabulary */
     t->alloc = cu_alloc;
     t->free = qw_cuda_release;
     t->zero = cu_zero;

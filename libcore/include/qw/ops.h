@@ -61,6 +61,10 @@ typedef struct {
 typedef struct qw_ops {
     const char *name;   /* "cpu", "cuda" (bf16 activations), "cuda-fp32" */
     size_t act_size;    /* bytes per activation element: 4 (fp32) or 2 (bf16) */
+    /* How many fp32 LM-head logits the model should hold at once (a chunk
+     * of rows × V): small on the CPU, where the chunk stays in cache; large
+     * on a GPU, where the LM-head GEMM needs many rows to run well. */
+    size_t lm_chunk_elems;
 
     /* ---- memory ---- */
     /* `bytes` zeroed bytes, 64-byte aligned; NULL when out of memory. */
