@@ -128,12 +128,14 @@ cat >huge.json <<'JSON'
 JSON
 python3 "$QW_SRCDIR/tests/tools/gen_stream.py" 00000000c0ffee04 2048 400 4 >long.qwt
 qw-pack -q -T 4096 -o long long.qwt
+expect_status gpu_oom_checkpoint_made 0 "${limit[@]}" qw-pretrain --device cpu "${train[@]}" --steps 2 --out ck
 snapshot() { (cd "$1" && find . -printf '%p %s %T@\n' | sort && find . -type f -exec sha256sum {} + | sort); }
-snapshot f32 >before
+snapshot ck >before
 expect_status gpu_oom_is_exit_1 1 "${limit[@]}" qw-pretrain --device "$dev" --precision bf16 --config huge.json --data long -T 4096 \
-    --batch-tokens $((64 * 4096)) --micro-batch 64 --steps 1 --out f32 -q
+    --batch-tokens $((64 * 4096)) --micro-batch 64 --steps 1 --out ck -q
 expect_stderr gpu_oom_says_out_of "out of"
 expect_stderr gpu_oom_gives_bytes "[0-9]{6,}|[0-9.]+ ?[kKMGT]i?B|bytes"
-snapshot f32 >after
+snapshot ck >after
+check gpu_oom_checkpoint_was_there grep -q 'step-000002/model.safetensors' before
 check gpu_oom_checkpoint_untouched cmp -s before after
 note "done"
