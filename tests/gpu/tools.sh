@@ -59,8 +59,8 @@ note "parity done"
 # ---- b. 100-step loss curves: device against CPU
 python3 "$QW_SRCDIR/tests/tools/gen_stream.py" 00000000c0ffee03 2048 3000 3 >d.qwt
 qw-pack -q -T 128 -o data d.qwt
-train=(--config "$QW_SRCDIR/pipelines/configs/demo-dense.json" --data data -T 128 --batch-tokens 2048
-       --lr 3e-3 --warmup 10 --seed 1 -q)
+short=(--config "$QW_SRCDIR/pipelines/configs/demo-dense.json" --data data -T 128 --batch-tokens 2048 -q)
+train=("${short[@]}" --lr 3e-3 --warmup 10 --seed 1)
 expect_status gpu_train_cpu_100 0 "${limit[@]}" qw-pretrain --device cpu "${train[@]}" --steps 100 --out cpu --log cpu.jsonl
 expect_status gpu_train_fp32_100 0 "${limit[@]}" qw-pretrain --device "$dev" --precision fp32 "${train[@]}" --steps 100 --out f32 --log f32.jsonl
 expect_status gpu_train_bf16_100 0 "${limit[@]}" qw-pretrain --device "$dev" --precision bf16 "${train[@]}" --steps 100 --out b16 --log b16.jsonl
@@ -105,7 +105,7 @@ note "determinism done"
 # ---- d. memcheck
 if [ "$dev" = cuda ] && command -v compute-sanitizer >/dev/null; then
     timeout -k 10 $((2 * lim)) compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
-        qw-pretrain --device cuda --precision bf16 "${train[@]}" --batch-tokens 512 --steps 2 --out mc >mc.txt 2>&1
+        qw-pretrain --device cuda --precision bf16 "${short[@]}" --batch-tokens 512 --steps 2 --out mc >mc.txt 2>&1
     st=$?
     if grep -q 'Device not supported' mc.txt; then echo "SKIP gpu_memcheck_pretrain (device not supported)"
     elif [ $st = 0 ] && grep -q 'ERROR SUMMARY: 0 errors' mc.txt; then pass gpu_memcheck_pretrain
@@ -116,7 +116,7 @@ else
 fi
 
 # ---- e. bad input and out of memory
-expect_status gpu_bogus_precision_is_usage_error 2 "${limit[@]}" qw-pretrain --device "$dev" --precision bogus "${train[@]}" --steps 1 --out bogus
+expect_status gpu_bogus_precision_is_usage_error 2 "${limit[@]}" qw-pretrain --device "$dev" --precision bogus "${short[@]}" --steps 1 --out bogus
 expect_stderr gpu_bogus_precision_named "bogus"
 # 0.8B parameters, but 64 rows of 4096 per forward: about 40 KB of bf16
 # activations per token and layer, 48 layers, 262144 tokens: ~500 GB.
@@ -128,7 +128,7 @@ cat >huge.json <<'JSON'
 JSON
 python3 "$QW_SRCDIR/tests/tools/gen_stream.py" 00000000c0ffee04 2048 400 4 >long.qwt
 qw-pack -q -T 4096 -o long long.qwt
-expect_status gpu_oom_checkpoint_made 0 "${limit[@]}" qw-pretrain --device cpu "${train[@]}" --steps 2 --out ck
+expect_status gpu_oom_checkpoint_made 0 "${limit[@]}" qw-pretrain --device cpu "${short[@]}" --steps 2 --out ck
 snapshot() { (cd "$1" && find . -printf '%p %s %T@\n' | sort && find . -type f -exec sha256sum {} + | sort); }
 snapshot ck >before
 expect_status gpu_oom_is_exit_1 1 "${limit[@]}" qw-pretrain --device "$dev" --precision bf16 --config huge.json --data long -T 4096 \
