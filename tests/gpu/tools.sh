@@ -118,11 +118,12 @@ fi
 # ---- e. bad input and out of memory
 expect_status gpu_bogus_precision_is_usage_error 2 "${limit[@]}" qw-pretrain --device "$dev" --precision bogus "${short[@]}" --steps 1 --out bogus
 expect_stderr gpu_bogus_precision_named "bogus"
-# 0.8B parameters, but 64 rows of 4096 per forward: about 40 KB of bf16
-# activations per token and layer, 48 layers, 262144 tokens: ~500 GB.
-# (Every single buffer stays under 2^31 elements.)
+# 0.65B parameters, but 64 rows of 4096 per forward: about 35 KB of bf16
+# activations per token and layer, 48 layers, 262144 tokens: ~440 GB
+# (without recomputation, the default).  Every single buffer, fused q/k/v
+# and gate/up included, stays under 2^31 elements.
 cat >huge.json <<'JSON'
-{"model_type":"qwen3","vocab_size":2048,"hidden_size":1024,"intermediate_size":4096,"num_hidden_layers":48,
+{"model_type":"qwen3","vocab_size":2048,"hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":48,
  "num_attention_heads":8,"num_key_value_heads":8,"head_dim":128,"max_position_embeddings":4096,
  "rms_norm_eps":1e-6,"rope_theta":10000,"tie_word_embeddings":true,"initializer_range":0.02}
 JSON
