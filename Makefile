@@ -50,7 +50,7 @@ QW_LIBS   += -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 endif
 endif
 
-.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu demo install uninstall clean help
+.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu bench-gpu demo install uninstall clean help
 all: lib tools $(UNITS)
 
 lib: $(LIB)
@@ -107,6 +107,12 @@ bench-cpu: all
 
 bench: bench-tokenize bench-cpu
 
+# GPU machine: qw-pretrain against PyTorch on Qwen3-0.6B/1.7B shapes.  No
+# build step (the machine may lack the build's libraries): QW_BIN may name a
+# bundle's programs (tests/gpu/bundle.sh).
+bench-gpu:
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
+
 demo: all
 	$(Q)$(MAKE) --no-print-directory -f pipelines/demo.mk QW_BIN=$(CURDIR)/bin
 
@@ -131,5 +137,6 @@ help:
 	@echo "make test           CPU test suite (what CI runs)"
 	@echo "make test-gpu       CUDA ops against the CPU ops (GPU machine)"
 	@echo "make bench          benchmarks against the reference implementations"
+	@echo "make bench-gpu      qw-pretrain vs PyTorch training throughput (GPU machine)"
 	@echo "make demo           the demo pipeline on the CPU"
 	@echo "make install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"

@@ -5,6 +5,8 @@
 #   2. a device fault must end the program with "qw: cuda: ..." and exit 1
 #   3. compute-sanitizer memcheck over test_ops (API errors not reported:
 #      test_ops asks for 4 PiB on purpose)
+#   4. the qw programs on the device (tests/gpu/tools.sh: parity fixtures,
+#      loss curves against the CPU, determinism, memcheck, out of memory)
 #
 # Programs come from $QW_GPU_BIN when set (prebuilt by tests/gpu/build.sh),
 # else they are built into build/gpu.  Ends with "N passed, N failed".
@@ -16,12 +18,16 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ok() { echo "PASS $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1${2:+ ($2)}"; fail=$((fail + 1)); }
+# tally FILE NAME: add the PASS/FAIL lines of a sub-suite's output
+tally() {
+    pass=$((pass + $(grep -c '^PASS ' "$1")))
+    fail=$((fail + $(grep -c '^FAIL ' "$1")))
+    grep -q '^PASS \|^FAIL ' "$1" || bad "$2" "no cases ran"
+}
 
 "$bin/test_ops" >"$tmp/ops" 2>&1
 cat "$tmp/ops"
-pass=$((pass + $(grep -c '^PASS ' "$tmp/ops")))
-fail=$((fail + $(grep -c '^FAIL ' "$tmp/ops")))
-grep -q '^PASS \|^FAIL ' "$tmp/ops" || bad test_ops "no cases ran"
+tally "$tmp/ops" test_ops
 
 "$bin/test_ops" fault 2>"$tmp/fault"
 rc=$?
@@ -37,5 +43,7 @@ if command -v compute-sanitizer >/dev/null; then
 else
     echo "SKIP memcheck (no compute-sanitizer)"
 fi
+
+bash tests/gpu/tools.sh 2>&1 | tee "$tmp/tools"; tally "$tmp/tools" tools.sh
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
