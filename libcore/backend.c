@@ -16,6 +16,9 @@ int qw_backend_select(const char *device, const char *precision, int threads, in
     if (precision && strcmp(precision, "fp32") && strcmp(precision, "bf16"))
         return qw_error(QW_EXIT_USAGE, "--precision: '%s' is not fp32 or bf16", precision);
     int cuda = device && !strcmp(device, "cuda");
+#ifdef QW_HAVE_CUDA
+    if (!device) cuda = qw_ops_cuda() != NULL;
+#endif
     int bf16 = precision ? !strcmp(precision, "bf16") : cuda;
     const qw_ops *ops;
     if (!cuda) {

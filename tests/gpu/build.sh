@@ -11,6 +11,10 @@ cuda=${CUDA_HOME:-/usr/local/cuda}
 flags="-O2 -g -std=gnu11 -fopenmp -Wall -DQW_HAVE_CUDA=1 -Ilibcore/include -Ikernels/cuda -Itests/unit"
 libs="libcore/libqwcore.a kernels/cuda/libqwcuda.a -L$cuda/lib64 -lcublasLt -lcublas -lcudart_static
       -Wl,-Bstatic -lopenblas -Wl,-Bdynamic -lstdc++ -ldl -lrt -lm -lpthread"
-for p in tests/gpu/test_ops.c tests/bench/attn_cuda.c; do
-    ${CC:-cc} $flags -o "$out/$(basename "$p" .c)" "$p" $libs
+${CC:-cc} $flags -o "$out/test_ops" tests/gpu/test_ops.c $libs
+# The flash-attention tests carry their own host references: each links its
+# kernel file alone.
+for k in fwd bwd; do
+    ${NVCC:-nvcc} -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ilibcore/include -Ikernels/cuda \
+        -o "$out/test_flash_$k" "tests/gpu/test_flash_$k.cu" "kernels/cuda/flash_$k.cu"
 done

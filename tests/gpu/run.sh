@@ -1,7 +1,9 @@
 #!/bin/bash
 # tests/gpu/run.sh — the GPU suite (`make test-gpu`, on a machine with a GPU).
 #
-#   1. test_ops: every CUDA op against the CPU op (tests/gpu/test_ops.c)
+#   1. test_ops: every CUDA op against the CPU op (tests/gpu/test_ops.c);
+#      test_flash_fwd, test_flash_bwd: the flash-attention kernels against
+#      host references in double
 #   2. a device fault must end the program with "qw: cuda: ..." and exit 1
 #   3. compute-sanitizer memcheck over test_ops (API errors not reported:
 #      test_ops asks for 4 PiB on purpose)
@@ -28,6 +30,12 @@ tally() {
 "$bin/test_ops" >"$tmp/ops" 2>&1
 cat "$tmp/ops"
 tally "$tmp/ops" test_ops
+
+for k in fwd bwd; do
+    "$bin/test_flash_$k" >"$tmp/flash_$k" 2>&1
+    cat "$tmp/flash_$k"
+    tally "$tmp/flash_$k" "test_flash_$k"
+done
 
 "$bin/test_ops" fault 2>"$tmp/fault"
 rc=$?

@@ -3,13 +3,25 @@
 #include "qw/backend.h"
 #include "qw/cli.h"
 
-TEST(cpu_is_the_default_and_fp32)
+/* No --device: the GPU (bf16) when built and present, else the CPU (fp32). */
+TEST(default_device)
 {
     const qw_ops *o = NULL;
-    CHECK(qw_backend_select(NULL, NULL, 1, 0, &o) == 0 && o == qw_ops_cpu());
+    CHECK(qw_backend_select(NULL, NULL, 1, 0, &o) == 0 && o);
+#ifdef QW_HAVE_CUDA
+    if (qw_ops_cuda()) {
+        CHECK(o == qw_ops_cuda() && o->act_size == 2);
+        return;
+    }
+#endif
+    CHECK(o == qw_ops_cpu());
     CHECK_STR(o->name, "cpu");
     CHECK(o->act_size == 4);
-    o = NULL;
+}
+
+TEST(cpu_is_fp32)
+{
+    const qw_ops *o = NULL;
     CHECK(qw_backend_select("cpu", "fp32", 0, 1, &o) == 0 && o == qw_ops_cpu());
 }
 
@@ -18,7 +30,6 @@ TEST(usage_errors)
     const qw_ops *o = NULL;
     CHECK(qw_backend_select("cpu", "bf16", 1, 0, &o) == QW_EXIT_USAGE && o == NULL);
     CHECK_STR(qw_error_msg(), "--precision bf16: the cpu backend computes in fp32");
-    CHECK(qw_backend_select(NULL, "bf16", 1, 0, &o) == QW_EXIT_USAGE && o == NULL);
     CHECK(qw_backend_select("cpu", "fp16", 1, 0, &o) == QW_EXIT_USAGE && o == NULL);
     CHECK_STR(qw_error_msg(), "--precision: 'fp16' is not fp32 or bf16");
     CHECK(qw_backend_select("gpu", NULL, 1, 0, &o) == QW_EXIT_USAGE && o == NULL);
@@ -42,7 +53,8 @@ TEST(cuda)
 
 int main(void)
 {
-    RUN(cpu_is_the_default_and_fp32);
+    RUN(default_device);
+    RUN(cpu_is_fp32);
     RUN(usage_errors);
     RUN(cuda);
     return qwtest_finish();

@@ -1,7 +1,8 @@
 /* qw/backend.h — choosing the compute backend from --device, --precision,
  * --threads and --deterministic.
  *
- * device: "cpu" or "cuda" (NULL: cpu).  precision: "fp32" or "bf16"
+ * device: "cpu" or "cuda" (NULL: cuda when this build has it and a usable
+ * GPU is present, else cpu).  precision: "fp32" or "bf16"
  * activations (NULL: bf16 on cuda, fp32 on cpu); the CPU backend computes
  * in fp32 only.  cuda gives qw_ops_cuda() (bf16) or qw_ops_cuda_fp32().
  * threads (≤ 0: all cores) goes to the backend's set_threads,
