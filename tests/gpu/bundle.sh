@@ -4,7 +4,7 @@
 #
 #   OUTDIR/bin/qw-*          $QW_BIN/qw-* (default bin/)
 #   OUTDIR/tests/test_model  build/tests/test_model (the parity comparator), if built
-#   OUTDIR/gpu/*             $QW_GPU_BIN (default build/gpu) test_ops, attn_cuda, if built
+#   OUTDIR/gpu/*             $QW_GPU_BIN (default build/gpu) test_ops, test_flash_fwd, test_flash_bwd, if built
 #   OUTDIR/lib/              libraries from ldd, minus those surely on an Ubuntu
 #                            24.04 + CUDA + OpenMPI machine (glibc, the GCC runtime,
 #                            CUDA, OpenMPI and its hwloc/libevent/pmix, libgomp,
@@ -39,7 +39,7 @@ for p in "$bin"/qw-*; do cp "$p" "$out/bin/"; progs+=("$p"); done
 if [ -x "$root/build/tests/test_model" ]; then
     mkdir -p "$out/tests" && cp "$root/build/tests/test_model" "$out/tests/" && progs+=("$root/build/tests/test_model")
 fi
-for p in test_ops attn_cuda; do
+for p in test_ops test_flash_fwd test_flash_bwd; do
     if [ -x "$gpu/$p" ]; then mkdir -p "$out/gpu" && cp "$gpu/$p" "$out/gpu/" && progs+=("$gpu/$p"); fi
 done
 
