@@ -118,8 +118,13 @@ static void bytes_init(void)
     }
 }
 
-/* Append the ByteLevel characters of bytes p[0..n) as UTF-8. */
-static void bytes_to_chars(const unsigned char *p, size_t n, qw_buf *out)
+const uint32_t *qw_tok_byte_chars(void)
+{
+    pthread_once(&bytes_once, bytes_init);
+    return byte_char;
+}
+
+void qw_tok_bytes_to_chars(const unsigned char *p, size_t n, qw_buf *out)
 {
     qw_buf_reserve(out, 2 * n);
     for (size_t i = 0; i < n; i++) {
@@ -501,7 +506,7 @@ static void build_tables(qw_tok *t)
     for (int b = 0; b < 256; b++) {
         qw_buf s = {0};
         unsigned char byte = (unsigned char)b;
-        bytes_to_chars(&byte, 1, &s);
+        qw_tok_bytes_to_chars(&byte, 1, &s);
         t->byte_id[b] = vocab_find(t, s.p, s.n);
         qw_buf_free(&s);
     }
@@ -864,7 +869,7 @@ static void encode_piece(enc_ctx *e, const char *s, size_t n)
     const qw_tok *t = e->t;
     if (t->ignore_merges) {
         e->scratch.n = 0;
-        bytes_to_chars((const unsigned char *)s, n, &e->scratch);
+        qw_tok_bytes_to_chars((const unsigned char *)s, n, &e->scratch);
         int32_t id = vocab_find(t, e->scratch.p, e->scratch.n);
         if (id >= 0) { qw_ids_push(e->out, id); return; }
     }

@@ -41,6 +41,13 @@ static inline int qw_tok_utf8_next(const unsigned char *p, size_t n, uint32_t *c
     return 4;
 }
 
+/* GPT-2's bytes_to_unicode (tok.c): the ByteLevel character of each byte.
+ * Printable bytes stand for themselves; the other 68 take U+0100 onwards in
+ * byte order.  The table is static and built on first use (thread-safe). */
+const uint32_t *qw_tok_byte_chars(void);
+/* Append the ByteLevel characters of bytes p[0..n) to out as UTF-8. */
+void qw_tok_bytes_to_chars(const unsigned char *p, size_t n, qw_buf *out);
+
 /* Length of the valid UTF-8 prefix of s (== n when all valid). */
 size_t qw_tok_utf8_valid(const char *s, size_t n);
 

@@ -30,19 +30,16 @@
 #include "tok_int.h"
 
 /* ---- the ByteLevel alphabet ---------------------------------------------
- * GPT-2's bytes_to_unicode: printable bytes stand for themselves, the other
- * 68 take U+0100 onwards in byte order.  Token ids 0..255 are the bytes in
- * the code point order of their characters (as HF's trainer sorts them). */
+ * Token ids 0..255 are the bytes in the code point order of their ByteLevel
+ * characters (qw_tok_byte_chars), as HF's trainer sorts them: the printable
+ * bytes (characters below U+0100) in byte order, then the others. */
 
-static int byte_printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
-
-static void bytelevel_tables(uint32_t cp[256], uint8_t byte_of_id[256], int32_t id_of_byte[256])
+static void bytelevel_ids(uint8_t byte_of_id[256], int32_t id_of_byte[256])
 {
+    const uint32_t *cp = qw_tok_byte_chars();
     int n = 0;
-    for (int b = 0; b < 256; b++) cp[b] = byte_printable(b) ? (uint32_t)b : 256 + (uint32_t)n++;
-    n = 0;
-    for (int b = 0; b < 256; b++) if (byte_printable(b)) byte_of_id[n++] = (uint8_t)b;
-    for (int b = 0; b < 256; b++) if (!byte_printable(b)) byte_of_id[n++] = (uint8_t)b;
+    for (int b = 0; b < 256; b++) if (cp[b] < 256) byte_of_id[n++] = (uint8_t)b;
+    for (int b = 0; b < 256; b++) if (cp[b] >= 256) byte_of_id[n++] = (uint8_t)b;
     for (int i = 0; i < 256; i++) id_of_byte[byte_of_id[i]] = i;
 }
 
@@ -568,18 +565,10 @@ static int added_is_special(const char *content)
     return 1;
 }
 
-static void bytelevel_str(qw_buf *out, const char *p, size_t n, const uint32_t cp[256])
+static void bytelevel_str(qw_buf *out, const char *p, size_t n)
 {
     out->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = cp[(unsigned char)p[i]];
-        if (c < 0x80) {
-            qw_buf_addc(out, (char)c);
-        } else {
-            qw_buf_addc(out, (char)(0xC0 | (c >> 6)));
-            qw_buf_addc(out, (char)(0x80 | (c & 0x3F)));
-        }
-    }
+    qw_tok_bytes_to_chars((const unsigned char *)p, n, out);
     qw_buf_cstr(out);
 }
 
@@ -608,7 +597,7 @@ static cJSON *added_token_json(const char *content, int special, int with_id, lo
 
 /* tokenizer.json, or NULL with an error when a special token is also a
  * learned token (its id would be ambiguous). */
-static cJSON *tokenizer_json(const learner *L, const uint32_t cp[256], const char *const *specials,
+static cJSON *tokenizer_json(const learner *L, const char *const *specials,
                              int n_specials, const smap *special_set)
 {
     cJSON *root = cJSON_CreateObject();
@@ -644,7 +633,7 @@ static cJSON *tokenizer_json(const learner *L, const uint32_t cp[256], const cha
     cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
     qw_buf s = {0};
     for (size_t id = 0; id < L->n_tok; id++) {
-        bytelevel_str(&s, L->tbytes.p + L->toff[id], L->tlen[id], cp);
+        bytelevel_str(&s, L->tbytes.p + L->toff[id], L->tlen[id]);
         if (special_set->n && smap_find((smap *)special_set, s.p, s.n, str_hash(s.p, s.n))->h) {
             qw_error(QW_EXIT_USAGE, "special token '%s' is also a learned token", s.p);
             qw_buf_free(&s);
@@ -660,7 +649,7 @@ static cJSON *tokenizer_json(const learner *L, const uint32_t cp[256], const cha
         cJSON *m = cJSON_CreateArray();
         for (int side = 0; side < 2; side++) {
             uint32_t id = side ? L->mb[r] : L->ma[r];
-            bytelevel_str(&s, L->tbytes.p + L->toff[id], L->tlen[id], cp);
+            bytelevel_str(&s, L->tbytes.p + L->toff[id], L->tlen[id]);
             cJSON_AddItemToArray(m, cJSON_CreateString(s.p));
         }
         cJSON_AddItemToArray(merges, m);
@@ -758,15 +747,14 @@ int qw_tok_trainer_finish(qw_tok_trainer *tr, const qw_tok_train_opts *opts, con
         qw_buf_free(&set.keys);
         return rc;
     }
-    uint32_t cp[256];
     uint8_t byte_of_id[256];
     int32_t id_of_byte[256];
-    bytelevel_tables(cp, byte_of_id, id_of_byte);
+    bytelevel_ids(byte_of_id, id_of_byte);
     learner L = {0};
     load_words(tr, &L, id_of_byte);
     learn(&L, byte_of_id, opts->vocab_size, n_specials,
           (uint64_t)(opts->min_frequency ? opts->min_frequency : 2));
-    cJSON *tj = tokenizer_json(&L, cp, specials, n_specials, &set);
+    cJSON *tj = tokenizer_json(&L, specials, n_specials, &set);
     rc = tj ? write_json(dir, "tokenizer.json", tj) : qw_error_status();
     if (!rc) {
         cJSON *cj = config_json((long)L.n_tok, specials, n_specials, &set);

@@ -230,17 +230,18 @@ static int read_payload(qw_tokens_reader *r, uint64_t at, uint64_t len)
     return 0;
 }
 
-int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr)
+int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
 {
+    *got = 0;
     if (r->failed) return r->failed;
     uint64_t at = r->off;
     unsigned char h[QW_TOKENS_HEADER_SIZE];
-    size_t got;
-    int rc = read_bytes(r, h, sizeof h, &got);
+    size_t nread;
+    int rc = read_bytes(r, h, sizeof h, &nread);
     if (rc) return rc;
-    if (got == 0) return 0;
-    if (memcmp(h, QW_TOKENS_MAGIC, got < 4 ? got : 4)) return bad(r, at, "bad magic (not a qw-tokens stream)");
-    if (got < sizeof h) return bad(r, at, "truncated header (%zu of %d bytes)", got, QW_TOKENS_HEADER_SIZE);
+    if (nread == 0) return 0;
+    if (memcmp(h, QW_TOKENS_MAGIC, nread < 4 ? nread : 4)) return bad(r, at, "bad magic (not a qw-tokens stream)");
+    if (nread < sizeof h) return bad(r, at, "truncated header (%zu of %d bytes)", nread, QW_TOKENS_HEADER_SIZE);
     if (h[4] != QW_TOKENS_VERSION) return bad(r, at, "unknown version %u", h[4]);
     if (get32(h + 44) != qw_crc32c(0, h, 44)) return bad(r, at, "bad header checksum");
     unsigned flags = h[5];
@@ -303,14 +304,16 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr)
     r->off += QW_TOKENS_HEADER_SIZE + f.payload_len;
     r->index++;
     *fr = f;
-    return 1;
+    *got = 1;
+    return 0;
 }
 
-int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n)
+int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n, int *got)
 {
+    *got = 0;
     while (!r->have || r->doc == r->cur.n_docs) {
-        int rc = qw_tokens_read_frame(r, &r->cur);
-        if (rc != 1) return rc;
+        int rc = qw_tokens_read_frame(r, &r->cur, got);
+        if (rc || !*got) return rc;
         r->have = 1;
         r->doc = 0;
         r->pos = 0;
@@ -319,7 +322,8 @@ int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n)
     *n = r->cur.doc_len[r->doc];
     r->pos += *n;
     r->doc++;
-    return 1;
+    *got = 1;
+    return 0;
 }
 
 void qw_tokens_reader_free(qw_tokens_reader *r)
@@ -344,8 +348,8 @@ int qw_tokens_describe(FILE *f, const char *name, FILE *out)
     uint64_t dmin = UINT64_MAX, dmax = 0;
     qw_tokens_reader *r = qw_tokens_reader_new(f, name);
     qw_tokens_frame fr;
-    int rc;
-    while ((rc = qw_tokens_read_frame(r, &fr)) == 1) {
+    int rc, got;
+    while (!(rc = qw_tokens_read_frame(r, &fr, &got)) && got) {
         int seen = 0;
         for (int i = 0; i < n_idents; i++) seen |= idents[i].identity == fr.identity && idents[i].vocab == fr.vocab_size;
         if (!seen && n_idents < MAX_IDS) idents[n_idents++] = (struct ident){fr.identity, fr.vocab_size};

@@ -66,11 +66,9 @@ static int read_stream(FILE *f, const char *name, reading *rd, qw_docs *docs)
     qw_tokens_reader *r = qw_tokens_reader_new(f, name);
     if (rd->known) qw_tokens_reader_expect(r, rd->identity);
     qw_tokens_frame fr;
-    int st;
+    int st, got;
     char h1[16], h2[16];
-    /* A read error is QW_EXIT_FAIL, which equals the "got a frame" 1: a
-     * frame is told apart by its index, which an error leaves at -1. */
-    while (fr.index = -1, (st = qw_tokens_read_frame(r, &fr)) == 1 && fr.index >= 0) {
+    while (!(st = qw_tokens_read_frame(r, &fr, &got)) && got) {
         if (!rd->known) {
             rd->identity = fr.identity;
             rd->known = 1;

@@ -347,8 +347,8 @@ static void run_decode(char **files, int nfiles)
             qw_tokens_reader_expect(r, qw_tok_identity(tok));
             const int32_t *ids;
             size_t n;
-            int rc;
-            while ((rc = qw_tokens_read_doc(r, &ids, &n)) == 1) {
+            int rc, got;
+            while (!(rc = qw_tokens_read_doc(r, &ids, &n, &got)) && got) {
                 if (put_doc(&c, ids, n)) {
                     qw_error(qw_error_status(), "'%s': document %llu: %s", files[i], c.docs, qw_error_msg());
                     fail();

@@ -43,9 +43,9 @@ static int read_all(const char *p, size_t n, int *ndocs, const uint64_t *expect)
     if (expect) qw_tokens_reader_expect(r, *expect);
     const int32_t *ids;
     size_t len;
-    int rc;
+    int rc, got;
     *ndocs = 0;
-    while ((rc = qw_tokens_read_doc(r, &ids, &len)) == 1) (*ndocs)++;
+    while (!(rc = qw_tokens_read_doc(r, &ids, &len, &got)) && got) (*ndocs)++;
     qw_tokens_reader_free(r);
     fclose(f);
     return rc;
@@ -58,8 +58,8 @@ static int check_docs(mem m, int first, int ndocs, uint32_t vocab)
     qw_tokens_reader *r = qw_tokens_reader_new(f, "s.qwt");
     const int32_t *ids;
     size_t len;
-    int ok = 1, d = first;
-    while (qw_tokens_read_doc(r, &ids, &len) == 1) {
+    int ok = 1, d = first, got;
+    while (!qw_tokens_read_doc(r, &ids, &len, &got) && got) {
         int same = len == doc_len(d % ndocs);
         for (size_t i = 0; same && i < len; i++) same = ids[i] == doc_id(d % ndocs, i, vocab);
         ok &= same;
@@ -94,7 +94,8 @@ TEST(frames_close_at_frame_tokens)
     qw_tokens_frame fr;
     long frames = 0;
     uint64_t docs = 0, offset = 0;
-    while (qw_tokens_read_frame(r, &fr) == 1) {
+    int got;
+    while (!qw_tokens_read_frame(r, &fr, &got) && got) {
         CHECK(fr.index == frames);
         CHECK(fr.offset == offset);
         CHECK(fr.identity == 7 && fr.vocab_size == 1000);
@@ -226,7 +227,8 @@ TEST(messages_name_the_frame)
     FILE *f = fmemopen(m.p, m.n, "rb");
     qw_tokens_reader *r = qw_tokens_reader_new(f, "s.qwt");
     qw_tokens_frame fr;
-    CHECK(qw_tokens_read_frame(r, &fr) == 1);
+    int got;
+    CHECK(qw_tokens_read_frame(r, &fr, &got) == 0 && got);
     uint64_t second = fr.offset + QW_TOKENS_HEADER_SIZE + fr.payload_len;
     qw_tokens_reader_free(r);
     fclose(f);
@@ -302,7 +304,8 @@ TEST(describe_summarises)
     FILE *fa = fmemopen(a.p, a.n, "rb");
     qw_tokens_reader *r = qw_tokens_reader_new(fa, "a");
     qw_tokens_frame fr;
-    while (qw_tokens_read_frame(r, &fr) == 1) frames++;
+    int got;
+    while (!qw_tokens_read_frame(r, &fr, &got) && got) frames++;
     qw_tokens_reader_free(r);
     fclose(fa);
     char want[256];

@@ -84,15 +84,17 @@ qw_tokens_reader *qw_tokens_reader_new(FILE *f, const char *name);
 /* Require every frame to carry this tokenizer identity: a frame with
  * another is QW_EXIT_DATA ("tokenizer identity X, expected Y"). */
 void qw_tokens_reader_expect(qw_tokens_reader *r, uint64_t identity);
-/* Read and check the next frame.  Returns 1 and fills *fr, 0 at the clean
- * end of the stream, or QW_EXIT_DATA (bad magic, unknown version, bad
- * header or payload checksum, truncated frame, inconsistent counts, an id
- * out of range, wrong identity) / QW_EXIT_FAIL (read error). */
-int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr);
-/* The next document across frames: returns 1 with *ids / *n (owned by the
- * reader, valid until its next call), 0 at the end, or an error as above.
- * Do not mix with qw_tokens_read_frame on one reader. */
-int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n);
+/* Read and check the next frame.  Returns 0 with *got = 1 and *fr filled,
+ * 0 with *got = 0 at the clean end of the stream, or QW_EXIT_DATA (bad
+ * magic, unknown version, bad header or payload checksum, truncated frame,
+ * inconsistent counts, an id out of range, wrong identity) / QW_EXIT_FAIL
+ * (read error) with *got = 0. */
+int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got);
+/* The next document across frames: returns 0 with *got = 1 and *ids / *n
+ * (owned by the reader, valid until its next call), 0 with *got = 0 at the
+ * end, or an error as above.  Do not mix with qw_tokens_read_frame on one
+ * reader. */
+int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n, int *got);
 /* Bytes consumed from `f` so far. */
 uint64_t qw_tokens_reader_offset(const qw_tokens_reader *r);
 void qw_tokens_reader_free(qw_tokens_reader *r);
