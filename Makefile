@@ -105,12 +105,16 @@ bench-tokenize: all
 bench-cpu: all
 	$(Q)QW_BIN=$(CURDIR)/bin bash tests/bench/cpu_model.sh
 
-bench: bench-tokenize bench-cpu
+# On a machine with an NVIDIA GPU, `make bench` runs the GPU benchmarks too.
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+bench: bench-tokenize bench-cpu $(if $(HAVE_GPU),bench-gpu)
 
-# GPU machine: qw-pretrain against PyTorch on Qwen3-0.6B/1.7B shapes.  No
-# build step (the machine may lack the build's libraries): QW_BIN may name a
-# bundle's programs (tests/gpu/bundle.sh).
+# GPU machine: the flash-attention kernels against PyTorch SDPA, then
+# qw-pretrain against PyTorch on Qwen3-0.6B/1.7B shapes.  No build step (the
+# machine may lack the build's libraries): QW_BIN may name a bundle's
+# programs and QW_GPU_BIN its test programs (tests/gpu/bundle.sh).
 bench-gpu:
+	$(Q)bash tests/bench/attn_cuda.sh $(or $(QW_GPU_BIN),build/gpu)
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
 
 demo: all
@@ -137,6 +141,6 @@ help:
 	@echo "make test           CPU test suite (what CI runs)"
 	@echo "make test-gpu       CUDA ops against the CPU ops (GPU machine)"
 	@echo "make bench          benchmarks against the reference implementations"
-	@echo "make bench-gpu      qw-pretrain vs PyTorch training throughput (GPU machine)"
+	@echo "make bench-gpu      attention and qw-pretrain vs PyTorch (GPU machine; part of bench there)"
 	@echo "make demo           the demo pipeline on the CPU"
 	@echo "make install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"

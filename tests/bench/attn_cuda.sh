@@ -9,7 +9,7 @@ cd "${QW_SRCDIR:-$(dirname "$0")/../..}" || exit 1
 bin=${1:-build/gpu}
 if [ ! -x "$bin/test_flash_fwd" ]; then
     mkdir -p "$bin" &&
-    nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ikernels/cuda -o "$bin/test_flash_fwd" \
+    nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ilibcore/include -Ikernels/cuda -o "$bin/test_flash_fwd" \
         tests/gpu/test_flash_fwd.cu kernels/cuda/flash_fwd.cu || exit 1
 fi
 py=tests/bench/attn_cuda.py
