@@ -344,7 +344,18 @@ static int prepare_batch(qw_model *m, const qw_batch *b)
     return 0;
 }
 
-int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp, qw_model_out *out)
+/* The LM head's gradient for rows c0 … c0+rows−1 whose logits are in
+ * m->logits (ce_fwd done): ∂/∂hf into dxn, dW added to G's LM head. */
+static void head_backward(qw_model *m, qw_params *G, int c0, int rows)
+{
+    int H = m->H, V = m->V;
+    m->ops->ce_bwd(m->dlogits, m->logits, m->lse_ce + c0, m->tgt + c0, m->coef + c0, rows, V);
+    linear_bwd(m, at(m, m->dxn, (size_t)c0 * H), G->lm_head, m->dlogits, at(m, m->hf, (size_t)c0 * H),
+               m->P->lm_head, rows, V, H, 0);
+}
+
+/* The forward; with G, the LM head's gradient as well (qw_model_step). */
+static int forward(qw_model *m, const qw_batch *b, float *logits, float *logp, qw_model_out *out, qw_params *G)
 {
     const qw_ops *ops = m->ops;
     const qw_params *P = m->P;
@@ -365,6 +376,7 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
         lm_head(m, c0, rows);
         if (logits) ops->download(logits + (size_t)c0 * V, m->logits, (size_t)rows * V * sizeof *logits);
         ops->ce_fwd(m->lse_ce + c0, m->logp + c0, m->logits, m->tgt + c0, rows, V);
+        if (G) head_backward(m, G, c0, rows);
     }
     ops->download(m->h_logp, m->logp, N * sizeof *m->h_logp);
     if (logp) memcpy(logp, m->h_logp, N * sizeof *logp);
@@ -387,6 +399,11 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
     out->n_targets = nt;
     m->have_forward = 1;
     return 0;
+}
+
+int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp, qw_model_out *out)
+{
+    return forward(m, b, logits, logp, out, NULL);
 }
 
 /* ---- backward ---- */
@@ -456,24 +473,19 @@ static void layer_backward(qw_model *m, qw_params *grads, int l, int aux)
     ops->rmsnorm_bwd(m->dx, G->input_norm, m->dxn, m->x[l], W->input_norm, A->rstd1, N, H, 1);
 }
 
-int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef)
+static int check_grads(const qw_model *m, const qw_params *grads)
+{
+    if (grads->total != m->P->total || grads->ops != m->P->ops)
+        return qw_error(QW_EXIT_FAIL, "model: gradient arena does not match the parameters");
+    return 0;
+}
+
+/* Everything below the LM head, from ∂/∂hf in dxn. */
+static void backward_body(qw_model *m, qw_params *grads, float aux_coef)
 {
     const qw_ops *ops = m->ops;
-    const qw_params *P = m->P;
-    int N = m->N, H = m->H, V = m->V, E = m->E;
-    if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: backward without a forward");
-    if (grads->total != P->total || grads->ops != P->ops)
-        return qw_error(QW_EXIT_FAIL, "model: gradient arena does not match the parameters");
-
-    /* LM head and cross-entropy, chunk by chunk: ∂/∂hf into dxn */
-    for (int c0 = 0; c0 < N; c0 += m->chunk) {
-        int rows = c0 + m->chunk < N ? m->chunk : N - c0;
-        lm_head(m, c0, rows);
-        ops->ce_bwd(m->dlogits, m->logits, m->lse_ce + c0, m->tgt + c0, m->coef + c0, rows, V);
-        linear_bwd(m, at(m, m->dxn, (size_t)c0 * H), grads->lm_head, m->dlogits, at(m, m->hf, (size_t)c0 * H),
-                   P->lm_head, rows, V, H, 0);
-    }
-    ops->rmsnorm_bwd(m->dx, grads->final_norm, m->dxn, m->x[m->L], P->final_norm, m->rstd_f, N, H, 0);
+    int N = m->N, H = m->H, E = m->E;
+    ops->rmsnorm_bwd(m->dx, grads->final_norm, m->dxn, m->x[m->L], m->P->final_norm, m->rstd_f, N, H, 0);
 
     int aux = m->n_moe && aux_coef != 0;
     if (aux) {   /* ∂(aux_coef·aux)/∂probs[row][e] = aux_coef·E·f[e]/rows */
@@ -484,6 +496,30 @@ int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef)
     }
     for (int l = m->L - 1; l >= 0; l--) layer_backward(m, grads, l, aux);
     ops->embed_bwd(grads->embed, m->dx, m->ids, N, H);
+}
+
+int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef)
+{
+    if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: backward without a forward");
+    int st = check_grads(m, grads);
+    if (st) return st;
+    /* LM head and cross-entropy, chunk by chunk, logits recomputed */
+    for (int c0 = 0; c0 < m->N; c0 += m->chunk) {
+        int rows = c0 + m->chunk < m->N ? m->chunk : m->N - c0;
+        lm_head(m, c0, rows);
+        head_backward(m, grads, c0, rows);
+    }
+    backward_body(m, grads, aux_coef);
+    return 0;
+}
+
+int qw_model_step(qw_model *m, const qw_batch *b, qw_params *grads, float aux_coef, qw_model_out *out)
+{
+    int st = check_grads(m, grads);
+    if (!st) st = forward(m, b, NULL, NULL, out, grads);
+    if (st) return st;
+    backward_body(m, grads, aux_coef);
+    m->have_forward = 0;
     return 0;
 }
 

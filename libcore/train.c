@@ -338,8 +338,7 @@ static int train_loop(run *r, long start_step, long long tokens)
             stage_micro(r, r->step_tokens, r->step_seg, r->step_pos, r->step_loss, first, n, inv);
             qw_model_out out;
             qw_batch batch = {r->ids, r->pos, r->seg, r->targets, r->coef};
-            if ((rc = qw_model_forward(r->model, &batch, NULL, NULL, &out))) break;
-            if ((rc = qw_model_backward(r->model, &r->G, r->aux_coef / r->micro_global))) break;
+            if ((rc = qw_model_step(r->model, &batch, &r->G, r->aux_coef / r->micro_global, &out))) break;
             loss_aux[0] += out.loss;
             loss_aux[1] += out.aux_loss / r->micro_global;
         }

@@ -192,7 +192,7 @@ static void cmd_bench(const qw_ops *ops)
     double t0 = 0, c0 = 0;
     for (int s = 0; s <= steps; s++) {   /* step 0 warms up */
         if (s == 1) t0 = qw_now(), c0 = cpu_now();
-        if (qw_model_forward(m, &(qw_batch){.ids = ids}, NULL, NULL, &out) || qw_model_backward(m, &G, aux_coef))
+        if (qw_model_step(m, &(qw_batch){.ids = ids}, &G, aux_coef, &out))
             qw_die_last();
     }
     ops->sync();

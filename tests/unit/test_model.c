@@ -380,6 +380,33 @@ TEST(moe_capacity_gradients)
     qw_params_free(&P);
 }
 
+/* qw_model_step (LM-head gradient taken in the forward) gives the loss and
+ * the gradients of forward + backward, bit for bit; a backward after it
+ * is refused. */
+TEST(step_is_forward_plus_backward)
+{
+    char json[2048];
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    const char *cfgs[] = {DENSE, TIED_YARN, json};
+    for (int ci = 0; ci < 3; ci++) {
+        qw_params P, G1, G2;
+        make_params(&P, cfgs[ci], 11);
+        CHECK(!qw_params_alloc_like(&G1, &P) && !qw_params_alloc_like(&G2, &P));
+        int32_t ids[10] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3}, seg[10] = {0, 0, 0, 1, 1, 1, 1, 2, 2, 2};
+        qw_batch b = {.ids = ids, .seg = seg};
+        qw_model *m;
+        qw_model_out o1, o2;
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 2, 5, NULL, &m));
+        CHECK(!qw_model_forward(m, &b, NULL, NULL, &o1) && !qw_model_backward(m, &G1, 0.25f));
+        CHECK(!qw_model_step(m, &b, &G2, 0.25f, &o2));
+        CHECK(o1.loss == o2.loss && o1.aux_loss == o2.aux_loss && o1.n_targets == o2.n_targets);
+        CHECK(!memcmp(G1.data, G2.data, G1.total * sizeof(float)));
+        CHECK(qw_model_backward(m, &G2, 0) == QW_EXIT_FAIL);
+        qw_model_free(m);
+        qw_params_free(&P); qw_params_free(&G1); qw_params_free(&G2);
+    }
+}
+
 /* A row packing two documents gives the logits of each document alone. */
 TEST(documents_are_isolated)
 {
@@ -572,6 +599,7 @@ int main(int argc, char **argv)
     RUN(documents_are_isolated);
     RUN(bad_batches);
     RUN(device_arenas_match_host);
+    RUN(step_is_forward_plus_backward);
     RUN(rope_tables_match_hf);
     return qwtest_finish();
 }

@@ -108,6 +108,14 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
  * LM-head gradient lands in the embedding's. */
 int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef);
 
+/* Forward and backward of one batch, for training: `out` as the forward
+ * gives it, and the gradient ADDED to `grads` as the backward does, with
+ * the same values.  The LM head's gradient is taken while each chunk's
+ * logits are in hand, so they are not computed twice (one LM-head GEMM
+ * fewer than forward + backward).  A qw_model_backward after it is an
+ * error (the batch is consumed). */
+int qw_model_step(qw_model *m, const qw_batch *b, qw_params *grads, float aux_coef, qw_model_out *out);
+
 /* Useful matmul FLOPs of one forward + backward of the last batch:
  * 6·(matmul parameters a token uses: attention and MLP projections, the
  * router and k experts for MoE, the LM head)·B·T, plus 12·nh·d per
