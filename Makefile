@@ -36,7 +36,7 @@ TOOL_SRC   = $(wildcard tools/qw-*.c)
 TOOLS      = $(patsubst tools/%.c,bin/%,$(TOOL_SRC))
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNITS      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
-HEADERS    = $(wildcard libcore/include/qw/*.h) $(wildcard libcore/*.h) $(wildcard kernels/cpu/*.h) $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h)
+HEADERS    = $(wildcard libcore/include/qw/*.h) $(wildcard libcore/*.h) $(wildcard kernels/cpu/*.h) $(wildcard kernels/*.h kernels/cuda/*.cuh kernels/cuda/*.h)
 
 CUDA_SRC   = $(wildcard kernels/cuda/*.cu)
 CUDA_OBJ   = $(patsubst %.cu,build/%.o,$(CUDA_SRC))

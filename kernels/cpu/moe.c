@@ -2,6 +2,7 @@
  * top-k, renormalisation and their backward; load-balancing statistics;
  * grouping the token-expert assignments by expert. */
 #include "cpu.h"
+#include "../route.h"
 
 #include <math.h>
 #include <string.h>
@@ -9,30 +10,8 @@
 void qw_cpu_moe_route_fwd(float *probs, int32_t *sel, float *w, const float *logits, int n, int E, int k, int norm)
 {
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *l = logits + (size_t)i * E;
-        float *p = probs + (size_t)i * E;
-        int32_t *s = sel + (size_t)i * k;
-        float *wi = w + (size_t)i * k;
-        float mx = -INFINITY;
-        for (int e = 0; e < E; e++) mx = l[e] > mx ? l[e] : mx;
-        float sum = 0;
-        for (int e = 0; e < E; e++) sum += p[e] = expf(l[e] - mx);
-        for (int e = 0; e < E; e++) p[e] /= sum;
-        float tot = 0;
-        for (int j = 0; j < k; j++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                int taken = 0;
-                for (int t = 0; t < j; t++) taken |= s[t] == e;
-                if (!taken && (best < 0 || p[e] > p[best])) best = e;
-            }
-            s[j] = best;
-            tot += wi[j] = p[best];
-        }
-        if (norm)
-            for (int j = 0; j < k; j++) wi[j] /= tot;
-    }
+    for (int i = 0; i < n; i++)
+        qw_route_row(probs + (size_t)i * E, sel + (size_t)i * k, w + (size_t)i * k, logits + (size_t)i * E, E, k, norm);
 }
 
 void qw_cpu_moe_route_bwd(float *dlogits, const float *dw, const float *probs, const int32_t *sel,

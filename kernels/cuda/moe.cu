@@ -6,31 +6,14 @@
 #include <string.h>
 
 #include "internal.cuh"
+#include "../route.h"
 
 __global__ void route_fwd_kernel(float *probs, int32_t *sel, float *w, const float *logits, int n, int E, int k,
                                  int norm)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float *l = logits + (size_t)i * E;
-    float *p = probs + (size_t)i * E, *wi = w + (size_t)i * k;
-    int32_t *s = sel + (size_t)i * k;
-    float mx = -INFINITY, sum = 0, tot = 0;
-    for (int e = 0; e < E; e++) mx = fmaxf(mx, l[e]);
-    for (int e = 0; e < E; e++) sum += p[e] = expf(l[e] - mx);
-    for (int e = 0; e < E; e++) p[e] /= sum;
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int taken = 0;
-            for (int t = 0; t < j; t++) taken |= s[t] == e;
-            if (!taken && (best < 0 || p[e] > p[best])) best = e;
-        }
-        s[j] = best;
-        tot += wi[j] = p[best];
-    }
-    if (norm)
-        for (int j = 0; j < k; j++) wi[j] /= tot;
+    qw_route_row(probs + (size_t)i * E, sel + (size_t)i * k, w + (size_t)i * k, logits + (size_t)i * E, E, k, norm);
 }
 
 static void moe_route_fwd(float *probs, int32_t *sel, float *w, const float *logits, int n, int E, int k, int norm)
