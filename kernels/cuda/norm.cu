@@ -252,6 +252,105 @@ __global__ void qk_dx_kernel(T *dx, const T *dy, const T *x, const float *w, con
     }
 }
 
+/* The fused backward for d = 64 or 128 (bf16 or fp32, 16-byte aligned):
+ * dx and dw in one read of dy and x.  A group of L lanes holds a head row,
+ * each lane 8 consecutive pairs (j, j + d/2) with j = 8·(lane mod L), so a
+ * lane always holds the same columns and sums its share of dw in registers
+ * over every row it visits.  Block b takes the tiles of 256/L rows
+ * b, b + grid, ...; at the end the groups' sums are added in group order
+ * into part[b][d], which dw_reduce_kernel adds in block order. */
+
+#define QKB_THREADS 256
+
+template <typename T, int L>
+__global__ void __launch_bounds__(QKB_THREADS)
+qk_bwd_kernel(T *dx, float *part, const T *dy, const T *x, const float *w, const float *rstd, const float *cs,
+              const float *sn, int rows, int heads)
+{
+    constexpr int V = 8, HALF = L * V, D = 2 * HALF, RPB = QKB_THREADS / L;
+    __shared__ float sh[RPB][D];
+    int gi = threadIdx.x / L, j = (threadIdx.x % L) * V, tiles = (rows + RPB - 1) / RPB;
+    float w1[V], w2[V], a1[V], a2[V];
+    qw_ldv<V>(w1, w + j);
+    qw_ldv<V>(w2, w + j + HALF);
+#pragma unroll
+    for (int e = 0; e < V; e++) a1[e] = a2[e] = 0;
+    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int r = t * RPB + gi;
+        bool ok = r < rows;
+        float g1[V], g2[V], x1[V], x2[V], c[V], s[V], rs = 0, dot = 0;
+#pragma unroll
+        for (int e = 0; e < V; e++) g1[e] = g2[e] = x1[e] = x2[e] = c[e] = s[e] = 0;
+        if (ok) {
+            size_t o = (size_t)r * D + j, tk = (size_t)(r / heads) * HALF + j;
+            qw_ldv<V>(g1, dy + o);
+            qw_ldv<V>(g2, dy + o + HALF);
+            qw_ldv<V>(x1, x + o);
+            qw_ldv<V>(x2, x + o + HALF);
+            qw_ldv<V>(c, cs + tk);
+            qw_ldv<V>(s, sn + tk);
+            rs = rstd[r];
+        }
+#pragma unroll
+        for (int e = 0; e < V; e++) {   /* g becomes dz, the inverse rotation of dy */
+            float z1 = g1[e] * c[e] + g2[e] * s[e], z2 = g2[e] * c[e] - g1[e] * s[e];
+            g1[e] = z1;
+            g2[e] = z2;
+            dot += z1 * w1[e] * x1[e] + z2 * w2[e] * x2[e];
+            a1[e] += z1 * x1[e] * rs;
+            a2[e] += z2 * x2[e] * rs;
+        }
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        float cc = rs * rs * dot / D;
+        if (ok) {
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                g1[e] = rs * (g1[e] * w1[e] - x1[e] * cc);
+                g2[e] = rs * (g2[e] * w2[e] - x2[e] * cc);
+            }
+            size_t o = (size_t)r * D + j;
+            qw_stv<V>(dx + o, g1);
+            qw_stv<V>(dx + o + HALF, g2);
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < V; e++) {
+        sh[gi][j + e] = a1[e];
+        sh[gi][j + HALF + e] = a2[e];
+    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < D; k += QKB_THREADS) {
+        float s = 0;
+        for (int g = 0; g < RPB; g++) s += sh[g][k];
+        part[(size_t)blockIdx.x * D + k] = s;
+    }
+}
+
+/* Blocks of `kernel` (QKB_THREADS threads) that fit on the device at once. */
+static int resident_blocks(const void *kernel)
+{
+    int dev, sms, per_sm;
+    QW_CU(cudaGetDevice(&dev));
+    QW_CU(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    QW_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, QKB_THREADS, 0));
+    return sms * (per_sm > 0 ? per_sm : 1);
+}
+
+template <typename T, int L>
+static void qk_bwd_fused(T *dx, float *dw, const T *dy, const T *x, const float *w, const float *rstd,
+                         const float *cs, const float *sn, int rows, int heads)
+{
+    constexpr int D = 16 * L, RPB = QKB_THREADS / L;
+    static int resident = resident_blocks((const void *)qk_bwd_kernel<T, L>);
+    int tiles = (rows + RPB - 1) / RPB, grid = tiles < resident ? tiles : resident;
+    float *part = (float *)qw_cuda_scratch((size_t)grid * D * sizeof(float));
+    qk_bwd_kernel<T, L><<<grid, QKB_THREADS>>>(dx, part, dy, x, w, rstd, cs, sn, rows, heads);
+    QW_LAUNCHED("qk_norm_rope backward");
+    dw_reduce_kernel<<<qw_blocks(D, TPB), TPB>>>(dw, part, grid, D);
+    QW_LAUNCHED("qk_norm_rope backward (dw)");
+}
+
 /* Pairs of elements per lane: 2 when the rows and tables allow it. */
 static bool qk_pairs(int d, const void *a, const void *b, const void *w, const void *cs, const void *sn)
 {
@@ -278,6 +377,13 @@ static void qk_norm_rope_bwd(void *dx, float *dw, const void *dy, const void *x,
 {
     int rows = n * heads;
     if (rows <= 0) return;
+    if ((d == 64 || d == 128) && qw_aligned(16, dx, dy, x, w) && qw_aligned(16, cs, sn)) {
+        if (d == 64)
+            qk_bwd_fused<T, 4>((T *)dx, dw, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads);
+        else
+            qk_bwd_fused<T, 8>((T *)dx, dw, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads);
+        return;
+    }
     unsigned g = qw_blocks(rows, QK_WARPS);
     if (qk_pairs(d, dx, dy, w, cs, sn) && qw_aligned(8, x))
         qk_dx_kernel<T, 2><<<g, 32 * QK_WARPS>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, cs, sn, rows, heads, d);
