@@ -3,8 +3,11 @@
  * RoPE (one warp per head row).  fp32 arithmetic whatever the storage.
  *
  * The weight gradients dw (a sum over rows) are reduced without atomics,
- * so they are deterministic: each block sums 32 columns over a slice of
- * rows into backend scratch, then one pass adds the slices in order. */
+ * so they are deterministic: each block sums its columns over its rows
+ * into backend scratch, then one pass adds the blocks' sums in order.  For
+ * the usual shapes the backward kernels do dx and dw in one pass over dy
+ * and x; other shapes take a dx kernel, then a dw kernel of 32 columns
+ * per block over slices of rows. */
 #include "internal.cuh"
 
 /* ---- RMSNorm ---- */
@@ -132,11 +135,108 @@ static void norm_dw(float *dw, const T *dy, const T *x, const float *rstd, const
     QW_LAUNCHED("norm backward (dw)");
 }
 
+/* Blocks of `kernel` (threads each, smem bytes of dynamic shared memory)
+ * that fit on the device at once. */
+static int resident_blocks(const void *kernel, int threads, size_t smem)
+{
+    static int sms;
+    int per_sm;
+    if (!sms) {
+        int dev;
+        QW_CU(cudaGetDevice(&dev));
+        QW_CU(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    QW_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    return sms * (per_sm > 0 ? per_sm : 1);
+}
+
+/* The fused RMSNorm backward, when dim is a multiple of 256 and at most
+ * 8192 (16-byte aligned): dx and dw in one read of dy and x.  A group of
+ * nt = dim/8 threads holds a row, 8 consecutive columns per thread, so a
+ * thread always holds the same columns and sums its share of dw in
+ * registers over every row it visits.  A block has rb groups; block b
+ * takes the tiles of rb rows b, b + grid, ...; at the end the groups' sums
+ * are added in group order into part[b][dim], which dw_reduce_kernel adds
+ * in block order.  Dynamic shared memory: rb·dim + blockDim/32 floats. */
+
+#define RMSB_THREADS 512   /* threads per block, or one row's nt when more */
+
+template <typename T>
+__global__ void __launch_bounds__(1024)
+rmsnorm_bwd_kernel(T *dx, float *part, const T *dy, const T *x, const float *w, const float *rstd, int rows,
+                   int dim, int acc)
+{
+    constexpr int V = 8;
+    extern __shared__ float sh[];
+    int nt = dim / V, rb = blockDim.x / nt, gi = threadIdx.x / nt, j = (threadIdx.x % nt) * V;
+    int tiles = (rows + rb - 1) / rb, w0 = gi * (nt / 32);
+    float *wsum = sh + rb * dim, wf[V], a[V];
+    qw_ldv<V>(wf, w + j);
+#pragma unroll
+    for (int e = 0; e < V; e++) a[e] = 0;
+    for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int r = t * rb + gi;
+        bool ok = r < rows;
+        size_t o = (size_t)r * dim + j;
+        float g[V], xf[V], rs = 0, dot = 0;
+#pragma unroll
+        for (int e = 0; e < V; e++) g[e] = xf[e] = 0;
+        if (ok) {
+            qw_ldv<V>(g, dy + o);
+            qw_ldv<V>(xf, x + o);
+            rs = rstd[r];
+        }
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            dot += g[e] * wf[e] * xf[e];
+            a[e] += g[e] * xf[e] * rs;
+        }
+        dot = qw_warp_sum(dot);
+        if ((threadIdx.x & 31) == 0) wsum[threadIdx.x >> 5] = dot;
+        __syncthreads();
+        dot = 0;
+        for (int k = 0; k < nt / 32; k++) dot += wsum[w0 + k];
+        __syncthreads();
+        float c = rs * rs * dot / dim;
+        if (ok) {
+            float d[V];
+            if (acc) qw_ldv<V>(d, dx + o);
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                float v = rs * (g[e] * wf[e] - xf[e] * c);
+                d[e] = acc ? d[e] + v : v;
+            }
+            qw_stv<V>(dx + o, d);
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < V; e++) sh[gi * dim + j + e] = a[e];
+    __syncthreads();
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+        float s = 0;
+        for (int g = 0; g < rb; g++) s += sh[g * dim + k];
+        part[(size_t)blockIdx.x * dim + k] = s;
+    }
+}
+
 template <typename T>
 static void rmsnorm_bwd(void *dx, float *dw, const void *dy, const void *x, const float *w, const float *rstd,
                         int rows, int dim, int acc)
 {
     if (rows <= 0) return;
+    if (dim % 256 == 0 && dim <= 8192 && qw_aligned(16, dx, dy, x, w)) {
+        int nt = dim / 8, rb = nt < RMSB_THREADS ? RMSB_THREADS / nt : 1, threads = rb * nt;
+        size_t smem = ((size_t)rb * dim + threads / 32) * sizeof(float);
+        int tiles = (rows + rb - 1) / rb, resident = resident_blocks((const void *)rmsnorm_bwd_kernel<T>, threads, smem);
+        int grid = tiles < resident ? tiles : resident;
+        float *part = (float *)qw_cuda_scratch((size_t)grid * dim * sizeof(float));
+        rmsnorm_bwd_kernel<T><<<grid, threads, smem>>>((T *)dx, part, (const T *)dy, (const T *)x, w, rstd, rows,
+                                                       dim, acc);
+        QW_LAUNCHED("rmsnorm backward");
+        dw_reduce_kernel<<<qw_blocks(dim, TPB), TPB>>>(dw, part, grid, dim);
+        QW_LAUNCHED("rmsnorm backward (dw)");
+        return;
+    }
     constexpr int V = qw_vec<T>();
     if (dim % V == 0 && qw_aligned(16, dx, dy, x, w))
         rmsnorm_dx_kernel<T, V><<<rows, TPB>>>((T *)dx, (const T *)dy, (const T *)x, w, rstd, dim, acc);
@@ -327,22 +427,12 @@ qk_bwd_kernel(T *dx, float *part, const T *dy, const T *x, const float *w, const
     }
 }
 
-/* Blocks of `kernel` (QKB_THREADS threads) that fit on the device at once. */
-static int resident_blocks(const void *kernel)
-{
-    int dev, sms, per_sm;
-    QW_CU(cudaGetDevice(&dev));
-    QW_CU(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    QW_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, QKB_THREADS, 0));
-    return sms * (per_sm > 0 ? per_sm : 1);
-}
-
 template <typename T, int L>
 static void qk_bwd_fused(T *dx, float *dw, const T *dy, const T *x, const float *w, const float *rstd,
                          const float *cs, const float *sn, int rows, int heads)
 {
     constexpr int D = 16 * L, RPB = QKB_THREADS / L;
-    static int resident = resident_blocks((const void *)qk_bwd_kernel<T, L>);
+    static int resident = resident_blocks((const void *)qk_bwd_kernel<T, L>, QKB_THREADS, 0);
     int tiles = (rows + RPB - 1) / RPB, grid = tiles < resident ? tiles : resident;
     float *part = (float *)qw_cuda_scratch((size_t)grid * D * sizeof(float));
     qk_bwd_kernel<T, L><<<grid, QKB_THREADS>>>(dx, part, dy, x, w, rstd, cs, sn, rows, heads);
