@@ -408,7 +408,7 @@ __global__ void qk_dx_kernel(T *dx, const T *dy, const T *x, const float *w, con
  * (j, j + d/2) with j = 8·(lane mod L); a block of QKB_THREADS threads
  * holds QKB_THREADS/L rows. */
 
-#define QKB_THREADS 256
+#define QKB_THREADS 128   /* 4 warps: 5 blocks of the backward (<= 96 registers) per SM */
 
 static bool qk_groups(int d, const void *a, const void *b, const void *w, const void *cs, const void *sn,
                       const void *c = 0)
