@@ -273,7 +273,9 @@ __device__ __forceinline__ void wg_ss_xyt(float *acc, uint32_t x, uint32_t y)
 
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/* Wait until at most N of this thread's committed wgmma groups are pending. */
+template <int N>
+__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 
 /* Score-shaped accumulator s[8][4] (64 rows × 64 columns, rows 16w+g and
  * 16w+8+g of warp w, columns 8j+2t, +1) as bf16 A fragments of the four
@@ -366,17 +368,18 @@ __global__ void __launch_bounds__(KV_THREADS, 1)
         const int32_t *kb = ks_s + buf * TILE;
         bool full = q0 >= kv0 + KT && q0 + TILE <= T && kb[TILE - 1] <= kv0;
 
-        /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × 64 queries. */
+        /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × 64 queries,
+         * two groups: P is formed while dPᵀ is in flight. */
         float s[8][4], dp[8][4];
         wg_fence_regs<32>(&s[0][0]);
         wg_fence_regs<32>(&dp[0][0]);
         wg_fence();
         wg_ss_xyt<D>(&s[0][0], kx, sq);
+        wg_commit();
         wg_ss_xyt<D>(&dp[0][0], vx, sdo);
         wg_commit();
-        wg_wait0();
+        wg_wait<1>();
         wg_fence_regs<32>(&s[0][0]);
-        wg_fence_regs<32>(&dp[0][0]);
 
         /* Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e), masked; s[j][e] is key
          * j0, s[j][e + 2] key j0 + 8, both query q0 + 8j + 2t4 + e. */
@@ -406,6 +409,8 @@ __global__ void __launch_bounds__(KV_THREADS, 1)
         wg_fence();
         wg_rs_acc<D>(&dva[0][0], pa, sdo);
         wg_commit();
+        wg_wait<1>(); /* dPᵀ done, dV may still run */
+        wg_fence_regs<32>(&dp[0][0]);
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -452,7 +457,7 @@ __global__ void __launch_bounds__(KV_THREADS, 1)
                              wg_desc(base + L::k + cb * KT * 128 + kk * 16 * 128, KT * 128, 1024), x > 0);
             }
             wg_commit();
-            wg_wait0();
+            wg_wait<0>();
             wg_fence_regs<32>(&dqa[0][0]);
             int i0 = q0 + (warp & 3) * 16 + g;
             float *dq0 = dq_acc + (((size_t)b * T + i0) * nh + h) * D + cb * 64 + 2 * t4;
@@ -465,7 +470,7 @@ __global__ void __launch_bounds__(KV_THREADS, 1)
                     atomicAdd((float2 *)(dq1 + n * 8), make_float2(dqa[n][2], dqa[n][3]));
             }
         } else {
-            wg_wait0();
+            wg_wait<0>();
         }
         wg_fence_regs<D / 2>(&dva[0][0]);
         wg_fence_regs<D / 2>(&dka[0][0]);
