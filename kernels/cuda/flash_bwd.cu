@@ -39,10 +39,12 @@
  * the row are masked element by element; tiles outside the band are never
  * visited.  Heaviest blocks are numbered first (one causal triangle).
  *
- * H200, B=4 nh=16 nkv=8 T=4096 d=128 causal (tests/gpu/test_flash_bwd.cu
- * bench): 222 TFLOP/s atomic, 196 deterministic with the earlier mma.sync
- * kv kernel (latency bound at 8 warps per SM); the wgmma kv kernel is not
- * yet measured. */
+ * The kv kernel takes one block per multiprocessor (179 KB of shared memory
+ * at d = 128; ptxas: 253 registers with the dQ part, 246 without, no
+ * spills, no serialized wgmma).  H200, B=4 nh=16 nkv=8 T=4096 d=128 causal
+ * (tests/gpu/test_flash_bwd.cu bench): 222 TFLOP/s atomic, 196
+ * deterministic with the earlier mma.sync kv kernel (latency bound at 8
+ * warps per SM); the wgmma kv kernel is not yet measured. */
 #include "internal.cuh"
 #include "wgmma.cuh"
 
