@@ -1,47 +1,60 @@
-/* flash_bwd.cu — flash-attention backward for bf16 on tensor cores
- * (FlashAttention-2 scheme; mma.sync m16n8k16 bf16 → fp32, ldmatrix,
- * cp.async double buffering), head_dim 64 or 128.  qwcuda.h has the
- * contract.
+/* flash_bwd.cu — flash-attention backward for bf16 on the H100/H200 tensor
+ * cores, head_dim 64 or 128.  qwcuda.h has the contract.
  *
  * Three steps:
  *   pre   one warp per (token, head): Dsum = rowsum(dout ∘ o) in fp32 into
  *         the workspace (and, for the atomic path, zeroes that row of the
  *         fp32 dq accumulator).
- *   kv    one block of 8 warps per (128-key tile, kv head, batch row).  It
- *         keeps the tile's K and V in shared memory and walks every 64-query
- *         tile that can see it (a contiguous range: kv_start is nondecreasing)
- *         for each query head of its GQA group, streaming Q, dO, lse, Dsum
- *         through a 3-stage cp.async ring.  Warp w owns keys 16w..16w+15
- *         and computes, transposed so that P and dS land in A-operand registers:
- *             Sᵀ = K·Qᵀ,  Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e)  (masked),
- *             dV += Pᵀ·dO,  dPᵀ = V·dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − Dsum),  dK += dSᵀ·Q.
+ *   kv    (wgmma, sm_90a) one block of two warpgroups per (128-key tile, kv
+ *         head, batch row).  It keeps the tile's K and V in shared memory and
+ *         walks every 64-query tile that can see it (a contiguous range:
+ *         kv_start is nondecreasing) for each query head of its GQA group,
+ *         streaming Q, dO, lse, Dsum through a 3-stage cp.async ring.  All
+ *         tiles use the forward's 128-byte swizzle (wgmma.cuh), so every
+ *         operand below has the shape of one the forward already uses.
+ *         Warpgroup w owns keys 64w..64w+63 and computes, transposed so
+ *         that P and dS land in A-operand registers:
+ *             Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ         wgmma SS (the forward's Q·Kᵀ)
+ *             Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e)  (masked)
+ *             dV += Pᵀ·dO                    wgmma RS (the forward's P·V),
+ *                                            in flight while
+ *             dSᵀ = Pᵀ∘(dPᵀ − Dsum)          is formed
+ *             dK += dSᵀ·Q                    wgmma RS
  *         dK and dV stay in registers across the whole walk, so the GQA sum
  *         needs no atomics; dK is scaled once at the end.  With atomics
- *         allowed, dSᵀ also goes to shared memory and each warp adds a
- *         16-query × d/2 block of dS·K into the fp32 accumulator (float2
- *         atomicAdd; 128-key tiles halve the atomics of 64-key ones).
+ *         allowed, dS goes to shared memory (queries × keys, keys
+ *         contiguous, swizzled: a K-major A operand) and each warpgroup adds
+ *         a 64-query × 64-column block of dS·K (wgmma SS, K as the N-major
+ *         B operand) into the fp32 accumulator with float2 atomicAdd: for
+ *         d = 128 columns 64w.. over all 128 keys, for d = 64 all columns
+ *         over its own 64 keys.
  *   dq    atomic path: dq = bf16(scale · accumulator).
- *         deterministic path: one block per (64-query tile, head, batch
- *         row) walks the key tiles its queries see, recomputing S, P, dP
- *         and dS, and keeps dQ += dS·K in registers (16 queries per warp).
- *         No floating-point atomics anywhere, so results are bit-identical.
+ *         deterministic path (mma.sync m16n8k16, ldmatrix): one block per
+ *         (64-query tile, head, batch row) walks the key tiles its queries
+ *         see, recomputing S, P, dP and dS, and keeps dQ += dS·K in
+ *         registers (16 queries per warp).  No floating-point atomics
+ *         anywhere (the kv kernel without its dQ part), so results are
+ *         bit-identical.
  * Only tiles that cross the causal diagonal, a document start or the end of
  * the row are masked element by element; tiles outside the band are never
  * visited.  Heaviest blocks are numbered first (one causal triangle).
  *
- * H200, B=4 nh=16 nkv=8 T=4096 d=128 causal (tests/gpu/test_flash_bwd.cu
- * bench): 222 TFLOP/s atomic, 196 deterministic.  Both paths are latency
- * bound at 8 warps per SM (255 registers, tensor pipe 33-46% busy per ncu);
- * the next step would be wgmma with a producer warp. */
+ * The kv kernel takes one block per multiprocessor (179 KB of shared memory
+ * at d = 128; ptxas: 253 registers with the dQ part, 246 without, no
+ * spills, no serialized wgmma).  H200, B=4 nh=16 nkv=8 T=4096 d=128 causal
+ * (tests/gpu/test_flash_bwd.cu bench): 222 TFLOP/s atomic, 196
+ * deterministic with the earlier mma.sync kv kernel (latency bound at 8
+ * warps per SM); the wgmma kv kernel is not yet measured. */
 #include "internal.cuh"
+#include "wgmma.cuh"
 
 namespace {
 
 constexpr int TILE = 64;   /* queries per q tile (and keys per dq-kernel tile) */
 constexpr int NT = 128;    /* dq kernel threads: 4 warps of 16 queries each */
-constexpr int KW = 8;      /* kv kernel warps, 16 keys each (8 beat 4 by ~3%) */
-constexpr int KT = 16 * KW; /* keys per kv tile */
-constexpr int KS = 3;       /* kv kernel Q/dO buffers: 2 tiles in flight (+3% over 1) */
+constexpr int KV_THREADS = 256; /* kv kernel: two warpgroups of 64 keys each */
+constexpr int KT = 128;         /* keys per kv tile */
+constexpr int KS = 3;           /* kv kernel Q/dO buffers: 2 tiles in flight */
 constexpr float LOG2E = 1.4426950408889634f;
 typedef __nv_bfloat16 bf16;
 
@@ -159,13 +172,16 @@ __device__ __forceinline__ void mm_ay(float acc[D / 8][4], const float src[K / 8
     }
 }
 
+/* kv kernel shared memory (byte offsets from a 1024-aligned base; every
+ * tile is a multiple of 1024 bytes, as the 128-byte swizzle needs): K and
+ * V (KT rows), KS-deep rings of Q and dO tiles (TILE rows), dS (TILE
+ * queries × KT keys, written for dQ), and the rings' lse, Dsum, kv_start. */
 template <int D>
 struct kv_smem {
-    static constexpr int LD = D + 8, SLD = TILE + 8;
-    static constexpr size_t tile = (size_t)TILE * LD * 2, ktile = (size_t)KT * LD * 2;
-    static constexpr size_t k = 0, v = ktile, q = 2 * ktile, dout = q + KS * tile, ds = dout + KS * tile;
-    static constexpr size_t lse = ds + (size_t)KT * SLD * 2, dsum = lse + KS * TILE * 4, ks = dsum + KS * TILE * 4;
-    static constexpr size_t bytes = ks + KS * TILE * 4;
+    static constexpr uint32_t qtile = TILE * D * 2, ktile = KT * D * 2;
+    static constexpr uint32_t k = 0, v = ktile, q = 2 * ktile, dout = q + KS * qtile, ds = dout + KS * qtile;
+    static constexpr uint32_t lse = ds + TILE * KT * 2, dsum = lse + KS * TILE * 4, ks = dsum + KS * TILE * 4;
+    static constexpr uint32_t bytes = ks + KS * TILE * 4 + 1024; /* + alignment slack */
 };
 
 template <int D>
@@ -203,20 +219,92 @@ __global__ void __launch_bounds__(256) flash_bwd_pre(float *dsum, float *acc, co
     }
 }
 
+/* Copy ROWS rows of D bf16 (global row stride `stride` elements) into a
+ * swizzled tile (wgmma.cuh's swz) with KV_THREADS threads; rows from
+ * `valid` on are zero-filled. */
+template <int D, int ROWS>
+__device__ __forceinline__ void load_swz(uint32_t dst, const bf16 *g, size_t stride, int valid, int tid)
+{
+    constexpr int CH = D / 8;
+#pragma unroll
+    for (int it = 0; it < ROWS * CH / KV_THREADS; it++) {
+        int idx = it * KV_THREADS + tid, r = idx / CH, c = idx % CH;
+        bool ok = r < valid;
+        cp16(dst + swz<ROWS>(r, c), g + (size_t)(ok ? r : 0) * stride + c * 8, ok);
+    }
+}
+
+/* d[64 × 64] (+)= A·B with A K-major and B N-major, both from shared memory
+ * (the dQ product dS·K): wg_ss_n64 with the transposed-B flag set. */
+__device__ __forceinline__ void wg_ss_n64_tb(float *d, uint64_t da, uint64_t db, int accumulate)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(accumulate));
+}
+
+/* acc[64 × D] += A·Y: A the warpgroup's 64 × TILE operand as packed bf16
+ * fragments a[TILE/16][4] in registers, Y a TILE-row swizzled tile (rows
+ * the k index, D contiguous) as the N-major B operand: dV += Pᵀ·dO and
+ * dK += dSᵀ·Q (the forward's P·V). */
+template <int D>
+__device__ __forceinline__ void wg_rs_acc(float *acc, const uint32_t (*a)[4], uint32_t y)
+{
+#pragma unroll
+    for (int kk = 0; kk < TILE / 16; kk++) {
+        uint64_t dy = wg_desc(y + kk * 16 * 128, TILE * 128, 1024);
+        if (D == 128)
+            wg_rs_n128_tb(acc, a[kk], dy, 1);
+        else
+            wg_rs_n64_tb(acc, a[kk], dy, 1);
+    }
+}
+
+/* acc[64 × TILE] = X·Yᵀ: X the warpgroup's 64 rows of a KT-row swizzled
+ * tile (K or V), Y a TILE-row swizzled tile (Q or dO), both K-major (the
+ * forward's Q·Kᵀ): Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ. */
+template <int D>
+__device__ __forceinline__ void wg_ss_xyt(float *acc, uint32_t x, uint32_t y)
+{
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+        wg_ss_n64(acc, wg_desc(x + (kk >> 2) * KT * 128 + (kk & 3) * 32, 16, 1024),
+                  wg_desc(y + (kk >> 2) * TILE * 128 + (kk & 3) * 32, 16, 1024), kk > 0);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+/* Wait until at most N of this thread's committed wgmma groups are pending. */
+template <int N>
+__device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+
+/* Score-shaped accumulator s[8][4] (64 rows × 64 columns, rows 16w+g and
+ * 16w+8+g of warp w, columns 8j+2t, +1) as bf16 A fragments of the four
+ * k16 steps (the forward's P packing). */
+__device__ __forceinline__ void pack_a(uint32_t a[4][4], const float s[8][4])
+{
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++)
+            a[j >> 1][(j & 1) * 2 + hh] = pack(s[j][hh * 2], s[j][hh * 2 + 1]);
+}
+
 template <int D, bool ATOMIC_DQ>
-__global__ void __launch_bounds__(KW * 32, 1)
+__global__ void __launch_bounds__(KV_THREADS, 1)
     flash_bwd_kv(bf16 *dk, bf16 *dv, float *dq_acc, const bf16 *dout, const bf16 *q, const bf16 *k,
                  const bf16 *v, const float *lse, const float *dsum, const int32_t *kv_start, int T, int nh,
                  int nkv, float scale)
 {
     typedef kv_smem<D> L;
-    constexpr int LD = L::LD, SLD = L::SLD;
-    extern __shared__ __align__(128) unsigned char sm[];
-    bf16 *Ks = (bf16 *)(sm + L::k), *Vs = (bf16 *)(sm + L::v), *dSs = (bf16 *)(sm + L::ds);
+    extern __shared__ __align__(1024) unsigned char sm_raw[];
+    const uint32_t raw = sa(sm_raw), base = (raw + 1023) & ~1023u;
+    unsigned char *sm = sm_raw + (base - raw);
     float *lse_s = (float *)(sm + L::lse), *dsum_s = (float *)(sm + L::dsum);
     int32_t *ks_s = (int32_t *)(sm + L::ks);
 
-    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3, wg = warp >> 2;
     int nt_ = (T + TILE - 1) / TILE, per = gridDim.x / ((T + KT - 1) / KT);
     int kt = blockIdx.x / per, kh = (blockIdx.x % per) % nkv, b = (blockIdx.x % per) / nkv;
     int grp = nh / nkv, kv0 = kt * KT, qt0 = kv0 / TILE;
@@ -224,23 +312,22 @@ __global__ void __launch_bounds__(KW * 32, 1)
 
     /* Query tiles that see this key tile: qt ≥ qt0 with kv_start[first query] ≤ last key. */
     int nq = 0;
-    for (int base = qt0; base < nt_; base += KW * 32) {
-        int qt = base + tid;
+    for (int base_qt = qt0; base_qt < nt_; base_qt += KV_THREADS) {
+        int qt = base_qt + tid;
         nq += __syncthreads_count(qt < nt_ && ksb[(size_t)qt * TILE] <= kv0 + KT - 1);
     }
     int nit = grp * nq;
 
     size_t kvs = (size_t)nkv * D, qs = (size_t)nh * D;
-    load_tile<D, KT, KW * 32>(Ks, k + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0);
-    load_tile<D, KT, KW * 32>(Vs, v + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0);
+    load_swz<D, KT>(base + L::k, k + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0, tid);
+    load_swz<D, KT>(base + L::v, v + ((size_t)b * T + kv0) * kvs + (size_t)kh * D, kvs, T - kv0, tid);
     cp_commit();
 
     auto prefetch = [&](int it) {
         int buf = it % KS, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE, valid = T - q0;
         size_t r0 = (size_t)b * T + q0;
-        load_tile<D, TILE, KW * 32>((bf16 *)(sm + L::q + buf * L::tile), q + r0 * qs + (size_t)h * D, qs, valid);
-        load_tile<D, TILE, KW * 32>((bf16 *)(sm + L::dout + buf * L::tile), dout + r0 * qs + (size_t)h * D, qs,
-                                    valid);
+        load_swz<D, TILE>(base + L::q + buf * L::qtile, q + r0 * qs + (size_t)h * D, qs, valid, tid);
+        load_swz<D, TILE>(base + L::dout + buf * L::qtile, dout + r0 * qs + (size_t)h * D, qs, valid, tid);
         if (tid < TILE) {
             bool ok = tid < valid;
             size_t r = ok ? r0 + tid : r0;
@@ -263,30 +350,41 @@ __global__ void __launch_bounds__(KW * 32, 1)
             dka[n][e] = dva[n][e] = 0.0f;
 
     const float sl2 = scale * LOG2E;
-    const int j0 = kv0 + warp * 16 + g; /* this lane's keys: j0, j0 + 8 */
+    const int kl = wg * 64 + (warp & 3) * 16 + g; /* this lane's block-local keys: kl, kl + 8 */
+    const int j0 = kv0 + kl;
+    const uint32_t kx = base + L::k + wg * 64 * 128, vx = base + L::v + wg * 64 * 128;
     for (int it = 0; it < nit; it++) {
-        /* Tile it has landed; every warp is done with iteration it − 1, so
-         * its buffer can take tile it + KS − 1. */
+        /* Tile it has landed (and is visible to the tensor cores); every
+         * thread is done with iteration it − 1 (its MMAs waited for), so
+         * its buffers and dS can be overwritten. */
         cp_wait<KS - 2>();
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
         if (it + KS - 1 < nit)
             prefetch(it + KS - 1);
         cp_commit();
 
         int buf = it % KS, h = kh * grp + it / nq, q0 = (qt0 + it % nq) * TILE;
-        const bf16 *Qb = (const bf16 *)(sm + L::q + buf * L::tile);
-        const bf16 *dOb = (const bf16 *)(sm + L::dout + buf * L::tile);
+        const uint32_t sq = base + L::q + buf * L::qtile, sdo = base + L::dout + buf * L::qtile;
         const float *lb = lse_s + buf * TILE, *db = dsum_s + buf * TILE;
         const int32_t *kb = ks_s + buf * TILE;
-
         bool full = q0 >= kv0 + KT && q0 + TILE <= T && kb[TILE - 1] <= kv0;
+
+        /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for the warpgroup's 64 keys × 64 queries,
+         * two groups: P is formed while dPᵀ is in flight. */
         float s[8][4], dp[8][4];
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[n][e] = dp[n][e] = 0.0f;
-        mm_xyt<D, TILE>(s, Ks + warp * 16 * LD, Qb, lane);
+        wg_fence_regs<32>(&s[0][0]);
+        wg_fence_regs<32>(&dp[0][0]);
+        wg_fence();
+        wg_ss_xyt<D>(&s[0][0], kx, sq);
+        wg_commit();
+        wg_ss_xyt<D>(&dp[0][0], vx, sdo);
+        wg_commit();
+        wg_wait<1>();
+        wg_fence_regs<32>(&s[0][0]);
+
+        /* Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e), masked; s[j][e] is key
+         * j0, s[j][e + 2] key j0 + 8, both query q0 + 8j + 2t4 + e. */
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -305,8 +403,16 @@ __global__ void __launch_bounds__(KW * 32, 1)
                 s[n][e] = p0;
                 s[n][e + 2] = p1;
             }
-        mm_ay<D, TILE>(dva, s, dOb, lane);
-        mm_xyt<D, TILE>(dp, Vs + warp * 16 * LD, dOb, lane);
+
+        /* dV += Pᵀ·dO, in flight while dSᵀ = Pᵀ∘(dPᵀ − Dsum) is formed. */
+        uint32_t pa[4][4], da[4][4];
+        pack_a(pa, s);
+        wg_fence_regs<D / 2>(&dva[0][0]);
+        wg_fence();
+        wg_rs_acc<D>(&dva[0][0], pa, sdo);
+        wg_commit();
+        wg_wait<1>(); /* dPᵀ done, dV may still run */
+        wg_fence_regs<32>(&dp[0][0]);
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -315,45 +421,61 @@ __global__ void __launch_bounds__(KW * 32, 1)
                 s[n][e] *= dp[n][e] - dd;
                 s[n][e + 2] *= dp[n][e + 2] - dd;
             }
-        mm_ay<D, TILE>(dka, s, Qb, lane);
+        pack_a(da, s);
+
+        /* dK += dSᵀ·Q. */
+        wg_fence_regs<D / 2>(&dka[0][0]);
+        wg_fence();
+        wg_rs_acc<D>(&dka[0][0], da, sq);
+        wg_commit();
+
         if (ATOMIC_DQ) {
-            /* dSᵀ → shared memory; then warp w adds dS·K for queries
-             * 16(w%4)..+15, columns [NC·(w/4), NC·(w/4+1)). */
+            /* dS (queries × keys, keys contiguous, swizzled) → shared memory;
+             * then warpgroup w adds dQ[64 queries × 64 columns] = dS·K:
+             * for d = 128 columns 64w.. over all KT keys, for d = 64 all
+             * columns over its own 64 keys (k steps 4w..4w+3). */
 #pragma unroll
-            for (int n = 0; n < 8; n++) {
-                int col = n * 8 + 2 * t4;
-                *(uint32_t *)(dSs + (warp * 16 + g) * SLD + col) = pack(s[n][0], s[n][1]);
-                *(uint32_t *)(dSs + (warp * 16 + g + 8) * SLD + col) = pack(s[n][2], s[n][3]);
-            }
-            __syncthreads();
-            constexpr int NC = D / (KW / 4);
-            int qw = (warp & 3) * 16, cq = (warp >> 2) * NC;
-            float acc[NC / 8][4] = {};
-            uint32_t da = sa(dSs + ((lane & 7) + (lane >> 4) * 8) * SLD + qw + ((lane >> 3) & 1) * 8);
-            uint32_t ka = sa(Ks + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + cq + (lane >> 4) * 8);
+            for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int c = 0; c < KT / 16; c++) {
-                uint32_t a[4];
-                ldsm_t(a, da + c * 16 * SLD * 2);
-#pragma unroll
-                for (int np = 0; np < NC / 16; np++) {
-                    uint32_t bb[4];
-                    ldsm_t(bb, ka + (c * 16 * LD) * 2 + np * 32);
-                    mma(acc[2 * np], a, bb[0], bb[1]);
-                    mma(acc[2 * np + 1], a, bb[2], bb[3]);
+                for (int hh = 0; hh < 2; hh++) {
+                    uint32_t w = da[j >> 1][(j & 1) * 2 + hh];
+                    int key = kl + hh * 8, c = j * 8 + 2 * t4;
+                    uint32_t a0 = base + L::ds + swz<TILE>(c, key >> 3) + (key & 7) * 2;
+                    uint32_t a1 = base + L::ds + swz<TILE>(c + 1, key >> 3) + (key & 7) * 2;
+                    asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a0), "h"((unsigned short)(w & 0xffffu)) : "memory");
+                    asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a1), "h"((unsigned short)(w >> 16)) : "memory");
                 }
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            __syncthreads();
+            constexpr int NKK = D == 128 ? KT / 16 : 4;
+            const int cb = D == 128 ? wg : 0, kk0 = D == 128 ? 0 : 4 * wg;
+            float dqa[8][4];
+            wg_fence_regs<32>(&dqa[0][0]);
+            wg_fence();
+#pragma unroll
+            for (int x = 0; x < NKK; x++) {
+                int kk = kk0 + x;
+                wg_ss_n64_tb(&dqa[0][0], wg_desc(base + L::ds + (kk >> 2) * TILE * 128 + (kk & 3) * 32, 16, 1024),
+                             wg_desc(base + L::k + cb * KT * 128 + kk * 16 * 128, KT * 128, 1024), x > 0);
             }
-            int i0 = q0 + qw + g;
-            float *dq0 = dq_acc + (((size_t)b * T + i0) * nh + h) * D + cq + 2 * t4;
+            wg_commit();
+            wg_wait<0>();
+            wg_fence_regs<32>(&dqa[0][0]);
+            int i0 = q0 + (warp & 3) * 16 + g;
+            float *dq0 = dq_acc + (((size_t)b * T + i0) * nh + h) * D + cb * 64 + 2 * t4;
             float *dq1 = dq0 + (size_t)8 * nh * D;
 #pragma unroll
-            for (int n = 0; n < NC / 8; n++) {
+            for (int n = 0; n < 8; n++) {
                 if (i0 < T)
-                    atomicAdd((float2 *)(dq0 + n * 8), make_float2(acc[n][0], acc[n][1]));
+                    atomicAdd((float2 *)(dq0 + n * 8), make_float2(dqa[n][0], dqa[n][1]));
                 if (i0 + 8 < T)
-                    atomicAdd((float2 *)(dq1 + n * 8), make_float2(acc[n][2], acc[n][3]));
+                    atomicAdd((float2 *)(dq1 + n * 8), make_float2(dqa[n][2], dqa[n][3]));
             }
+        } else {
+            wg_wait<0>();
         }
+        wg_fence_regs<D / 2>(&dva[0][0]);
+        wg_fence_regs<D / 2>(&dka[0][0]);
     }
 
     /* dK = scale·Σ dSᵀ·Q, dV = Σ Pᵀ·dO over the group's heads; rows past T dropped. */
@@ -513,14 +635,14 @@ void flash_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, co
     flash_bwd_pre<D><<<qw_blocks(rows, 8), 256>>>(dsum, det ? nullptr : acc, o, dout, rows);
     QW_LAUNCHED("flash_bwd_pre");
     if (!det) {
-        flash_bwd_kv<D, true><<<nkt * nkv * B, KW * 32, kv_smem<D>::bytes>>>(dk, dv, acc, dout, q, k, v, lse, dsum, ks,
+        flash_bwd_kv<D, true><<<nkt * nkv * B, KV_THREADS, kv_smem<D>::bytes>>>(dk, dv, acc, dout, q, k, v, lse, dsum, ks,
                                                                        T, nh, nkv, scale);
         QW_LAUNCHED("flash_bwd_kv");
         size_t n4 = rows * D / 4;
         flash_bwd_dq_convert<<<qw_blocks(n4, 256), 256>>>(dq, acc, n4, scale);
         QW_LAUNCHED("flash_bwd_dq_convert");
     } else {
-        flash_bwd_kv<D, false><<<nkt * nkv * B, KW * 32, kv_smem<D>::bytes>>>(dk, dv, nullptr, dout, q, k, v, lse,
+        flash_bwd_kv<D, false><<<nkt * nkv * B, KV_THREADS, kv_smem<D>::bytes>>>(dk, dv, nullptr, dout, q, k, v, lse,
                                                                         dsum, ks, T, nh, nkv, scale);
         QW_LAUNCHED("flash_bwd_kv");
         flash_bwd_dq<D><<<nt * nh * B, NT, dq_smem<D>::bytes>>>(dq, dout, q, k, v, lse, dsum, ks, T, nh, nkv,
