@@ -33,7 +33,7 @@ struct qw_model {
     const qw_params *P;
     const qw_config *c;
     size_t as;                        /* ops->act_size */
-    int B, T, N, H, Q, KV, nh, nkv, d, V, L, E, k, Ie, n_moe, capacity, chunk;
+    int B, T, N, H, Q, KV, nh, nkv, d, V, L, E, k, Ie, n_moe, capacity, chunk, recompute;
     float eps, rope_scale, sm_scale;
     char *arena;
     size_t arena_bytes;
@@ -84,6 +84,14 @@ static void plan(qw_model *m)
     size_t N = m->N, H = m->H, Q = m->Q, KV = m->KV;
     size_t mlp_rows = 0, mlp_w = 0;   /* widest MLP activation over the layers */
     m->arena_bytes = 0;
+    /* with recomputation, one set of norm outputs and dense-MLP activations
+     * serves every layer */
+    size_t I = m->c->intermediate_size;
+    void *r_xn1 = NULL, *r_xn2 = NULL, *r_g = NULL, *r_u = NULL, *r_a = NULL;
+    if (m->recompute) {
+        r_xn1 = TAKE_A(m, N * H); r_xn2 = TAKE_A(m, N * H);
+        r_g = TAKE_A(m, N * I); r_u = TAKE_A(m, N * I); r_a = TAKE_A(m, N * I);
+    }
     m->ids = TAKE_I(m, N); m->pos = TAKE_I(m, N); m->kvs = TAKE_I(m, N); m->tgt = TAKE_I(m, N);
     m->coef = TAKE_F(m, N); m->logp = TAKE_F(m, N); m->lse_ce = TAKE_F(m, N);
     m->cs = TAKE_F(m, N * m->d / 2); m->sn = TAKE_F(m, N * m->d / 2); m->inv_freq = TAKE_F(m, m->d / 2);
@@ -92,20 +100,21 @@ static void plan(qw_model *m)
     m->logits = TAKE_F(m, (size_t)m->chunk * m->V); m->dlogits = TAKE_A(m, (size_t)m->chunk * m->V);
     for (int l = 0; l < m->L; l++) {
         layer_act *A = &m->act[l];
-        A->xn1 = TAKE_A(m, N * H); A->rstd1 = TAKE_F(m, N);
+        A->xn1 = m->recompute ? r_xn1 : TAKE_A(m, N * H); A->rstd1 = TAKE_F(m, N);
         A->qp = TAKE_A(m, N * Q); A->kp = TAKE_A(m, N * KV); A->v = TAKE_A(m, N * KV);
         A->rq = TAKE_F(m, N * m->nh); A->rk = TAKE_F(m, N * m->nkv);
         A->q = TAKE_A(m, N * Q); A->k = TAKE_A(m, N * KV);
         A->o = TAKE_A(m, N * Q); A->lse = TAKE_F(m, N * m->nh);
-        A->xm = TAKE_A(m, N * H); A->xn2 = TAKE_A(m, N * H); A->rstd2 = TAKE_F(m, N);
-        size_t rows = N, w = m->c->intermediate_size;
+        A->xm = TAKE_A(m, N * H); A->xn2 = m->recompute ? r_xn2 : TAKE_A(m, N * H); A->rstd2 = TAKE_F(m, N);
+        size_t rows = N, w = I;
         if (m->P->layer[l].is_moe) {
             rows = N * m->k, w = m->Ie;
             A->aw = TAKE_A(m, rows * w); A->xg = TAKE_A(m, rows * H);
             A->probs = TAKE_F(m, N * m->E); A->w = TAKE_F(m, N * m->k);
             A->sel = TAKE_I(m, N * m->k); A->rows = TAKE_I(m, rows); A->slots = TAKE_I(m, rows);
         }
-        A->g = TAKE_A(m, rows * w); A->u = TAKE_A(m, rows * w); A->a = TAKE_A(m, rows * w);
+        if (m->recompute && !m->P->layer[l].is_moe) A->g = r_g, A->u = r_u, A->a = r_a;
+        else { A->g = TAKE_A(m, rows * w); A->u = TAKE_A(m, rows * w); A->a = TAKE_A(m, rows * w); }
         if (rows * w > mlp_rows * mlp_w) mlp_rows = rows, mlp_w = w;
     }
     m->aux_count = TAKE_F(m, m->E); m->aux_psum = TAKE_F(m, m->E); m->aux_dprobs = TAKE_F(m, m->E);
@@ -180,6 +189,7 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
     m->eps = (float)c->rms_norm_eps, m->sm_scale = 1 / sqrtf((float)m->d);
     for (int l = 0; l < m->L; l++) m->n_moe += P->layer[l].is_moe;
     m->capacity = m->N;
+    m->recompute = opts && opts->recompute;
     if (m->n_moe && opts && opts->capacity_factor > 0) {
         double cap = ceil(opts->capacity_factor * m->N * m->k / m->E);
         if (cap < m->N) m->capacity = (int)cap;
@@ -275,6 +285,15 @@ static void moe_forward(qw_model *m, const qw_layer_params *W, layer_act *A, voi
     ops->scatter_add_rows(xo, m->dyg, A->rows, A->kept, H);
 }
 
+/* The dense MLP up to the down projection: gate, up, SwiGLU from xn2. */
+static void dense_mlp_in(qw_model *m, const qw_layer_params *W, layer_act *A)
+{
+    int N = m->N, H = m->H, I = m->c->intermediate_size;
+    linear(m, A->g, A->xn2, W->gate, N, I, H, 0);
+    linear(m, A->u, A->xn2, W->up, N, I, H, 0);
+    m->ops->swiglu_fwd(A->a, A->g, A->u, (size_t)N * I);
+}
+
 static void layer_forward(qw_model *m, int l)
 {
     const qw_ops *ops = m->ops;
@@ -299,11 +318,8 @@ static void layer_forward(qw_model *m, int l)
     if (W->is_moe) {
         moe_forward(m, W, A, xo);
     } else {
-        int I = m->c->intermediate_size;
-        linear(m, A->g, A->xn2, W->gate, N, I, H, 0);
-        linear(m, A->u, A->xn2, W->up, N, I, H, 0);
-        ops->swiglu_fwd(A->a, A->g, A->u, (size_t)N * I);
-        linear(m, xo, A->a, W->down, N, H, I, 1);
+        dense_mlp_in(m, W, A);
+        linear(m, xo, A->a, W->down, N, H, m->c->intermediate_size, 1);
     }
 }
 
@@ -447,6 +463,12 @@ static void layer_backward(qw_model *m, qw_params *grads, int l, int aux)
     qw_layer_params *G = &grads->layer[l];
     layer_act *A = &m->act[l];
     int N = m->N, H = m->H, Q = m->Q, KV = m->KV, d = m->d;
+
+    if (m->recompute) {   /* what the forward computed but did not keep */
+        ops->rmsnorm_fwd(A->xn1, A->rstd1, m->x[l], W->input_norm, N, H, m->eps);
+        ops->rmsnorm_fwd(A->xn2, A->rstd2, A->xm, W->post_norm, N, H, m->eps);
+        if (!W->is_moe) dense_mlp_in(m, W, A);
+    }
 
     /* m->dx holds ∂/∂(layer output); the MLP branch */
     if (W->is_moe) {

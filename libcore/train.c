@@ -462,7 +462,7 @@ static int setup_and_train(run *r)
         (rc = qw_params_to_device(&r->V, o->ops)) || (rc = qw_params_alloc_like(&r->G, &r->P)))
         return rc;
     if (r->size > 1) r->host_grads = qw_malloc(r->G.total * sizeof(float));
-    qw_model_opts mo = {o->capacity_factor};
+    qw_model_opts mo = {.capacity_factor = o->capacity_factor, .recompute = o->recompute};
     if ((rc = qw_model_new(o->ops, &r->P, r->micro, r->T, &mo, &r->model))) return rc;
     size_t BT = (size_t)r->micro * r->T, L = r->T + 1;
     r->ids = qw_malloc(BT * sizeof *r->ids);

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
         {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Compute:"},
         {"precision", 0, QW_OPT_STR, &precision, "fp32|bf16", "activation precision (default: bf16 on cuda, fp32 on cpu)"},
         {"deterministic", 0, QW_OPT_FLAG, &deterministic, NULL, "bit-identical results run to run (may be slower on cuda)"},
+        {"recompute", 0, QW_OPT_FLAG, &o.recompute, NULL, "recompute norms and dense-MLP activations in the backward (less memory)"},
         QW_COMMON_OPTS,
         {0},
     };

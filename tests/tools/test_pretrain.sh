@@ -91,6 +91,10 @@ for c in curves[1:]:
     for a, b in zip(curves[0], c):
         assert abs(a - b) <= 1e-5 * abs(a), (a, b)
 PY
+expect_status "12 steps with --recompute" 0 qw-pretrain --config cfg.json "${common[@]}" --steps 12 --out rc --log rc.jsonl --recompute
+check "--recompute gives the same losses and weights" sh -c \
+    'cmp -s one/step-000012/model.safetensors rc/step-000012/model.safetensors &&
+     [ "$(grep -o "\"loss\":[^,]*" one.jsonl)" = "$(grep -o "\"loss\":[^,]*" rc.jsonl)" ]'
 expect_status "resume a 2-rank checkpoint on 1 rank" 0 qw-pretrain --resume mpi2 "${common[@]}" --steps 14 --out mpi2 --log mpi2.jsonl
 
 # MoE: the aux loss is logged and the loss falls

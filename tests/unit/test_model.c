@@ -249,7 +249,7 @@ static void check_model(const qw_params *P, const scenario *s)
     float coef[64];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)((urand() + 1) / 2 * V);
     qw_batch b = {ids, s->pos, s->seg, s->targets, s->coef};
-    qw_model_opts o = {s->capacity_factor};
+    qw_model_opts o = {.capacity_factor = s->capacity_factor};
     qw_model *m;
     CHECK(!qw_model_new(qw_ops_cpu(), P, s->B, s->T, &o, &m));
     float *logits = qw_malloc((size_t)N * V * sizeof *logits), logp[64];
@@ -403,6 +403,32 @@ TEST(step_is_forward_plus_backward)
         CHECK(!memcmp(G1.data, G2.data, G1.total * sizeof(float)));
         CHECK(qw_model_backward(m, &G2, 0) == QW_EXIT_FAIL);
         qw_model_free(m);
+        qw_params_free(&P); qw_params_free(&G1); qw_params_free(&G2);
+    }
+}
+
+/* Activation recomputation: the same loss and gradients, bit for bit, from
+ * a smaller activation plan (dense, tied + YaRN, MoE with a dense layer). */
+TEST(recompute_is_exact)
+{
+    char json[2048];
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    const char *cfgs[] = {DENSE, TIED_YARN, json};
+    for (int ci = 0; ci < 3; ci++) {
+        qw_params P, G1, G2;
+        make_params(&P, cfgs[ci], 13);
+        CHECK(!qw_params_alloc_like(&G1, &P) && !qw_params_alloc_like(&G2, &P));
+        int32_t ids[10] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3}, seg[10] = {0, 0, 0, 1, 1, 1, 1, 2, 2, 2};
+        qw_batch b = {.ids = ids, .seg = seg};
+        qw_model *m1, *m2;
+        qw_model_out o1, o2;
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 2, 5, NULL, &m1));
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 2, 5, &(qw_model_opts){.recompute = 1}, &m2));
+        CHECK(qw_model_plan_bytes(m2) < qw_model_plan_bytes(m1));
+        CHECK(!qw_model_step(m1, &b, &G1, 0.25f, &o1) && !qw_model_step(m2, &b, &G2, 0.25f, &o2));
+        CHECK(o1.loss == o2.loss && o1.aux_loss == o2.aux_loss);
+        CHECK(!memcmp(G1.data, G2.data, G1.total * sizeof(float)));
+        qw_model_free(m1); qw_model_free(m2);
         qw_params_free(&P); qw_params_free(&G1); qw_params_free(&G2);
     }
 }
@@ -600,6 +626,7 @@ int main(int argc, char **argv)
     RUN(bad_batches);
     RUN(device_arenas_match_host);
     RUN(step_is_forward_plus_backward);
+    RUN(recompute_is_exact);
     RUN(rope_tables_match_hf);
     return qwtest_finish();
 }

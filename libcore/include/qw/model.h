@@ -69,6 +69,13 @@
 
 typedef struct {
     double capacity_factor;   /* MoE: 0 = no limit (every assignment kept) */
+    /* Activation recomputation: keep only one layer's RMSNorm outputs and
+     * dense-MLP activations (gate, up, SwiGLU), and recompute them from the
+     * saved residual stream and rstd at the start of each layer's backward
+     * (two RMSNorms, the gate and up GEMMs and SwiGLU per layer).  Same
+     * results bit for bit; about 2·H + 3·I fewer activations per token and
+     * layer for one more forward of those parts. */
+    int recompute;
 } qw_model_opts;
 
 /* One batch, in host memory, each array [B·T] row-major. */

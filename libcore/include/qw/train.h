@@ -50,6 +50,7 @@ typedef struct {
     double yarn_factor;        /* > 0: switch RoPE to YaRN with this factor */
     int yarn_original_max;     /* YaRN original_max_position_embeddings (0: the config's max) */
     double capacity_factor;    /* MoE expert capacity (0: none) */
+    int recompute;             /* activation recomputation (qw_model_opts.recompute) */
     double aux_coef;           /* < 0: router_aux_loss_coef of the config */
 
     /* data */
