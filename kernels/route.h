@@ -37,4 +37,23 @@ QW_HOST_DEVICE static inline void qw_route_row(float *p, int32_t *sel, float *w,
         for (int j = 0; j < k; j++) w[j] /= tot;
 }
 
+/* Its backward (moe_route_bwd) for one token: dl [E] = ∂/∂logits from dw
+ * [k] (the gradient on w) plus, when dprobs is not NULL, dprobs[e] on
+ * every probability (the load-balancing loss). */
+QW_HOST_DEVICE static inline void qw_route_row_bwd(float *dl, const float *dw, const float *p, const int32_t *sel,
+                                                   const float *w, const float *dprobs, int E, int k, int norm)
+{
+    for (int e = 0; e < E; e++) dl[e] = dprobs ? dprobs[e] : 0;   /* ∂/∂probs first */
+    if (norm) {
+        float tot = 0, t = 0;
+        for (int j = 0; j < k; j++) { tot += p[sel[j]]; t += dw[j] * w[j]; }
+        for (int j = 0; j < k; j++) dl[sel[j]] += (dw[j] - t) / tot;
+    } else {
+        for (int j = 0; j < k; j++) dl[sel[j]] += dw[j];
+    }
+    float dot = 0;   /* then through the softmax */
+    for (int e = 0; e < E; e++) dot += p[e] * dl[e];
+    for (int e = 0; e < E; e++) dl[e] = p[e] * (dl[e] - dot);
+}
+
 #endif

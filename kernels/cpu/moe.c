@@ -18,22 +18,9 @@ void qw_cpu_moe_route_bwd(float *dlogits, const float *dw, const float *probs, c
                           const float *w, const float *dprobs, int n, int E, int k, int norm)
 {
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *p = probs + (size_t)i * E, *dwi = dw + (size_t)i * k, *wi = w + (size_t)i * k;
-        const int32_t *s = sel + (size_t)i * k;
-        float *dp = dlogits + (size_t)i * E;   /* holds ∂/∂probs first, then ∂/∂logits */
-        for (int e = 0; e < E; e++) dp[e] = dprobs ? dprobs[e] : 0;
-        if (norm) {
-            float tot = 0, t = 0;
-            for (int j = 0; j < k; j++) { tot += p[s[j]]; t += dwi[j] * wi[j]; }
-            for (int j = 0; j < k; j++) dp[s[j]] += (dwi[j] - t) / tot;
-        } else {
-            for (int j = 0; j < k; j++) dp[s[j]] += dwi[j];
-        }
-        float dot = 0;
-        for (int e = 0; e < E; e++) dot += p[e] * dp[e];
-        for (int e = 0; e < E; e++) dp[e] = p[e] * (dp[e] - dot);
-    }
+    for (int i = 0; i < n; i++)
+        qw_route_row_bwd(dlogits + (size_t)i * E, dw + (size_t)i * k, probs + (size_t)i * E, sel + (size_t)i * k,
+                         w + (size_t)i * k, dprobs, E, k, norm);
 }
 
 void qw_cpu_moe_aux_stats(float *count, float *psum, const float *probs, const int32_t *sel, int n, int E, int k)

@@ -28,20 +28,8 @@ __global__ void route_bwd_kernel(float *dlogits, const float *dw, const float *p
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float *p = probs + (size_t)i * E, *dwi = dw + (size_t)i * k, *wi = w + (size_t)i * k;
-    const int32_t *s = sel + (size_t)i * k;
-    float *dp = dlogits + (size_t)i * E;
-    for (int e = 0; e < E; e++) dp[e] = dprobs ? dprobs[e] : 0;
-    if (norm) {
-        float tot = 0, t = 0;
-        for (int j = 0; j < k; j++) { tot += p[s[j]]; t += dwi[j] * wi[j]; }
-        for (int j = 0; j < k; j++) dp[s[j]] += (dwi[j] - t) / tot;
-    } else {
-        for (int j = 0; j < k; j++) dp[s[j]] += dwi[j];
-    }
-    float dot = 0;
-    for (int e = 0; e < E; e++) dot += p[e] * dp[e];
-    for (int e = 0; e < E; e++) dp[e] = p[e] * (dp[e] - dot);
+    qw_route_row_bwd(dlogits + (size_t)i * E, dw + (size_t)i * k, probs + (size_t)i * E, sel + (size_t)i * k,
+                     w + (size_t)i * k, dprobs, E, k, norm);
 }
 
 static void moe_route_bwd(float *dlogits, const float *dw, const float *probs, const int32_t *sel, const float *w,
