@@ -809,15 +809,6 @@ int qw_st_writer_write(qw_st_writer *w, const char *path)
     return write_atomic(path, fill_tensors, &r);
 }
 
-static char *join(const char *dir, const char *name)
-{
-    qw_buf b = {0};
-    qw_buf_adds(&b, dir);
-    qw_buf_addc(&b, '/');
-    qw_buf_adds(&b, name);
-    return (char *)qw_buf_cstr(&b);
-}
-
 typedef struct { const char *name, *file; } wm_entry;
 
 static int wm_cmp(const void *a, const void *b) { return strcmp(((const wm_entry *)a)->name, ((const wm_entry *)b)->name); }
@@ -829,7 +820,7 @@ int qw_st_writer_write_dir(qw_st_writer *w, const char *dir, size_t max_shard_by
     if (rc) return rc;
     size_t total = 0;
     for (int i = 0; i < w->n; i++) total += w->t[i].nbytes;
-    char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
+    char *single = qw_path_join(dir, "model.safetensors"), *index = qw_path_join(dir, "model.safetensors.index.json");
     if (!max_shard_bytes || total <= max_shard_bytes) {
         wrange r = {w, 0, w->n};
         rc = write_atomic(single, fill_tensors, &r);
@@ -851,7 +842,7 @@ int qw_st_writer_write_dir(qw_st_writer *w, const char *dir, size_t max_shard_by
         char fn[64];
         snprintf(fn, sizeof fn, "model-%05d-of-%05d.safetensors", s + 1, ns);
         names[s] = qw_strdup(fn);
-        char *p = join(dir, fn);
+        char *p = qw_path_join(dir, fn);
         wrange r = {w, start[s], start[s + 1]};
         rc = write_atomic(p, fill_tensors, &r);
         free(p);

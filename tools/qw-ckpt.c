@@ -30,15 +30,6 @@ static const qw_prog_info info = {
     opts,
 };
 
-static char *join(const char *dir, const char *name)
-{
-    qw_buf b = {0};
-    qw_buf_adds(&b, dir);
-    qw_buf_addc(&b, '/');
-    qw_buf_adds(&b, name);
-    return (char *)qw_buf_cstr(&b);
-}
-
 static int is_file(const char *p)
 {
     struct stat sb;
@@ -64,14 +55,14 @@ static char *slurp(const char *path, size_t *n)
 /* DIR itself, or DIR/<name in DIR/latest> for a training output directory. */
 static char *model_dir(const char *dir)
 {
-    char *cfg = join(dir, "config.json"), *latest = join(dir, "latest");
+    char *cfg = qw_path_join(dir, "config.json"), *latest = qw_path_join(dir, "latest");
     char *res = NULL;
     size_t n;
     char *name;
     if (!is_file(cfg) && (name = slurp(latest, &n))) {
         name[strcspn(name, "\r\n")] = 0;
         if (!*name || strchr(name, '/')) qw_die(QW_EXIT_DATA, "'%s': does not name a checkpoint", latest);
-        res = join(dir, name);
+        res = qw_path_join(dir, name);
         free(name);
     }
     free(cfg);
@@ -207,7 +198,7 @@ static void export(const char *dir)
     if (qw_params_save(&P, out_dir, dt)) qw_die_last();
     qw_params_free(&P);
     for (int i = 0; qw_ckpt_tokenizer_files[i]; i++) {
-        char *src = join(dir, qw_ckpt_tokenizer_files[i]), *dst = join(out_dir, qw_ckpt_tokenizer_files[i]);
+        char *src = qw_path_join(dir, qw_ckpt_tokenizer_files[i]), *dst = qw_path_join(out_dir, qw_ckpt_tokenizer_files[i]);
         size_t n;
         char *data = is_file(src) ? slurp(src, &n) : NULL;
         if (is_file(src) && !data) qw_die(QW_EXIT_FAIL, "'%s': %s", src, strerror(errno));

@@ -44,6 +44,16 @@ static inline void qw_buf_adds(qw_buf *b, const char *s) { qw_buf_add(b, s, strl
 static inline const char *qw_buf_cstr(qw_buf *b) { qw_buf_reserve(b, 1); b->p[b->n] = 0; return b->p; }
 static inline void qw_buf_free(qw_buf *b) { free(b->p); b->p = NULL; b->n = b->cap = 0; }
 
+/* "dir/name" in a new string (the caller frees it). */
+static inline char *qw_path_join(const char *dir, const char *name)
+{
+    qw_buf b = {0};
+    qw_buf_adds(&b, dir);
+    qw_buf_addc(&b, '/');
+    qw_buf_adds(&b, name);
+    return (char *)qw_buf_cstr(&b);
+}
+
 static inline void qw_ids_reserve(qw_ids *x, size_t extra)
 {
     if (x->n + extra <= x->cap) return;
