@@ -171,4 +171,4 @@ for m in $models; do
     torch_part "$m" compile 300
 done
 say "done"
-"$py" tests/bench/train_report.py table "$results" | tee "$res/table.txt"
+"$py" tests/bench/train_report.py table "$results" --svg "$res/tokens.svg" | tee "$res/table.txt"

@@ -10,12 +10,14 @@
         mem_peak_bytes (the largest "mem_peak_bytes" logged), or "error"
     train_report.py error --model NAME --impl IMPL --mode MODE --error TEXT [--stderr FILE]
         one JSON line for a part that gave no result
-    train_report.py table RESULTS.jsonl
+    train_report.py table RESULTS.jsonl [--svg FILE]
         the comparison table of the latest run (the records after the last
-        {"run": ...} line): per model, the last record of each side
+        {"run": ...} line): per model, the last record of each side; with
+        --svg also a bar chart of tokens/s per model and side
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -79,7 +81,9 @@ def gib(x):
     return f"{x / 2**30:.1f}" if x else "-"
 
 
-def table(path):
+def latest(path):
+    """The latest run of a results file: the models in order, and per
+    (model, "qw"|"eager"|"compile") its last record."""
     last = {}
     order = []
     with open(path) as f:
@@ -96,6 +100,60 @@ def table(path):
                 order.append(r.get("model"))
             key = "qw" if r.get("impl") == "qw" else r.get("mode")
             last[(r.get("model"), key)] = r
+    return order, last
+
+
+SIDES = (("qw", "qw", "#2a6fdb"), ("eager", "PyTorch eager", "#b0b0b0"), ("compile", "torch.compile", "#707070"))
+
+
+def bars_svg(order, last, path):
+    """Grouped bars: tokens/s of each side per model, qw's ratio to
+    torch.compile above its bar."""
+    W, H, left, bottom, top = 640, 380, 70, 40, 70
+    group = (W - left - 20) / max(len(order), 1)
+    tps = lambda r: r.get("tok_per_s") if r and "error" not in r else None
+    high = max([tps(r) or 0 for r in last.values()] + [1]) * 1.12   # room for the labels
+    step = 10 ** math.floor(math.log10(high / 4))
+    step *= next(f for f in (1, 2, 5, 10) if high / (f * step) <= 5)
+    ticks = int(math.ceil(high / step))
+    peak = ticks * step
+    y = lambda v: H - bottom - (H - bottom - top) * v / peak
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">training tokens/s, one H200, T 4096</text>',
+           f'<line x1="{left}" y1="{H - bottom}" x2="{W - 10}" y2="{H - bottom}" stroke="black"/>']
+    for k in range(ticks + 1):
+        v = step * k
+        out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v / 1e3:.0f}k</text>')
+        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{W - 10}" y2="{y(v):.1f}" stroke="#eee"/>')
+    bw = group / (len(SIDES) + 1)
+    for gi, m in enumerate(order):
+        x0 = left + gi * group + bw / 2
+        for si, (key, label, colour) in enumerate(SIDES):
+            v = tps(last.get((m, key)))
+            if not v:
+                continue
+            x = x0 + si * bw
+            out.append(f'<rect x="{x:.1f}" y="{y(v):.1f}" width="{bw * 0.9:.1f}" height="{H - bottom - y(v):.1f}" fill="{colour}"/>')
+            out.append(f'<text x="{x + bw * 0.45:.1f}" y="{y(v) - 4:.1f}" text-anchor="middle">{v / 1e3:.1f}k</text>')
+        q, c = tps(last.get((m, "qw"))), tps(last.get((m, "compile")))
+        if q and c:
+            out.append(f'<text x="{x0 + bw * 0.45:.1f}" y="{y(q) - 18:.1f}" text-anchor="middle" font-weight="bold">'
+                       f'{q / c:.2f}×</text>')
+        out.append(f'<text x="{x0 + 1.5 * bw:.1f}" y="{H - bottom + 18}" text-anchor="middle">{m}</text>')
+    for si, (key, label, colour) in enumerate(SIDES):
+        lx = left + 10 + si * 150
+        out.append(f'<rect x="{lx}" y="34" width="10" height="10" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 14}" y="43">{label}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def table(path, svg=None):
+    order, last = latest(path)
+    if svg:
+        bars_svg(order, last, svg)
     head = ("model", "qw tok/s", "eager tok/s", "compile tok/s", "qw/compile", "qw/eager",
             "MFU qw", "MFU eager", "MFU compile", "GiB qw", "GiB eager", "GiB compile", "qw micro")
     rows = [head]
@@ -141,9 +199,10 @@ def main():
     e.add_argument("--stderr")
     t = sub.add_parser("table")
     t.add_argument("results")
+    t.add_argument("--svg")
     a = ap.parse_args()
     if a.cmd == "table":
-        table(a.results)
+        table(a.results, a.svg)
     else:
         print(json.dumps(qw_record(a) if a.cmd == "qw" else error_record(a)), flush=True)
 
