@@ -90,7 +90,7 @@ static void plan(qw_model *m)
     void *r_xn1 = NULL, *r_xn2 = NULL, *r_g = NULL, *r_u = NULL, *r_a = NULL;
     if (m->recompute) {
         r_xn1 = TAKE_A(m, N * H); r_xn2 = TAKE_A(m, N * H);
-        r_g = TAKE_A(m, N * I); r_u = TAKE_A(m, N * I); r_a = TAKE_A(m, N * I);
+        if (m->n_moe < m->L) { r_g = TAKE_A(m, N * I); r_u = TAKE_A(m, N * I); r_a = TAKE_A(m, N * I); }
     }
     m->ids = TAKE_I(m, N); m->pos = TAKE_I(m, N); m->kvs = TAKE_I(m, N); m->tgt = TAKE_I(m, N);
     m->coef = TAKE_F(m, N); m->logp = TAKE_F(m, N); m->lse_ce = TAKE_F(m, N);

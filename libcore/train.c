@@ -307,7 +307,7 @@ static int save(run *r, long step, long long tokens)
 static int train_loop(run *r, long start_step, long long tokens)
 {
     const qw_train_opts *o = r->o;
-    int T = r->T, L = T + 1;
+    int T = r->T;
     qw_progress prog;
     qw_progress_init(&prog);
     if (r->rank != 0) prog.enabled = 0;
@@ -404,7 +404,6 @@ static int train_loop(run *r, long start_step, long long tokens)
         }
     }
     qw_progress_end(&prog);
-    (void)L;
     return rc;
 }
 

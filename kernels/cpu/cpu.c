@@ -124,8 +124,10 @@ static void embed_fwd(void *y, const float *table, const int32_t *ids, int n, in
 
 /* dst[rows[a]] += src[a]: each thread owns a block of columns, so repeated
  * rows need no atomics and the sum order is fixed. */
-static void scatter_add(float *dst, const float *src, const int32_t *rows, int n, int dim)
+static void scatter_add_rows(void *vdst, const void *vsrc, const int32_t *rows, int n, int dim)
 {
+    float *dst = vdst;
+    const float *src = vsrc;
     int nb = (dim + COLBLOCK - 1) / COLBLOCK;
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < nb; b++) {
@@ -138,18 +140,15 @@ static void scatter_add(float *dst, const float *src, const int32_t *rows, int n
     }
 }
 
-static void scatter_add_rows(void *dst, const void *src, const int32_t *rows, int n, int dim)
-{
-    scatter_add(dst, src, rows, n, dim);
-}
-
 static void embed_bwd(float *dtable, const void *dy, const int32_t *ids, int n, int H)
 {
-    scatter_add(dtable, dy, ids, n, H);
+    scatter_add_rows(dtable, dy, ids, n, H);
 }
 
-static void rmsnorm_fwd_f(float *y, float *rstd, const float *x, const float *w, int rows, int dim, float eps)
+static void rmsnorm_fwd(void *vy, float *rstd, const void *vx, const float *w, int rows, int dim, float eps)
 {
+    float *y = vy;
+    const float *x = vx;
     #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
@@ -163,15 +162,12 @@ static void rmsnorm_fwd_f(float *y, float *rstd, const float *x, const float *w,
     }
 }
 
-static void rmsnorm_fwd(void *y, float *rstd, const void *x, const float *w, int rows, int dim, float eps)
-{
-    rmsnorm_fwd_f(y, rstd, x, w, rows, dim, eps);
-}
-
 /* dw first, then dx row by row, so dx may alias dy. */
-static void rmsnorm_bwd_f(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                          const float *rstd, int rows, int dim, int acc)
+static void rmsnorm_bwd(void *vdx, float *dw, const void *vdy, const void *vx, const float *w,
+                        const float *rstd, int rows, int dim, int acc)
 {
+    float *dx = vdx;
+    const float *dy = vdy, *x = vx;
     int nb = (dim + COLBLOCK - 1) / COLBLOCK;
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < nb; b++) {
@@ -196,12 +192,6 @@ static void rmsnorm_bwd_f(float *dx, float *dw, const float *dy, const float *x,
         else
             for (int j = 0; j < dim; j++) dr[j] = rs * (gr[j] * w[j] - xr[j] * c);
     }
-}
-
-static void rmsnorm_bwd(void *dx, float *dw, const void *dy, const void *x, const float *w,
-                        const float *rstd, int rows, int dim, int acc)
-{
-    rmsnorm_bwd_f(dx, dw, dy, x, w, rstd, rows, dim, acc);
 }
 
 static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const float *inv_freq, int half, float scale)
@@ -235,7 +225,7 @@ static void rope(float *x, const float *cs, const float *sn, int n, int heads, i
 static void qk_norm_rope_fwd(void *y, float *rstd, const void *x, const float *w, const float *cs,
                              const float *sn, int n, int heads, int d, float eps)
 {
-    rmsnorm_fwd_f(y, rstd, x, w, n * heads, d, eps);
+    rmsnorm_fwd(y, rstd, x, w, n * heads, d, eps);
     rope(y, cs, sn, n, heads, d, 0);
 }
 
@@ -245,7 +235,7 @@ static void qk_norm_rope_bwd(void *dx, float *dw, const void *dy, const void *x,
 {
     memcpy(dx, dy, (size_t)n * heads * d * sizeof(float));
     rope(dx, cs, sn, n, heads, d, 1);
-    rmsnorm_bwd_f(dx, dw, dx, x, w, rstd, n * heads, d, 0);
+    rmsnorm_bwd(dx, dw, dx, x, w, rstd, n * heads, d, 0);
 }
 
 static void swiglu_fwd(void *a, const void *g, const void *u, size_t n)

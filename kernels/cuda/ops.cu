@@ -30,7 +30,7 @@ static void blas_check(cublasStatus_t st, const char *what)
 }
 
 extern "C" const char *qw_cuda_why(void) { return why; }
-extern "C" void qw_cuda_sync(void) { QW_CU(cudaDeviceSynchronize()); }
+static void cu_sync(void) { QW_CU(cudaDeviceSynchronize()); }
 
 /* ---- memory: every cudaMalloc is counted (in use, peak) ---- */
 
@@ -153,7 +153,7 @@ static void fill(qw_ops *t, const char *name, size_t act_size)
     t->copy = cu_copy;
     t->upload = cu_upload;
     t->download = cu_download;
-    t->sync = qw_cuda_sync;
+    t->sync = cu_sync;
     t->set_threads = cu_set_threads;
     t->set_deterministic = cu_set_deterministic;
     t->mem_stats = cu_mem_stats;
@@ -207,15 +207,3 @@ static bool ready(void)
 
 extern "C" const qw_ops *qw_ops_cuda(void) { return ready() ? &tables[0] : NULL; }
 extern "C" const qw_ops *qw_ops_cuda_fp32(void) { return ready() ? &tables[1] : NULL; }
-
-extern "C" void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n)
-{
-    if (!ready()) qw_cuda_fatal("to_bf16", why);
-    tables[0].to_act(dst, src, n);
-}
-
-extern "C" void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n)
-{
-    if (!ready()) qw_cuda_fatal("from_bf16", why);
-    tables[0].from_act(dst, src, n);
-}

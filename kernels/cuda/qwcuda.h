@@ -1,7 +1,6 @@
 /* kernels/cuda/qwcuda.h — the CUDA backend beyond the op tables: device
  * status, the bf16 kernels that the "cuda" table is built from (tested
- * against the CPU ops by tests/gpu, timed by tests/bench/attn_cuda.*) and
- * conversions.
+ * against the CPU ops by tests/gpu, timed by tests/bench/attn_cuda.*).
  *
  * The tables themselves are qw_ops_cuda() (bf16 activations) and
  * qw_ops_cuda_fp32() (qw/ops.h).  Every pointer here is
@@ -26,14 +25,6 @@ extern "C" {
 
 /* Why qw_ops_cuda() returned NULL (static string; "" when it did not). */
 const char *qw_cuda_why(void);
-
-/* Wait for all queued device work (timing, before reading results). */
-void qw_cuda_sync(void);
-
-/* fp32 <-> bf16 (round to nearest even) over n elements, on the device
- * (the "cuda" table's to_act / from_act). */
-void qw_cuda_to_bf16(uint16_t *dst, const float *src, size_t n);
-void qw_cuda_from_bf16(float *dst, const uint16_t *src, size_t n);
 
 /* C = alpha·op(A)·op(B) + beta·C, row-major as qw_ops.gemm, with A and B
  * bf16, fp32 accumulation (cuBLASLt, tensor cores), and C fp32 when c_fp32
