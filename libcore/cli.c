@@ -115,7 +115,7 @@ void qw_print_help(const qw_prog_info *info, FILE *f)
 {
     fprintf(f, "usage: %s %s\n", info->name, info->usage);
     if (info->summary) fprintf(f, "\n%s\n", info->summary);
-    fputs("\nOptions:\n", f);
+    if (info->opts[0].kind != QW_OPT_HEADER) fputs("\nOptions:\n", f);   /* else the table names its first group */
     for (const qw_opt *o = info->opts; o->name || o->kind == QW_OPT_HEADER; o++) {
         if (o->kind == QW_OPT_HEADER) {
             fprintf(f, "\n%s\n", o->help);

@@ -28,7 +28,7 @@ static const qw_opt opts[] = {
     {"pad-id", 0, QW_OPT_LONG, &pad_id, "ID", "padding token (default 0)"},
     {"tokenizer", 0, QW_OPT_STR, &tokenizer, "FILE", "check the streams were made by this tokenizer.json"},
     {"inspect", 0, QW_OPT_FLAG, &inspect, NULL, "print the header and statistics of each shard or data DIR"},
-    QW_COMMON_OPTS,
+    QW_COMMON_BEGIN, QW_COMMON_SEED, QW_COMMON_QUIET, QW_COMMON_END,
     {0},
 };
 
@@ -103,6 +103,10 @@ static void print_split(const char *name, const qw_pack_split_report *r)
 
 static void pack(char **files, int n)
 {
+    if (!n && isatty(STDIN_FILENO)) {
+        qw_print_help(&info, stderr);
+        exit(QW_EXIT_USAGE);
+    }
     if (seq_len < 1) qw_usage_error("-T/--seq-len is required and must be at least 1");
     if (!out_dir) qw_usage_error("-o/--output DIR is required");
     qw_pack_opts o = {.dir = out_dir, .seq_len = seq_len, .seed = (uint64_t)qw_common_opts.seed,
@@ -115,10 +119,6 @@ static void pack(char **files, int n)
     if (shard_rows < 0) qw_usage_error("--shard-rows: must be >= 0");
     if (zstd_level < 0 || zstd_level > 22) qw_usage_error("--zstd: %d is not in 0..22", zstd_level);
     if (pad_id < 0 || pad_id > UINT32_MAX) qw_usage_error("--pad-id: %lld is out of range", pad_id);
-    if (!n && isatty(STDIN_FILENO)) {
-        qw_print_help(&info, stderr);
-        exit(QW_EXIT_USAGE);
-    }
     o.shard_rows = (uint64_t)shard_rows;
     o.pad_id = (uint32_t)pad_id;
 

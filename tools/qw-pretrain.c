@@ -62,12 +62,16 @@ int main(int argc, char **argv)
         {0},
     };
     const qw_prog_info info = {
-        "qw-pretrain", "--config FILE | --model DIR | --resume DIR  --data PATH -T T --batch-tokens N --steps N [options]",
+        "qw-pretrain", "(--config FILE | --model DIR | --resume DIR) --data PATH -T T --batch-tokens N --steps N --out DIR [options]",
         "Train a Qwen3 model (dense or MoE) on packed shards from qw-pack: AdamW, warmup-cosine or WSD,\n"
         "gradient accumulation, clipping, validation, checkpoints that resume exactly.  Under mpirun,\n"
         "ranks split every global batch (data parallel).",
         opts,
     };
+    if (argc == 1) {   /* nothing asked: the usage, as every program without input does */
+        qw_print_help(&info, stderr);
+        exit(QW_EXIT_USAGE);
+    }
     int first = qw_parse_args(&info, argc, argv);
     if (first < argc) qw_usage_error("unexpected argument '%s'", argv[first]);
     if (!o.config_path && !o.model_dir && !o.resume) qw_usage_error("give --config, --model or --resume");

@@ -47,13 +47,16 @@ static const qw_opt opts[] = {
     {"train", 0, QW_OPT_FLAG, &o.train, NULL, "train a byte-level BPE tokenizer into the -o directory"},
     {"vocab-size", 0, QW_OPT_INT, &o.vocab_size, "N", "--train: vocabulary size, specials included"},
     {"min-frequency", 0, QW_OPT_INT, &o.min_frequency, "N", "--train: least count of a merged pair (default 2)"},
-    QW_COMMON_OPTS,
+    QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END,
     {0},
 };
 
 static const qw_prog_info info = {
     "qw-tokenize",
-    "[options] [FILE...]",
+    "-t TOKENIZER [--jsonl [--field NAME] | --chat] [--ids] [-o FILE] [options] [FILE...]\n"
+    "       qw-tokenize -t TOKENIZER --decode [--ids | --jsonl] [options] [FILE...]\n"
+    "       qw-tokenize --inspect [FILE...]\n"
+    "       qw-tokenize --train --vocab-size N -o DIR [--jsonl] [FILE...]",
     "Tokenize text, JSONL, compressed files and archives into a token stream (qw-tokens(5)) or\n"
     "lines of ids; decode streams back to text; inspect streams; train a byte-level BPE.",
     opts,
@@ -428,6 +431,10 @@ int main(int argc, char **argv)
     int first = qw_parse_args(&info, argc, argv);
     char **files = argv + first;
     int nfiles = argc - first;
+    if (nfiles == 0 && isatty(STDIN_FILENO)) {
+        qw_print_help(&info, stderr);
+        exit(QW_EXIT_USAGE);
+    }
 
     if (o.decode + o.inspect + o.train > 1) qw_usage_error("--decode, --inspect and --train exclude each other");
     int encode = !o.decode && !o.inspect && !o.train;
@@ -449,10 +456,6 @@ int main(int argc, char **argv)
     if (o.zstd_level != UNSET && (o.zstd_level < 1 || o.zstd_level > 19)) qw_usage_error("--zstd-level: %d is not in 1-19", o.zstd_level);
     if (o.frame_tokens < 0) qw_usage_error("--frame-tokens: must be positive");
     if ((o.separator || o.skip_special) && !o.decode) qw_usage_error("--separator and --skip-special need --decode");
-    if (nfiles == 0 && isatty(STDIN_FILENO)) {
-        qw_print_help(&info, stderr);
-        exit(QW_EXIT_USAGE);
-    }
     if (encode && !o.ids && !o.output) qw_refuse_binary_tty();
 
     if (o.inspect) run_inspect(files, nfiles);

@@ -5,7 +5,7 @@
  * that can fail returns 0 on success or one of QW_EXIT_* on failure, after
  * recording a message with qw_error().  The program decides what to do: most
  * call qw_die_last(), which prints "prog: message" to stderr and exits with
- * the recorded status.  Messages follow DESIGN.md: lowercase, the subject in
+ * the recorded status.  Messages follow doc/design.md (Conventions): lowercase, the subject in
  * single quotes, no full stop, e.g.  'data/a.qwt': frame 12: bad checksum
  *
  * The recorded error is thread-local, so worker threads can fail
@@ -82,7 +82,8 @@ typedef struct {
     const char *help;      /* one line */
 } qw_opt;
 
-/* Options every program accepts, filled by qw_parse_args. */
+/* The common options, filled by qw_parse_args.  Same spelling everywhere;
+ * a program offers only those it uses. */
 typedef struct {
     int quiet;             /* -q: no progress line */
     int threads;           /* --threads N (0: all cores) */
@@ -91,16 +92,23 @@ typedef struct {
 } qw_common;
 extern qw_common qw_common_opts;
 
-/* The common rows, to be included in every program's table:
- *   static const qw_opt opts[] = { {...}, QW_COMMON_OPTS, {0} };  */
-#define QW_COMMON_OPTS \
-    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "Common options:" }, \
-    { "device", 0, QW_OPT_STR, &qw_common_opts.device, "cpu|cuda", "compute device (default: cuda when built and present)" }, \
-    { "threads", 0, QW_OPT_INT, &qw_common_opts.threads, "N", "worker threads (default: all cores)" }, \
-    { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "random seed (default 0)" }, \
-    { "quiet", 'q', QW_OPT_FLAG, &qw_common_opts.quiet, NULL, "no progress line" }, \
+/* The common rows.  A program's table ends with QW_COMMON_BEGIN, the rows
+ * of the common options it uses, then QW_COMMON_END (--help, --version):
+ *   static const qw_opt opts[] = { {...}, QW_COMMON_BEGIN, QW_COMMON_THREADS,
+ *                                  QW_COMMON_QUIET, QW_COMMON_END, {0} };
+ * An option a program does not list is refused as unrecognized. */
+#define QW_COMMON_BEGIN { NULL, 0, QW_OPT_HEADER, NULL, NULL, "Common options:" }
+#define QW_COMMON_DEVICE \
+    { "device", 0, QW_OPT_STR, &qw_common_opts.device, "cpu|cuda", "compute device (default: cuda when built and present)" }
+#define QW_COMMON_THREADS { "threads", 0, QW_OPT_INT, &qw_common_opts.threads, "N", "worker threads (default: all cores)" }
+#define QW_COMMON_SEED { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "random seed (default 0)" }
+#define QW_COMMON_QUIET { "quiet", 'q', QW_OPT_FLAG, &qw_common_opts.quiet, NULL, "no progress line" }
+#define QW_COMMON_END \
     { "help", 'h', QW_OPT_FLAG, NULL, NULL, "show this help and exit" }, \
     { "version", 'V', QW_OPT_FLAG, NULL, NULL, "show the version and exit" }
+/* All of them, for a program that uses every one. */
+#define QW_COMMON_OPTS \
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_SEED, QW_COMMON_QUIET, QW_COMMON_END
 
 typedef struct {
     const char *name;      /* "qw-tokenize" */
