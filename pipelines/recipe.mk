@@ -1,7 +1,7 @@
 # pipelines/recipe.mk — the three pretraining stages of Qwen3, as a recipe.
 #
-# Included by pipelines/demo.mk (tiny, CPU) and pipelines/qwen3.mk (real
-# sizes); they set the variables below.  Every stage starts from the
+# Included by pipelines/demo.mk (tiny, CPU), which sets the variables
+# below; a full-size run sets real sizes the same way.  Every stage starts from the
 # previous stage's latest checkpoint; context length, RoPE base, data and
 # schedule are settings here, not code.
 #

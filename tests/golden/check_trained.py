@@ -8,7 +8,7 @@ transformers), fp32, eager attention, TF32 off.
 IN holds input_ids [B,T]; each QW_OUT is `qw-eval forward --model CKPT_DIR
 --input IN --output QW_OUT`.  For each checkpoint it prints the largest
 |Δlogits| relative to the largest |logit| and the loss difference, and
-exits 1 if either exceeds DESIGN.md's tolerances (1e-4, 1e-5).
+exits 1 if either exceeds the tolerances of doc/design.md, Numerics (1e-4, 1e-5).
 """
 import sys
 

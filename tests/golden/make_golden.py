@@ -78,7 +78,7 @@ def hub_config(spec):
 
 
 def yarn_reference(d, base, factor, orig, beta_fast=32.0, beta_slow=1.0):
-    """YaRN inverse frequencies and cos/sin scale, from reference/qwen3.md §1."""
+    """YaRN inverse frequencies and cos/sin scale, from doc/model.md §2."""
     pf = base ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d)
 
     def corr(r):

@@ -5,12 +5,12 @@
 #   a. HF parity fixtures (tests/golden) through qw-eval forward --grads on the
 #      device: fp32 with test_golden.sh's limits (logits 1e-4 of max|logits|,
 #      loss 1e-5, gradients 1e-3 relative); bf16 with logits 3e-2 of
-#      max|logits|, loss 1e-2 (DESIGN.md: bf16 against fp32) and gradients
+#      max|logits|, loss 1e-2 (doc/design.md: bf16 against fp32) and gradients
 #      1e-1 relative (bf16 keeps 8 significant bits, 2^-9 ≈ 2e-3 per rounding;
 #      norm-weight gradients are sums that cancel, which multiplies that).
 #   b. 100 steps of pipelines/configs/demo-dense.json on the CPU, on the device
 #      in fp32 (every logged loss within 1% of the CPU's) and in bf16 (every
-#      loss within 3%, the mean of the last 10 within 1% as DESIGN.md asks).
+#      loss within 3%, the mean of the last 10 within 1% as doc/design.md asks).
 #      bf16 with --recompute follows the bf16 curve within 1e-3 at every step.
 #   c. --deterministic: two bf16 runs of 20 steps log the same losses and
 #      write the same weights and optimizer moments, bit for bit.

@@ -1,7 +1,7 @@
 /* qw/ckpt.h — training checkpoints: write atomically, find, resume.
  *
  * A checkpoint is a Hugging Face model directory with the training state
- * beside the weights (DESIGN.md, "Fixed interfaces"):
+ * beside the weights (doc/design.md, qw-checkpoint(5)):
  *
  *   OUT/step-000120/                   NNNNNN: the optimizer step, 6+ digits
  *       config.json                    }  qw_params_save: fp32 weights, so a

@@ -1,7 +1,7 @@
 /* qw/config.h — model configuration: Hugging Face config.json for Qwen3
  * dense ("qwen3"), Qwen3-MoE ("qwen3_moe") and the text part of Qwen3-VL
  * ("qwen3_vl", "qwen3_vl_moe": nested text_config), in both key
- * generations (reference/qwen3.md §10: rope_theta/rope_scaling/num_experts
+ * generations (doc/model.md §4: rope_theta/rope_scaling/num_experts
  * of transformers 4.5x and rope_parameters/num_local_experts of 5.x).
  *
  * Unknown model_type, a missing required field, or an unsupported setting
@@ -99,7 +99,7 @@ int qw_config_parse(const char *json, const char *name, qw_config *c);
  * can be written (a qwen3_vl* config is QW_EXIT_FAIL: its vision part is
  * not kept). */
 int qw_config_save(const qw_config *c, const char *path);
-/* Layer i uses the MoE block (reference/qwen3.md §2 "Layer choice"). */
+/* Layer i uses the MoE block (doc/model.md §3 "Which layers"). */
 int qw_config_layer_is_moe(const qw_config *c, int layer);
 /* Parameter counts: all, and active per token (MoE: k of E experts; the
  * router, attention, norms, embedding and LM head count fully; a tied LM

@@ -2,9 +2,9 @@
  *
  * A record is a step number and a list of (key, value) pairs.  Training
  * programs write one record per optimizer step with at least step, loss,
- * lr, grad_norm, tokens, tok_per_s (and mfu on a GPU, aux_loss for MoE);
- * validation records carry val_loss and no loss (DESIGN.md, "Fixed
- * interfaces").  This module does not enforce the key set: it writes what
+ * lr, grad_norm, tokens, tok_per_s (and aux_loss for MoE; no mfu yet);
+ * validation records carry val_loss and no loss (qw-metrics(5),
+ * doc/design.md).  This module does not enforce the key set: it writes what
  * it is given, in the order given.  In a multi-rank run only rank 0 should
  * open a writer.
  *

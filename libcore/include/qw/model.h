@@ -17,7 +17,7 @@
  * logits (one chunk at a time) are fp32, and so are the loss, log-probs
  * and softmax statistics.
  *
- * Numerics are those of HF transformers in fp32 (reference/qwen3.md §1-2):
+ * Numerics are those of HF transformers in fp32 (doc/model.md §1-3):
  * RMSNorm with eps inside the sqrt; q/k RMSNorm per head before RoPE;
  * RoPE in the rotate_half convention, YaRN as after transformers PR #40320;
  * causal GQA attention with scores scaled by d^-1/2; SwiGLU; MoE with an
@@ -31,7 +31,7 @@
  * no segment ids a row is one document; with no position ids positions
  * count from 0 at the start of each document.
  *
- * Objective (DESIGN principle 3).  The loss is Σ_t c_t·(−log p(y_t)) over
+ * Objective (doc/design.md, principle 3).  The loss is Σ_t c_t·(−log p(y_t)) over
  * tokens t with a target y_t, for per-token coefficients c_t supplied by
  * the caller (qw/objective.h builds the usual ones: mean next-token CE,
  * SFT masks; RL objectives pass their own).  The LM head and the
@@ -131,7 +131,7 @@ int qw_model_step(qw_model *m, const qw_batch *b, qw_params *grads, float aux_co
 double qw_model_matmul_flops(const qw_model *m);
 
 /* RoPE tables for a config: inv_freq[d/2] and the cos/sin scale
- * (reference/qwen3.md §1: 1 for the default rope, YaRN's attention factor). */
+ * (doc/model.md §2: 1 for the default rope, YaRN's attention factor). */
 void qw_model_rope(const qw_config *c, float *inv_freq, float *attention_scaling);
 
 #endif

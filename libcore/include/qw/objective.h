@@ -1,6 +1,6 @@
 /* qw/objective.h — training objectives as per-token coefficients.
  *
- * DESIGN principle 3: every objective is a weight on d(log p).  The model
+ * doc/design.md, principle 3: every objective is a weight on d(log p).  The model
  * (qw/model.h) computes loss = Σ_t coef_t·(−log p(target_t)) and its one
  * backward; an objective only chooses the targets and the coefficients.
  * These helpers build the usual ones on host arrays of B·T tokens.

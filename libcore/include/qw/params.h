@@ -2,7 +2,7 @@
  * contiguous fp32 arena, loading and saving Hugging Face checkpoints.
  *
  * Layout.  qw_params_init builds, from a config, the list of tensors in
- * the published (Hub) layout and names (reference/qwen3.md §4): for MoE
+ * the published (Hub) layout and names (doc/model.md §5): for MoE
  * layers the experts are per-expert tensors "model.layers.{i}.mlp.experts.
  * {j}.{gate,up,down}_proj.weight".  Within a layer, all experts' gate_proj
  * come first (one [E][Ie][H] block), then all up_proj ([E][Ie][H]), then all

@@ -2,7 +2,7 @@
  *
  * qw_signals_install sets handlers that only record the signal; the
  * training loop polls qw_signals_stop() between steps and, when it is
- * non-zero, saves a checkpoint and exits 0 (DESIGN.md: "SIGINT/SIGTERM in
+ * non-zero, saves a checkpoint and exits 0 (doc/design.md: "SIGINT or SIGTERM in
  * a training program saves a checkpoint and exits cleanly").  The handler
  * is one-shot: a second SIGINT or SIGTERM takes the default action, so an
  * impatient user can still kill a run that is stuck.

@@ -1,7 +1,7 @@
 /* qw/tok.h — byte-level BPE tokenizers in the Hugging Face tokenizer.json
  * format (Qwen2/Qwen3 and anything built the same way), and their training.
  *
- * Encoding gives the ids HF tokenizers 0.22 gives (reference/qwen3.md §6;
+ * Encoding gives the ids HF tokenizers 0.22 gives (doc/model.md §6;
  * tests/tools/test_tok_parity.sh checks it):
  *   1. added tokens (special and non-special) whose "normalized" is false
  *      are found in the raw text, leftmost-longest, honouring each token's
@@ -92,7 +92,7 @@ int qw_tok_decode(const qw_tok *t, const int32_t *ids, size_t n, int skip_specia
 int qw_tok_nfc(const char *text, size_t len, qw_buf *out);
 
 /* Split (already normalised, valid UTF-8: not checked) text into pre-tokens
- * with the Qwen2/Qwen3 Split regex (reference/qwen3.md §6), calling
+ * with the Qwen2/Qwen3 Split regex (doc/model.md §6), calling
  * fn(piece, n, ctx) for each, in order; pieces tile the input exactly.  fn
  * returns 0 to go on; a nonzero return stops the split and is returned. */
 typedef int (*qw_pretok_fn)(const char *piece, size_t n, void *ctx);

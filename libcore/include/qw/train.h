@@ -10,7 +10,7 @@
  * adding gradients; the ranks' gradients are then summed (MPI allreduce).
  * Every target token of the global batch has the coefficient 1/(targets in
  * the global batch), so the loss and the gradient are those of one big
- * batch whatever N and micro_batch are (DESIGN.md, Distributed).  MoE runs
+ * batch whatever N and micro_batch are (doc/design.md, Distributed).  MoE runs
  * add aux_coef times the mean over micro-batches of the load-balancing
  * loss.
  *
