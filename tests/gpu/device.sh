@@ -12,7 +12,8 @@
 #       (tests/bench/attn_cuda.sh, tests/bench/train_cuda.sh) on DIR's
 #       programs, within QW_DEVICE_BUDGET seconds (default 570): the suite
 #       gets at most QW_DEVICE_TEST_LIMIT (default 240) and the training
-#       bench whatever is left after the attention bench.  Logs and results
+#       bench whatever is left after the attention bench; test_ops prints
+#       every measured error (QW_TEST_VERBOSE=1).  Logs and results
 #       go to $OUT (default DIR/out): test-gpu.log, attn.log, bench.log,
 #       results.jsonl, table.txt, tokens.svg and bench-parts.tar.gz (every
 #       part's stderr and metrics).  Prints the suite's closing line and the
@@ -45,7 +46,7 @@ run)
     if [ "$what" != bench ]; then
         lim=${QW_DEVICE_TEST_LIMIT:-240}
         echo "device.sh: [${SECONDS}s] test-gpu (limit ${lim}s)"
-        timeout -k 10 "$lim" bash tests/gpu/run.sh >"$out/test-gpu.log" 2>&1
+        QW_TEST_VERBOSE=1 timeout -k 10 "$lim" bash tests/gpu/run.sh >"$out/test-gpu.log" 2>&1
         st=$?
         if [ $st = 124 ] || [ $st = 137 ]; then
             echo "device.sh: test-gpu stopped at its ${lim}s limit: $(grep -c '^PASS ' "$out/test-gpu.log") passed," \
