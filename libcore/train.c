@@ -354,6 +354,7 @@ static int train_loop(run *r, long start_step, long long tokens)
         double lr = qw_sched_lr(&o->sched, step);
         qw_adamw_step(&o->adamw, &r->P, &r->G, &r->M, &r->V, step + 1, lr, qw_clip_scale(norm, o->clip));
         tokens += (long long)r->R * T;
+        o->ops->sync();   /* the clock stops once the step's device work (the update too) has finished */
         double dt = qw_now() - t0;
         size_t in_use, peak;
         o->ops->mem_stats(&in_use, &peak);

@@ -191,7 +191,10 @@ static void cmd_bench(const qw_ops *ops)
     float aux_coef = cfg.arch == QW_ARCH_MOE ? (float)cfg.router_aux_loss_coef : 0;
     double t0 = 0, c0 = 0;
     for (int s = 0; s <= steps; s++) {   /* step 0 warms up */
-        if (s == 1) t0 = qw_now(), c0 = cpu_now();
+        if (s == 1) {   /* the clock starts once the warm-up step has finished on the device */
+            ops->sync();
+            t0 = qw_now(), c0 = cpu_now();
+        }
         if (qw_model_step(m, &(qw_batch){.ids = ids}, &G, aux_coef, &out))
             qw_die_last();
     }

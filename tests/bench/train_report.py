@@ -1,19 +1,34 @@
 #!/usr/bin/env python3
 """train_report.py — the bookkeeping of tests/bench/train_cuda.sh (stdlib only).
 
-    train_report.py qw --config FILE --log METRICS.jsonl --warmup W --batch B --seq T
-                       --micro M --status RC [--stderr FILE] [--note TEXT]
-        one JSON line for a qw-pretrain run: tok_per_s (median of the steps
-        after the first W; tok_per_s_mean: all their tokens over all their
-        time), mfu by train_torch.flops_per_token (the same formula as the
-        PyTorch side), qw_mfu (the run's own "mfu" field when it logs one),
-        mem_peak_bytes (the largest "mem_peak_bytes" logged), or "error"
+    train_report.py qw --config FILE --log METRICS.jsonl --warmup W --steps S --batch B
+                       --seq T --micro M --status RC [--optim JSON] [--stderr FILE] [--note TEXT]
+        one JSON line for a qw-pretrain run: the steps W+1 … W+S of the log
+        are the timed ones (a run killed late may log more; they are left
+        out); tok_per_s (median of their tok_per_s; tok_per_s_mean: all
+        their tokens over all their time), mfu and mfu_causal by
+        train_torch.flops_per_token (the same formula as the PyTorch side),
+        mem_peak_bytes (the largest "mem_peak_bytes" logged: every cudaMalloc
+        of qw's backend at its peak), the first and last learning rates, or
+        "error"
     train_report.py error --model NAME --impl IMPL --mode MODE --error TEXT [--stderr FILE]
         one JSON line for a part that gave no result
+    train_report.py used --samples FILE --baseline MIB  < RECORD
+        the record (one JSON line) with mem_used_peak_bytes added: the
+        largest of the driver's memory.used samples in FILE (MiB, one a
+        line, as `nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits
+        -lms 200` writes them) minus BASELINE, the value before the part
+        started; unchanged when FILE has no samples
     train_report.py table RESULTS.jsonl [--svg FILE]
         the comparison table of the latest run (the records after the last
-        {"run": ...} line): per model, the last record of each side; with
-        --svg also a bar chart of tokens/s per model and side
+        {"run": ...} line): per model, the last record of each side, one row
+        a side; notes where the sides' step counts or optimizer settings
+        differ; with --svg also a bar chart of tokens/s per model and side
+
+MFU is the PaLM convention: (6·N + 12·L·nh·d·T) FLOPs per token over 989.4
+TFLOP/s (N: the matmul parameters a token uses; the attention term counts
+all T keys of every query); "MFU causal" halves the attention term
+(6·L·nh·d·T), the query-key pairs a causal kernel computes.
 """
 import argparse
 import json
@@ -22,6 +37,7 @@ import os
 import statistics
 import sys
 
+sys.dont_write_bytecode = True   # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_torch import PEAK_FLOPS, flops_per_token  # noqa: E402
 
@@ -40,13 +56,15 @@ def qw_record(a):
         cfg = json.load(f)
     rec = {"model": os.path.splitext(os.path.basename(a.config))[0], "impl": "qw", "mode": "bf16",
            "batch": a.batch, "seq": a.seq, "micro_batch": a.micro, "warmup": a.warmup}
+    if a.optim:
+        rec["optim"] = json.loads(a.optim)
     steps = []
     try:
         with open(a.log) as f:
             steps = [r for r in map(json.loads, f) if "loss" in r]
     except (OSError, ValueError):
         pass
-    timed = [r for r in steps if r["step"] > a.warmup]
+    timed = [r for r in steps if a.warmup < r["step"] <= a.warmup + a.steps]
     rec["steps"] = len(timed)
     if timed:
         tps = [r["tok_per_s"] for r in timed]
@@ -54,18 +72,42 @@ def qw_record(a):
         rec["tok_per_s"] = round(statistics.median(tps), 1)
         rec["tok_per_s_mean"] = round(tokens * len(tps) / sum(tokens / t for t in tps), 1)
         rec["mfu"] = round(rec["tok_per_s"] * flops_per_token(cfg, a.seq) / PEAK_FLOPS, 4)
-        if "mfu" in timed[-1]:
-            rec["qw_mfu"] = timed[-1]["mfu"]
+        rec["mfu_causal"] = round(rec["tok_per_s"] * flops_per_token(cfg, a.seq, causal=True) / PEAK_FLOPS, 4)
         rec["step_ms"] = [round(tokens / t * 1e3, 1) for t in tps]
-        rec["loss_first_last"] = [steps[0]["loss"], steps[-1]["loss"]]
+        rec["loss_first_last"] = [steps[0]["loss"], timed[-1]["loss"]]
+        rec["lr_first_last"] = [steps[0].get("lr"), timed[-1].get("lr")]
     peaks = [r["mem_peak_bytes"] for r in steps if "mem_peak_bytes" in r]
     if peaks:
         rec["mem_peak_bytes"] = max(peaks)
-    if not timed:
+    notes = [a.note] if a.note else []
+    if len(timed) < a.steps:
         why = last_line(a.stderr) if a.stderr else ""
-        rec["error"] = f"exit {a.status}, {len(steps)} steps logged" + (f": {why}" if why else "")
-    if a.note:
-        rec["note"] = a.note
+        what = f"exit {a.status}, {len(steps)} steps logged, {a.warmup} + {a.steps} wanted" + (f": {why}" if why else "")
+        if timed:
+            notes.append(what)
+        else:
+            rec["error"] = what
+    if notes:
+        rec["note"] = "; ".join(notes)
+    return rec
+
+
+def used_record(a):
+    """A record from stdin with the driver's peak memory.used added."""
+    rec = json.loads(sys.stdin.read().strip().splitlines()[-1])
+    samples = []
+    try:
+        with open(a.samples) as f:
+            for line in f:
+                try:
+                    samples.append(float(line.strip()))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    if samples:
+        rec["mem_used_peak_bytes"] = int((max(samples) - a.baseline) * 2**20)
+        rec["mem_used_samples"] = len(samples)
     return rec
 
 
@@ -150,32 +192,66 @@ def bars_svg(order, last, path):
         f.write("\n".join(out) + "\n")
 
 
+def config_flops(model, seq, causal):
+    """flops_per_token of pipelines/configs/MODEL.json, for records that
+    predate their mfu_causal field; None when there is no such config."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pipelines", "configs", model + ".json")
+    try:
+        with open(path) as f:
+            return flops_per_token(json.load(f), seq, causal)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def mfu_causal(r):
+    if "mfu_causal" in r:
+        return r["mfu_causal"]
+    fl = config_flops(r.get("model", ""), r.get("seq", 4096), True)
+    return r["tok_per_s"] * fl / PEAK_FLOPS if fl else None
+
+
 def table(path, svg=None):
     order, last = latest(path)
     if svg:
         bars_svg(order, last, svg)
-    head = ("model", "qw tok/s", "eager tok/s", "compile tok/s", "qw/compile", "qw/eager",
-            "MFU qw", "MFU eager", "MFU compile", "GiB qw", "GiB eager", "GiB compile", "qw micro")
+    head = ("model", "side", "tok/s", "qw/side", "MFU", "MFU causal", "steps", "GiB alloc", "GiB used", "micro")
     rows = [head]
     notes = []
+    tps = lambda r: r.get("tok_per_s") if r and "error" not in r else None
+    pct = lambda x: f"{100 * x:.1f}%" if x is not None else "-"
     for m in order:
-        q, e, c = (last.get((m, k), {}) for k in ("qw", "eager", "compile"))
-        tps = lambda r: r.get("tok_per_s") if "error" not in r else None
-        ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"
-        fmt = lambda r: f"{r['tok_per_s'] / 1e3:.1f}k" if tps(r) else "ERR" if r else "-"
-        mfu = lambda r: f"{100 * r['mfu']:.1f}%" if tps(r) else "-"
-        rows.append((m, fmt(q), fmt(e), fmt(c), ratio(tps(q), tps(c)), ratio(tps(q), tps(e)),
-                     mfu(q), mfu(e), mfu(c), gib(q.get("mem_peak_bytes")),
-                     gib(e.get("peak_reserved_bytes")), gib(c.get("peak_reserved_bytes")),
-                     str(q.get("micro_batch", "-"))))
-        for name, r in (("qw", q), ("eager", e), ("compile", c)):
+        q = last.get((m, "qw"), {})
+        sides = [(key, label, last.get((m, key))) for key, label, _ in SIDES]
+        for key, label, r in sides:
+            if r is None:
+                continue
+            ok = tps(r) is not None
+            rows.append((m, label, f"{r['tok_per_s'] / 1e3:.1f}k" if ok else "ERR",
+                         f"{tps(q) / tps(r):.2f}" if ok and tps(q) and key != "qw" else "-",
+                         pct(r.get("mfu")) if ok else "-", pct(mfu_causal(r)) if ok else "-",
+                         f"{r['warmup']}+{r['steps']}" if "warmup" in r and "steps" in r else "-",
+                         gib(r.get("mem_peak_bytes" if key == "qw" else "peak_alloc_bytes")),
+                         gib(r.get("mem_used_peak_bytes")), str(r.get("micro_batch", "-"))))
             if "error" in r:
-                notes.append(f"{m} {name}: {r['error']}")
+                notes.append(f"{m} {label}: {r['error']}")
+            elif r.get("note"):
+                notes.append(f"{m} {label}: {r['note']}")
+        done = [(label, r) for _, label, r in sides if r and tps(r)]
+        counts = {(r.get("warmup"), r.get("steps")) for _, r in done}
+        if len(counts) > 1:
+            notes.append(f"{m}: warm-up + timed steps differ: " +
+                         ", ".join(f"{label} {r.get('warmup')}+{r.get('steps')}" for label, r in done))
+        optims = {json.dumps(r["optim"], sort_keys=True) for _, r in done if "optim" in r}
+        if len(optims) > 1 or (optims and any("optim" not in r for _, r in done)):
+            notes.append(f"{m}: optimizer settings differ between the sides")
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     for r in rows:
-        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)))
-    print("tok/s: median step; MFU: (6·N + 12·L·nh·d·T)·tok/s / 989.4 TFLOP/s (reference/qwen3.md §9);"
-          " memory: qw mem_peak_bytes, torch max_memory_reserved")
+        print("  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    print("tok/s: batch tokens over the median timed step (steps: warm-up + timed); qw/side: qw's tok/s over that side's")
+    print("MFU: PaLM convention, (6·N + 12·L·nh·d·T)·tok/s / 989.4 TFLOP/s (N: matmul parameters a token uses,"
+          " attention over all T keys); MFU causal: attention term halved (6·L·nh·d·T)")
+    print("GiB alloc: peak allocated (qw: its backend's cudaMalloc total, mem_peak_bytes; torch: max_memory_allocated);"
+          " GiB used: the driver's memory.used at its peak during the part minus before it (nvidia-smi every 0.2 s)")
     for n in notes:
         print("  " + n)
 
@@ -187,6 +263,8 @@ def main():
     q.add_argument("--config", required=True)
     q.add_argument("--log", required=True)
     q.add_argument("--warmup", type=int, required=True)
+    q.add_argument("--steps", type=int, required=True)
+    q.add_argument("--optim")
     q.add_argument("--batch", type=int, required=True)
     q.add_argument("--seq", type=int, required=True)
     q.add_argument("--micro", type=int, required=True)
@@ -197,12 +275,17 @@ def main():
     for k in ("model", "impl", "mode", "error"):
         e.add_argument("--" + k, required=True)
     e.add_argument("--stderr")
+    u = sub.add_parser("used")
+    u.add_argument("--samples", required=True)
+    u.add_argument("--baseline", type=float, required=True)
     t = sub.add_parser("table")
     t.add_argument("results")
     t.add_argument("--svg")
     a = ap.parse_args()
     if a.cmd == "table":
         table(a.results, a.svg)
+    elif a.cmd == "used":
+        print(json.dumps(used_record(a)), flush=True)
     else:
         print(json.dumps(qw_record(a) if a.cmd == "qw" else error_record(a)), flush=True)
 

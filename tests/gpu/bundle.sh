@@ -16,7 +16,8 @@
 #
 # libxml2 and ICU (33 MB, only reached through libarchive by qw-tokenize)
 # are left out unless --full: the GPU tests and benchmarks do not tokenize
-# there.  Prints the bundle's size.
+# there.  The copies are stripped of debug information (the working tree and
+# what is carried with it must stay small).  Prints the bundle's size.
 set -eu
 full=0
 if [ "${1:-}" = --full ]; then full=1; shift; fi
@@ -43,6 +44,7 @@ for p in test_ops test_flash_fwd test_flash_bwd; do
     if [ -x "$gpu/$p" ]; then mkdir -p "$out/gpu" && cp "$gpu/$p" "$out/gpu/" && progs+=("$gpu/$p"); fi
 done
 
+strip --strip-debug "$out"/bin/* "$out"/tests/* "$out"/gpu/* 2>/dev/null
 left=()
 for p in "${progs[@]}"; do
     if ldd "$p" | grep -q 'not found'; then
