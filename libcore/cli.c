@@ -11,6 +11,7 @@
 
 const char *qw_prog = "qw";
 qw_common qw_common_opts;
+static const char *help_name;   /* "try 'X --help'": the program, or "program command" */
 
 static _Thread_local char err_msg[1024];
 static _Thread_local int err_status;
@@ -107,16 +108,15 @@ void qw_usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\ntry '%s --help' for more information\n", qw_prog);
+    fprintf(stderr, "\ntry '%s --help' for more information\n", help_name ? help_name : qw_prog);
     exit(QW_EXIT_USAGE);
 }
 
-void qw_print_help(const qw_prog_info *info, FILE *f)
+static int is_end(const qw_opt *o) { return !o->name && o->kind != QW_OPT_HEADER; }
+
+static void print_opts(const qw_opt *opts, FILE *f)
 {
-    fprintf(f, "usage: %s %s\n", info->name, info->usage);
-    if (info->summary) fprintf(f, "\n%s\n", info->summary);
-    fputs("\nOptions:\n", f);
-    for (const qw_opt *o = info->opts; o->name || o->kind == QW_OPT_HEADER; o++) {
+    for (const qw_opt *o = opts; o && !is_end(o); o++) {
         if (o->kind == QW_OPT_HEADER) {
             fprintf(f, "\n%s\n", o->help);
             continue;
@@ -130,6 +130,14 @@ void qw_print_help(const qw_prog_info *info, FILE *f)
         if (strlen(left) > 27) fprintf(f, "%s\n%28s%s\n", left, "", o->help);
         else fprintf(f, "%-28s%s\n", left, o->help);
     }
+}
+
+void qw_print_help(const qw_prog_info *info, FILE *f)
+{
+    fprintf(f, "usage: %s %s\n", info->name, info->usage);
+    if (info->summary) fprintf(f, "\n%s\n", info->summary);
+    if (info->opts[0].kind != QW_OPT_HEADER) fputs("\nOptions:\n", f);
+    print_opts(info->opts, f);
 }
 
 static long long parse_long(const char *opt, const char *s)
@@ -150,7 +158,8 @@ static long long parse_long(const char *opt, const char *s)
 int qw_parse_args(const qw_prog_info *info, int argc, char **argv)
 {
     int nopt = 0;
-    for (const qw_opt *o = info->opts; o->name || o->kind == QW_OPT_HEADER; o++) nopt++;
+    help_name = info->name;
+    for (const qw_opt *o = info->opts; !is_end(o); o++) nopt++;
     struct option *lo = qw_calloc(nopt + 1, sizeof *lo);
     char shortopts[256];
     int ns = 0, nl = 0;
@@ -227,6 +236,75 @@ int qw_parse_args(const qw_prog_info *info, int argc, char **argv)
         qw_usage_error("--device: '%s' is not cpu or cuda", qw_common_opts.device);
     if (qw_common_opts.threads > 0) omp_set_num_threads(qw_common_opts.threads);
     return optind;
+}
+
+/* ---- subcommands ---- */
+
+static const qw_opt common_opts[] = { QW_COMMON_OPTS, {0} };
+
+static int count_opts(const qw_opt *o)
+{
+    int n = 0;
+    while (o && !is_end(o + n)) n++;
+    return n;
+}
+
+void qw_cmd_print_help(const qw_cmd_prog *p, FILE *f)
+{
+    for (const qw_cmd *c = p->cmds; c->name; c++)
+        fprintf(f, "%s %s %s %s\n", c == p->cmds ? "usage:" : "      ", p->name, c->name, c->usage);
+    if (p->summary) fprintf(f, "\n%s\n", p->summary);
+    fputs("\nCommands:\n", f);
+    for (const qw_cmd *c = p->cmds; c->name; c++) fprintf(f, "  %-12s%s\n", c->name, c->summary);
+    for (const qw_cmd *c = p->cmds; c->name; c++) {
+        if (!count_opts(c->opts)) continue;
+        fprintf(f, "\nOptions of %s:\n", c->name);
+        print_opts(c->opts, f);
+    }
+    print_opts(common_opts, f);
+    fprintf(f, "\n'%s COMMAND --help' shows one command's usage and options.\n", p->name);
+}
+
+int qw_cmd_main(const qw_cmd_prog *p, int argc, char **argv)
+{
+    help_name = p->name;
+    char names[256];
+    size_t k = 0;
+    names[0] = 0;
+    for (const qw_cmd *c = p->cmds; c->name && k < sizeof names; c++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", c == p->cmds ? "" : ", ", c->name);
+    if (argc < 2) qw_usage_error("missing command: %s", names);
+    const char *a = argv[1];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        qw_cmd_print_help(p, stdout);
+        qw_close_stdout();
+        exit(0);
+    }
+    if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+        printf("%s (qw) %s\n", p->name, QW_VERSION);
+        qw_close_stdout();
+        exit(0);
+    }
+    const qw_cmd *cmd = NULL;
+    for (const qw_cmd *c = p->cmds; c->name && !cmd; c++)
+        if (!strcmp(c->name, a)) cmd = c;
+    if (!cmd) {
+        if (a[0] == '-') qw_usage_error("'%s' before the command: give the command first (%s)", a, names);
+        qw_usage_error("unknown command '%s' (%s)", a, names);
+    }
+    /* the command's options, then the common ones */
+    int n = count_opts(cmd->opts), nc = count_opts(common_opts);
+    qw_opt *opts = qw_calloc((size_t)n + nc + 1, sizeof *opts);
+    if (n) memcpy(opts, cmd->opts, (size_t)n * sizeof *opts);
+    memcpy(opts + n, common_opts, (size_t)nc * sizeof *opts);
+    size_t len = strlen(p->name) + strlen(cmd->name) + 2;
+    char *name = qw_malloc(len);
+    snprintf(name, len, "%s %s", p->name, cmd->name);
+    qw_prog_info info = { name, cmd->usage, cmd->summary, opts };
+    int first = qw_parse_args(&info, argc - 1, argv + 1);
+    int rc = cmd->run(argc - 1 - first, argv + 1 + first);
+    free(opts);   /* `name` stays: usage errors after the run name it */
+    return rc;
 }
 
 int qw_thread_count(void)
