@@ -108,7 +108,11 @@ static int apply_overrides(const qw_train_opts *o, qw_config *c)
         if (c->yarn_beta_fast == 0) c->yarn_beta_fast = 32;
         if (c->yarn_beta_slow == 0) c->yarn_beta_slow = 1;
         c->yarn_truncate = 1;
-        c->max_position_embeddings = (int)(c->rope_original_max_position * o->yarn_factor);
+        double max_pos = c->rope_original_max_position * o->yarn_factor;
+        if (!(max_pos < INT_MAX))
+            return qw_error(QW_EXIT_USAGE, "--yarn-factor %g × %d original positions is more than %d positions",
+                            o->yarn_factor, c->rope_original_max_position, INT_MAX);
+        c->max_position_embeddings = (int)max_pos;
     }
     return 0;
 }
@@ -123,7 +127,7 @@ static int setup_params(run *r, const char *resume_dir)
     const char *cfg_src = o->config_path ? o->config_path : r->model_dir ? r->model_dir : resume_dir;
     if (!cfg_src) return qw_error(QW_EXIT_USAGE, "give --config, --model or --resume");
     if (qw_config_load(cfg_src, &cfg)) return qw_error_status();
-    if (!resume_dir || o->config_path || o->model_dir) apply_overrides(o, &cfg);
+    if ((!resume_dir || o->config_path || o->model_dir) && apply_overrides(o, &cfg)) return qw_error_status();
     if (qw_params_init(&r->P, &cfg)) return qw_error_status();
     r->have_params = 1;
     if (qw_params_alloc_like(&r->M, &r->P) || qw_params_alloc_like(&r->V, &r->P)) return qw_error_status();
