@@ -114,21 +114,23 @@ void qw_usage_error(const char *fmt, ...)
 
 static int is_end(const qw_opt *o) { return !o->name && o->kind != QW_OPT_HEADER; }
 
+static void print_opt(const qw_opt *o, FILE *f)
+{
+    char left[96];
+    int n = 0;
+    if (o->short_name) n = snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->name);
+    else n = snprintf(left, sizeof left, "      --%s", o->name);
+    if (o->metavar && n < (int)sizeof left)
+        snprintf(left + n, sizeof left - n, " %s", o->metavar);
+    if (strlen(left) > 27) fprintf(f, "%s\n%28s%s\n", left, "", o->help);
+    else fprintf(f, "%-28s%s\n", left, o->help);
+}
+
 static void print_opts(const qw_opt *opts, FILE *f)
 {
-    for (const qw_opt *o = opts; o && !is_end(o); o++) {
-        if (o->kind == QW_OPT_HEADER) {
-            fprintf(f, "\n%s\n", o->help);
-            continue;
-        }
-        char left[96];
-        int n = 0;
-        if (o->short_name) n = snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->name);
-        else n = snprintf(left, sizeof left, "      --%s", o->name);
-        if (o->metavar && n < (int)sizeof left)
-            snprintf(left + n, sizeof left - n, " %s", o->metavar);
-        if (strlen(left) > 27) fprintf(f, "%s\n%28s%s\n", left, "", o->help);
-        else fprintf(f, "%-28s%s\n", left, o->help);
+    for (const qw_opt *o = opts; !is_end(o); o++) {
+        if (o->kind == QW_OPT_HEADER) fprintf(f, "\n%s\n", o->help);
+        else print_opt(o, f);
     }
 }
 
@@ -240,13 +242,22 @@ int qw_parse_args(const qw_prog_info *info, int argc, char **argv)
 
 /* ---- subcommands ---- */
 
-static const qw_opt common_opts[] = { QW_COMMON_OPTS, {0} };
-
-static int count_opts(const qw_opt *o)
+/* The common rows begin at the "Common options:" heading (QW_COMMON_BEGIN). */
+static int is_common_begin(const qw_opt *o)
 {
-    int n = 0;
-    while (o && !is_end(o + n)) n++;
-    return n;
+    return o->kind == QW_OPT_HEADER && !strcmp(o->help, "Common options:");
+}
+
+/* Whether a command before c lists the option `name` among its common rows. */
+static int common_listed_before(const qw_cmd_prog *p, const qw_cmd *c, const char *name)
+{
+    for (const qw_cmd *e = p->cmds; e < c; e++) {
+        const qw_opt *o = e->opts;
+        while (!is_end(o) && !is_common_begin(o)) o++;
+        for (; !is_end(o); o++)
+            if (o->name && !strcmp(o->name, name)) return 1;
+    }
+    return 0;
 }
 
 void qw_cmd_print_help(const qw_cmd_prog *p, FILE *f)
@@ -256,12 +267,27 @@ void qw_cmd_print_help(const qw_cmd_prog *p, FILE *f)
     if (p->summary) fprintf(f, "\n%s\n", p->summary);
     fputs("\nCommands:\n", f);
     for (const qw_cmd *c = p->cmds; c->name; c++) fprintf(f, "  %-12s%s\n", c->name, c->summary);
+    /* each command's own options */
     for (const qw_cmd *c = p->cmds; c->name; c++) {
-        if (!count_opts(c->opts)) continue;
+        const qw_opt *o = c->opts;
+        if (is_end(o) || is_common_begin(o)) continue;
         fprintf(f, "\nOptions of %s:\n", c->name);
-        print_opts(c->opts, f);
+        for (; !is_end(o) && !is_common_begin(o); o++) {
+            if (o->kind == QW_OPT_HEADER) fprintf(f, "\n%s\n", o->help);
+            else print_opt(o, f);
+        }
     }
-    print_opts(common_opts, f);
+    /* the common options of all commands, each once, --help and --version last */
+    fputs("\nCommon options:\n", f);
+    for (int last = 0; last < 2; last++)
+        for (const qw_cmd *c = p->cmds; c->name; c++) {
+            const qw_opt *o = c->opts;
+            while (!is_end(o) && !is_common_begin(o)) o++;
+            for (; !is_end(o); o++)
+                if (o->kind != QW_OPT_HEADER && (!strcmp(o->name, "help") || !strcmp(o->name, "version")) == last &&
+                    !common_listed_before(p, c, o->name))
+                    print_opt(o, f);
+        }
     fprintf(f, "\n'%s COMMAND --help' shows one command's usage and options.\n", p->name);
 }
 
@@ -292,19 +318,12 @@ int qw_cmd_main(const qw_cmd_prog *p, int argc, char **argv)
         if (a[0] == '-') qw_usage_error("'%s' before the command: give the command first (%s)", a, names);
         qw_usage_error("unknown command '%s' (%s)", a, names);
     }
-    /* the command's options, then the common ones */
-    int n = count_opts(cmd->opts), nc = count_opts(common_opts);
-    qw_opt *opts = qw_calloc((size_t)n + nc + 1, sizeof *opts);
-    if (n) memcpy(opts, cmd->opts, (size_t)n * sizeof *opts);
-    memcpy(opts + n, common_opts, (size_t)nc * sizeof *opts);
     size_t len = strlen(p->name) + strlen(cmd->name) + 2;
     char *name = qw_malloc(len);
     snprintf(name, len, "%s %s", p->name, cmd->name);
-    qw_prog_info info = { name, cmd->usage, cmd->summary, opts };
+    qw_prog_info info = { name, cmd->usage, cmd->summary, cmd->opts };
     int first = qw_parse_args(&info, argc - 1, argv + 1);
-    int rc = cmd->run(argc - 1 - first, argv + 1 + first);
-    free(opts);   /* `name` stays: usage errors after the run name it */
-    return rc;
+    return cmd->run(argc - 1 - first, argv + 1 + first);   /* `name` stays: usage errors in run() name it */
 }
 
 int qw_thread_count(void)

@@ -379,18 +379,8 @@ static char *config_path(const char *path)
 int qw_config_load(const char *path, qw_config *c)
 {
     char *p = config_path(path);
-    FILE *f = fopen(p, "rb");
-    if (!f) {
-        int rc = qw_error(QW_EXIT_FAIL, "'%s': %s", p, strerror(errno));
-        free(p);
-        return rc;
-    }
     qw_buf b = {0};
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) qw_buf_add(&b, tmp, k);
-    int rc = ferror(f) ? qw_error(QW_EXIT_FAIL, "'%s': read error", p) : 0;
-    fclose(f);
+    int rc = qw_read_file(p, &b, NULL);
     if (!rc) rc = qw_config_parse(qw_buf_cstr(&b), p, c);
     qw_buf_free(&b);
     free(p);

@@ -18,8 +18,11 @@ static const char *out_dir, *dtype_name;
 static const qw_opt export_opts[] = {
     {"output", 'o', QW_OPT_STR, &out_dir, "DIR", "write the model directory DIR"},
     {"dtype", 0, QW_OPT_STR, &dtype_name, "bf16|f32", "weight dtype (default bf16)"},
+    QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_END,
     {0},
 };
+static const qw_opt inspect_opts[] = { QW_COMMON_BEGIN, QW_COMMON_END, {0} };
+static const qw_opt verify_opts[] = { QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END, {0} };
 
 /* The one operand: a model directory, or a training output directory
  * whose 'latest' names a checkpoint. */
@@ -172,10 +175,10 @@ static int export(int argc, char **argv)
 }
 
 static const qw_cmd cmds[] = {
-    {"inspect", inspect, "DIR [options]", "print the config summary and the tensor list", NULL},
+    {"inspect", inspect, "DIR [options]", "print the config summary and the tensor list", inspect_opts},
     {"export", export, "DIR -o OUT [--dtype bf16|f32] [options]",
      "write a clean Hub directory: weights in one dtype, config.json, tokenizer files", export_opts},
-    {"verify", verify, "DIR [options]", "check every tensor against the config and that every value is finite", NULL},
+    {"verify", verify, "DIR [options]", "check every tensor against the config and that every value is finite", verify_opts},
     {0},
 };
 

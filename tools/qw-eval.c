@@ -36,6 +36,7 @@ static const qw_opt forward_opts[] = {
     { "output", 'o', QW_OPT_STR, &o_output, "FILE", "safetensors file to write (logits, loss, aux_loss, grad.*)" },
     { "grads", 0, QW_OPT_FLAG, &o_grads, NULL, "also write grad.<name> for every parameter" },
     COMPUTE_OPTS,
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_END,
     { 0 },
 };
 
@@ -45,6 +46,7 @@ static const qw_opt bench_opts[] = {
     { "batch", 'B', QW_OPT_INT, &o_batch, "B", "rows per step (default 1)" },
     { "steps", 0, QW_OPT_INT, &o_steps, "N", "timed forward+backward steps (default 3)" },
     COMPUTE_OPTS,
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_SEED, QW_COMMON_END,
     { 0 },
 };
 

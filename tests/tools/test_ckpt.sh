@@ -173,5 +173,5 @@ n=0
 while read -r line; do
     n=$((n + 1))
     (cd "$tmp" && eval "$line") >/dev/null 2>"$tmp/ex.err" || fail man_example_$n "$line: $(cat "$tmp/ex.err")"
-done < <(sed -n '/^\.SH EXAMPLES/,/^\.SH SEE/p' "$QW_SRCDIR/man/man1/qw-ckpt.1" | grep '^qw\\-ckpt' | sed 's/\\-/-/g')
+done < <(sed -n '/^\.SH EXAMPLES/,/^\.SH SEE/p' "$QW_SRCDIR/man/man1/qw-ckpt.1" | grep '^\$ qw\\-ckpt' | sed -e 's/^\$ //' -e 's/\\-/-/g')
 check man_examples test "$n" -eq 3 -a -s "$tmp/release/model.safetensors"

@@ -74,10 +74,12 @@ static int cmd_stop(int argc, char **argv) { (void)argc, (void)argv; return 0; }
 
 static const qw_opt go_opts[] = {
     {"level", 'l', QW_OPT_INT, &o_level, "N", "how far"},
+    QW_COMMON_OPTS,
     {0},
 };
 static const qw_opt stop_opts[] = {
     {"name", 0, QW_OPT_STR, &o_name, "S", "who stops"},
+    QW_COMMON_BEGIN, QW_COMMON_END,
     {0},
 };
 static const qw_cmd cmds[] = {

@@ -82,7 +82,8 @@ typedef struct {
     const char *help;      /* one line */
 } qw_opt;
 
-/* Options every program accepts, filled by qw_parse_args. */
+/* The common options, filled by qw_parse_args.  Same spelling everywhere;
+ * a program offers only those it uses. */
 typedef struct {
     int quiet;             /* -q: no progress line */
     int threads;           /* --threads N (0: all cores) */
@@ -91,16 +92,23 @@ typedef struct {
 } qw_common;
 extern qw_common qw_common_opts;
 
-/* The common rows, to be included in every program's table:
- *   static const qw_opt opts[] = { {...}, QW_COMMON_OPTS, {0} };  */
-#define QW_COMMON_OPTS \
-    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "Common options:" }, \
-    { "device", 0, QW_OPT_STR, &qw_common_opts.device, "cpu|cuda", "compute device (default: cuda when built and present)" }, \
-    { "threads", 0, QW_OPT_INT, &qw_common_opts.threads, "N", "worker threads (default: all cores)" }, \
-    { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "random seed (default 0)" }, \
-    { "quiet", 'q', QW_OPT_FLAG, &qw_common_opts.quiet, NULL, "no progress line" }, \
+/* The common rows.  A program's table ends with QW_COMMON_BEGIN, the rows
+ * of the common options it uses, then QW_COMMON_END (--help, --version):
+ *   static const qw_opt opts[] = { {...}, QW_COMMON_BEGIN, QW_COMMON_THREADS,
+ *                                  QW_COMMON_QUIET, QW_COMMON_END, {0} };
+ * An option a program does not list is refused as unrecognized. */
+#define QW_COMMON_BEGIN { NULL, 0, QW_OPT_HEADER, NULL, NULL, "Common options:" }
+#define QW_COMMON_DEVICE \
+    { "device", 0, QW_OPT_STR, &qw_common_opts.device, "cpu|cuda", "compute device (default: cuda when built and present)" }
+#define QW_COMMON_THREADS { "threads", 0, QW_OPT_INT, &qw_common_opts.threads, "N", "worker threads (default: all cores)" }
+#define QW_COMMON_SEED { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "random seed (default 0)" }
+#define QW_COMMON_QUIET { "quiet", 'q', QW_OPT_FLAG, &qw_common_opts.quiet, NULL, "no progress line" }
+#define QW_COMMON_END \
     { "help", 'h', QW_OPT_FLAG, NULL, NULL, "show this help and exit" }, \
     { "version", 'V', QW_OPT_FLAG, NULL, NULL, "show the version and exit" }
+/* All of them, for a program that uses every one. */
+#define QW_COMMON_OPTS \
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_SEED, QW_COMMON_QUIET, QW_COMMON_END
 
 typedef struct {
     const char *name;      /* "qw-tokenize" */
@@ -118,12 +126,15 @@ void qw_print_help(const qw_prog_info *info, FILE *f);
  * A program with subcommands (qw-eval forward|bench, qw-ckpt inspect|…)
  * describes each once, in a table, as git does its cmd_* table: name,
  * function, a one-line summary, the usage line, and the command's own
- * option table (without QW_COMMON_OPTS: every command gets those).
+ * option table, which ends with the common rows the command uses
+ * (QW_COMMON_BEGIN … QW_COMMON_END, as a program's table does).
  *
  *   PROG --help          the usage lines of all commands (one each: the
  *                        text the man page's SYNOPSIS repeats), the
  *                        summary, the commands with their summaries, each
- *                        command's options and the common options
+ *                        command's own options, and the common options of
+ *                        all commands once (which commands take which:
+ *                        PROG CMD --help)
  *   PROG CMD --help      CMD's usage line, summary and options only
  *   PROG CMD [args]      CMD's options are parsed (as qw_parse_args, usage
  *                        errors naming 'PROG CMD --help'), then run() gets
@@ -135,7 +146,7 @@ typedef struct {
     int (*run)(int argc, char **argv);      /* the operands (argv[0] is the first); returns the exit status */
     const char *usage;                      /* after "PROG CMD ": "--config FILE [--steps N] [options]" */
     const char *summary;                    /* one line */
-    const qw_opt *opts;                     /* terminated by an all-zero row; NULL: none */
+    const qw_opt *opts;                     /* terminated by an all-zero row */
 } qw_cmd;
 
 typedef struct {
