@@ -16,6 +16,7 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/st.h"
 
 const char *const qw_ckpt_tokenizer_files[] = {
@@ -31,61 +32,9 @@ void qw_train_state_free(qw_train_state *s)
     memset(s, 0, sizeof *s);
 }
 
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = qw_malloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
-}
-
 /* ---- files ---- */
 
 static int io_fail(const char *path) { return qw_error(QW_EXIT_FAIL, "'%s': %s", path, strerror(errno)); }
-
-static int write_file(const char *path, const void *data, size_t n)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) return io_fail(path);
-    const char *p = data;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            if (k == 0) errno = EIO;
-            int st = io_fail(path);
-            close(fd);
-            return st;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    if (fsync(fd) != 0) { int st = io_fail(path); close(fd); return st; }
-    return close(fd) != 0 ? io_fail(path) : 0;
-}
-
-static int sync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return io_fail(path);
-    int st = fsync(fd) != 0 ? io_fail(path) : 0;
-    close(fd);
-    return st;
-}
-
-/* Read a whole file; *found = 0 (and 0 returned) when it does not exist. */
-static int read_file(const char *path, qw_buf *b, int *found)
-{
-    FILE *f = fopen(path, "rb");
-    *found = f != NULL;
-    if (!f) return errno == ENOENT ? 0 : io_fail(path);
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) qw_buf_add(b, tmp, k);
-    int st = ferror(f) ? io_fail(path) : 0;
-    fclose(f);
-    return st;
-}
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -282,13 +231,13 @@ static int copy_tokenizer(const char *from, const char *to)
 {
     int st = 0;
     for (int i = 0; qw_ckpt_tokenizer_files[i] && !st; i++) {
-        char *src = join(from, qw_ckpt_tokenizer_files[i]);
+        char *src = qw_path_join(from, qw_ckpt_tokenizer_files[i]);
         qw_buf b = {0};
         int found;
-        st = read_file(src, &b, &found);
+        st = qw_read_file(src, &b, &found);
         if (!st && found) {
-            char *dst = join(to, qw_ckpt_tokenizer_files[i]);
-            st = write_file(dst, b.p, b.n);
+            char *dst = qw_path_join(to, qw_ckpt_tokenizer_files[i]);
+            st = qw_write_file_atomic(dst, b.p, b.n);
             free(dst);
         }
         qw_buf_free(&b);
@@ -301,7 +250,7 @@ static int copy_tokenizer(const char *from, const char *to)
 static int write_all(const char *tmp, const qw_ckpt_opts *o, const qw_params *P, const qw_params *M,
                      const qw_params *V, const qw_train_state *s)
 {
-    char *ts = join(tmp, "trainer_state"), *opt = join(ts, "optimizer.safetensors"), *sj = join(ts, "state.json");
+    char *ts = qw_path_join(tmp, "trainer_state"), *opt = qw_path_join(ts, "optimizer.safetensors"), *sj = qw_path_join(ts, "state.json");
     char *text = NULL;
     int st = mkdir(tmp, 0777) != 0 ? io_fail(tmp) : 0;
     if (!st) st = qw_params_save(P, tmp, QW_DT_F32);
@@ -310,10 +259,10 @@ static int write_all(const char *tmp, const qw_ckpt_opts *o, const qw_params *P,
     if (!st) st = write_moments(opt, P, M, V);
     if (!st) {
         text = state_json(s);
-        st = write_file(sj, text, strlen(text));
+        st = qw_write_file_atomic(sj, text, strlen(text));
     }
-    if (!st) st = sync_dir(ts);
-    if (!st) st = sync_dir(tmp);
+    if (!st) st = qw_fsync_dir(ts);
+    if (!st) st = qw_fsync_dir(tmp);
     cJSON_free(text);
     free(ts);
     free(opt);
@@ -321,13 +270,66 @@ static int write_all(const char *tmp, const qw_ckpt_opts *o, const qw_params *P,
     return st;
 }
 
-/* Move tmp to dst; an existing dst is swapped out atomically and deleted. */
-static int install(const char *tmp, const char *dst)
+int (*qw_ckpt_install_hook)(const char *stage);
+
+/* OUT/.step-NNNNNN.old: where the rename fallback puts a checkpoint aside. */
+static char *aside_of(const char *out, const char *name)
 {
-    if (rename(tmp, dst) == 0) return 0;
-    if (errno != ENOTEMPTY && errno != EEXIST) return io_fail(dst);
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) != 0) return io_fail(dst);
-    return rm_rf(tmp);
+    qw_buf b = {0};
+    qw_buf_adds(&b, out);
+    qw_buf_adds(&b, "/.");
+    qw_buf_adds(&b, name);
+    qw_buf_adds(&b, ".old");
+    return (char *)qw_buf_cstr(&b);
+}
+
+static int hook(const char *stage) { return qw_ckpt_install_hook ? qw_ckpt_install_hook(stage) : 0; }
+
+/* Move tmp to OUT/name; an existing one is replaced (see "Replacing" in
+ * qw/ckpt.h): swapped out atomically with RENAME_EXCHANGE where the file
+ * system can, else put aside, the new one renamed in, the old one deleted. */
+static int install(const char *out, const char *tmp, const char *name)
+{
+    char *dst = qw_path_join(out, name), *aside = NULL;
+    int st = 0;
+    if (rename(tmp, dst) == 0) goto done;
+    if (errno != ENOTEMPTY && errno != EEXIST) { st = io_fail(dst); goto done; }
+    const char *force = getenv("QW_CKPT_RENAME_FALLBACK");
+    if (!(force && *force && strcmp(force, "0"))) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_EXCHANGE) == 0) { st = rm_rf(tmp); goto done; }
+        if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) { st = io_fail(dst); goto done; }
+    }
+    aside = aside_of(out, name);
+    if ((st = rm_rf(aside))) goto done;
+    if (rename(dst, aside) != 0) { st = io_fail(dst); goto done; }
+    if ((st = qw_fsync_dir(out)) || (st = hook("aside"))) goto done;
+    if (rename(tmp, dst) != 0) {
+        st = io_fail(dst);
+        rename(aside, dst);   /* put the old one back */
+        goto done;
+    }
+    if ((st = qw_fsync_dir(out)) || (st = hook("installed"))) goto done;
+    st = rm_rf(aside);
+done:
+    free(dst);
+    free(aside);
+    return st;
+}
+
+/* A save interrupted between putting OUT/name aside and renaming the new
+ * one in left only OUT/.name.old: move it back. */
+static int recover_aside(const char *out, const char *name)
+{
+    char *dst = qw_path_join(out, name), *aside = aside_of(out, name);
+    struct stat sb;
+    int st = 0;
+    if (lstat(dst, &sb) != 0 && errno == ENOENT && lstat(aside, &sb) == 0) {
+        if (rename(aside, dst) != 0) st = io_fail(dst);
+        else st = qw_fsync_dir(out);
+    }
+    free(dst);
+    free(aside);
+    return st;
 }
 
 /* step-<digits>: the step number, or -1. */
@@ -357,7 +359,8 @@ static int prune(const char *out, long current, int keep)
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
         long k = step_of(de->d_name);
-        if (!strncmp(de->d_name, ".step-", 6) && len > 10 && !strcmp(de->d_name + len - 4, ".tmp"))
+        if (!strncmp(de->d_name, ".step-", 6) && len > 10 &&
+            (!strcmp(de->d_name + len - 4, ".tmp") || !strcmp(de->d_name + len - 4, ".old")))
             k = -1;   /* a killed save's leftovers: always deleted */
         else if (k < 0 || k == current) continue;
         if (n == cap) e = qw_realloc(e, (cap = cap ? 2 * cap : 16) * sizeof *e);
@@ -368,13 +371,62 @@ static int prune(const char *out, long current, int keep)
     int st = 0;
     for (size_t i = 0; i < n; i++) {
         if (!st && (e[i].step < 0 || (keep > 0 && i + 1 >= (size_t)keep))) {
-            char *p = join(out, e[i].name);
+            char *p = qw_path_join(out, e[i].name);
             st = rm_rf(p);
             free(p);
         }
         free(e[i].name);
     }
     free(e);
+    return st;
+}
+
+/* The name OUT/latest holds ("step-NNNNNN"), in *name (caller frees);
+ * NULL when there is no latest. */
+static int latest_name(const char *out, char **name)
+{
+    *name = NULL;
+    char *lp = qw_path_join(out, "latest");
+    qw_buf b = {0};
+    int found, st = qw_read_file(lp, &b, &found);
+    if (!st && found) {
+        while (b.n && (b.p[b.n - 1] == '\n' || b.p[b.n - 1] == '\r')) b.n--;
+        const char *s = qw_buf_cstr(&b);
+        if (step_of(s) < 0 || strlen(s) != b.n) st = qw_error(QW_EXIT_DATA, "'%s': does not name a step directory", lp);
+        else *name = qw_strdup(s);
+    }
+    qw_buf_free(&b);
+    free(lp);
+    return st;
+}
+
+static int recover_latest(const char *out)
+{
+    char *name;
+    int st = latest_name(out, &name);
+    if (!st && name) st = recover_aside(out, name);
+    free(name);
+    return st;
+}
+
+int qw_ckpt_latest(const char *out, char **dir)
+{
+    char *name;
+    *dir = NULL;
+    int st = latest_name(out, &name);
+    if (st || !name) return st;
+    char *d = qw_path_join(out, name), *aside = aside_of(out, name);
+    struct stat sb;
+    if (stat(d, &sb) != 0 && stat(aside, &sb) == 0) {   /* a save was interrupted while replacing it */
+        free(d);
+        d = aside, aside = NULL;
+    }
+    if (stat(d, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        st = qw_error(QW_EXIT_DATA, "'%s/latest': names '%s', which is not a directory", out, name);
+        free(d);
+    } else *dir = d;
+    free(aside);
+    free(name);
     return st;
 }
 
@@ -388,27 +440,24 @@ int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, 
     snprintf(name, sizeof name, "step-%06ld", s->step);
     snprintf(tmpname, sizeof tmpname, ".%s.tmp", name);
     snprintf(line, sizeof line, "%s\n", name);
-    char *tmp = join(o->out, tmpname), *dst = join(o->out, name);
-    char *ltmp = join(o->out, ".latest.tmp"), *latest = join(o->out, "latest");
-    int st = rm_rf(tmp);
+    char *tmp = qw_path_join(o->out, tmpname), *dst = qw_path_join(o->out, name);
+    char *latest = qw_path_join(o->out, "latest");
+    int st = recover_latest(o->out);
+    if (!st) st = recover_aside(o->out, name);
+    if (!st) st = rm_rf(tmp);
     if (!st) st = write_all(tmp, o, P, M, V, s);
-    if (!st) st = install(tmp, dst);
-    if (!st) st = sync_dir(o->out);
-    if (!st) st = write_file(ltmp, line, strlen(line));
-    if (!st && rename(ltmp, latest) != 0) st = io_fail(latest);
-    if (!st) st = sync_dir(o->out);
+    if (!st) st = install(o->out, tmp, name);
+    if (!st) st = qw_write_file_atomic(latest, line, strlen(line));
     if (st) {
         /* keep the first error's message; clean up what this save made */
         char *msg = qw_strdup(qw_error_msg());
         rm_rf(tmp);
-        unlink(ltmp);
         qw_error(st, "%s", msg);
         free(msg);
     } else st = prune(o->out, s->step, o->keep_last);
     if (!st && dir) *dir = qw_strdup(dst);
     free(tmp);
     free(dst);
-    free(ltmp);
     free(latest);
     return st;
 }
@@ -417,7 +466,7 @@ int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, 
 
 static int is_step_dir(const char *path)
 {
-    char *p = join(path, "trainer_state/state.json");
+    char *p = qw_path_join(path, "trainer_state/state.json");
     int ok = access(p, R_OK) == 0;
     free(p);
     return ok;
@@ -427,26 +476,28 @@ int qw_ckpt_resolve(const char *path, char **dir)
 {
     *dir = NULL;
     if (is_step_dir(path)) { *dir = qw_strdup(path); return 0; }
-    char *lp = join(path, "latest");
-    qw_buf b = {0};
-    int found, st = read_file(lp, &b, &found);
-    if (!st && !found) st = qw_error(QW_EXIT_DATA, "'%s': not a checkpoint (no trainer_state/state.json or latest)", path);
-    if (!st) {
-        while (b.n && (b.p[b.n - 1] == '\n' || b.p[b.n - 1] == '\r')) b.n--;
-        const char *name = qw_buf_cstr(&b);
-        if (step_of(name) < 0 || strlen(name) != b.n)
-            st = qw_error(QW_EXIT_DATA, "'%s': does not name a step directory", lp);
-        else {
-            char *d = join(path, name);
-            if (is_step_dir(d)) *dir = d;
-            else {
-                st = qw_error(QW_EXIT_DATA, "'%s': names '%s', which is not a checkpoint", lp, name);
-                free(d);
-            }
-        }
+    char *d;
+    int st = qw_ckpt_latest(path, &d);
+    if (st) return st;
+    if (!d) return qw_error(QW_EXIT_DATA, "'%s': not a checkpoint (no trainer_state/state.json or latest)", path);
+    if (!is_step_dir(d)) {
+        st = qw_error(QW_EXIT_DATA, "'%s/latest': names '%s', which is not a checkpoint", path, d);
+        free(d);
+        return st;
     }
-    qw_buf_free(&b);
-    free(lp);
+    *dir = d;
+    return 0;
+}
+
+int qw_ckpt_model_dir(const char *path, char **dir)
+{
+    *dir = NULL;
+    char *cfg = qw_path_join(path, "config.json");
+    struct stat sb;
+    int has_config = stat(cfg, &sb) == 0;
+    free(cfg);
+    int st = has_config ? 0 : qw_ckpt_latest(path, dir);
+    if (!st && !*dir) *dir = qw_strdup(path);
     return st;
 }
 
@@ -468,7 +519,7 @@ static const struct { const char *name; size_t off; int dbl; } config_fields[] =
 static int check_config(const char *dir, const qw_config *run)
 {
     qw_config c;
-    char *path = join(dir, "config.json");
+    char *path = qw_path_join(dir, "config.json");
     int st = qw_config_load(path, &c);
     for (size_t i = 0; !st && i < sizeof config_fields / sizeof *config_fields; i++) {
         const char *a = (const char *)&c + config_fields[i].off, *b = (const char *)run + config_fields[i].off;
@@ -517,7 +568,7 @@ static int load_moments(const char *path, const qw_params *P, qw_params *M, qw_p
 int qw_ckpt_load(const char *dir, qw_params *P, qw_params *M, qw_params *V, qw_train_state *s)
 {
     memset(s, 0, sizeof *s);
-    char *sp = join(dir, "trainer_state/state.json"), *op = join(dir, "trainer_state/optimizer.safetensors");
+    char *sp = qw_path_join(dir, "trainer_state/state.json"), *op = qw_path_join(dir, "trainer_state/optimizer.safetensors");
     qw_buf text = {0};
     int found;
     int st = check_config(dir, &P->cfg);
@@ -526,7 +577,7 @@ int qw_ckpt_load(const char *dir, qw_params *P, qw_params *M, qw_params *V, qw_t
     if (!st) st = qw_params_load(P, w, 0);
     if (w) qw_st_close(w);
     if (!st) st = load_moments(op, P, M, V);
-    if (!st) st = read_file(sp, &text, &found);
+    if (!st) st = qw_read_file(sp, &text, &found);
     if (!st && !found) st = qw_error(QW_EXIT_DATA, "'%s': missing", sp);
     if (!st) st = parse_state(qw_buf_cstr(&text), sp, s);
     if (st) qw_train_state_free(s);

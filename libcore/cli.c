@@ -11,6 +11,7 @@
 
 const char *qw_prog = "qw";
 qw_common qw_common_opts;
+static const char *help_name;   /* "try 'X --help'": the program, or "program command" */
 
 static _Thread_local char err_msg[1024];
 static _Thread_local int err_status;
@@ -107,29 +108,38 @@ void qw_usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\ntry '%s --help' for more information\n", qw_prog);
+    fprintf(stderr, "\ntry '%s --help' for more information\n", help_name ? help_name : qw_prog);
     exit(QW_EXIT_USAGE);
+}
+
+static int is_end(const qw_opt *o) { return !o->name && o->kind != QW_OPT_HEADER; }
+
+static void print_opt(const qw_opt *o, FILE *f)
+{
+    char left[96];
+    int n = 0;
+    if (o->short_name) n = snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->name);
+    else n = snprintf(left, sizeof left, "      --%s", o->name);
+    if (o->metavar && n < (int)sizeof left)
+        snprintf(left + n, sizeof left - n, " %s", o->metavar);
+    if (strlen(left) > 27) fprintf(f, "%s\n%28s%s\n", left, "", o->help);
+    else fprintf(f, "%-28s%s\n", left, o->help);
+}
+
+static void print_opts(const qw_opt *opts, FILE *f)
+{
+    for (const qw_opt *o = opts; !is_end(o); o++) {
+        if (o->kind == QW_OPT_HEADER) fprintf(f, "\n%s\n", o->help);
+        else print_opt(o, f);
+    }
 }
 
 void qw_print_help(const qw_prog_info *info, FILE *f)
 {
     fprintf(f, "usage: %s %s\n", info->name, info->usage);
     if (info->summary) fprintf(f, "\n%s\n", info->summary);
-    if (info->opts[0].kind != QW_OPT_HEADER) fputs("\nOptions:\n", f);   /* else the table names its first group */
-    for (const qw_opt *o = info->opts; o->name || o->kind == QW_OPT_HEADER; o++) {
-        if (o->kind == QW_OPT_HEADER) {
-            fprintf(f, "\n%s\n", o->help);
-            continue;
-        }
-        char left[96];
-        int n = 0;
-        if (o->short_name) n = snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->name);
-        else n = snprintf(left, sizeof left, "      --%s", o->name);
-        if (o->metavar && n < (int)sizeof left)
-            snprintf(left + n, sizeof left - n, " %s", o->metavar);
-        if (strlen(left) > 27) fprintf(f, "%s\n%28s%s\n", left, "", o->help);
-        else fprintf(f, "%-28s%s\n", left, o->help);
-    }
+    if (info->opts[0].kind != QW_OPT_HEADER) fputs("\nOptions:\n", f);
+    print_opts(info->opts, f);
 }
 
 static long long parse_long(const char *opt, const char *s)
@@ -150,7 +160,8 @@ static long long parse_long(const char *opt, const char *s)
 int qw_parse_args(const qw_prog_info *info, int argc, char **argv)
 {
     int nopt = 0;
-    for (const qw_opt *o = info->opts; o->name || o->kind == QW_OPT_HEADER; o++) nopt++;
+    help_name = info->name;
+    for (const qw_opt *o = info->opts; !is_end(o); o++) nopt++;
     struct option *lo = qw_calloc(nopt + 1, sizeof *lo);
     char shortopts[256];
     int ns = 0, nl = 0;
@@ -227,6 +238,92 @@ int qw_parse_args(const qw_prog_info *info, int argc, char **argv)
         qw_usage_error("--device: '%s' is not cpu or cuda", qw_common_opts.device);
     if (qw_common_opts.threads > 0) omp_set_num_threads(qw_common_opts.threads);
     return optind;
+}
+
+/* ---- subcommands ---- */
+
+/* The common rows begin at the "Common options:" heading (QW_COMMON_BEGIN). */
+static int is_common_begin(const qw_opt *o)
+{
+    return o->kind == QW_OPT_HEADER && !strcmp(o->help, "Common options:");
+}
+
+/* Whether a command before c lists the option `name` among its common rows. */
+static int common_listed_before(const qw_cmd_prog *p, const qw_cmd *c, const char *name)
+{
+    for (const qw_cmd *e = p->cmds; e < c; e++) {
+        const qw_opt *o = e->opts;
+        while (!is_end(o) && !is_common_begin(o)) o++;
+        for (; !is_end(o); o++)
+            if (o->name && !strcmp(o->name, name)) return 1;
+    }
+    return 0;
+}
+
+void qw_cmd_print_help(const qw_cmd_prog *p, FILE *f)
+{
+    for (const qw_cmd *c = p->cmds; c->name; c++)
+        fprintf(f, "%s %s %s %s\n", c == p->cmds ? "usage:" : "      ", p->name, c->name, c->usage);
+    if (p->summary) fprintf(f, "\n%s\n", p->summary);
+    fputs("\nCommands:\n", f);
+    for (const qw_cmd *c = p->cmds; c->name; c++) fprintf(f, "  %-12s%s\n", c->name, c->summary);
+    /* each command's own options */
+    for (const qw_cmd *c = p->cmds; c->name; c++) {
+        const qw_opt *o = c->opts;
+        if (is_end(o) || is_common_begin(o)) continue;
+        fprintf(f, "\nOptions of %s:\n", c->name);
+        for (; !is_end(o) && !is_common_begin(o); o++) {
+            if (o->kind == QW_OPT_HEADER) fprintf(f, "\n%s\n", o->help);
+            else print_opt(o, f);
+        }
+    }
+    /* the common options of all commands, each once, --help and --version last */
+    fputs("\nCommon options:\n", f);
+    for (int last = 0; last < 2; last++)
+        for (const qw_cmd *c = p->cmds; c->name; c++) {
+            const qw_opt *o = c->opts;
+            while (!is_end(o) && !is_common_begin(o)) o++;
+            for (; !is_end(o); o++)
+                if (o->kind != QW_OPT_HEADER && (!strcmp(o->name, "help") || !strcmp(o->name, "version")) == last &&
+                    !common_listed_before(p, c, o->name))
+                    print_opt(o, f);
+        }
+    fprintf(f, "\n'%s COMMAND --help' shows one command's usage and options.\n", p->name);
+}
+
+int qw_cmd_main(const qw_cmd_prog *p, int argc, char **argv)
+{
+    help_name = p->name;
+    char names[256];
+    size_t k = 0;
+    names[0] = 0;
+    for (const qw_cmd *c = p->cmds; c->name && k < sizeof names; c++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", c == p->cmds ? "" : ", ", c->name);
+    if (argc < 2) qw_usage_error("missing command: %s", names);
+    const char *a = argv[1];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        qw_cmd_print_help(p, stdout);
+        qw_close_stdout();
+        exit(0);
+    }
+    if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+        printf("%s (qw) %s\n", p->name, QW_VERSION);
+        qw_close_stdout();
+        exit(0);
+    }
+    const qw_cmd *cmd = NULL;
+    for (const qw_cmd *c = p->cmds; c->name && !cmd; c++)
+        if (!strcmp(c->name, a)) cmd = c;
+    if (!cmd) {
+        if (a[0] == '-') qw_usage_error("'%s' before the command: give the command first (%s)", a, names);
+        qw_usage_error("unknown command '%s' (%s)", a, names);
+    }
+    size_t len = strlen(p->name) + strlen(cmd->name) + 2;
+    char *name = qw_malloc(len);
+    snprintf(name, len, "%s %s", p->name, cmd->name);
+    qw_prog_info info = { name, cmd->usage, cmd->summary, cmd->opts };
+    int first = qw_parse_args(&info, argc - 1, argv + 1);
+    return cmd->run(argc - 1 - first, argv + 1 + first);   /* `name` stays: usage errors in run() name it */
 }
 
 int qw_thread_count(void)

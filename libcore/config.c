@@ -3,6 +3,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
+#include "qw/size.h"
 #include "qw/st.h"
 
 /* Where keys are looked up: the text part (text_config for VL, else the
@@ -234,6 +237,50 @@ static int parse_moe(const src *s, qw_config *c, const model_kind *k)
     return 0;
 }
 
+/* The sizes the values make, in one place: every product the parameter
+ * layout and the model index with an int (heads × head_dim, the number of
+ * tensors) must fit one, and the parameter count, in fp32 bytes, must fit
+ * 64 bits.  Else QW_EXIT_DATA naming the file and the field. */
+static int check_sizes(const qw_config *c, const char *name, const char *pre)
+{
+    int64_t H = c->hidden_size, d = c->head_dim, V = c->vocab_size, E = c->num_experts;
+    int64_t q, kv, n;
+    const char *too_big = "'%s': key '%s%s': %lld × %lld %s is more than %d";
+    if (qw_mul_i64(c->num_attention_heads, d, &q) || q > INT_MAX)
+        return qw_error(QW_EXIT_DATA, too_big, name, pre, "head_dim", (long long)d, (long long)c->num_attention_heads,
+                        "attention heads", INT_MAX);
+    if (qw_mul_i64(c->num_key_value_heads, d, &kv) || kv > INT_MAX)
+        return qw_error(QW_EXIT_DATA, too_big, name, pre, "head_dim", (long long)d, (long long)c->num_key_value_heads,
+                        "key-value heads", INT_MAX);
+    /* tensors: embedding, norm, head; per layer 9, and 1 + 3E for an MoE block */
+    if (qw_mul_i64(3, E, &n) || qw_add_i64(n, 10, &n) || qw_mul_i64(n, c->num_hidden_layers, &n) || n > INT_MAX - 3)
+        return qw_error(QW_EXIT_DATA, "'%s': key '%snum_experts': %lld experts in %d layers are more tensors than %d",
+                        name, pre, (long long)E, c->num_hidden_layers, INT_MAX);
+    /* parameters (an upper bound: every layer counted with a dense MLP and an
+     * MoE block), each term checked, naming the field that makes it large */
+    int64_t embed, attn, mlp, experts, router, layer, total, bytes;
+    const char *field = NULL;
+    if (qw_mul_i64(V, H, &embed) || qw_mul_i64(embed, 2, &embed)) field = "vocab_size";
+    else if (qw_mul_i64(H, q + kv, &attn) || qw_mul_i64(attn, 2, &attn)) field = "hidden_size";
+    else if (qw_mul_i64(c->intermediate_size, H, &mlp) || qw_mul_i64(mlp, 3, &mlp)) field = "intermediate_size";
+    else if (qw_mul_i64(c->moe_intermediate_size, H, &experts) || qw_mul_i64(experts, 3, &experts))
+        field = "moe_intermediate_size";
+    else if (qw_mul_i64(experts, E, &experts) || qw_mul_i64(E, H, &router)) field = "num_experts";
+    else if (qw_add_i64(attn, mlp, &layer) || qw_add_i64(layer, experts, &layer) || qw_add_i64(layer, router, &layer) ||
+             qw_mul_i64(layer, c->num_hidden_layers, &total) || qw_add_i64(total, embed, &total) ||
+             qw_mul_i64(total, (int64_t)sizeof(float), &bytes)) {
+        /* the sum overflows: name the field of its largest term */
+        field = "vocab_size";
+        int64_t big = embed;
+        if (attn > big) big = attn, field = "hidden_size";
+        if (mlp > big) big = mlp, field = "intermediate_size";
+        if (experts > big) big = experts, field = "moe_intermediate_size";
+    }
+    if (field)
+        return qw_error(QW_EXIT_DATA, "'%s': key '%s%s': the parameters' bytes overflow 64 bits", name, pre, field);
+    return 0;
+}
+
 static int parse(const cJSON *root, const char *name, qw_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -304,6 +351,7 @@ static int parse(const cJSON *root, const char *name, qw_config *c)
     int any_dense = c->arch == QW_ARCH_DENSE;
     for (int i = 0; i < c->num_hidden_layers && !any_dense; i++) any_dense = !qw_config_layer_is_moe(c, i);
     if ((rc = get_int(&s, "intermediate_size", any_dense, 0, any_dense, &c->intermediate_size))) return rc;
+    if ((rc = check_sizes(c, name, s.prefix))) return rc;
     return parse_rope(&s, c, k->theta);
 }
 
@@ -331,18 +379,8 @@ static char *config_path(const char *path)
 int qw_config_load(const char *path, qw_config *c)
 {
     char *p = config_path(path);
-    FILE *f = fopen(p, "rb");
-    if (!f) {
-        int rc = qw_error(QW_EXIT_FAIL, "'%s': %s", p, strerror(errno));
-        free(p);
-        return rc;
-    }
     qw_buf b = {0};
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) qw_buf_add(&b, tmp, k);
-    int rc = ferror(f) ? qw_error(QW_EXIT_FAIL, "'%s': read error", p) : 0;
-    fclose(f);
+    int rc = qw_read_file(p, &b, NULL);
     if (!rc) rc = qw_config_parse(qw_buf_cstr(&b), p, c);
     qw_buf_free(&b);
     free(p);
@@ -485,7 +523,7 @@ int qw_config_save(const qw_config *c, const char *path)
     qw_buf_addc(&b, '\n');
     free(text);
     char *p = config_path(path);
-    int rc = qw_st_write_atomic(p, b.p, b.n);
+    int rc = qw_write_file_atomic(p, b.p, b.n);
     free(p);
     qw_buf_free(&b);
     return rc;

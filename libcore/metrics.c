@@ -17,6 +17,7 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/hash.h"
 
 struct qw_metrics {
@@ -232,33 +233,29 @@ int qw_metrics_truncate(const char *jsonl, long max_step)
 {
     FILE *in = fopen(jsonl, "r");
     if (!in) return errno == ENOENT ? 0 : qw_error(QW_EXIT_FAIL, "'%s': %s", jsonl, strerror(errno));
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", jsonl);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
+    qw_afile out;
+    int rc = qw_afile_open(jsonl, &out);
+    if (rc) {
         fclose(in);
-        return qw_error(QW_EXIT_FAIL, "'%s': %s", tmp, strerror(errno));
+        return rc;
     }
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     long lineno = 0;
-    int rc = 0;
     while (!rc && (n = getline(&line, &cap, in)) > 0) {
         lineno++;
         cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
         const cJSON *step = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
         if (!cJSON_IsNumber(step))
             rc = qw_error(QW_EXIT_DATA, "'%s': line %ld: not a metrics record with a step", jsonl, lineno);
-        else if (step->valuedouble <= max_step && fwrite(line, 1, (size_t)n, out) != (size_t)n)
-            rc = qw_error(QW_EXIT_FAIL, "'%s': %s", tmp, strerror(errno));
+        else if (step->valuedouble <= max_step && fwrite(line, 1, (size_t)n, out.f) != (size_t)n)
+            rc = qw_error(QW_EXIT_FAIL, "'%s': %s", out.tmp, strerror(errno));
         cJSON_Delete(j);
     }
     free(line);
     fclose(in);
-    if (fflush(out) || fsync(fileno(out))) rc = rc ? rc : qw_error(QW_EXIT_FAIL, "'%s': %s", tmp, strerror(errno));
-    if (fclose(out) && !rc) rc = qw_error(QW_EXIT_FAIL, "'%s': %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, jsonl)) rc = qw_error(QW_EXIT_FAIL, "'%s': %s", jsonl, strerror(errno));
-    if (rc) unlink(tmp);
+    if (rc) qw_afile_abort(&out);
+    else rc = qw_afile_commit(&out);
     return rc;
 }

@@ -8,6 +8,7 @@
 
 #include "qw/cli.h"
 #include "qw/objective.h"
+#include "qw/size.h"
 
 /* Activations (void *) are in the backend's activation type, ops->act_size
  * bytes per element; float * buffers are fp32 whatever the backend. */
@@ -37,6 +38,7 @@ struct qw_model {
     float eps, rope_scale, sm_scale;
     char *arena;
     size_t arena_bytes;
+    int plan_overflow;          /* the plan's bytes overflow size_t */
 
     int32_t *ids, *pos, *kvs, *tgt;   /* device [N] */
     float *coef, *logp, *lse_ce;      /* device [N] */
@@ -68,16 +70,21 @@ static inline const void *cw(const qw_model *m, const float *w) { return at(m, m
 
 /* ---- the activation plan ---- */
 
-/* Carve `bytes` from the arena; with no arena yet, only count. */
-static void *take(qw_model *m, size_t bytes)
+/* Carve n elements of `size` bytes from the arena; with no arena yet, only
+ * count (and note a total that overflows size_t in plan_overflow). */
+static void *take_n(qw_model *m, size_t n, size_t size)
 {
     void *p = m->arena ? m->arena + m->arena_bytes : NULL;
-    m->arena_bytes += (bytes + 63) / 64 * 64;
+    size_t bytes;
+    if (qw_mul_size(n, size, &bytes) || bytes > SIZE_MAX - 64 ||
+        __builtin_add_overflow(m->arena_bytes, (bytes + 63) / 64 * 64, &m->arena_bytes))
+        m->plan_overflow = 1;
     return p;
 }
-#define TAKE_A(m, n) take(m, (size_t)(n) * (m)->as)
-#define TAKE_F(m, n) ((float *)take(m, (size_t)(n) * sizeof(float)))
-#define TAKE_I(m, n) ((int32_t *)take(m, (size_t)(n) * sizeof(int32_t)))
+static void *take(qw_model *m, size_t bytes) { return take_n(m, bytes, 1); }
+#define TAKE_A(m, n) take_n(m, (size_t)(n), (m)->as)
+#define TAKE_F(m, n) ((float *)take_n(m, (size_t)(n), sizeof(float)))
+#define TAKE_I(m, n) ((int32_t *)take_n(m, (size_t)(n), sizeof(int32_t)))
 
 static void plan(qw_model *m)
 {
@@ -200,6 +207,16 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
     m->x = qw_calloc(m->L + 1, sizeof *m->x);
     m->act = qw_calloc(m->L, sizeof *m->act);
     plan(m);
+    uint64_t phys = qw_phys_mem_bytes();
+    if (m->plan_overflow || (!strcmp(ops->name, "cpu") && phys && m->arena_bytes > phys)) {
+        /* host memory: zeroing more than the machine has would bring the out-of-memory killer */
+        size_t bytes = m->arena_bytes;
+        int over = m->plan_overflow;
+        qw_model_free(m);
+        if (over) return qw_error(QW_EXIT_DATA, "batch shape %d x %d: the activations' bytes overflow 64 bits", B, T);
+        return qw_error(QW_EXIT_FAIL, "batch shape %d x %d: the activations need %zu bytes, more than the machine's "
+                        "memory (%llu bytes)", B, T, bytes, (unsigned long long)phys);
+    }
     m->arena = ops->alloc(m->arena_bytes);
     if (!m->arena) {
         size_t bytes = m->arena_bytes;

@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/rng.h"
 #include "qw/shard.h"
 
@@ -319,16 +321,14 @@ static int write_index(const qw_pack_opts *o, int has_mask, cJSON *shards, const
     cJSON_AddItemToObject(splits, "val", split_json(&rep->val));
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
-    char *path = qw_malloc(strlen(o->dir) + 32), *tmp = qw_malloc(strlen(o->dir) + 32);
-    sprintf(path, "%s/index.json", o->dir);
-    sprintf(tmp, "%s/index.json.tmp", o->dir);
-    FILE *f = fopen(tmp, "w");
-    int st = 0;
-    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f) || rename(tmp, path)) {
-        st = qw_error(QW_EXIT_FAIL, "'%s': %s", tmp, strerror(errno));
-        unlink(tmp);
-    }
-    free(text); free(path); free(tmp);
+    /* index.json is the commit point of the data set: durable once renamed */
+    qw_buf b = {0};
+    qw_buf_adds(&b, text);
+    qw_buf_addc(&b, '\n');
+    char *path = qw_path_join(o->dir, "index.json");
+    int st = qw_write_file_atomic(path, b.p, b.n);
+    qw_buf_free(&b);
+    free(text); free(path);
     return st;
 }
 

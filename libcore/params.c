@@ -8,8 +8,10 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/hash.h"
 #include "qw/rng.h"
+#include "qw/size.h"
 
 /* ---- layout ---- */
 
@@ -136,6 +138,13 @@ static int alloc_arena(qw_params *P, const qw_ops *ops)
     P->layer = qw_calloc(P->cfg.num_hidden_layers, sizeof *P->layer);
     size_t bytes = arena_bytes(P);
     void *mem = NULL;
+    uint64_t phys = qw_phys_mem_bytes();
+    if (!ops && phys && bytes > phys) {   /* zeroing it would bring the out-of-memory killer */
+        int64_t n = (int64_t)P->total;
+        qw_params_free(P);
+        return qw_error(QW_EXIT_FAIL, "%lld parameters need %zu bytes, more than the machine's memory (%llu bytes)",
+                        (long long)n, bytes, (unsigned long long)phys);
+    }
     if (ops) mem = ops->alloc(bytes);
     else if (!posix_memalign(&mem, 64, bytes)) memset(mem, 0, bytes);
     if (!mem) {
@@ -287,21 +296,14 @@ void qw_params_init_random(qw_params *P, uint64_t seed)
 
 /* ---- loading ---- */
 
-static void shape_str(int nd, const int64_t *s, char *buf, size_t cap)
-{
-    size_t k = snprintf(buf, cap, "[");
-    for (int d = 0; d < nd && k < cap; d++) k += snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)s[d]);
-    if (k < cap) snprintf(buf + k, cap - k, "]");
-}
-
 static int check_tensor(const qw_st_tensor *t, int nd, const int64_t *want)
 {
     int ok = t->ndim == nd;
     for (int d = 0; ok && d < nd; d++) ok = t->shape[d] == want[d];
     if (!ok) {
         char got[128], exp[128];
-        shape_str(t->ndim, t->shape, got, sizeof got);
-        shape_str(nd, want, exp, sizeof exp);
+        qw_shape_str(t->ndim, t->shape, got, sizeof got);
+        qw_shape_str(nd, want, exp, sizeof exp);
         return qw_error(QW_EXIT_DATA, "'%s': tensor '%s': shape %s does not match the config (%s)", t->file, t->name,
                         got, exp);
     }
@@ -463,7 +465,7 @@ int qw_params_save(const qw_params *P, const char *dir, qw_dtype dtype)
         path.n = 0;
         qw_buf_adds(&path, dir);
         qw_buf_adds(&path, "/generation_config.json");
-        rc = qw_st_write_atomic(qw_buf_cstr(&path), g.p, g.n);
+        rc = qw_write_file_atomic(qw_buf_cstr(&path), g.p, g.n);
         qw_buf_free(&g);
     }
     qw_buf_free(&path);

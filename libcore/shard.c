@@ -14,6 +14,7 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/hash.h"
 
 /* ---- little-endian fields ---- */
@@ -77,8 +78,8 @@ static void header_encode(const qw_shard_header *h, uint32_t index_crc, unsigned
 /* ---- writer ---- */
 
 struct qw_shard_writer {
-    char *path, *tmp;
-    FILE *f;
+    char *path;
+    qw_afile out;      /* written as PATH.tmp, renamed at close (qw/file.h) */
     qw_shard_header h;
     int zstd_level;
     ZSTD_CCtx *cctx;
@@ -97,12 +98,9 @@ int qw_shard_writer_open(const char *path, const qw_shard_params *p, qw_shard_wr
         return qw_error(QW_EXIT_USAGE, "'%s': zstd level %d out of range 0..%d", path, p->zstd_level, ZSTD_maxCLevel());
     qw_shard_writer *w = qw_calloc(1, sizeof *w);
     w->path = qw_strdup(path);
-    w->tmp = qw_malloc(strlen(path) + 5);
-    sprintf(w->tmp, "%s.tmp", path);
-    w->f = fopen(w->tmp, "wb");
-    if (!w->f) {
-        int st = qw_error(QW_EXIT_FAIL, "'%s': %s", w->tmp, strerror(errno));
-        free(w->tmp); free(w->path); free(w);
+    int st = qw_afile_open(path, &w->out);
+    if (st) {
+        free(w->path); free(w);
         return st;
     }
     w->h.version = QW_SHARD_VERSION;
@@ -120,7 +118,7 @@ int qw_shard_writer_open(const char *path, const qw_shard_params *p, qw_shard_wr
     w->zstd_level = p->zstd_level;
     if (w->zstd_level) w->cctx = ZSTD_createCCtx();
     unsigned char zero[QW_SHARD_HEADER_SIZE] = {0};
-    fwrite(zero, 1, sizeof zero, w->f);
+    fwrite(zero, 1, sizeof zero, w->out.f);
     w->offset = QW_SHARD_HEADER_SIZE;
     *out = w;
     return 0;
@@ -140,7 +138,7 @@ static int writer_flush_block(qw_shard_writer *w)
         n = z;
     }
     if (n > UINT32_MAX || w->block.n > UINT32_MAX) return qw_error(QW_EXIT_FAIL, "'%s': block too large", w->path);
-    if (fwrite(data, 1, n, w->f) != n) return qw_error(QW_EXIT_FAIL, "'%s': %s", w->tmp, strerror(errno));
+    if (fwrite(data, 1, n, w->out.f) != n) return qw_error(QW_EXIT_FAIL, "'%s': %s", w->out.tmp, strerror(errno));
     unsigned char e[QW_SHARD_INDEX_ENTRY_SIZE] = {0};
     put64(e, w->offset);
     put32(e + 8, (uint32_t)n);
@@ -186,20 +184,18 @@ uint64_t qw_shard_writer_bytes(const qw_shard_writer *w) { return w->offset; }
 
 static void writer_free(qw_shard_writer *w)
 {
-    if (w->f) fclose(w->f);
     ZSTD_freeCCtx(w->cctx);
     qw_buf_free(&w->block);
     qw_buf_free(&w->packed);
     qw_buf_free(&w->index);
     free(w->path);
-    free(w->tmp);
     free(w);
 }
 
 void qw_shard_writer_abort(qw_shard_writer *w)
 {
     if (!w) return;
-    unlink(w->tmp);
+    qw_afile_abort(&w->out);
     writer_free(w);
 }
 
@@ -210,18 +206,16 @@ int qw_shard_writer_close(qw_shard_writer *w)
         w->h.index_offset = w->offset;
         unsigned char hdr[QW_SHARD_HEADER_SIZE];
         header_encode(&w->h, qw_crc32c(0, w->index.p, w->index.n), hdr);
-        if (fwrite(w->index.p, 1, w->index.n, w->f) != w->index.n || fseek(w->f, 0, SEEK_SET) ||
-            fwrite(hdr, 1, sizeof hdr, w->f) != sizeof hdr || fflush(w->f) || fsync(fileno(w->f)))
-            st = qw_error(QW_EXIT_FAIL, "'%s': %s", w->tmp, strerror(errno));
-    }
-    if (!st) {
-        int rc = fclose(w->f);
-        w->f = NULL;
-        if (rc) st = qw_error(QW_EXIT_FAIL, "'%s': %s", w->tmp, strerror(errno));
-        else if (rename(w->tmp, w->path)) st = qw_error(QW_EXIT_FAIL, "'%s': %s", w->path, strerror(errno));
+        FILE *f = w->out.f;
+        if (fwrite(w->index.p, 1, w->index.n, f) != w->index.n || fseek(f, 0, SEEK_SET) ||
+            fwrite(hdr, 1, sizeof hdr, f) != sizeof hdr)
+            st = qw_error(QW_EXIT_FAIL, "'%s': %s", w->out.tmp, strerror(errno));
     }
     if (st) qw_shard_writer_abort(w);
-    else writer_free(w);
+    else {
+        st = qw_afile_commit(&w->out);
+        writer_free(w);
+    }
     return st;
 }
 

@@ -15,6 +15,7 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/hash.h"
 
 /* ---- dtypes ---- */
@@ -231,12 +232,13 @@ static int span_cmp(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : x->idx - y->idx;
 }
 
-static void shape_str(const qw_st_tensor *t, char *buf, size_t cap)
+const char *qw_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap)
 {
-    size_t k = snprintf(buf, cap, "[");
-    for (int d = 0; d < t->ndim && k < cap; d++)
-        k += snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+    size_t k = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < ndim && k < cap; d++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)shape[d]);
     if (k < cap) snprintf(buf + k, cap - k, "]");
+    return buf;
 }
 
 static int parse_entry(st_file *f, const cJSON *e, size_t data_size, qw_st_tensor *t, span *sp)
@@ -272,7 +274,7 @@ static int parse_entry(st_file *f, const cJSON *e, size_t data_size, qw_st_tenso
                         f->path, name, (long long)b, (long long)en, data_size);
     if (overflow || (uint64_t)(en - b) != nbytes) {
         char s[256];
-        shape_str(t, s, sizeof s);
+        qw_shape_str(t->ndim, t->shape, s, sizeof s);
         return qw_error(QW_EXIT_DATA, "'%s': tensor '%s': %lld bytes for %s %s", f->path, name, (long long)(en - b),
                         dt->valuestring, s);
     }
@@ -528,38 +530,15 @@ void qw_st_close(qw_st *st)
 
 /* ---- files ---- */
 
+/* The content goes to a qw_afile; the first write error is kept. */
 typedef struct {
-    int fd;
-    char *buf;
-    size_t n;
+    FILE *f;
     int err;        /* errno of the first failure */
 } wfile;
 
-#define WBUF (1 << 20)
-
-static void wf_flush(wfile *w)
-{
-    size_t off = 0;
-    while (off < w->n && !w->err) {
-        ssize_t k = write(w->fd, w->buf + off, w->n - off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) w->err = k < 0 ? errno : EIO;
-        else off += (size_t)k;
-    }
-    w->n = 0;
-}
-
 static void wf_write(wfile *w, const void *p, size_t n)
 {
-    const char *s = p;
-    while (n && !w->err) {
-        size_t k = WBUF - w->n < n ? WBUF - w->n : n;
-        memcpy(w->buf + w->n, s, k);
-        w->n += k;
-        s += k;
-        n -= k;
-        if (w->n == WBUF) wf_flush(w);
-    }
+    if (!w->err && n && fwrite(p, 1, n, w->f) != n) w->err = errno ? errno : EIO;
 }
 
 int qw_st_mkdirs(const char *dir)
@@ -581,52 +560,20 @@ int qw_st_mkdirs(const char *dir)
     return rc;
 }
 
-/* Write path through a temporary file; `fill` writes the content. */
+/* Write path atomically (qw/file.h); `fill` writes the content. */
 static int write_atomic(const char *path, void (*fill)(wfile *, void *), void *arg)
 {
-    qw_buf tmp = {0};
-    char num[32];
-    snprintf(num, sizeof num, ".tmp%ld", (long)getpid());
-    qw_buf_adds(&tmp, path);
-    qw_buf_adds(&tmp, num);
-    wfile w = {.fd = open(qw_buf_cstr(&tmp), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666)};
-    if (w.fd < 0) {
-        int e = errno;
-        qw_buf_free(&tmp);
-        return qw_error(QW_EXIT_FAIL, "'%s': %s", path, strerror(e));
-    }
-    w.buf = qw_malloc(WBUF);
+    qw_afile a;
+    int rc = qw_afile_open(path, &a);
+    if (rc) return rc;
+    setvbuf(a.f, NULL, _IOFBF, 1 << 20);
+    wfile w = {a.f, 0};
     fill(&w, arg);
-    wf_flush(&w);
-    free(w.buf);
-    if (!w.err && fsync(w.fd)) w.err = errno;
-    if (close(w.fd) && !w.err) w.err = errno;
-    if (!w.err && rename(tmp.p, path)) w.err = errno;
     if (w.err) {
-        unlink(tmp.p);
-        qw_buf_free(&tmp);
+        qw_afile_abort(&a);
         return qw_error(QW_EXIT_FAIL, "'%s': write error: %s", path, strerror(w.err));
     }
-    qw_buf_free(&tmp);
-    char *dcopy = qw_strdup(path);
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { fsync(dfd); close(dfd); }
-    free(dcopy);
-    return 0;
-}
-
-typedef struct { const void *data; size_t n; } bytes;
-
-static void fill_bytes(wfile *w, void *arg)
-{
-    bytes *b = arg;
-    wf_write(w, b->data, b->n);
-}
-
-int qw_st_write_atomic(const char *path, const void *data, size_t n)
-{
-    bytes b = {data, n};
-    return write_atomic(path, fill_bytes, &b);
+    return qw_afile_commit(&a);
 }
 
 /* ---- writing ---- */
@@ -863,7 +810,7 @@ int qw_st_writer_write_dir(qw_st_writer *w, const char *dir, size_t max_shard_by
             qw_buf_adds(&j, i + 1 < w->n ? ",\n" : "\n");
         }
         qw_buf_adds(&j, "  }\n}\n");
-        rc = qw_st_write_atomic(index, j.p, j.n);
+        rc = qw_write_file_atomic(index, j.p, j.n);
         qw_buf_free(&j);
         if (!rc) unlink(single);
     }

@@ -25,6 +25,7 @@
 
 #include "qw/chat.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/hash.h"
 #include "qw/st.h"
 #include "tok_int.h"
@@ -708,7 +709,7 @@ static int write_json(const char *dir, const char *name, cJSON *root)
         qw_buf_adds(&text, s);
         qw_buf_addc(&text, '\n');
         cJSON_free(s);
-        rc = qw_st_write_atomic(qw_buf_cstr(&path), text.p, text.n);
+        rc = qw_write_file_atomic(qw_buf_cstr(&path), text.p, text.n);
     }
     qw_buf_free(&path);
     qw_buf_free(&text);

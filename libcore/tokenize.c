@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "qw/buf.h"
 #include "qw/cli.h"
@@ -141,5 +142,28 @@ int qw_tokenize(qw_input *in, const qw_tokenize_opts *opts, qw_tokenize_sink sin
     batch_free(&bufs[0]);
     batch_free(&bufs[1]);
     if (stats) *stats = st;
+    return rc;
+}
+
+char *qw_tok_path(const char *arg, char **dir)
+{
+    struct stat sb;
+    if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (dir) *dir = qw_strdup(arg);
+        return qw_path_join(arg, "tokenizer.json");
+    }
+    if (dir) {
+        const char *slash = strrchr(arg, '/');
+        *dir = slash ? strndup(arg, (size_t)(slash - arg + (slash == arg))) : qw_strdup(".");
+        if (!*dir) qw_die(QW_EXIT_FAIL, "out of memory");
+    }
+    return qw_strdup(arg);
+}
+
+int qw_tok_load_arg(const char *arg, qw_tok **t)
+{
+    char *path = qw_tok_path(arg, NULL);
+    int rc = qw_tok_load(path, t);
+    free(path);
     return rc;
 }

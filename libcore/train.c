@@ -1,6 +1,7 @@
 /* train.c — the data-parallel training loop (see qw/train.h). */
 #include "qw/train.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 #include "qw/params.h"
 #include "qw/shard.h"
 #include "qw/signals.h"
+#include "qw/size.h"
 #include "qw/st.h"
 #include "qw/tok.h"
+#include "qw/tokenize.h"
 
 void qw_train_defaults(qw_train_opts *o)
 {
@@ -82,21 +85,14 @@ static void run_free(run *r)
     free(r->step_tokens); free(r->step_seg); free(r->step_pos); free(r->step_loss);
 }
 
-/* A tokenizer argument may be tokenizer.json or a directory holding it. */
+/* The data's tokenizer: --tokenizer, or the one of a checkpoint directory. */
 static int open_tokenizer(run *r, const char *arg)
 {
-    struct stat sb;
-    char path[4096];
-    if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        snprintf(path, sizeof path, "%s/tokenizer.json", arg);
-        r->tokenizer_dir = qw_strdup(arg);
-    } else {
-        snprintf(path, sizeof path, "%s", arg);
-        const char *slash = strrchr(arg, '/');
-        r->tokenizer_dir = slash ? strndup(arg, slash - arg) : qw_strdup(".");
-    }
+    char *path = qw_tok_path(arg, &r->tokenizer_dir);
     qw_tok *t;
-    if (qw_tok_load(path, &t)) return qw_error_status();
+    int rc = qw_tok_load(path, &t);
+    free(path);
+    if (rc) return rc;
     r->identity = qw_tok_identity(t);
     qw_tok_free(t);
     return 0;
@@ -112,19 +108,12 @@ static int apply_overrides(const qw_train_opts *o, qw_config *c)
         if (c->yarn_beta_fast == 0) c->yarn_beta_fast = 32;
         if (c->yarn_beta_slow == 0) c->yarn_beta_slow = 1;
         c->yarn_truncate = 1;
-        c->max_position_embeddings = (int)(c->rope_original_max_position * o->yarn_factor);
+        double max_pos = c->rope_original_max_position * o->yarn_factor;
+        if (!(max_pos < INT_MAX))
+            return qw_error(QW_EXIT_USAGE, "--yarn-factor %g × %d original positions is more than %d positions",
+                            o->yarn_factor, c->rope_original_max_position, INT_MAX);
+        c->max_position_embeddings = (int)max_pos;
     }
-    return 0;
-}
-
-/* --model takes a model directory, or a run's --out directory (its latest). */
-static int resolve_model_dir(run *r)
-{
-    char latest[4096];
-    struct stat sb;
-    snprintf(latest, sizeof latest, "%s/latest", r->o->model_dir);
-    if (stat(latest, &sb) == 0) return qw_ckpt_resolve(r->o->model_dir, &r->model_dir);
-    r->model_dir = qw_strdup(r->o->model_dir);
     return 0;
 }
 
@@ -134,11 +123,11 @@ static int setup_params(run *r, const char *resume_dir)
 {
     const qw_train_opts *o = r->o;
     qw_config cfg;
-    if (o->model_dir && resolve_model_dir(r)) return qw_error_status();
+    if (o->model_dir && qw_ckpt_model_dir(o->model_dir, &r->model_dir)) return qw_error_status();
     const char *cfg_src = o->config_path ? o->config_path : r->model_dir ? r->model_dir : resume_dir;
     if (!cfg_src) return qw_error(QW_EXIT_USAGE, "give --config, --model or --resume");
     if (qw_config_load(cfg_src, &cfg)) return qw_error_status();
-    if (!resume_dir || o->config_path || o->model_dir) apply_overrides(o, &cfg);
+    if ((!resume_dir || o->config_path || o->model_dir) && apply_overrides(o, &cfg)) return qw_error_status();
     if (qw_params_init(&r->P, &cfg)) return qw_error_status();
     r->have_params = 1;
     if (qw_params_alloc_like(&r->M, &r->P) || qw_params_alloc_like(&r->V, &r->P)) return qw_error_status();
@@ -259,7 +248,7 @@ static int evaluate(run *r, double *val_loss, long long *val_tokens)
         stage_micro(r, tok, seg, pos, loss, 0, n, 1.0);   /* coefficient 1: a sum of −log p */
         qw_model_out out;
         qw_batch batch = {r->ids, r->pos, r->seg, r->targets, r->coef};
-        rc = qw_model_forward(r->model, &batch, NULL, NULL, &out);
+        if ((rc = qw_model_forward(r->model, &batch, NULL, NULL, &out))) break;
         sum += out.loss;
         count += c;
     }
@@ -419,11 +408,12 @@ static int setup_and_train(run *r)
     /* the data must come from the model's tokenizer: --tokenizer, else the
      * one saved with the checkpoint we start from */
     const char *from = r->model_dir ? r->model_dir : resume_dir;
-    char tj[4096];
+    char *tj = from ? qw_tok_path(from, NULL) : NULL;
     struct stat sb;
     if (!rc && o->tokenizer) rc = open_tokenizer(r, o->tokenizer);
-    else if (!rc && from && snprintf(tj, sizeof tj, "%s/tokenizer.json", from) > 0 && stat(tj, &sb) == 0)
+    else if (!rc && tj && stat(tj, &sb) == 0)
         rc = open_tokenizer(r, from);
+    free(tj);
     if (!rc && resume_dir) rc = qw_ckpt_load(resume_dir, &r->P, &r->M, &r->V, &state);
     if (!rc) rc = qw_dataset_open(o->data, o->n_data, "train", o->seq_len, r->identity, &r->train);
     if (!rc && !r->identity) r->identity = qw_dataset_identity(r->train);
@@ -491,6 +481,25 @@ static int setup_and_train(run *r)
     return train_loop(r, start, tokens);
 }
 
+/* The sizes the options make: rows per step must fit an int, and this
+ * rank's staging of a step (tokens, segments, positions: 4 bytes each, and
+ * a loss-mask byte per token of its rows) must fit in memory. */
+static int check_step_size(const qw_train_opts *o, int ranks)
+{
+    long long rows = o->batch_tokens / o->seq_len;
+    if (o->seq_len >= INT_MAX || rows > INT_MAX)
+        return qw_error(QW_EXIT_USAGE, "--batch-tokens %lld: %lld rows of %d tokens per step, more than %d",
+                        o->batch_tokens, rows, o->seq_len, INT_MAX);
+    size_t local = (size_t)(rows / ranks + (rows % ranks != 0)), bytes;
+    uint64_t mem = qw_phys_mem_bytes();
+    if (qw_mul_size(local, (size_t)o->seq_len + 1, &bytes) || qw_mul_size(bytes, 3 * sizeof(int32_t) + 1, &bytes) ||
+        (mem && bytes > mem))
+        return qw_error(QW_EXIT_USAGE, "--batch-tokens %lld: staging %zu rows of %d tokens per step needs %.0f bytes, "
+                        "more than the machine's memory (%llu bytes)", o->batch_tokens, local, o->seq_len + 1,
+                        (double)local * (o->seq_len + 1) * (3 * sizeof(int32_t) + 1), (unsigned long long)mem);
+    return 0;
+}
+
 int qw_train_run(const qw_train_opts *o)
 {
     if (o->seq_len <= 0 || o->batch_tokens <= 0 || o->batch_tokens % o->seq_len)
@@ -507,6 +516,7 @@ int qw_train_run(const qw_train_opts *o)
     if (o->batch_tokens / o->seq_len < r.size)
         rc = qw_error(QW_EXIT_USAGE, "--batch-tokens %lld gives %lld rows per step, fewer than the %d ranks",
                       o->batch_tokens, o->batch_tokens / o->seq_len, r.size);
+    if (!rc) rc = check_step_size(o, r.size);
     if (!rc) {
         qw_signals_install();
         rc = setup_and_train(&r);

@@ -4,82 +4,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "qw/buf.h"
 #include "qw/ckpt.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/config.h"
 #include "qw/params.h"
 #include "qw/st.h"
 
 static const char *out_dir, *dtype_name;
 
-static const qw_opt opts[] = {
-    {"output", 'o', QW_OPT_STR, &out_dir, "DIR", "export: write the model directory DIR"},
-    {"dtype", 0, QW_OPT_STR, &dtype_name, "bf16|f32", "export: weight dtype (default bf16)"},
-    QW_COMMON_OPTS,
+static const qw_opt export_opts[] = {
+    {"output", 'o', QW_OPT_STR, &out_dir, "DIR", "write the model directory DIR"},
+    {"dtype", 0, QW_OPT_STR, &dtype_name, "bf16|f32", "weight dtype (default bf16)"},
+    QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_END,
     {0},
 };
+static const qw_opt inspect_opts[] = { QW_COMMON_BEGIN, QW_COMMON_END, {0} };
+static const qw_opt verify_opts[] = { QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END, {0} };
 
-static const qw_prog_info info = {
-    "qw-ckpt",
-    "inspect DIR\n       qw-ckpt export DIR -o OUT [--dtype bf16|f32]\n       qw-ckpt verify DIR",
-    "Inspect, export or verify a Hugging Face model directory (config.json + safetensors).\n"
-    "DIR may also be a training output directory whose 'latest' names a checkpoint.",
-    opts,
-};
-
-static int is_file(const char *p)
+/* The one operand: a model directory, or a training output directory
+ * whose 'latest' names a checkpoint. */
+static char *model_dir(const char *cmd, int argc, char **argv)
 {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* Read a small file whole; NULL (and errno) when it cannot be read. */
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    qw_buf b = {0};
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) qw_buf_add(&b, tmp, k);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { qw_buf_free(&b); errno = EIO; return NULL; }
-    *n = b.n;
-    return (char *)qw_buf_cstr(&b);
-}
-
-/* DIR itself, or DIR/<name in DIR/latest> for a training output directory. */
-static char *model_dir(const char *dir)
-{
-    char *cfg = qw_path_join(dir, "config.json"), *latest = qw_path_join(dir, "latest");
-    char *res = NULL;
-    size_t n;
-    char *name;
-    if (!is_file(cfg) && (name = slurp(latest, &n))) {
-        name[strcspn(name, "\r\n")] = 0;
-        if (!*name || strchr(name, '/')) qw_die(QW_EXIT_DATA, "'%s': does not name a checkpoint", latest);
-        res = qw_path_join(dir, name);
-        free(name);
-    }
-    free(cfg);
-    free(latest);
-    return res ? res : qw_strdup(dir);
+    if (argc != 1) qw_usage_error("%s: expected one model DIR", cmd);
+    char *dir;
+    if (qw_ckpt_model_dir(argv[0], &dir)) qw_die_last();
+    return dir;
 }
 
 static void open_model(const char *dir, qw_config *c, qw_st **st)
 {
     if (qw_config_load(dir, c) || qw_st_open(dir, st)) qw_die_last();
-}
-
-static void shape_str(int nd, const int64_t *s, char *buf, size_t cap)
-{
-    size_t k = snprintf(buf, cap, "[");
-    for (int d = 0; d < nd && k < cap; d++) k += snprintf(buf + k, cap - k, "%s%lld", d ? "," : "", (long long)s[d]);
-    if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
 static void layer_list(const qw_config *c, int moe, char *buf, size_t cap)
@@ -91,8 +48,9 @@ static void layer_list(const qw_config *c, int moe, char *buf, size_t cap)
     if (!k) snprintf(buf, cap, "none");
 }
 
-static void inspect(const char *dir)
+static int inspect(int argc, char **argv)
 {
+    char *dir = model_dir("inspect", argc, argv);
     qw_config c;
     qw_st *st;
     open_model(dir, &c, &st);
@@ -137,14 +95,17 @@ static void inspect(const char *dir)
     for (int i = 0; i < qw_st_count(st); i++) {
         const qw_st_tensor *t = qw_st_at(st, i);
         char s[160];
-        shape_str(t->ndim, t->shape, s, sizeof s);
+        qw_shape_str(t->ndim, t->shape, s, sizeof s);
         printf("%-*s  %-7s %s\n", width, t->name, qw_dtype_name(t->dtype), s);
     }
     qw_st_close(st);
+    free(dir);
+    return 0;
 }
 
-static void verify(const char *dir)
+static int verify(int argc, char **argv)
 {
+    char *dir = model_dir("verify", argc, argv);
     qw_config c;
     qw_st *st;
     open_model(dir, &c, &st);
@@ -167,7 +128,7 @@ static void verify(const char *dir)
                     rest = t->shape[d] ? rest / t->shape[d] : 0;
                 }
                 char s[160];
-                shape_str(t->ndim, idx, s, sizeof s);
+                qw_shape_str(t->ndim, idx, s, sizeof s);
                 qw_progress_end(&prog);
                 qw_die(QW_EXIT_DATA, "'%s': tensor '%s': element %lld %s is %s", t->file, t->name, (long long)flat, s,
                        isnan(buf[j]) ? "nan" : "inf");
@@ -181,14 +142,17 @@ static void verify(const char *dir)
     free(buf);
     printf("%s: ok: %d tensors, %lld values, all finite\n", dir, qw_st_count(st), (long long)values);
     qw_st_close(st);
+    free(dir);
+    return 0;
 }
 
-static void export(const char *dir)
+static int export(int argc, char **argv)
 {
     if (!out_dir) qw_usage_error("export: -o/--output OUT is required");
     qw_dtype dt = QW_DT_BF16;
     if (dtype_name && !strcmp(dtype_name, "f32")) dt = QW_DT_F32;
     else if (dtype_name && strcmp(dtype_name, "bf16")) qw_usage_error("--dtype: '%s' is not bf16 or f32", dtype_name);
+    char *dir = model_dir("export", argc, argv);
     qw_config c;
     qw_st *st;
     open_model(dir, &c, &st);
@@ -199,34 +163,36 @@ static void export(const char *dir)
     qw_params_free(&P);
     for (int i = 0; qw_ckpt_tokenizer_files[i]; i++) {
         char *src = qw_path_join(dir, qw_ckpt_tokenizer_files[i]), *dst = qw_path_join(out_dir, qw_ckpt_tokenizer_files[i]);
-        size_t n;
-        char *data = is_file(src) ? slurp(src, &n) : NULL;
-        if (is_file(src) && !data) qw_die(QW_EXIT_FAIL, "'%s': %s", src, strerror(errno));
-        if (data && qw_st_write_atomic(dst, data, n)) qw_die_last();
-        free(data);
+        qw_buf b = {0};
+        int found;
+        if (qw_read_file(src, &b, &found) || (found && qw_write_file_atomic(dst, b.p, b.n))) qw_die_last();
+        qw_buf_free(&b);
         free(src);
         free(dst);
     }
+    free(dir);
+    return 0;
 }
+
+static const qw_cmd cmds[] = {
+    {"inspect", inspect, "DIR [options]", "print the config summary and the tensor list", inspect_opts},
+    {"export", export, "DIR -o OUT [--dtype bf16|f32] [options]",
+     "write a clean Hub directory: weights in one dtype, config.json, tokenizer files", export_opts},
+    {"verify", verify, "DIR [options]", "check every tensor against the config and that every value is finite", verify_opts},
+    {0},
+};
+
+static const qw_cmd_prog prog = {
+    "qw-ckpt",
+    "Inspect, export or verify a Hugging Face model directory (config.json + safetensors).\n"
+    "DIR may also be a training output directory whose 'latest' names a checkpoint.",
+    cmds,
+};
 
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
-    int first = qw_parse_args(&info, argc, argv);
-    if (first >= argc) {
-        qw_print_help(&info, stderr);
-        exit(QW_EXIT_USAGE);
-    }
-    const char *cmd = argv[first];
-    if (argc - first != 2) qw_usage_error("%s: expected one model DIR", cmd);
-    int is_export = !strcmp(cmd, "export");
-    if (!is_export && (out_dir || dtype_name)) qw_usage_error("%s: -o and --dtype belong to export", cmd);
-    char *dir = model_dir(argv[first + 1]);
-    if (!strcmp(cmd, "inspect")) inspect(dir);
-    else if (!strcmp(cmd, "verify")) verify(dir);
-    else if (is_export) export(dir);
-    else qw_usage_error("unknown command '%s' (inspect, export, verify)", cmd);
-    free(dir);
+    int rc = qw_cmd_main(&prog, argc, argv);
     qw_close_stdout();
-    return 0;
+    return rc;
 }

@@ -1,12 +1,11 @@
-/* qw-eval — evaluate a model.
+/* qw-eval — evaluate a model (qw-eval(1)).
  *
- *   qw-eval forward --model DIR --input IN.safetensors --output OUT.safetensors [--grads]
- *       one forward (and backward) pass (fp32 unless --precision bf16); dumps
- *       logits, loss, aux_loss and gradients for parity checks (DESIGN.md
- *       "Fixed interfaces")
- *   qw-eval bench --config FILE [--seq-len T] [--batch B] [--steps N]
- *       forward+backward throughput with random weights, against the
- *       backend's own GEMM rate, and the peak device memory
+ *   qw-eval forward   one forward (and backward) pass (fp32 unless
+ *                     --precision bf16); dumps logits, loss, aux_loss and
+ *                     gradients for parity checks
+ *   qw-eval bench     forward+backward throughput with random weights,
+ *                     against the backend's own GEMM rate, and the peak
+ *                     device memory
  */
 #include <limits.h>
 #include <stdio.h>
@@ -20,37 +19,36 @@
 #include "qw/model.h"
 #include "qw/ops.h"
 #include "qw/params.h"
+#include "qw/size.h"
 #include "qw/st.h"
 
 static const char *o_model, *o_input, *o_output, *o_config, *o_precision;
 static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1, o_deterministic;
 
-static const qw_opt opts[] = {
-    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "forward:" },
+/* options of every command that computes */
+#define COMPUTE_OPTS \
+    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: fp32 for forward; bench: bf16 on cuda)" }, \
+    { "deterministic", 0, QW_OPT_FLAG, &o_deterministic, NULL, "bit-identical results run to run (may be slower on cuda)" }
+
+static const qw_opt forward_opts[] = {
     { "model", 'm', QW_OPT_STR, &o_model, "DIR", "model directory: config.json and safetensors" },
     { "input", 'i', QW_OPT_STR, &o_input, "FILE", "safetensors file holding input_ids (I64 or I32, [B,T])" },
     { "output", 'o', QW_OPT_STR, &o_output, "FILE", "safetensors file to write (logits, loss, aux_loss, grad.*)" },
     { "grads", 0, QW_OPT_FLAG, &o_grads, NULL, "also write grad.<name> for every parameter" },
-    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "bench:" },
+    COMPUTE_OPTS,
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_END,
+    { 0 },
+};
+
+static const qw_opt bench_opts[] = {
     { "config", 0, QW_OPT_STR, &o_config, "FILE", "config.json of the model to time (random weights)" },
     { "seq-len", 'T', QW_OPT_INT, &o_seq, "T", "tokens per row (default 512)" },
     { "batch", 'B', QW_OPT_INT, &o_batch, "B", "rows per step (default 1)" },
     { "steps", 0, QW_OPT_INT, &o_steps, "N", "timed forward+backward steps (default 3)" },
-    { NULL, 0, QW_OPT_HEADER, NULL, NULL, "compute:" },
-    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: fp32 for forward; bench: bf16 on cuda)" },
-    { "deterministic", 0, QW_OPT_FLAG, &o_deterministic, NULL, "bit-identical results run to run (may be slower on cuda)" },
-    QW_COMMON_OPTS,
+    COMPUTE_OPTS,
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_SEED, QW_COMMON_END,
     { 0 },
 };
-
-static const qw_prog_info info = {
-    "qw-eval",
-    "forward --model DIR --input IN.safetensors --output OUT.safetensors [--grads]\n"
-    "       qw-eval bench --config FILE [--seq-len T] [--batch B] [--steps N]",
-    "Evaluate a Qwen3 model: dump one forward (and backward) pass, or time training steps.",
-    opts,
-};
-
 
 /* input_ids [B,T] as int32, validated against the vocabulary. */
 static int32_t *read_ids(const char *path, int V, int *B, int *T)
@@ -81,11 +79,21 @@ static int32_t *read_ids(const char *path, int V, int *B, int *T)
     return ids;
 }
 
-static void cmd_forward(const qw_ops *ops)
+/* The backend of --device and --precision (default_precision when not given). */
+static const qw_ops *backend(const char *default_precision)
 {
+    const qw_ops *ops;
+    if (qw_backend_select(qw_common_opts.device, o_precision ? o_precision : default_precision,
+                          qw_common_opts.threads, o_deterministic, &ops))
+        qw_die_last();
+    return ops;
+}
+
+static int cmd_forward(int argc, char **argv)
+{
+    if (argc > 0) qw_usage_error("unexpected argument '%s'", argv[0]);
     if (!o_model || !o_input || !o_output) qw_usage_error("forward needs --model, --input and --output");
-    if (o_config || o_seq >= 0 || o_batch >= 0 || o_steps >= 0)
-        qw_usage_error("--config, --seq-len, --batch and --steps are options of bench");
+    const qw_ops *ops = backend("fp32");   /* forward dumps are parity references */
     qw_config cfg;
     qw_params P;
     qw_st *mst;
@@ -99,7 +107,12 @@ static void cmd_forward(const qw_ops *ops)
 
     qw_model *m;
     qw_model_out out;
-    float *logits = qw_malloc((size_t)B * T * V * sizeof *logits);
+    size_t lbytes;
+    uint64_t mem = qw_phys_mem_bytes();
+    if (qw_mul_size((size_t)B * T, (size_t)V * sizeof(float), &lbytes) || (mem && lbytes > mem))
+        qw_die(QW_EXIT_DATA, "'%s': %d × %d tokens of logits over %d words need more bytes than the machine's memory (%llu)",
+               o_input, B, T, V, (unsigned long long)mem);
+    float *logits = qw_malloc(lbytes);
     if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &(qw_batch){.ids = ids}, logits, NULL, &out))
         qw_die_last();
     int moe = cfg.arch == QW_ARCH_MOE;
@@ -130,6 +143,7 @@ static void cmd_forward(const qw_ops *ops)
     qw_params_free(&P);
     free(logits);
     free(ids);
+    return 0;
 }
 
 /* Seconds of CPU time the process has used (all threads). */
@@ -170,24 +184,27 @@ static void gemm_rate(const qw_ops *ops, int n, double *wall_gflops, double *cpu
     free(h);
 }
 
-static void cmd_bench(const qw_ops *ops)
+static int cmd_bench(int argc, char **argv)
 {
+    if (argc > 0) qw_usage_error("unexpected argument '%s'", argv[0]);
     if (!o_config) qw_usage_error("bench needs --config");
-    if (o_model || o_input || o_output || o_grads)
-        qw_usage_error("--model, --input, --output and --grads are options of forward");
     int T = o_seq < 0 ? 512 : o_seq, B = o_batch < 0 ? 1 : o_batch, steps = o_steps < 0 ? 3 : o_steps;
     if (T < 2 || B < 1 || steps < 1) qw_usage_error("--seq-len must be >= 2, --batch and --steps >= 1");
+    int64_t BT;
+    if (qw_mul_i64(B, T, &BT) || BT > INT_MAX)
+        qw_usage_error("--batch %d × --seq-len %d is more than %d tokens per step", B, T, INT_MAX);
+    const qw_ops *ops = backend(NULL);
     qw_config cfg;
     qw_params P, G;
     if (qw_config_load(o_config, &cfg) || qw_params_init(&P, &cfg)) qw_die_last();
     qw_params_init_random(&P, (uint64_t)qw_common_opts.seed);
     if (qw_params_to_device(&P, ops) || qw_params_alloc_like(&G, &P)) qw_die_last();
-    int N = B * T;
-    int32_t *ids = qw_malloc(N * sizeof *ids);
-    for (int i = 0; i < N; i++) ids[i] = (int32_t)(((uint64_t)i * 2654435761u + (uint64_t)qw_common_opts.seed) % cfg.vocab_size);
     qw_model *m;
     qw_model_out out;
-    if (qw_model_new(ops, &P, B, T, NULL, &m)) qw_die_last();
+    if (qw_model_new(ops, &P, B, T, NULL, &m)) qw_die_last();   /* first: it checks the batch's size */
+    int N = (int)BT;
+    int32_t *ids = qw_malloc((size_t)N * sizeof *ids);
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(((uint64_t)i * 2654435761u + (uint64_t)qw_common_opts.seed) % cfg.vocab_size);
     float aux_coef = cfg.arch == QW_ARCH_MOE ? (float)cfg.router_aux_loss_coef : 0;
     double t0 = 0, c0 = 0;
     for (int s = 0; s <= steps; s++) {   /* step 0 warms up */
@@ -217,22 +234,27 @@ static void cmd_bench(const qw_ops *ops)
     qw_params_free(&P);
     qw_params_free(&G);
     free(ids);
+    return 0;
 }
+
+static const qw_cmd cmds[] = {
+    { "forward", cmd_forward, "--model DIR --input IN.safetensors --output OUT.safetensors [--grads] [options]",
+      "one forward (and backward) pass, dumped for parity checks (fp32 unless --precision bf16)", forward_opts },
+    { "bench", cmd_bench, "--config FILE [--seq-len T] [--batch B] [--steps N] [options]",
+      "time forward+backward steps with random weights, against the backend's GEMM rate", bench_opts },
+    { 0 },
+};
+
+static const qw_cmd_prog prog = {
+    "qw-eval",
+    "Evaluate a Qwen3 model: dump one forward (and backward) pass, or time training steps.",
+    cmds,
+};
 
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
-    int first = qw_parse_args(&info, argc, argv);
-    if (first >= argc) qw_usage_error("missing command: forward or bench");
-    if (argc - first > 1) qw_usage_error("unexpected argument '%s'", argv[first + 1]);
-    const char *cmd = argv[first];
-    if (strcmp(cmd, "forward") && strcmp(cmd, "bench")) qw_usage_error("unknown command '%s'", cmd);
-    /* forward dumps are parity references: fp32 unless asked otherwise */
-    const char *precision = o_precision ? o_precision : !strcmp(cmd, "forward") ? "fp32" : NULL;
-    const qw_ops *ops;
-    if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, o_deterministic, &ops)) qw_die_last();
-    if (!strcmp(cmd, "forward")) cmd_forward(ops);
-    else cmd_bench(ops);
+    int rc = qw_cmd_main(&prog, argc, argv);
     qw_close_stdout();
-    return 0;
+    return rc;
 }

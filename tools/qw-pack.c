@@ -10,6 +10,7 @@
 #include "qw/pack.h"
 #include "qw/shard.h"
 #include "qw/tok.h"
+#include "qw/tokenize.h"
 #include "qw/tokens.h"
 
 static int seq_len, zstd_level = 3, inspect;
@@ -26,7 +27,7 @@ static const qw_opt opts[] = {
     {"shard-rows", 0, QW_OPT_LONG, &shard_rows, "N", "rows per shard file (default: about 256 MiB)"},
     {"zstd", 0, QW_OPT_INT, &zstd_level, "LEVEL", "zstd level of the row blocks, 0 for none (default 3)"},
     {"pad-id", 0, QW_OPT_LONG, &pad_id, "ID", "padding token (default 0)"},
-    {"tokenizer", 0, QW_OPT_STR, &tokenizer, "FILE", "check the streams were made by this tokenizer.json"},
+    {"tokenizer", 0, QW_OPT_STR, &tokenizer, "FILE", "check the streams were made by this tokenizer.json (or its directory)"},
     {"inspect", 0, QW_OPT_FLAG, &inspect, NULL, "print the header and statistics of each shard or data DIR"},
     QW_COMMON_BEGIN, QW_COMMON_SEED, QW_COMMON_QUIET, QW_COMMON_END,
     {0},
@@ -46,7 +47,7 @@ static uint32_t expect_vocab;
 static void load_tokenizer(void)
 {
     qw_tok *t;
-    if (qw_tok_load(tokenizer, &t)) qw_die_last();
+    if (qw_tok_load_arg(tokenizer, &t)) qw_die_last();
     expect_identity = qw_tok_identity(t);
     expect_vocab = (uint32_t)qw_tok_vocab_size(t);
     qw_tok_free(t);

@@ -10,6 +10,7 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/io.h"
 #include "qw/tok.h"
 #include "qw/tokenize.h"
@@ -62,7 +63,7 @@ static const qw_prog_info info = {
     opts,
 };
 
-static char *out_tmp;          /* -o FILE is written as FILE.tmp.PID, renamed when complete */
+static qw_afile out_file;      /* a regular -o FILE: written as FILE.tmp, renamed when complete */
 static FILE *out;
 static qw_progress prog;
 
@@ -70,7 +71,7 @@ static void fail(void) __attribute__((noreturn));
 static void fail(void)
 {
     qw_progress_end(&prog);
-    if (out_tmp) unlink(out_tmp);
+    qw_afile_abort(&out_file);
     qw_die_last();
 }
 
@@ -103,51 +104,37 @@ static void summary(unsigned long long docs, long long tokens, double bytes, lon
 
 static qw_tok *load_tokenizer(void)
 {
-    char *path = qw_strdup(o.tokenizer);
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        size_t n = strlen(path) + 16;
-        path = qw_realloc(path, n);
-        strcat(path, "/tokenizer.json");
-    }
     qw_tok *t;
-    if (qw_tok_load(path, &t)) fail();
-    free(path);
+    if (qw_tok_load_arg(o.tokenizer, &t)) fail();
     return t;
 }
 
-/* A regular -o FILE (or a new one) appears only when complete; devices and
- * pipes (/dev/null, a FIFO) are written directly. */
+/* A regular -o FILE (or a new one) appears only when complete (qw/file.h);
+ * devices and pipes (/dev/null, a FIFO) are written directly. */
 static void open_output(void)
 {
     out = stdout;
     if (!o.output) return;
-    const char *path = o.output;
     struct stat st;
     if (stat(o.output, &st) != 0 || S_ISREG(st.st_mode)) {
-        size_t n = strlen(o.output) + 32;
-        out_tmp = qw_malloc(n);
-        snprintf(out_tmp, n, "%s.tmp.%ld", o.output, (long)getpid());
-        path = out_tmp;
-    }
-    if (!(out = fopen(path, "wb"))) {
-        qw_error(QW_EXIT_FAIL, "'%s': %s", path, strerror(errno));
-        free(out_tmp);
-        out_tmp = NULL;
+        if (qw_afile_open(o.output, &out_file)) fail();
+        out = out_file.f;
+    } else if (!(out = fopen(o.output, "wb"))) {
+        qw_error(QW_EXIT_FAIL, "'%s': %s", o.output, strerror(errno));
         fail();
     }
 }
 
 static void close_output(void)
 {
-    if (out != stdout) {
+    if (out_file.f) {
+        out = stdout;
+        if (qw_afile_commit(&out_file)) fail();
+    } else if (out != stdout) {
         int bad = fflush(out) != 0 || ferror(out);
         if (fclose(out) != 0) bad = 1;
         if (bad) bad = qw_error(QW_EXIT_FAIL, "'%s': write error: %s", o.output, strerror(errno));
-        else if (out_tmp && rename(out_tmp, o.output) != 0) bad = qw_error(QW_EXIT_FAIL, "'%s': %s", o.output, strerror(errno));
         if (bad) fail();
-        free(out_tmp);
-        out_tmp = NULL;
     }
     qw_close_stdout();
 }

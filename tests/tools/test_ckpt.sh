@@ -146,6 +146,21 @@ expect_status output_on_inspect 2 qw-ckpt inspect -o x "$g/moe/model"
 expect_status export_needs_output 2 qw-ckpt export "$g/moe/model"
 expect_status bad_dtype 2 qw-ckpt export "$g/moe/model" -o "$tmp/x" --dtype f16
 expect_status missing_dir 1 qw-ckpt inspect "$tmp/nonexistent"
+expect_status option_before_command 2 qw-ckpt -q verify "$g/moe/model"
+expect_stderr option_before_command_msg "give the command first"
+
+# ---- subcommands: the program's help lists them; a command's help shows its own usage and options
+expect_status help 0 qw-ckpt --help
+check help_lists_commands grep -qE '^  verify +check every tensor' "$last_out"
+check help_usage_lines test "$(grep -cE '^(usage:|      ) qw-ckpt (inspect|export|verify) DIR' "$last_out")" = 3
+expect_status export_help 0 qw-ckpt export --help
+check export_help_usage grep -qx 'usage: qw-ckpt export DIR -o OUT \[--dtype bf16|f32\] \[options\]' "$last_out"
+check export_help_options grep -q -- '--dtype' "$last_out"
+expect_status inspect_help 0 qw-ckpt inspect --help
+check inspect_help_usage grep -qx 'usage: qw-ckpt inspect DIR \[options\]' "$last_out"
+check inspect_help_no_export_options test "$(grep -c -- '--dtype\|--output' "$last_out")" = 0
+expect_status inspect_with_export_option 2 qw-ckpt inspect --dtype f32 "$g/moe/model"
+expect_stderr inspect_with_export_option_msg "try 'qw-ckpt inspect --help'"
 
 # ---- man page: the same options as --help, and the examples run
 help_opts=$(qw-ckpt --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
@@ -158,5 +173,5 @@ n=0
 while read -r line; do
     n=$((n + 1))
     (cd "$tmp" && eval "$line") >/dev/null 2>"$tmp/ex.err" || fail man_example_$n "$line: $(cat "$tmp/ex.err")"
-done < <(sed -n '/^\.SH EXAMPLES/,/^\.SH SEE/p' "$QW_SRCDIR/man/man1/qw-ckpt.1" | grep '^qw\\-ckpt' | sed 's/\\-/-/g')
+done < <(sed -n '/^\.SH EXAMPLES/,/^\.SH SEE/p' "$QW_SRCDIR/man/man1/qw-ckpt.1" | grep '^\$ qw\\-ckpt' | sed -e 's/^\$ //' -e 's/\\-/-/g')
 check man_examples test "$n" -eq 3 -a -s "$tmp/release/model.safetensors"

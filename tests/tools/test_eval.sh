@@ -73,6 +73,42 @@ check bench_mem_peak grep -qE '"mem_peak_bytes":[1-9][0-9]{5,},' "$last_out"
 expect_status bench_bf16_on_cpu 2 qw-eval bench --config "$g/moe/model/config.json" -T 16 --device cpu --precision bf16
 expect_stderr bench_bf16_on_cpu_message "precision bf16: the cpu backend computes in fp32"
 
+# sizes from options and configs: a usage error or bad data with a message, never a signal
+expect_status bench_tokens_overflow 2 qw-eval bench --config "$g/moe/model/config.json" -B 65536 -T 65536
+expect_stderr bench_tokens_overflow_msg "^qw-eval: --batch 65536 × --seq-len 65536 is more than 2147483647 tokens per step$"
+expect_status bench_activations_beyond_memory 1 qw-eval bench --config "$g/moe/model/config.json" -B 16384 -T 16384
+expect_stderr bench_activations_beyond_memory_msg "^qw-eval: batch shape 16384 x 16384: the activations need [0-9]+ bytes, more than the machine's memory \([0-9]+ bytes\)$"
+absurd() {   # absurd NAME KEY=VALUE...: the dense fixture's config with some keys replaced
+    python3 - "$g/dense_tied/model/config.json" "$@" >"$tmp/$1.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+for kv in sys.argv[3:]:
+    k, v = kv.split("=")
+    c[k] = int(v)
+print(json.dumps(c))
+PY
+}
+absurd heads head_dim=2000000000 num_attention_heads=2 num_key_value_heads=1
+absurd mlp hidden_size=2000000000 intermediate_size=2000000000
+absurd vocab vocab_size=2000000000 hidden_size=2000000000 num_attention_heads=1 num_key_value_heads=1 head_dim=2
+for c in "heads:head_dim" "mlp:intermediate_size" "vocab:vocab_size"; do
+    expect_status "config_${c%%:*}_overflow" 3 qw-eval bench --config "$tmp/${c%%:*}.json" -T 16
+    expect_stderr "config_${c%%:*}_overflow_msg" "^qw-eval: '.*/${c%%:*}.json': key '${c#*:}': "
+done
+
+# subcommands: the program's help lists them, a command's help shows its own options only
+expect_status help 0 qw-eval --help
+check help_lists_commands grep -qE '^  bench +time forward\+backward steps' "$last_out"
+check help_usage_lines grep -qx '       qw-eval bench --config FILE \[--seq-len T\] \[--batch B\] \[--steps N\] \[options\]' "$last_out"
+expect_status bench_help 0 qw-eval bench --help
+check bench_help_usage grep -qx 'usage: qw-eval bench --config FILE \[--seq-len T\] \[--batch B\] \[--steps N\] \[options\]' "$last_out"
+check bench_help_own_options grep -q -- '--seq-len' "$last_out"
+check bench_help_not_forward_options test "$(grep -c -- '--model\|--grads\|--input' "$last_out")" = 0
+expect_status forward_help 0 qw-eval forward --help
+check forward_help_not_bench_options test "$(grep -c -- '--config\|--seq-len\|--steps' "$last_out")" = 0
+expect_status option_of_other_command 2 qw-eval bench --config "$g/moe/model/config.json" --grads
+expect_stderr option_of_other_command_msg "try 'qw-eval bench --help'"
+
 # the man page lists exactly the --help options
 help_opts=$(qw-eval --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
 man_opts=$(sed -n '/^\.SH OPTIONS/,/^\.SH EXIT/p' "$QW_SRCDIR/man/man1/qw-eval.1" | grep -oE -- '\\-\\-[a-z][a-z\\-]*' |

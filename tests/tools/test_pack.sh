@@ -164,6 +164,12 @@ expect_status other_tokenizer_shard 3 qw-pack --inspect --tokenizer "$tmp/tokeni
 expect_stderr other_tokenizer_shard_msg "train-00000.qwp': tokenizer identity 00000000000000aa, expected [0-9a-f]{16}"
 expect_status other_tokenizer_option 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/tokenizer.json" "$tmp/a.qwt"
 expect_stderr other_tokenizer_option_msg "a.qwt': frame 0 at byte 0: tokenizer identity 00000000000000aa, expected"
+# --tokenizer takes a directory holding tokenizer.json, as every program does
+mkdir "$tmp/tokdir" && cp "$tmp/tokenizer.json" "$tmp/tokdir/"
+expect_status tokenizer_dir 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/tokdir" "$tmp/a.qwt"
+expect_stderr tokenizer_dir_msg "a.qwt': frame 0 at byte 0: tokenizer identity 00000000000000aa, expected"
+expect_status tokenizer_dir_inspect 3 qw-pack --inspect --tokenizer "$tmp/tokdir" "$d1"
+expect_stderr tokenizer_dir_inspect_msg "train-00000.qwp': tokenizer identity 00000000000000aa, expected [0-9a-f]{16}"
 expect_status bad_tokenizer 3 qw-pack -T 32 -o "$tmp/x" --tokenizer "$tmp/a.qwt" "$tmp/a.qwt"
 expect_status seq_len_mismatch 3 qw-pack --inspect -T 64 "$d1"
 expect_stderr seq_len_mismatch_msg "rows of 33 tokens \(seq-len 32\), expected seq-len 64"

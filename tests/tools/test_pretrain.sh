@@ -119,6 +119,13 @@ expect_stderr "names the field" "hidden_size"
 cp -r data bad && f=$(ls bad/train-*.qwp | head -1) && printf 'XXXX' | dd of="$f" bs=1 seek=0 conv=notrunc 2>/dev/null
 expect_status "corrupt shard" 3 qw-pretrain --config cfg.json --data bad -T 32 --batch-tokens 256 --steps 2 --out x -q
 expect_status "batch not a multiple of seq-len" 2 qw-pretrain --config cfg.json --data data -T 32 --batch-tokens 100 --steps 2 --out x -q
+# sizes the options make: a usage error with a message, never a signal
+expect_status "rows per step overflow an int" 2 qw-pretrain --config cfg.json --data data -T 256 --batch-tokens 1099511627776 --steps 2 --out x -q
+expect_stderr "rows per step message" "^qw-pretrain: --batch-tokens 1099511627776: 4294967296 rows of 256 tokens per step, more than 2147483647$"
+expect_status "staging larger than memory" 2 qw-pretrain --config cfg.json --data data -T 32 --batch-tokens 68719476704 --steps 2 --out x -q
+expect_stderr "staging message" "^qw-pretrain: --batch-tokens 68719476704: staging 2147483647 rows of 33 tokens per step needs [0-9]+ bytes, more than the machine's memory \([0-9]+ bytes\)$"
+expect_status "yarn positions overflow an int" 2 qw-pretrain --config cfg.json --data data -T 32 --batch-tokens 256 --steps 2 --out x -q --yarn-factor 1e300
+expect_stderr "yarn positions message" "^qw-pretrain: --yarn-factor 1e\+300 × 256 original positions is more than 2147483647 positions$"
 expect_status "missing --data" 2 qw-pretrain --config cfg.json -T 32 --batch-tokens 256 --steps 2 --out x
 expect_status "--precision bf16 on the cpu" 2 qw-pretrain --config cfg.json "${common[@]}" --steps 8 --out x --device cpu --precision bf16
 expect_stderr "says the cpu computes in fp32" "precision bf16: the cpu backend computes in fp32"

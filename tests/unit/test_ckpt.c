@@ -174,6 +174,95 @@ TEST(keep_last_and_replace)
     drop(&P, &M, &V);
 }
 
+/* Replacing a step where renameat2(RENAME_EXCHANGE) is missing (NFS,
+ * Lustre; forced here by QW_CKPT_RENAME_FALLBACK): after each rename of the
+ * fallback a reader resolving OUT finds a whole checkpoint (the old one
+ * while the new one is not in place, then the new one), and a save stopped
+ * there, as by a crash, is repaired by the next save. */
+static const qw_params *want[3];     /* what a reader must find at the next stage */
+static const qw_params *after[3];    /* ... after "aside" */
+static const char *crash_at;
+static int hook_calls;
+static long want_step;
+
+static void resolves_to(const qw_params *const *w, const char *when)
+{
+    char *dir = NULL;
+    int st = qw_ckpt_resolve(out, &dir);
+    CHECK_MSG(st == 0, "%s: %s", when, qw_error_msg());
+    if (!st) check_load(dir, w[0], w[1], w[2], want_step);
+    free(dir);
+    char *mdir = NULL;
+    CHECK_MSG(qw_ckpt_model_dir(out, &mdir) == 0 && mdir, "%s: %s", when, qw_error_msg());
+    free(mdir);
+}
+
+static int stage_hook(const char *stage)
+{
+    hook_calls++;
+    resolves_to(strcmp(stage, "aside") ? after : want, stage);
+    if (crash_at && !strcmp(stage, crash_at)) return qw_error(QW_EXIT_FAIL, "crash at %s", stage);
+    return 0;
+}
+
+TEST(replace_without_rename_exchange)
+{
+    qw_params P[4], M[4], V[4];   /* seeds 42 (saved first as step 8), 43, 44, 45 */
+    for (int i = 0; i < 4; i++) model(&P[i], &M[i], &V[i], cfg_json, 42 + (uint64_t)i);
+    char saved_out[sizeof out];
+    memcpy(saved_out, out, sizeof out);
+    snprintf(out, sizeof out, "%s/out-fallback", root);
+    CHECK_MSG(save(&P[0], &M[0], &V[0], 8, 2) == 0, "%s", qw_error_msg());
+    setenv("QW_CKPT_RENAME_FALLBACK", "1", 1);
+    qw_ckpt_install_hook = stage_hook;
+    char dir[256], old[256];
+    snprintf(dir, sizeof dir, "%s/step-000008", out);
+    snprintf(old, sizeof old, "%s/.step-000008.old", out);
+    struct stat sb;
+
+    /* a whole replacement: the hook sees the old one, then the new one */
+    want_step = 8;
+    want[0] = &P[0], want[1] = &M[0], want[2] = &V[0];
+    after[0] = &P[1], after[1] = &M[1], after[2] = &V[1];
+    crash_at = NULL;
+    hook_calls = 0;
+    CHECK_MSG(save(&P[1], &M[1], &V[1], 8, 2) == 0, "%s", qw_error_msg());
+    CHECK(hook_calls == 2);
+    check_load(dir, &P[1], &M[1], &V[1], 8);
+    CHECK(stat(old, &sb) != 0);
+
+    /* a crash after putting the old one aside: readers take it; the next save puts it back */
+    want[0] = &P[1], want[1] = &M[1], want[2] = &V[1];
+    crash_at = "aside";
+    CHECK(save(&P[2], &M[2], &V[2], 8, 2) == QW_EXIT_FAIL);
+    CHECK(stat(dir, &sb) != 0 && stat(old, &sb) == 0);
+    resolves_to(want, "after the crash");
+    qw_ckpt_install_hook = NULL;
+    CHECK_MSG(save(&P[3], &M[3], &V[3], 9, 3) == 0, "%s", qw_error_msg());
+    check_load(dir, &P[1], &M[1], &V[1], 8);
+    CHECK(stat(old, &sb) != 0);
+
+    /* a crash after renaming the new one in: it is the checkpoint; the next save deletes the old one */
+    snprintf(dir, sizeof dir, "%s/step-000009", out);
+    snprintf(old, sizeof old, "%s/.step-000009.old", out);
+    qw_ckpt_install_hook = stage_hook;
+    want_step = 9;
+    want[0] = &P[3], want[1] = &M[3], want[2] = &V[3];
+    after[0] = &P[2], after[1] = &M[2], after[2] = &V[2];
+    crash_at = "installed";
+    CHECK(save(&P[2], &M[2], &V[2], 9, 3) == QW_EXIT_FAIL);
+    check_load(dir, &P[2], &M[2], &V[2], 9);
+    CHECK(stat(old, &sb) == 0);
+    qw_ckpt_install_hook = NULL;
+    CHECK_MSG(save(&P[3], &M[3], &V[3], 10, 3) == 0, "%s", qw_error_msg());
+    CHECK(stat(old, &sb) != 0);
+    check_load(dir, &P[2], &M[2], &V[2], 9);
+
+    unsetenv("QW_CKPT_RENAME_FALLBACK");
+    memcpy(out, saved_out, sizeof out);
+    for (int i = 0; i < 4; i++) drop(&P[i], &M[i], &V[i]);
+}
+
 /* A file-size limit makes writes fail with EFBIG part-way through a save:
  * at the weights (limit below model.safetensors) or at the moments (twice
  * the weights' size).  The previous checkpoint must stay whole and latest
@@ -350,6 +439,7 @@ int main(void)
     put(p, "{\"model\": {}}\n");
     RUN(save_resolve_load_round_trip);
     RUN(keep_last_and_replace);
+    RUN(replace_without_rename_exchange);
     RUN(failed_save_leaves_previous_checkpoint);
     RUN(config_mismatch_is_data_error);
     RUN(bad_checkpoints_are_data_errors);

@@ -193,6 +193,34 @@ TEST(errors)
 #undef WITH
 }
 
+/* Values whose products overflow what the parameter layout and the model
+ * index (an int, or 64-bit bytes): bad data naming the field. */
+TEST(absurd_sizes)
+{
+    const char *base = "{\"model_type\":\"qwen3\",\"vocab_size\":10,\"num_hidden_layers\":2,\"num_key_value_heads\":1,";
+    char j[1024];
+#define WITH(extra) (snprintf(j, sizeof j, "%s%s}", base, extra), j)
+    CHECK(parse_fails(WITH("\"hidden_size\":8,\"intermediate_size\":8,\"num_attention_heads\":4,\"head_dim\":1073741824"),
+                      "key 'head_dim': 1073741824 × 4 attention heads is more than 2147483647"));
+    CHECK(parse_fails(WITH("\"hidden_size\":2000000000,\"intermediate_size\":2000000000,\"num_attention_heads\":1,"
+                           "\"head_dim\":2"), "key 'intermediate_size': the parameters' bytes overflow 64 bits"));
+    CHECK(parse_fails(WITH("\"hidden_size\":2000000000,\"intermediate_size\":8,\"num_attention_heads\":1,"
+                           "\"head_dim\":1000000000"), "key 'hidden_size': the parameters' bytes overflow 64 bits"));
+    /* fits: the largest config values seen on the Hub stay accepted */
+    qw_config c;
+    CHECK_MSG(qw_config_parse(WITH("\"vocab_size\":151936,\"hidden_size\":8192,\"intermediate_size\":29568,"
+                                   "\"num_attention_heads\":64,\"head_dim\":128"), "big", &c) == 0, "%s", qw_error_msg());
+#undef WITH
+    const char *mbase = "{\"model_type\":\"qwen3_moe\",\"vocab_size\":10,\"hidden_size\":8,\"intermediate_size\":8,"
+                        "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"num_experts_per_tok\":1,";
+    snprintf(j, sizeof j, "%s\"num_experts\":1000000000,\"moe_intermediate_size\":4}", mbase);
+    CHECK(parse_fails(j, "key 'num_experts': 1000000000 experts in 2 layers are more tensors than 2147483647"));
+    CHECK(parse_fails("{\"model_type\":\"qwen3_moe\",\"vocab_size\":10,\"hidden_size\":2000000000,\"head_dim\":2,"
+                      "\"intermediate_size\":8,\"num_hidden_layers\":2,\"num_attention_heads\":2,\"num_experts_per_tok\":1,"
+                      "\"num_experts\":100,\"moe_intermediate_size\":2000000000}",
+                      "key 'moe_intermediate_size': the parameters' bytes overflow 64 bits"));
+}
+
 static int same(const qw_config *a, const qw_config *b)
 {
     return !strcmp(a->model_type, b->model_type) && a->arch == b->arch && a->vocab_size == b->vocab_size &&
@@ -268,6 +296,7 @@ int main(void)
     RUN(vl_nesting);
     RUN(moe_layer_choice_and_defaults);
     RUN(errors);
+    RUN(absurd_sizes);
     RUN(save_round_trip);
     RUN(golden_configs_both_generations);
     return qwtest_finish();

@@ -7,6 +7,7 @@
 
 #include "qwtest.h"
 #include "qw/cli.h"
+#include "qw/file.h"
 #include "qw/st.h"
 
 static char dir[256];
@@ -296,7 +297,7 @@ TEST(atomic_small_file)
 {
     const char *p = tpath("a/b/c.json");
     CHECK(qw_st_mkdirs(tpath("a/b")) == 0);
-    CHECK(qw_st_write_atomic(p, "{}\n", 3) == 0);
+    CHECK(qw_write_file_atomic(p, "{}\n", 3) == 0);
     FILE *f = fopen(p, "r");
     char t[8] = {0};
     CHECK(f && fread(t, 1, 7, f) == 3 && !strcmp(t, "{}\n"));

@@ -26,15 +26,32 @@
  * integers such as RNG words as strings: JSON numbers are doubles).
  *
  * Atomicity.  qw_ckpt_save writes everything into OUT/.step-NNNNNN.tmp/,
- * fsyncs every file and directory, renames it to OUT/step-NNNNNN (swapping
- * with an existing directory of that name atomically, then deleting the
- * old one), fsyncs OUT, then replaces OUT/latest the same way (write
- * OUT/.latest.tmp, fsync, rename), and only then deletes older step
- * directories beyond keep_last.  A failure at any point (a full disk, a
- * file-size limit) removes the temporary directory and leaves every earlier
+ * fsyncs every file and directory, renames it to OUT/step-NNNNNN (see
+ * "Replacing" for an existing directory of that name), fsyncs OUT, then
+ * replaces OUT/latest the same way (qw/file.h: OUT/latest.tmp, fsync,
+ * rename, fsync of OUT), and only then deletes older step directories
+ * beyond keep_last.  A failure at any point (a full disk, a file-size
+ * limit) removes the temporary directory and leaves every earlier
  * checkpoint and OUT/latest as they were.  A run killed mid-save leaves at
  * most a stale .step-*.tmp, which the next successful save deletes (one
  * run saves into an OUT at a time).
+ *
+ * Replacing.  Saving a step whose directory exists (a rerun) swaps the new
+ * directory in with renameat2(RENAME_EXCHANGE) and deletes the old one.
+ * File systems without it (NFS, Lustre: EINVAL, ENOSYS, EOPNOTSUPP) get a
+ * rename sequence instead, with an fsync of OUT after each rename:
+ *   1. rename OUT/step-N to OUT/.step-N.old (the old checkpoint, whole);
+ *   2. rename OUT/.step-N.tmp to OUT/step-N (the new one, whole);
+ *   3. delete OUT/.step-N.old.
+ * Between 1 and 2 the final name is missing; every reader resolves
+ * through OUT/latest (qw_ckpt_latest, qw_ckpt_resolve, qw_ckpt_model_dir),
+ * which then takes OUT/.step-N.old, so a reader always finds a complete
+ * checkpoint: the old one up to 2, the new one after.  A crash between 1
+ * and 2 is repaired by the next save (it renames .step-N.old back first)
+ * and tolerated by a resume (through latest, as above); a crash between 2
+ * and 3 leaves a stale .step-N.old, deleted by the next save's pruning.
+ * The environment variable QW_CKPT_RENAME_FALLBACK=1 forces the sequence
+ * (for tests, and for file systems that claim RENAME_EXCHANGE but break it).
  *
  * Errors: 0 or QW_EXIT_* with a message naming the file (qw/cli.h).  I/O
  * failures are QW_EXIT_FAIL; a directory that is not a checkpoint, a
@@ -85,6 +102,23 @@ int qw_ckpt_save(const qw_ckpt_opts *o, const qw_params *P, const qw_params *M, 
  * trainer_state/state.json) or an OUT directory (through OUT/latest).
  * *dir is the step directory (caller frees). */
 int qw_ckpt_resolve(const char *path, char **dir);
+
+/* The directory OUT/latest names (OUT/step-NNNNNN, or its aside copy
+ * OUT/.step-NNNNNN.old while a replacing save is under way: "Replacing"),
+ * in *dir (caller frees); *dir = NULL and 0 when OUT has no latest.  A latest
+ * that does not hold a step-NNNNNN name, or names no directory, is
+ * QW_EXIT_DATA.  The one place that reads OUT/latest. */
+int qw_ckpt_latest(const char *out, char **dir);
+
+/* A model directory argument (qw-ckpt DIR, qw-pretrain --model DIR): DIR
+ * itself when it holds config.json, else the directory DIR/latest names
+ * when there is one (a training --out directory), else DIR. */
+int qw_ckpt_model_dir(const char *path, char **dir);
+
+/* Test hook: called (when set) after each rename of the fallback sequence
+ * of "Replacing", with "aside" or "installed"; a nonzero return stops the
+ * save there, as a crash would (returned as the save's status). */
+extern int (*qw_ckpt_install_hook)(const char *stage);
 
 /* Load a step directory into P, M, V (host arenas, already initialised
  * with the run's config, e.g. by qw_params_init and qw_params_alloc_like;

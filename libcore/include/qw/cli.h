@@ -122,6 +122,43 @@ typedef struct {
  * the index of the first operand; operands are moved to the end of argv. */
 int qw_parse_args(const qw_prog_info *info, int argc, char **argv);
 void qw_print_help(const qw_prog_info *info, FILE *f);
+/* ---- Subcommands ---------------------------------------------------------
+ * A program with subcommands (qw-eval forward|bench, qw-ckpt inspect|…)
+ * describes each once, in a table, as git does its cmd_* table: name,
+ * function, a one-line summary, the usage line, and the command's own
+ * option table, which ends with the common rows the command uses
+ * (QW_COMMON_BEGIN … QW_COMMON_END, as a program's table does).
+ *
+ *   PROG --help          the usage lines of all commands (one each: the
+ *                        text the man page's SYNOPSIS repeats), the
+ *                        summary, the commands with their summaries, each
+ *                        command's own options, and the common options of
+ *                        all commands once (which commands take which:
+ *                        PROG CMD --help)
+ *   PROG CMD --help      CMD's usage line, summary and options only
+ *   PROG CMD [args]      CMD's options are parsed (as qw_parse_args, usage
+ *                        errors naming 'PROG CMD --help'), then run() gets
+ *                        the operands
+ *   PROG, PROG BAD       usage error (exit 2) naming the commands
+ */
+typedef struct {
+    const char *name;                       /* "bench" */
+    int (*run)(int argc, char **argv);      /* the operands (argv[0] is the first); returns the exit status */
+    const char *usage;                      /* after "PROG CMD ": "--config FILE [--steps N] [options]" */
+    const char *summary;                    /* one line */
+    const qw_opt *opts;                     /* terminated by an all-zero row */
+} qw_cmd;
+
+typedef struct {
+    const char *name;       /* "qw-eval" */
+    const char *summary;    /* one or more sentences for PROG --help */
+    const qw_cmd *cmds;     /* terminated by an all-zero row */
+} qw_cmd_prog;
+
+/* Dispatch argv to its command as above; returns what run() returns. */
+int qw_cmd_main(const qw_cmd_prog *p, int argc, char **argv);
+void qw_cmd_print_help(const qw_cmd_prog *p, FILE *f);
+
 /* Print a usage error ("prog: msg" + "try 'prog --help'") and exit 2. */
 void qw_usage_error(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 /* Number of worker threads: --threads if given, else the cores available. */

@@ -38,6 +38,36 @@
  * faster, order-varying reductions.  The CPU backend is always
  * deterministic for a given thread count.
  *
+ * Threads.  A backend is process-wide state, not an object: call it from
+ * one host thread at a time.
+ *   - CUDA ("cuda", "cuda-fp32"): global, unsynchronised state lives in
+ *     kernels/cuda: the cuBLAS and cuBLASLt handles (qw_cuda_blas,
+ *     qw_cuda_lt), the determinism flag (set_deterministic), the
+ *     allocation map and the in_use/peak counters behind alloc, free and
+ *     mem_stats (a std::unordered_map), the scratch buffer
+ *     (qw_cuda_scratch), the bf16 GEMM's workspace and its plan cache (a
+ *     std::map filled on first use of each shape), lazily computed
+ *     occupancy values, and the one-time device check behind
+ *     qw_ops_cuda/qw_ops_cuda_fp32.  Every op runs on the default stream
+ *     of device 0.  So no two calls into the CUDA tables may overlap: not
+ *     two ops, not an op and alloc/free/mem_stats, not two qw_model
+ *     instances on different threads; the first qw_ops_cuda* call must
+ *     not race another.  Both CUDA tables share this state (using "cuda"
+ *     and "cuda-fp32" from two threads is just as unsafe).  Ops are
+ *     asynchronous with respect to the host until sync, download or a
+ *     host-visible result (none besides those two).
+ *   - CPU ("cpu"): its only global state is the live/peak byte counters,
+ *     updated atomically, so alloc, free and mem_stats may run on any
+ *     thread at any time.  Ops keep no state between calls (scratch comes
+ *     from the caller) and parallelise inside with OpenMP and the BLAS;
+ *     set_threads changes the process-wide OpenMP thread count
+ *     (omp_set_num_threads).  Calling ops from several host threads at
+ *     once (nested OpenMP regions, concurrent BLAS calls) is untested and
+ *     not promised.
+ * Callers (the model, the training loop, qw-eval) are single-threaded
+ * around the table; the thread-safety of qw/cli.h's error state
+ * (thread-local) does not extend to the backends.
+ *
  * Shapes below: n = rows (tokens), H = hidden size, d = head dim,
  * nh / nkv = query / key-value heads, E = experts, k = experts per token,
  * V = vocabulary.

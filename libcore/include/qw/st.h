@@ -107,9 +107,9 @@ int qw_st_writer_write_dir(qw_st_writer *w, const char *dir, size_t max_shard_by
 void qw_st_writer_free(qw_st_writer *w);
 
 /* ---- files ---- */
-/* Write n bytes to path atomically (temporary name in the same directory,
- * fsync, rename, fsync of the directory).  Errors as qw_st_writer_write. */
-int qw_st_write_atomic(const char *path, const void *data, size_t n);
+/* "[2,3,4]": a shape as messages and listings print it, in buf (of cap
+ * bytes; cut short when too small); returns buf. */
+const char *qw_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap);
 /* mkdir -p; QW_EXIT_FAIL with strerror on failure. */
 int qw_st_mkdirs(const char *dir);
 

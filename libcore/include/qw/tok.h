@@ -145,7 +145,7 @@ int qw_tok_trainer_feed(qw_tok_trainer *tr, const char *text, size_t len);
  * decoder, BPE vocab and merges, added tokens) and `dir`/tokenizer_config.json
  * (Qwen2Tokenizer, the Qwen3 chat template, eos <|im_end|> and pad
  * <|endoftext|> when among the specials).  `dir` is created if missing
- * (with its parents); each file is written atomically (qw_st_write_atomic).
+ * (with its parents); each file is written atomically (qw/file.h).
  * Errors: QW_EXIT_USAGE for bad options (vocab_size below 256 + specials,
  * negative min_frequency, an empty or repeated special, a special that is
  * also a learned token), QW_EXIT_FAIL for I/O.  The trainer keeps its counts:

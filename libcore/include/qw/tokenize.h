@@ -49,4 +49,15 @@ typedef struct {
 int qw_tokenize(qw_input *in, const qw_tokenize_opts *opts, qw_tokenize_sink sink, void *ctx,
                 qw_tokenize_stats *stats);
 
+/* A tokenizer argument (--tokenizer of every program): a tokenizer.json
+ * file, or a directory holding one (a model or checkpoint directory).
+ * Returns the path of the tokenizer.json (caller frees); *dir, when dir is
+ * not NULL, gets the directory holding it (caller frees), where the other
+ * tokenizer files (tokenizer_config.json …) sit.  Nothing is opened: a
+ * missing file fails later, in qw_tok_load. */
+char *qw_tok_path(const char *arg, char **dir);
+
+/* qw_tok_load of qw_tok_path(arg): the one way programs load --tokenizer. */
+int qw_tok_load_arg(const char *arg, qw_tok **t);
+
 #endif
