@@ -65,7 +65,8 @@ int main(int argc, char **argv)
         "qw-pretrain", "--config FILE | --model DIR | --resume DIR  --data PATH -T T --batch-tokens N --steps N [options]",
         "Train a Qwen3 model (dense or MoE) on packed shards from qw-pack: AdamW, warmup-cosine or WSD,\n"
         "gradient accumulation, clipping, validation, checkpoints that resume exactly.  Under mpirun,\n"
-        "ranks split every global batch (data parallel).",
+        "ranks split every global batch (data parallel).  SIGINT or SIGTERM saves a checkpoint and exits\n"
+        "130 or 143 (unfinished: continue with --resume).",
         opts,
     };
     int first = qw_parse_args(&info, argc, argv);
