@@ -120,6 +120,35 @@ int qw_launch_detect(qw_launch *l)
     return 0;
 }
 
+int qw_launch_gpu(const qw_launch *l, int n_visible, int share, int *dev)
+{
+    *dev = 0;
+    if (n_visible < 1) return qw_error(QW_EXIT_FAIL, "no GPU visible");
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    char vis[160];
+    snprintf(vis, sizeof vis, "%d GPU%s visible%s%.100s%s", n_visible, n_visible > 1 ? "s" : "",
+             cvd ? " (CUDA_VISIBLE_DEVICES=" : "", cvd ? cvd : "", cvd ? ")" : "");
+    if (l->local_rank < 0) {
+        if (share) return 0;
+        return qw_error(QW_EXIT_USAGE, "rank %d: its place on this node is unknown (%s sets none of "
+                        "OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, PMIX_LOCAL_RANK, SLURM_LOCALID), so no GPU "
+                        "of the %s can be chosen for it; give --share-gpus to put every rank on GPU 0",
+                        l->rank, l->launcher ? l->launcher : "the launcher", vis);
+    }
+    int ranks = l->local_size > l->local_rank ? l->local_size : l->local_rank + 1;
+    if (ranks > n_visible && !share) {
+        if (l->local_size)
+            return qw_error(QW_EXIT_USAGE, "%d ranks on this node but %s: one GPU per rank; start at most %d "
+                            "ranks per node, or give --share-gpus to let ranks share GPUs",
+                            l->local_size, vis, n_visible);
+        return qw_error(QW_EXIT_USAGE, "local rank %d (at least %d ranks on this node) but %s: one GPU per rank; "
+                        "start at most %d ranks per node, or give --share-gpus to let ranks share GPUs",
+                        l->local_rank, ranks, vis, n_visible);
+    }
+    *dev = l->local_rank % n_visible;
+    return 0;
+}
+
 /* MPI for Open MPI and PMIx (as before, even for one rank), and for any
  * launcher of more than one rank */
 static int use_mpi(const qw_launch *l)

@@ -185,6 +185,70 @@ TEST(launchers_detected)
         if (saved[i]) setenv(launch_vars[i], saved[i], 1), free(saved[i]);
 }
 
+/* the GPU of a rank: its local rank among the visible devices, one GPU per
+ * rank unless shared */
+TEST(gpu_per_local_rank)
+{
+    char *cvd = getenv("CUDA_VISIBLE_DEVICES") ? strdup(getenv("CUDA_VISIBLE_DEVICES")) : NULL;
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    int dev = -1;
+    qw_launch alone = {NULL, 0, 1, 0, 1};
+    CHECK(qw_launch_gpu(&alone, 8, 0, &dev) == 0 && dev == 0);
+    /* 4 ranks on each node of a 2-node run, on 4 or 8 visible GPUs */
+    for (int i = 0; i < 4; i++) {
+        qw_launch l = {"Open MPI", 4 + i, 8, i, 4};
+        CHECK(qw_launch_gpu(&l, 4, 0, &dev) == 0 && dev == i);
+        CHECK(qw_launch_gpu(&l, 8, 0, &dev) == 0 && dev == i);
+    }
+    /* 4 ranks on 2 GPUs: refused on every rank, naming both counts */
+    for (int i = 0; i < 4; i++) {
+        qw_launch l = {"Open MPI", i, 4, i, 4};
+        CHECK(qw_launch_gpu(&l, 2, 0, &dev) == QW_EXIT_USAGE);
+        CHECK(strstr(qw_error_msg(), "4 ranks on this node but 2 GPUs visible") != NULL);
+        CHECK(strstr(qw_error_msg(), "--share-gpus") != NULL);
+        /* shared: round robin */
+        CHECK(qw_launch_gpu(&l, 2, 1, &dev) == 0 && dev == i % 2);
+    }
+    /* the count on the node unknown: refused where the local rank has no GPU */
+    qw_launch third = {"PMIx (PMIX_RANK)", 2, 0, 2, 0};
+    CHECK(qw_launch_gpu(&third, 3, 0, &dev) == 0 && dev == 2);
+    CHECK(qw_launch_gpu(&third, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "local rank 2 (at least 3 ranks on this node) but 2 GPUs visible") != NULL);
+    /* the place on the node unknown */
+    qw_launch lost = {"PMIx (PMIX_RANK)", 1, 0, -1, 0};
+    CHECK(qw_launch_gpu(&lost, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "place on this node is unknown") != NULL);
+    CHECK(qw_launch_gpu(&lost, 2, 1, &dev) == 0 && dev == 0);
+    /* CUDA_VISIBLE_DEVICES has already narrowed the count; the message shows it */
+    setenv("CUDA_VISIBLE_DEVICES", "2,3", 1);
+    qw_launch l3 = {"PMI", 2, 3, 2, 3};
+    CHECK(qw_launch_gpu(&l3, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "3 ranks on this node but 2 GPUs visible (CUDA_VISIBLE_DEVICES=2,3)") != NULL);
+    qw_launch l1 = {"PMI", 1, 3, 1, 2};
+    CHECK(qw_launch_gpu(&l1, 2, 0, &dev) == 0 && dev == 1);
+    CHECK(qw_launch_gpu(&l1, 0, 1, &dev) == QW_EXIT_FAIL);
+    if (cvd) setenv("CUDA_VISIBLE_DEVICES", cvd, 1), free(cvd);
+    else unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
+/* detection and choice together: Hydra's rank 1 of 2 on a node with 2 GPUs */
+TEST(gpu_from_launcher_environment)
+{
+    for (int i = 0; i < NV; i++) saved[i] = getenv(launch_vars[i]) ? strdup(getenv(launch_vars[i])) : NULL;
+    qw_launch l;
+    int dev = -1;
+    CHECK(detect("PMI_RANK=3 PMI_SIZE=4 MPI_LOCALRANKID=1 MPI_LOCALNRANKS=2", &l) == 0);
+    CHECK(qw_launch_gpu(&l, 2, 0, &dev) == 0 && dev == 1);
+    CHECK(detect("SLURM_STEP_ID=0 SLURM_PROCID=5 SLURM_NTASKS=6 SLURM_LOCALID=2 SLURM_STEP_TASKS_PER_NODE=3(x2) "
+                 "SLURM_NODEID=1", &l) == 0);
+    CHECK(qw_launch_gpu(&l, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "3 ranks on this node but 2 GPUs visible") != NULL);
+    CHECK(qw_launch_gpu(&l, 4, 0, &dev) == 0 && dev == 2);
+    env_clear();
+    for (int i = 0; i < NV; i++)
+        if (saved[i]) setenv(launch_vars[i], saved[i], 1), free(saved[i]);
+}
+
 int main(void)
 {
     if (qw_comm_init(&world) != 0) {
@@ -200,6 +264,8 @@ int main(void)
     RUN(split_by_parity);
     RUN(bad_arguments);
     RUN(launchers_detected);
+    RUN(gpu_per_local_rank);
+    RUN(gpu_from_launcher_environment);
     int st = qwtest_finish();
     if (qw_comm_finalize(world) != 0) st = 1;
     return st;

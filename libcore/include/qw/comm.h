@@ -61,6 +61,18 @@ typedef struct {
 } qw_launch;
 int qw_launch_detect(qw_launch *out);
 
+/* The GPU for a rank at l: device l->local_rank among the n_visible
+ * devices CUDA sees.  CUDA has applied CUDA_VISIBLE_DEVICES to them
+ * (device i is the i-th listed), so ranks on a node restricted to
+ * CUDA_VISIBLE_DEVICES=2,3 use GPUs 2 and 3.  One GPU per rank: more ranks
+ * on the node than visible devices (or an unknown place on the node) is
+ * QW_EXIT_USAGE with a message naming both counts, unless share (the
+ * --share-gpus option), which puts rank i on device i mod n_visible
+ * (device 0 when the place is unknown).  No visible GPU: QW_EXIT_FAIL.
+ * Plain C; the backend calls it and sets the device before any CUDA
+ * allocation (qw_backend_select). */
+int qw_launch_gpu(const qw_launch *l, int n_visible, int share, int *dev);
+
 /* The world communicator: "mpi" under an MPI launcher, else "single". */
 int qw_comm_init(qw_comm **out);
 /* The same with the implementation named: "auto" (as qw_comm_init),
