@@ -2,7 +2,7 @@
 #
 # Included by pipelines/demo.mk (tiny, CPU) and pipelines/qwen3.mk (real
 # sizes); they set the variables below.  Every stage starts from the
-# previous stage's final checkpoint; context length, RoPE base, data and
+# previous stage's latest checkpoint; context length, RoPE base, data and
 # schedule are settings here, not code.
 #
 #   S1  general text, 4k context: warmup + cosine (or WSD) over most tokens
