@@ -4,9 +4,14 @@
 #include <string.h>
 
 #include "qw/cli.h"
+#include "qw/comm.h"
 #ifdef QW_HAVE_CUDA
 #include "../kernels/cuda/qwcuda.h"
 #endif
+
+static int share_gpus;
+
+void qw_backend_share_gpus(int on) { share_gpus = on; }
 
 int qw_backend_select(const char *device, const char *precision, int threads, int deterministic,
                       const qw_ops **out)
@@ -17,6 +22,14 @@ int qw_backend_select(const char *device, const char *precision, int threads, in
         return qw_error(QW_EXIT_USAGE, "--precision: '%s' is not fp32 or bf16", precision);
     int cuda = device && !strcmp(device, "cuda");
 #ifdef QW_HAVE_CUDA
+    /* one GPU per rank of the node, fixed before CUDA makes a context */
+    int n_gpus = (!device || cuda) ? qw_cuda_device_count() : 0;
+    if (n_gpus > 0) {
+        qw_launch l;
+        int dev;
+        if (qw_launch_detect(&l) || qw_launch_gpu(&l, n_gpus, share_gpus, &dev)) return qw_error_status();
+        if (qw_cuda_set_device(dev)) return qw_error(QW_EXIT_FAIL, "GPU %d: another GPU is already in use", dev);
+    }
     if (!device) cuda = qw_ops_cuda() != NULL;
 #endif
     int bf16 = precision ? !strcmp(precision, "bf16") : cuda;

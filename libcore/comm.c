@@ -1,6 +1,7 @@
 /* comm.c — collectives: single process and MPI (CPU buffers). */
 #include "qw/comm.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -28,7 +29,132 @@ static int mpi_fail(const char *op, int rc)
 }
 #define MPI_TRY(op, call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) return mpi_fail(op, rc_); } while (0)
 
-static int launched_by_mpi(void) { return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK"); }
+/* ---- the launcher's view, from the environment ---- */
+
+/* *v ← the integer in variable name; 1 if set, 0 if unset, -1 (with an
+ * error) if set but not an integer in [lo, INT_MAX] */
+static int env_int(const char *name, int lo, int *v)
+{
+    const char *s = getenv(name);
+    if (!s) return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || errno || x < lo || x > INT_MAX) {
+        qw_error(QW_EXIT_FAIL, "'%s': '%s' is not an integer of at least %d (launcher environment)", name, s, lo);
+        return -1;
+    }
+    *v = (int)x;
+    return 1;
+}
+
+/* Slurm's per-node task counts, "2(x3),1": the count of node `node` */
+static int slurm_node_tasks(const char *s, int node)
+{
+    int at = 0;
+    while (*s) {
+        char *end;
+        long n = strtol(s, &end, 10), k = 1;
+        if (end == s || n < 0) return 0;
+        s = end;
+        if (!strncmp(s, "(x", 2)) {
+            k = strtol(s + 2, &end, 10);
+            if (end == s + 2 || *end != ')' || k < 1) return 0;
+            s = end + 1;
+        }
+        if (node < at + k) return n > INT_MAX ? 0 : (int)n;
+        at += (int)k;
+        if (*s == ',') s++;
+        else if (*s) return 0;
+    }
+    return 0;
+}
+
+int qw_launch_detect(qw_launch *l)
+{
+    memset(l, 0, sizeof *l);
+    l->local_rank = -1;
+    int r = 0, n = 0, a, b;
+    const char *srun = getenv("SLURM_STEP_ID") ? "SLURM_NTASKS" : NULL;   /* inside srun, not a batch script */
+    if ((a = env_int("OMPI_COMM_WORLD_RANK", 0, &r)) < 0 || (b = env_int("OMPI_COMM_WORLD_SIZE", 1, &n)) < 0) return QW_EXIT_FAIL;
+    if (a && b) l->launcher = "Open MPI (OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE)";
+    if (!l->launcher) {
+        if ((a = env_int("PMI_RANK", 0, &r)) < 0 || (b = env_int("PMI_SIZE", 1, &n)) < 0) return QW_EXIT_FAIL;
+        if (a && b) l->launcher = "PMI (MPICH, Intel MPI or srun --mpi=pmi2: PMI_RANK, PMI_SIZE)";
+    }
+    if (!l->launcher) {
+        if ((a = env_int("PMIX_RANK", 0, &r)) < 0 || (srun && env_int(srun, 1, &n) < 0)) return QW_EXIT_FAIL;
+        if (a) l->launcher = srun ? "PMIx (PMIX_RANK, SLURM_NTASKS)" : "PMIx (PMIX_RANK)";
+        if (a && !srun) n = 0;   /* PMIx does not put the size in the environment */
+    }
+    if (!l->launcher && srun) {
+        if ((a = env_int("SLURM_PROCID", 0, &r)) < 0 || (b = env_int(srun, 1, &n)) < 0) return QW_EXIT_FAIL;
+        if (a && b) l->launcher = "srun (SLURM_PROCID, SLURM_NTASKS)";
+    }
+    if (!l->launcher) {
+        l->size = 1;
+        l->local_rank = 0;
+        l->local_size = 1;
+        return 0;
+    }
+    if (n && r >= n)
+        return qw_error(QW_EXIT_FAIL, "launcher environment: rank %d of %d ranks (%s)", r, n, l->launcher);
+    l->rank = r;
+    l->size = n;
+    /* the rank and the count on this node, from whichever launcher says */
+    static const char *const lr[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK", "SLURM_LOCALID"};
+    static const char *const ls[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"};
+    for (size_t i = 0; i < sizeof lr / sizeof *lr && l->local_rank < 0; i++)
+        if ((a = env_int(lr[i], 0, &l->local_rank)) < 0) return QW_EXIT_FAIL;
+    for (size_t i = 0; i < sizeof ls / sizeof *ls && !l->local_size; i++)
+        if ((a = env_int(ls[i], 1, &l->local_size)) < 0) return QW_EXIT_FAIL;
+    const char *per_node = getenv("SLURM_STEP_TASKS_PER_NODE");
+    int node;
+    if (!l->local_size && srun && per_node && env_int("SLURM_NODEID", 0, &node) > 0)
+        l->local_size = slurm_node_tasks(per_node, node);
+    if (l->local_rank < 0 && l->size == 1) l->local_rank = 0;
+    if (!l->local_size && l->size == 1) l->local_size = 1;
+    if (l->local_size && l->local_rank >= l->local_size)
+        return qw_error(QW_EXIT_FAIL, "launcher environment: local rank %d of %d ranks on this node (%s)",
+                        l->local_rank, l->local_size, l->launcher);
+    return 0;
+}
+
+int qw_launch_gpu(const qw_launch *l, int n_visible, int share, int *dev)
+{
+    *dev = 0;
+    if (n_visible < 1) return qw_error(QW_EXIT_FAIL, "no GPU visible");
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    char vis[160];
+    snprintf(vis, sizeof vis, "%d GPU%s visible%s%.100s%s", n_visible, n_visible > 1 ? "s" : "",
+             cvd ? " (CUDA_VISIBLE_DEVICES=" : "", cvd ? cvd : "", cvd ? ")" : "");
+    if (l->local_rank < 0) {
+        if (share) return 0;
+        return qw_error(QW_EXIT_USAGE, "rank %d: its place on this node is unknown (%s sets none of "
+                        "OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, PMIX_LOCAL_RANK, SLURM_LOCALID), so no GPU "
+                        "of the %s can be chosen for it; give --share-gpus to put every rank on GPU 0",
+                        l->rank, l->launcher ? l->launcher : "the launcher", vis);
+    }
+    int ranks = l->local_size > l->local_rank ? l->local_size : l->local_rank + 1;
+    if (ranks > n_visible && !share) {
+        if (l->local_size)
+            return qw_error(QW_EXIT_USAGE, "%d ranks on this node but %s: one GPU per rank; start at most %d "
+                            "ranks per node, or give --share-gpus to let ranks share GPUs",
+                            l->local_size, vis, n_visible);
+        return qw_error(QW_EXIT_USAGE, "local rank %d (at least %d ranks on this node) but %s: one GPU per rank; "
+                        "start at most %d ranks per node, or give --share-gpus to let ranks share GPUs",
+                        l->local_rank, ranks, vis, n_visible);
+    }
+    *dev = l->local_rank % n_visible;
+    return 0;
+}
+
+/* MPI for Open MPI and PMIx (as before, even for one rank), and for any
+ * launcher of more than one rank */
+static int use_mpi(const qw_launch *l)
+{
+    return l->launcher && (!strncmp(l->launcher, "Open MPI", 8) || !strncmp(l->launcher, "PMIx", 4) || l->size > 1);
+}
 
 int qw_comm_init(qw_comm **out) { return qw_comm_init_kind("auto", out); }
 
@@ -36,12 +162,16 @@ int qw_comm_init_kind(const char *k, qw_comm **out)
 {
     *out = NULL;
     int mpi;
-    if (!strcmp(k, "auto")) mpi = launched_by_mpi();
-    else if (!strcmp(k, "single")) mpi = 0;
-    else if (!strcmp(k, "mpi")) {
-        if (!launched_by_mpi()) return qw_error(QW_EXIT_USAGE, "'mpi': not started by mpirun or srun");
+    qw_launch l;
+    if (strcmp(k, "auto") && strcmp(k, "single") && strcmp(k, "mpi"))
+        return qw_error(QW_EXIT_USAGE, "'%s': unknown communicator (single, mpi, auto)", k);
+    if (!strcmp(k, "single")) mpi = 0;
+    else if (qw_launch_detect(&l)) return qw_error_status();
+    else if (!strcmp(k, "auto")) mpi = use_mpi(&l);
+    else {
+        if (!l.launcher) return qw_error(QW_EXIT_USAGE, "'mpi': not started by mpirun or srun");
         mpi = 1;
-    } else return qw_error(QW_EXIT_USAGE, "'%s': unknown communicator (single, mpi, auto)", k);
+    }
     qw_comm *c = qw_calloc(1, sizeof *c);
     c->size = 1;
     if (mpi) {
@@ -59,6 +189,18 @@ int qw_comm_init_kind(const char *k, qw_comm **out)
         c->mc = MPI_COMM_WORLD;
         MPI_Comm_rank(c->mc, &c->rank);
         MPI_Comm_size(c->mc, &c->size);
+        /* a launcher this MPI does not speak starts every process as rank
+         * 0 of 1: N copies of one run writing the same files */
+        int rank = c->rank, size = c->size;
+        if ((l.size && size != l.size) || rank != l.rank) {
+            MPI_Finalize();
+            free(c);
+            return qw_error(QW_EXIT_FAIL,
+                            "started as rank %d of %d by %s, but MPI counts rank %d of %d: this program's MPI "
+                            "library does not speak that launcher; start it with the mpirun of the MPI it was "
+                            "built with (or srun --mpi=pmix)",
+                            l.rank, l.size ? l.size : size, l.launcher, rank, size);
+        }
     }
     *out = c;
     return 0;

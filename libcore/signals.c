@@ -21,3 +21,5 @@ void qw_signals_install(void)
 }
 
 int qw_signals_stop(void) { return got; }
+
+int qw_signals_status(int sig) { return 128 + sig; }

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,6 +43,7 @@ typedef struct {
     const qw_train_opts *o;
     qw_comm *comm;
     int rank, size;
+    int stopped;         /* ended early by SIGINT/SIGTERM (after saving) */
     qw_params P, G, M, V;      /* on the backend once set up (host until then) */
     int have_params;
     float *host_grads;         /* several ranks: the gradients staged for the allreduce */
@@ -389,7 +391,12 @@ static int train_loop(run *r, long start_step, long long tokens)
             if ((rc = save(r, step + 1, tokens))) break;
         }
         if (stop > 0) {
-            if (r->rank == 0 && !o->quiet) qw_warn("stopped by a signal after step %ld", step + 1);
+            /* saved, but unfinished: exit as a killed program would, so
+             * that make and job scripts do not take the run for done */
+            int sig = qw_signals_stop() ? qw_signals_stop() : SIGTERM;
+            r->stopped = 1;
+            rc = qw_error(qw_signals_status(sig), "stopped by %s after step %ld of %ld; continue with --resume '%s'",
+                          sig == SIGINT ? "SIGINT" : "SIGTERM", step + 1, o->steps, o->out ? o->out : "DIR");
             break;
         }
     }
@@ -524,7 +531,7 @@ int qw_train_run(const qw_train_opts *o)
     run_free(&r);
     /* A failure on one rank must not leave the others waiting in a
      * collective: exit without finalizing, which makes mpirun end the job. */
-    if (rc && r.size > 1) {
+    if (rc && r.size > 1 && !r.stopped) {
         qw_warn("rank %d: %s", r.rank, qw_error_msg());
         exit(rc);
     }

@@ -69,7 +69,7 @@ TRAIN_OPTS = --threads $(THREADS) --eval-rows 64 -q
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/latest)
+all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/done)
 	$(PY) pipelines/demo_report.py --out $(OUT) --models "$(MODELS)"
 
 report:

@@ -10,7 +10,8 @@
 #   S3  long context: longer rows, RoPE base raised (ABF), YaRN available
 #
 # Inputs: $(OUT)/data/s1 s2 s3 (qw-pack directories), $(TOKENIZER).
-# Outputs: $(OUT)/ckpt/$(MODEL)/s1 s2 s3, $(OUT)/logs/$(MODEL)-sN.jsonl,
+# Outputs: $(OUT)/ckpt/$(MODEL)/s1 s2 s3 (each with a marker file `done`
+# once finished), $(OUT)/logs/$(MODEL)-sN.jsonl,
 # TensorBoard files under $(OUT)/tb/$(MODEL)-sN.
 
 QW_BIN    ?= bin
@@ -48,21 +49,33 @@ S3_EXTRA ?=
 EVAL_EVERY ?= 100
 SAVE_EVERY ?= 1000
 
+# A stage is finished when $(OUT)/ckpt/MODEL/sN/done exists: it is written
+# after qw-pretrain exits 0, which it does only after its last step, and the
+# next stage depends on it, so it never starts from a partial checkpoint.
+# A stage interrupted by SIGINT or SIGTERM (qw-pretrain saves and exits 130
+# or 143) or killed has a checkpoint but no marker: running make again
+# resumes it from its latest checkpoint (qw-pretrain --resume, the same
+# settings) and, on the CPU, ends with the same bits as an uninterrupted
+# run.  A stage without a checkpoint, or a finished one that make rebuilds
+# because its inputs changed, starts afresh.
+#
 # $(call stage,MODEL,N,FROM-OPTION,T,BATCH,STEPS,LR,WARMUP,SCHED,EXTRA)
 define stage
 	@mkdir -p $(OUT)/logs $(OUT)/ckpt/$(1) $(OUT)/tb
-	rm -rf $(OUT)/logs/$(1)-s$(2).jsonl $(OUT)/ckpt/$(1)/s$(2) $(OUT)/tb/$(1)-s$(2)
-	$(MPIRUN) $(QW)qw-pretrain $(3) --data $(OUT)/data/s$(2) --tokenizer $(TOKENIZER) \
+	if [ ! -e $@ ] && [ -e $(@D)/latest ]; then from="--resume $(@D)"; \
+	else rm -rf $(OUT)/logs/$(1)-s$(2).jsonl $(@D) $(OUT)/tb/$(1)-s$(2); from="$(3)"; fi; \
+	$(MPIRUN) $(QW)qw-pretrain $$from --data $(OUT)/data/s$(2) --tokenizer $(TOKENIZER) \
 	    -T $(4) --batch-tokens $(5) --steps $(6) --lr $(7) --warmup $(8) $(9) $(10) \
 	    --eval-every $(EVAL_EVERY) --save-every $(SAVE_EVERY) --keep-last 1 \
-	    --out $(OUT)/ckpt/$(1)/s$(2) --log $(OUT)/logs/$(1)-s$(2).jsonl --tensorboard $(OUT)/tb/$(1)-s$(2) $(TRAIN_OPTS)
+	    --out $(@D) --log $(OUT)/logs/$(1)-s$(2).jsonl --tensorboard $(OUT)/tb/$(1)-s$(2) $(TRAIN_OPTS)
+	touch $@
 endef
 
-$(OUT)/ckpt/%/s1/latest: $(OUT)/data/s1/index.json
+$(OUT)/ckpt/%/s1/done: $(OUT)/data/s1/index.json
 	$(call stage,$*,1,--config $(CONFIG_$*),$(S1_T),$(S1_BATCH),$(S1_STEPS),$(S1_LR),$(S1_WARMUP),$(S1_SCHED),$(S1_EXTRA))
 
-$(OUT)/ckpt/%/s2/latest: $(OUT)/ckpt/%/s1/latest $(OUT)/data/s2/index.json
+$(OUT)/ckpt/%/s2/done: $(OUT)/ckpt/%/s1/done $(OUT)/data/s2/index.json
 	$(call stage,$*,2,--model $(OUT)/ckpt/$*/s1,$(S2_T),$(S2_BATCH),$(S2_STEPS),$(S2_LR),$(S2_WARMUP),$(S2_SCHED),$(S2_EXTRA))
 
-$(OUT)/ckpt/%/s3/latest: $(OUT)/ckpt/%/s2/latest $(OUT)/data/s3/index.json
+$(OUT)/ckpt/%/s3/done: $(OUT)/ckpt/%/s2/done $(OUT)/data/s3/index.json
 	$(call stage,$*,3,--model $(OUT)/ckpt/$*/s2 $(if $(S3_THETA),--rope-theta $(S3_THETA)),$(S3_T),$(S3_BATCH),$(S3_STEPS),$(S3_LR),$(S3_WARMUP),$(S3_SCHED),$(S3_EXTRA))

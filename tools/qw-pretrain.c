@@ -15,7 +15,7 @@ int main(int argc, char **argv)
     qw_strlist data = {0};
     const char *schedule = "cosine", *decay_shape = "linear";
     long long steps = 0, warmup = 0, save_every = 0, eval_every = 0, eval_rows = 0, batch_tokens = 0;
-    int seq_len = 0, deterministic = 0;
+    int seq_len = 0, deterministic = 0, share_gpus = 0;
     const char *precision = NULL;
     double lr = o.sched.lr;
     const qw_opt opts[] = {
@@ -58,6 +58,7 @@ int main(int argc, char **argv)
         {"precision", 0, QW_OPT_STR, &precision, "fp32|bf16", "activation precision (default: bf16 on cuda, fp32 on cpu)"},
         {"deterministic", 0, QW_OPT_FLAG, &deterministic, NULL, "bit-identical results run to run (may be slower on cuda)"},
         {"recompute", 0, QW_OPT_FLAG, &o.recompute, NULL, "recompute norms and dense-MLP activations in the backward (less memory)"},
+        {"share-gpus", 0, QW_OPT_FLAG, &share_gpus, NULL, "let ranks of a node share GPUs (default: one GPU per rank, the node-local rank's)"},
         QW_COMMON_OPTS,
         {0},
     };
@@ -65,7 +66,8 @@ int main(int argc, char **argv)
         "qw-pretrain", "(--config FILE | --model DIR | --resume DIR) --data PATH -T T --batch-tokens N --steps N --out DIR [options]",
         "Train a Qwen3 model (dense or MoE) on packed shards from qw-pack: AdamW, warmup-cosine or WSD,\n"
         "gradient accumulation, clipping, validation, checkpoints that resume exactly.  Under mpirun,\n"
-        "ranks split every global batch (data parallel).",
+        "ranks split every global batch (data parallel).  SIGINT or SIGTERM saves a checkpoint and exits\n"
+        "130 or 143 (unfinished: continue with --resume).",
         opts,
     };
     if (argc == 1) {   /* nothing asked: the usage, as every program without input does */
@@ -97,6 +99,7 @@ int main(int argc, char **argv)
     o.seed = (uint64_t)qw_common_opts.seed;
     o.quiet = qw_common_opts.quiet;
     if (qw_sched_check(&o.sched)) qw_die_last();
+    qw_backend_share_gpus(share_gpus);
     if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, deterministic, &o.ops)) qw_die_last();
     if (qw_train_run(&o)) qw_die_last();
     free(data.items);

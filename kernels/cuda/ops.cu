@@ -166,11 +166,33 @@ static void fill(qw_ops *t, const char *name, size_t act_size)
     qw_cuda_fill_optim(t);
 }
 
-/* The first GPU, checked once: present, sm_90 (what this build targets),
- * cuBLAS usable. */
+/* ---- the device: chosen (qw_cuda_set_device) before anything touches it ---- */
+
+static int device;     /* the process's GPU, an index among the visible ones */
+static int state;      /* 0 untried, 1 ready, -1 unusable */
+
+extern "C" int qw_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int qw_cuda_set_device(int dev)
+{
+    if (state) return dev == device ? 0 : -1;   /* too late: the context exists */
+    device = dev;
+    return 0;
+}
+
+/* The chosen GPU (default 0), checked once: present, sm_90 (what this
+ * build targets), cuBLAS usable.  cudaSetDevice comes before the first
+ * allocation and the cuBLAS handles, so the context is made on it. */
 static bool ready(void)
 {
-    static int state;   /* 0 untried, 1 ready, -1 unusable */
     static char reason[512];
     if (state) return state > 0;
     state = -1;
@@ -181,15 +203,22 @@ static bool ready(void)
         cudaGetLastError();
         return false;
     }
+    if (device >= n || cudaSetDevice(device) != cudaSuccess) {
+        snprintf(reason, sizeof reason, "cannot use GPU %d of the %d visible", device, n);
+        why = reason;
+        cudaGetLastError();
+        return false;
+    }
     cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) {
-        why = "cannot read the properties of GPU 0";
+    if (cudaGetDeviceProperties(&p, device) != cudaSuccess) {
+        snprintf(reason, sizeof reason, "cannot read the properties of GPU %d", device);
+        why = reason;
         cudaGetLastError();
         return false;
     }
     if (p.major != 9 || p.minor != 0) {
-        snprintf(reason, sizeof reason, "GPU 0 ('%s') is sm_%d%d; this build supports sm_90 (Hopper) only", p.name,
-                 p.major, p.minor);
+        snprintf(reason, sizeof reason, "GPU %d ('%s') is sm_%d%d; this build supports sm_90 (Hopper) only", device,
+                 p.name, p.major, p.minor);
         why = reason;
         return false;
     }

@@ -26,6 +26,16 @@ extern "C" {
 /* Why qw_ops_cuda() returned NULL (static string; "" when it did not). */
 const char *qw_cuda_why(void);
 
+/* The number of GPUs this process sees (CUDA_VISIBLE_DEVICES applied;
+ * 0 when there are none or the driver fails).  Makes no context. */
+int qw_cuda_device_count(void);
+/* Use visible device dev (default 0): call before the first
+ * qw_ops_cuda() or qw_ops_cuda_fp32(), which make the context on it
+ * (cudaSetDevice) before any allocation.  0, or -1 when the device is
+ * already fixed to another.  qw_backend_select calls it with the rank's
+ * GPU (qw_launch_gpu in qw/comm.h). */
+int qw_cuda_set_device(int dev);
+
 /* C = alpha·op(A)·op(B) + beta·C, row-major as qw_ops.gemm, with A and B
  * bf16, fp32 accumulation (cuBLASLt, tensor cores), and C fp32 when c_fp32
  * else bf16. */

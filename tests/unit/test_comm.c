@@ -8,6 +8,8 @@
 #include "qw/comm.h"
 
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 
 static qw_comm *world;
 static int R, N;
@@ -106,6 +108,147 @@ TEST(bad_arguments)
     CHECK(qw_comm_finalize(c) == 0);
 }
 
+/* ---- launcher detection: each launcher's environment, simulated ---- */
+
+static const char *const launch_vars[] = {
+    "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "PMIX_RANK", "PMIX_LOCAL_RANK",
+    "PMIX_LOCAL_SIZE", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+    "SLURM_STEP_TASKS_PER_NODE", "SLURM_NODEID",
+};
+enum { NV = sizeof launch_vars / sizeof *launch_vars };
+static char *saved[NV];
+
+static void env_clear(void)
+{
+    for (int i = 0; i < NV; i++) unsetenv(launch_vars[i]);
+}
+
+/* env_set("A=1 B=2"): a clean launcher environment with these variables */
+static void env_set(const char *assignments)
+{
+    env_clear();
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", assignments);
+    for (char *t = strtok(buf, " "); t; t = strtok(NULL, " ")) {
+        char *eq = strchr(t, '=');
+        *eq = 0;
+        setenv(t, eq + 1, 1);
+    }
+}
+
+/* detect in environment `e`: 0 and the fields, or the error status */
+static int detect(const char *e, qw_launch *l)
+{
+    env_set(e);
+    return qw_launch_detect(l);
+}
+
+#define LAUNCH(e, name, r, n, lr, ln)                                                     \
+    do {                                                                                   \
+        qw_launch l_;                                                                      \
+        CHECK(detect(e, &l_) == 0);                                                        \
+        CHECK(l_.launcher != NULL && strstr(l_.launcher, name) != NULL);                   \
+        CHECK(l_.rank == (r) && l_.size == (n) && l_.local_rank == (lr) && l_.local_size == (ln)); \
+    } while (0)
+
+TEST(launchers_detected)
+{
+    for (int i = 0; i < NV; i++) saved[i] = getenv(launch_vars[i]) ? strdup(getenv(launch_vars[i])) : NULL;
+    qw_launch l;
+    CHECK(detect("", &l) == 0);
+    CHECK(l.launcher == NULL && l.rank == 0 && l.size == 1 && l.local_rank == 0 && l.local_size == 1);
+    LAUNCH("OMPI_COMM_WORLD_RANK=3 OMPI_COMM_WORLD_SIZE=4 OMPI_COMM_WORLD_LOCAL_RANK=1 OMPI_COMM_WORLD_LOCAL_SIZE=2 "
+           "PMIX_RANK=3", "Open MPI", 3, 4, 1, 2);
+    /* MPICH / Hydra */
+    LAUNCH("PMI_RANK=5 PMI_SIZE=8 MPI_LOCALRANKID=1 MPI_LOCALNRANKS=4", "PMI", 5, 8, 1, 4);
+    /* srun --mpi=pmi2: PMI_* and Slurm's own, per-node counts "3(x2),2" */
+    LAUNCH("PMI_RANK=7 PMI_SIZE=8 SLURM_STEP_ID=0 SLURM_PROCID=7 SLURM_NTASKS=8 SLURM_LOCALID=1 "
+           "SLURM_STEP_TASKS_PER_NODE=3(x2),2 SLURM_NODEID=2", "PMI", 7, 8, 1, 2);
+    LAUNCH("SLURM_STEP_ID=0 SLURM_PROCID=4 SLURM_NTASKS=6 SLURM_LOCALID=1 SLURM_STEP_TASKS_PER_NODE=3(x2) "
+           "SLURM_NODEID=1", "srun", 4, 6, 1, 3);
+    LAUNCH("SLURM_STEP_ID=0 SLURM_PROCID=2 SLURM_NTASKS=3 SLURM_LOCALID=0 SLURM_STEP_TASKS_PER_NODE=1,2 "
+           "SLURM_NODEID=1 PMIX_RANK=2", "PMIx", 2, 3, 0, 2);
+    /* PMIx alone: no size in the environment */
+    LAUNCH("PMIX_RANK=1", "PMIx", 1, 0, -1, 0);
+    /* a batch script outside srun is not a launch */
+    CHECK(detect("SLURM_PROCID=0 SLURM_NTASKS=4", &l) == 0 && l.launcher == NULL && l.size == 1);
+    /* malformed or out of range: the message names the variable */
+    CHECK(detect("PMI_RANK=0 PMI_SIZE=two", &l) == QW_EXIT_FAIL);
+    CHECK(strstr(qw_error_msg(), "'PMI_SIZE'") != NULL);
+    CHECK(detect("PMI_RANK=2 PMI_SIZE=2", &l) == QW_EXIT_FAIL);
+    CHECK(detect("OMPI_COMM_WORLD_RANK=-1 OMPI_COMM_WORLD_SIZE=2", &l) == QW_EXIT_FAIL);
+    CHECK(detect("PMI_RANK=1 PMI_SIZE=2 MPI_LOCALRANKID=2 MPI_LOCALNRANKS=2", &l) == QW_EXIT_FAIL);
+    CHECK(strstr(qw_error_msg(), "local rank 2 of 2") != NULL);
+    env_clear();
+    for (int i = 0; i < NV; i++)
+        if (saved[i]) setenv(launch_vars[i], saved[i], 1), free(saved[i]);
+}
+
+/* the GPU of a rank: its local rank among the visible devices, one GPU per
+ * rank unless shared */
+TEST(gpu_per_local_rank)
+{
+    char *cvd = getenv("CUDA_VISIBLE_DEVICES") ? strdup(getenv("CUDA_VISIBLE_DEVICES")) : NULL;
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    int dev = -1;
+    qw_launch alone = {NULL, 0, 1, 0, 1};
+    CHECK(qw_launch_gpu(&alone, 8, 0, &dev) == 0 && dev == 0);
+    /* 4 ranks on each node of a 2-node run, on 4 or 8 visible GPUs */
+    for (int i = 0; i < 4; i++) {
+        qw_launch l = {"Open MPI", 4 + i, 8, i, 4};
+        CHECK(qw_launch_gpu(&l, 4, 0, &dev) == 0 && dev == i);
+        CHECK(qw_launch_gpu(&l, 8, 0, &dev) == 0 && dev == i);
+    }
+    /* 4 ranks on 2 GPUs: refused on every rank, naming both counts */
+    for (int i = 0; i < 4; i++) {
+        qw_launch l = {"Open MPI", i, 4, i, 4};
+        CHECK(qw_launch_gpu(&l, 2, 0, &dev) == QW_EXIT_USAGE);
+        CHECK(strstr(qw_error_msg(), "4 ranks on this node but 2 GPUs visible") != NULL);
+        CHECK(strstr(qw_error_msg(), "--share-gpus") != NULL);
+        /* shared: round robin */
+        CHECK(qw_launch_gpu(&l, 2, 1, &dev) == 0 && dev == i % 2);
+    }
+    /* the count on the node unknown: refused where the local rank has no GPU */
+    qw_launch third = {"PMIx (PMIX_RANK)", 2, 0, 2, 0};
+    CHECK(qw_launch_gpu(&third, 3, 0, &dev) == 0 && dev == 2);
+    CHECK(qw_launch_gpu(&third, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "local rank 2 (at least 3 ranks on this node) but 2 GPUs visible") != NULL);
+    /* the place on the node unknown */
+    qw_launch lost = {"PMIx (PMIX_RANK)", 1, 0, -1, 0};
+    CHECK(qw_launch_gpu(&lost, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "place on this node is unknown") != NULL);
+    CHECK(qw_launch_gpu(&lost, 2, 1, &dev) == 0 && dev == 0);
+    /* CUDA_VISIBLE_DEVICES has already narrowed the count; the message shows it */
+    setenv("CUDA_VISIBLE_DEVICES", "2,3", 1);
+    qw_launch l3 = {"PMI", 2, 3, 2, 3};
+    CHECK(qw_launch_gpu(&l3, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "3 ranks on this node but 2 GPUs visible (CUDA_VISIBLE_DEVICES=2,3)") != NULL);
+    qw_launch l1 = {"PMI", 1, 3, 1, 2};
+    CHECK(qw_launch_gpu(&l1, 2, 0, &dev) == 0 && dev == 1);
+    CHECK(qw_launch_gpu(&l1, 0, 1, &dev) == QW_EXIT_FAIL);
+    if (cvd) setenv("CUDA_VISIBLE_DEVICES", cvd, 1), free(cvd);
+    else unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
+/* detection and choice together: Hydra's rank 1 of 2 on a node with 2 GPUs */
+TEST(gpu_from_launcher_environment)
+{
+    for (int i = 0; i < NV; i++) saved[i] = getenv(launch_vars[i]) ? strdup(getenv(launch_vars[i])) : NULL;
+    qw_launch l;
+    int dev = -1;
+    CHECK(detect("PMI_RANK=3 PMI_SIZE=4 MPI_LOCALRANKID=1 MPI_LOCALNRANKS=2", &l) == 0);
+    CHECK(qw_launch_gpu(&l, 2, 0, &dev) == 0 && dev == 1);
+    CHECK(detect("SLURM_STEP_ID=0 SLURM_PROCID=5 SLURM_NTASKS=6 SLURM_LOCALID=2 SLURM_STEP_TASKS_PER_NODE=3(x2) "
+                 "SLURM_NODEID=1", &l) == 0);
+    CHECK(qw_launch_gpu(&l, 2, 0, &dev) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "3 ranks on this node but 2 GPUs visible") != NULL);
+    CHECK(qw_launch_gpu(&l, 4, 0, &dev) == 0 && dev == 2);
+    env_clear();
+    for (int i = 0; i < NV; i++)
+        if (saved[i]) setenv(launch_vars[i], saved[i], 1), free(saved[i]);
+}
+
 int main(void)
 {
     if (qw_comm_init(&world) != 0) {
@@ -120,6 +263,9 @@ int main(void)
     RUN(collectives_in_pieces);
     RUN(split_by_parity);
     RUN(bad_arguments);
+    RUN(launchers_detected);
+    RUN(gpu_per_local_rank);
+    RUN(gpu_from_launcher_environment);
     int st = qwtest_finish();
     if (qw_comm_finalize(world) != 0) st = 1;
     return st;

@@ -1,5 +1,6 @@
 /* test_signals.c — SIGTERM/SIGINT are recorded once, then take the default
- * action (checked in a child, which a second signal must kill). */
+ * action (checked in a child, which a second signal must kill); a stopped
+ * run's status is 128 + the signal. */
 #include "qwtest.h"
 #include "qw/signals.h"
 
@@ -34,9 +35,17 @@ TEST(second_signal_kills)
     CHECK(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGINT);
 }
 
+/* a stopped run exits as a program killed by the signal would */
+TEST(stop_status)
+{
+    CHECK(qw_signals_status(SIGINT) == 130);
+    CHECK(qw_signals_status(SIGTERM) == 143);
+}
+
 int main(void)
 {
     RUN(first_signal_is_recorded);
     RUN(second_signal_kills);
+    RUN(stop_status);
     return qwtest_finish();
 }

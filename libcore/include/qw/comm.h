@@ -2,12 +2,17 @@
  *
  * One interface, several implementations chosen at init:
  *   single  one process: rank 0 of 1; collectives are copies or no-ops.
- *   mpi     Open MPI over CPU buffers (MPI_COMM_WORLD or a split of it).
+ *   mpi     MPI over CPU buffers (MPI_COMM_WORLD or a split of it).
  * (NCCL for GPU buffers will be a third, behind the same calls.)
  *
- * qw_comm_init picks mpi when the process was started by mpirun or srun
- * (OMPI_COMM_WORLD_SIZE or PMIX_RANK in the environment) and single
- * otherwise, so every program runs unchanged alone or under mpirun.  MPI is
+ * qw_comm_init picks mpi when the process was started by a launcher
+ * (qw_launch_detect: Open MPI's mpirun, PMIx, or more than one rank by
+ * MPICH/Hydra, srun) and single otherwise, so every program runs unchanged
+ * alone or under mpirun.  If MPI then counts other ranks than the
+ * launcher's environment says (a launcher that this build's MPI library
+ * does not speak starts every process as rank 0 of 1, all writing the
+ * same files), init stops with QW_EXIT_FAIL and a message naming both,
+ * before the caller writes anything.  MPI is
  * initialised with MPI_THREAD_FUNNELED: only the thread that called
  * qw_comm_init may call the collectives (OpenMP regions inside a rank are
  * fine).
@@ -30,6 +35,43 @@
 #include <stddef.h>
 
 typedef struct qw_comm qw_comm;
+
+/* Where the launcher put this process, read from the environment; the
+ * first launcher found wins:
+ *   Open MPI mpirun      OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE
+ *   PMI (MPICH/Hydra mpiexec, Intel MPI, srun --mpi=pmi2)
+ *                        PMI_RANK, PMI_SIZE
+ *   PMIx (srun --mpi=pmix, prterun)
+ *                        PMIX_RANK; the size from SLURM_NTASKS under srun,
+ *                        else unknown (0)
+ *   srun (any --mpi)     SLURM_PROCID, SLURM_NTASKS, when SLURM_STEP_ID is
+ *                        set (a batch script outside srun runs alone)
+ * The rank and count on this node come from the first of
+ * OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, PMIX_LOCAL_RANK,
+ * SLURM_LOCALID and of OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS,
+ * PMIX_LOCAL_SIZE, SLURM_STEP_TASKS_PER_NODE at SLURM_NODEID.
+ * No launcher: launcher NULL, rank 0 of 1, local rank 0 of 1.
+ * Errors: QW_EXIT_FAIL for a value that is not a number or a rank out of
+ * its range (the message names the variable). */
+typedef struct {
+    const char *launcher;      /* its name and the variables read; NULL: none */
+    int rank, size;            /* size 0: not told */
+    int local_rank;            /* on this node; -1: not told */
+    int local_size;            /* ranks on this node; 0: not told */
+} qw_launch;
+int qw_launch_detect(qw_launch *out);
+
+/* The GPU for a rank at l: device l->local_rank among the n_visible
+ * devices CUDA sees.  CUDA has applied CUDA_VISIBLE_DEVICES to them
+ * (device i is the i-th listed), so ranks on a node restricted to
+ * CUDA_VISIBLE_DEVICES=2,3 use GPUs 2 and 3.  One GPU per rank: more ranks
+ * on the node than visible devices (or an unknown place on the node) is
+ * QW_EXIT_USAGE with a message naming both counts, unless share (the
+ * --share-gpus option), which puts rank i on device i mod n_visible
+ * (device 0 when the place is unknown).  No visible GPU: QW_EXIT_FAIL.
+ * Plain C; the backend calls it and sets the device before any CUDA
+ * allocation (qw_backend_select). */
+int qw_launch_gpu(const qw_launch *l, int n_visible, int share, int *dev);
 
 /* The world communicator: "mpi" under an MPI launcher, else "single". */
 int qw_comm_init(qw_comm **out);

@@ -29,7 +29,8 @@
  * thread count and rank count, so N steps + resume + M steps reproduces
  * one run of N + M steps bit for bit on the CPU.
  *
- * Errors: 0 or QW_EXIT_* with a message (qw/cli.h).  Bad data (shards of
+ * Errors: 0 or QW_EXIT_* with a message (qw/cli.h); 128 + signal after a
+ * stop by SIGINT or SIGTERM (below).  Bad data (shards of
  * another tokenizer, a row length other than seq_len, a corrupt shard, a
  * checkpoint whose config differs from the run's) is QW_EXIT_DATA.
  */
@@ -86,8 +87,10 @@ typedef struct {
  * min_lr_ratio 0.1, lr 3e-4, clip 1.0, aux_coef −1, keep_last 3. */
 void qw_train_defaults(qw_train_opts *o);
 
-/* Run the loop to o->steps (or until SIGINT/SIGTERM, after which it saves a
- * checkpoint and returns 0).  Collective: every MPI rank calls it. */
+/* Run the loop to o->steps and return 0.  On SIGINT/SIGTERM it saves a
+ * checkpoint and returns qw_signals_status(sig) (130 or 143; qw/signals.h)
+ * with a message naming the step: the run is unfinished and resumes with
+ * --resume.  Collective: every MPI rank calls it. */
 int qw_train_run(const qw_train_opts *o);
 
 #endif
