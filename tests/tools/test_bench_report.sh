@@ -4,6 +4,7 @@
 # tests/bench/results: the ratios are those of the records, the chart has a
 # bar per result, and a later run in the same file replaces the earlier.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 4
 cd "$tmp" || exit 1
 report=$QW_SRCDIR/tests/bench/train_report.py
 res=$QW_SRCDIR/tests/bench/results/h200-2026-11-28.jsonl

@@ -14,6 +14,7 @@
 #     json.dumps of the same value, parsed from the case file by Python.
 # The cases where that replacement changed the text are listed as notes.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 106
 bin=$QW_SRCDIR/build/tests/test_chat
 dir=$QW_SRCDIR/tests/tools
 mkdir -p "$tmp/got" "$tmp/want"

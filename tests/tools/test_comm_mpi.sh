@@ -3,6 +3,7 @@
 # (more ranks than cores: oversubscribed).  Each rank prints
 # "comm mpi RANK SIZE" and its own PASS/FAIL lines.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 9
 
 prog=$QW_SRCDIR/build/tests/test_comm
 # Containers: allow root, oversubscribe, no CPU binding, the ob1 engine on

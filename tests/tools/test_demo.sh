@@ -3,6 +3,7 @@
 # BPE → streams → shards → three pretraining stages for a dense model and
 # its MoE twin → report.  Every stage must lower its validation loss.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 15
 
 expect_status "demo pipeline (smoke size)" 0 \
     make --no-print-directory -C "$QW_SRCDIR" -f pipelines/demo.mk DEMO_SIZE=smoke OUT="$tmp/demo" QW_BIN="$QW_BIN"

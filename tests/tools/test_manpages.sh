@@ -16,6 +16,7 @@
 # Lines without "$ " (output, pipelines needing a GPU or the network) are not
 # run; a page without runnable examples gets a NOTE line, not a failure.  Pages in man5 and man7 must have NAME, DESCRIPTION and SEE ALSO.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 30
 
 # The source lines of section $2 of page $1.
 section() {

@@ -3,6 +3,7 @@
 # bit; 2- and 4-rank MPI runs follow the 1-rank loss curve; checkpoints load
 # in qw-eval forward; bad input is exit 3 with a clear message.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 35
 cd "$tmp"
 
 cat >cfg.json <<'JSON'

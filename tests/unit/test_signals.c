@@ -36,6 +36,7 @@ TEST(second_signal_kills)
 
 int main(void)
 {
+    PLAN(2);
     RUN(first_signal_is_recorded);
     RUN(second_signal_kills);
     return qwtest_finish();

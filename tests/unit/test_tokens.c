@@ -324,6 +324,7 @@ TEST(describe_summarises)
 
 int main(void)
 {
+    PLAN(11);
     RUN(round_trip_widths_and_compression);
     RUN(frames_close_at_frame_tokens);
     RUN(concatenated_streams_are_a_stream);
