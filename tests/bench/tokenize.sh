@@ -61,12 +61,18 @@ printf '%-34s %8s %9s %8s %9s %s\n' what seconds 'MB/s' 'x HF' 'peak MB' ids
 printf '%-34s %8.2f %9s %8s %9s %s\n' "HF encodeBatch, 1 thread" "$hf_enc" "$(mbs "$bytes" "$hf_enc")" 1.00 - -
 printf '%-34s %8.2f %9s %8s %9s %s\n' "HF process, 1 thread" "$hf_wall" "$(mbs "$bytes" "$hf_wall")" \
     "$(python3 -c "print(f'{$hf_enc / $hf_wall:.2f}')")" "$((hf_rss / 1024))" -
+mismatch=()
 for run in "${runs[@]}"; do
     IFS='|' read -r what w r ids <<<"$run"
     same=differ
-    cmp -s "$ids" "$work/hf.ids" && same=identical
+    if cmp -s "$ids" "$work/hf.ids"; then same=identical; else mismatch+=("$what"); fi
     rss=$r; [ "$r" != '?' ] && rss=$((r / 1024))
     printf '%-34s %8.2f %9s %8s %9s %s\n' "$what" "$w" "$(mbs "$bytes" "$w")" \
         "$(python3 -c "print(f'{$hf_enc / $w:.2f}')")" "$rss" "$same"
 done
 echo "$((bytes / 1000000)) MB of text, $(nproc) cores" >&2
+# the timings mean nothing if the ids differ: fail
+if [ ${#mismatch[@]} -gt 0 ]; then
+    echo "tokenize.sh: ids differ from HF: ${mismatch[*]}" >&2
+    exit 1
+fi
