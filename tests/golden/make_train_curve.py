@@ -65,19 +65,8 @@ NO_DECAY_SUFFIXES = ("embed_tokens.weight", "layernorm.weight", "q_norm.weight",
 
 # ---- qw-pack(5) reader ----
 
-_CRC = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
-    _CRC.append(_c)
-
-
-def crc32c(b):
-    c = 0xFFFFFFFF
-    for x in b:
-        c = _CRC[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+from qw_tokens_ref import crc32c  # noqa: E402  (CRC-32C, qw-pack(5)'s checksum too)
 
 
 def read_shard(path):
