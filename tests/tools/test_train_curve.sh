@@ -80,30 +80,8 @@ for mb in 1 2 8; do
     check "micro-batch $mb follows the PyTorch curve" follows mb$mb.jsonl
 done
 
-# same_weights A B: two model.safetensors (F32) agree to 1e-4 of each tensor's largest |w|
-same_weights() {
-    python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k == "__metadata__":
-            continue
-        assert v["dtype"] == "F32", (k, v["dtype"])
-        s, e = v["data_offsets"]
-        out[k] = struct.unpack("<%df" % ((e - s) // 4), b[8 + n + s:8 + n + e])
-    return out
-a, b = load(sys.argv[1]), load(sys.argv[2])
-assert sorted(a) == sorted(b)
-for k in a:
-    scale = max(abs(x) for x in a[k])
-    d = max(abs(x - y) for x, y in zip(a[k], b[k]))
-    assert d <= 1e-4 * scale, (k, d, scale)
-PY
-}
+# same_weights A B: two model.safetensors agree to 1e-4 of each tensor's largest |w|
+same_weights() { python3 "$QW_SRCDIR/tests/tools/eval_st.py" close "$1" "$2" 1e-4; }
 check "micro-batch 1 and 8 end at the same weights" same_weights mb1/step-000012/model.safetensors mb8/step-000012/model.safetensors
 check "micro-batch 2 and 8 end at the same weights" same_weights mb2/step-000012/model.safetensors mb8/step-000012/model.safetensors
 # the checks above can fail: a curve with one loss off by 1e-5 is refused
