@@ -74,15 +74,21 @@ printf '%-34s %8.2f %9s %8s %9s %s\n' "HF encodeBatch, 1 thread" "$hf_enc" "$(mb
 printf '%-34s %8.2f %9s %8s %9s %s\n' "HF process, 1 thread" "$hf_wall" "$(mbs "$bytes" "$hf_wall")" \
     "$(ratio "$hf_enc" "$hf_wall")" "$((hf_rss / 1024))" -
 same=differ
-cmp -s "$work/hfn.ids" "$work/hf.ids" && same=identical
+mismatch=()
+if cmp -s "$work/hfn.ids" "$work/hf.ids"; then same=identical; else mismatch+=("HF encodeBatch, $cores threads"); fi
 printf '%-34s %8.2f %9s %8s %9s %s\n' "HF encodeBatch, $cores threads" "$hfn_enc" "$(mbs "$bytes" "$hfn_enc")" 1.00 - "$same"
 printf '%-34s %8.2f %9s %8s %9s %s\n' "HF process, $cores threads" "$hfn_wall" "$(mbs "$bytes" "$hfn_wall")" \
     "$(ratio "$hfn_enc" "$hfn_wall")" "$((hfn_rss / 1024))" -
 for run in "${runs[@]}"; do
     IFS='|' read -r what w r ids hf_same <<<"$run"
     same=differ
-    cmp -s "$ids" "$work/hf.ids" && same=identical
+    if cmp -s "$ids" "$work/hf.ids"; then same=identical; else mismatch+=("$what"); fi
     rss=$r; [ "$r" != '?' ] && rss=$((r / 1024))
     printf '%-34s %8.2f %9s %8s %9s %s\n' "$what" "$w" "$(mbs "$bytes" "$w")" "$(ratio "$hf_same" "$w")" "$rss" "$same"
 done
 echo "$((bytes / 1000000)) MB of text, $cores cores; x HF: HF's encodeBatch seconds on the same threads over these" >&2
+# the timings mean nothing if the ids differ: fail
+if [ ${#mismatch[@]} -gt 0 ]; then
+    echo "tokenize.sh: ids differ from HF: ${mismatch[*]}" >&2
+    exit 1
+fi

@@ -112,10 +112,16 @@ printf '%-40s %8s %7s %8s  %s\n' what seconds 'x HF' 'peak MB' merges
 printf '%-40s %8.2f %7s %8s  %s\n' "HF BpeTrainer train() (vocab 30000)" "$hf_train" 1.00 - "$hf_merges"
 printf '%-40s %8.2f %7s %8s  %s\n' "HF process" "$hf_wall" \
     "$(python3 -c "print(f'{$hf_train / $hf_wall:.2f}')")" "$((hf_rss / 1024))" -
+mismatch=()
 for run in "${runs[@]}"; do
     IFS='|' read -r what w r tj <<<"$run"
-    cmp_msg=$($hf compare "$work/hf.json" "$tj" 2>&1 || true)
+    cmp_msg=$($hf compare "$work/hf.json" "$tj" 2>&1) || mismatch+=("$what")
     rss=$r; [ "$r" != '?' ] && rss=$((r / 1024))
     printf '%-40s %8.2f %7s %8s  %s\n' "$what" "$w" "$(python3 -c "print(f'{$hf_train / $w:.2f}')")" "$rss" "$cmp_msg"
 done
 echo "$((bytes / 1000000)) MB of text, $alpha distinct bytes, $(nproc) cores" >&2
+# the timings mean nothing if the merges differ from HF's: fail
+if [ ${#mismatch[@]} -gt 0 ]; then
+    echo "tokenize_train.sh: merges differ from HF: ${mismatch[*]}" >&2
+    exit 1
+fi

@@ -793,6 +793,7 @@ int main(int argc, char **argv)
     const char *s = getenv("QW_SEED");
     rng = s ? strtoull(s, NULL, 10) : (unsigned long long)time(NULL);
     printf("# test_ops: QW_SEED=%llu\n", rng);
+    PLAN(32);   /* the 16 cases below on each of the two tables */
     for (int t = 0; t < 2; t++) {
         G = tables[t];
         bf = G->act_size == 2;

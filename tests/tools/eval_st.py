@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""eval_st.py — tiny safetensors reader/writer (stdlib only) for test_eval.sh.
+"""eval_st.py — tiny safetensors reader/writer (stdlib only) for the tool tests.
 
     eval_st.py header FILE                 one line per tensor: NAME DTYPE D0,D1,...  (sorted by name)
     eval_st.py values FILE NAME            the tensor's values, space-separated
     eval_st.py write OUT SPEC...           SPEC = NAME:DTYPE:D0,D1,...:V0,V1,...  (DTYPE I64, I32 or F32)
+    eval_st.py close A B REL               the same tensors, each within REL of its largest |value|
+                                           in A (exit 1 and the worst tensor otherwise)
 """
 import json
 import struct
@@ -21,6 +23,13 @@ def read(path):
     return hdr, raw[8 + n:]
 
 
+def values(hdr, data, name):
+    t = hdr[name]
+    a, b = t["data_offsets"]
+    fmt = FMT[t["dtype"]]
+    return struct.unpack("<%d%s" % ((b - a) // struct.calcsize(fmt), fmt), data[a:b])
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "header":
@@ -29,11 +38,19 @@ def main(argv):
             print(name, hdr[name]["dtype"], ",".join(str(d) for d in hdr[name]["shape"]))
     elif cmd == "values":
         hdr, data = read(argv[2])
-        t = hdr[argv[3]]
-        a, b = t["data_offsets"]
-        fmt = FMT[t["dtype"]]
-        vals = struct.unpack("<%d%s" % ((b - a) // struct.calcsize(fmt), fmt), data[a:b])
-        print(" ".join(repr(v) for v in vals))
+        print(" ".join(repr(v) for v in values(hdr, data, argv[3])))
+    elif cmd == "close":
+        (ha, da), (hb, db), rel = read(argv[2]), read(argv[3]), float(argv[4])
+        if sorted(ha) != sorted(hb):
+            sys.exit("tensors differ: %s" % sorted(set(ha) ^ set(hb)))
+        worst = (0.0, "-")
+        for name in sorted(ha):
+            a, b = values(ha, da, name), values(hb, db, name)
+            scale = max(abs(x) for x in a)
+            d = max(abs(x - y) for x, y in zip(a, b)) / scale if scale else max(abs(y) for y in b)
+            worst = max(worst, (d, name))
+        print("worst %s: %.3g of its largest |value| (limit %g)" % (worst[1], worst[0], rel))
+        sys.exit(0 if worst[0] <= rel else 1)
     elif cmd == "write":
         hdr, blobs, off = {}, [], 0
         for spec in argv[3:]:

@@ -13,7 +13,13 @@
 #     Below, each tojson fragment of the Jinja output is replaced by Python's
 #     json.dumps of the same value, parsed from the case file by Python.
 # The cases where that replacement changed the text are listed as notes.
+#
+# Cases (106): 3 setup; 2 for each of the 43 records of chat_cases.jsonl;
+# 1 run and 1 for each of the 12 values of chat_tojson.jsonl; 4 bad records.  A Python
+# check that exits non-zero fails; so does a case file that lost records
+# (the plan counts them).
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 106
 bin=$QW_SRCDIR/build/tests/test_chat
 dir=$QW_SRCDIR/tests/tools
 mkdir -p "$tmp/got" "$tmp/want"
@@ -99,6 +105,7 @@ for c in cases:
         prev = e
     print('PASS chat_spans_%s' % name if ok else 'FAIL chat_spans_%s: %r' % (name, spans))
 EOF
+[ $? -eq 0 ] || fail chat_cases_script "the Python check exited non-zero"
 
 # tojson on its own, against Python's json.dumps(ensure_ascii=False).
 mkdir "$tmp/tojson"
@@ -117,6 +124,7 @@ for l in open(sys.argv[1], encoding='utf-8'):
         continue
     print(('PASS tojson_%s' % c['name']) if got == want else 'FAIL tojson_%s: got %r, want %r' % (c['name'], got, want))
 EOF
+[ $? -eq 0 ] || fail tojson_script "the Python check exited non-zero"
 
 # A bad record stops the renderer with exit 3 and names line and message.
 printf '%s\n' '{"name":"ok","messages":[{"role":"user","content":"x"}]}' \

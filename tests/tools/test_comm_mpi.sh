@@ -4,6 +4,7 @@
 # "comm mpi RANK SIZE" and its own PASS/FAIL lines.  First, the launchers
 # this build's MPI does not speak, simulated: qw-pretrain must refuse.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 9
 
 prog=$QW_SRCDIR/build/tests/test_comm
 # Containers: allow root, oversubscribe, no CPU binding, the ob1 engine on

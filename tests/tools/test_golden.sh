@@ -6,6 +6,7 @@
 # MoE layout (model_fused/) must give what model/ gives.  Prints the worst
 # numbers of each fixture.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 10
 compare=$QW_SRCDIR/build/tests/test_model
 n=0
 for dir in "$QW_SRCDIR"/tests/golden/*/; do

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # qw-pretrain: the loss falls; 20 + resume + 20 steps equal 40 steps bit for
 # bit; 2- and 4-rank MPI runs follow the 1-rank loss curve; checkpoints load
-# in qw-eval forward; bad input is exit 3 with a clear message.
+# in qw-eval forward; a 2-rank checkpoint continued on 1 rank gives what the
+# 1-rank run gives; bad input is exit 3 with a clear message.
+# (tests/tools/test_train_curve.sh checks the loop against PyTorch.)
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 38
 cd "$tmp"
 
 cat >cfg.json <<'JSON'
@@ -96,6 +99,16 @@ check "--recompute gives the same losses and weights" sh -c \
     'cmp -s one/step-000012/model.safetensors rc/step-000012/model.safetensors &&
      [ "$(grep -o "\"loss\":[^,]*" one.jsonl)" = "$(grep -o "\"loss\":[^,]*" rc.jsonl)" ]'
 expect_status "resume a 2-rank checkpoint on 1 rank" 0 qw-pretrain --resume mpi2 "${common[@]}" --steps 14 --out mpi2 --log mpi2.jsonl
+expect_status "resume the 1-rank checkpoint on 1 rank" 0 qw-pretrain --resume one "${common[@]}" --steps 14 --out one --log one.jsonl
+check "the 2-rank checkpoint continues as the 1-rank one: losses" python3 - one.jsonl mpi2.jsonl <<'PY'
+import json, sys
+a, b = [[json.loads(l) for l in open(f)] for f in sys.argv[1:]]
+assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 15)), (a, b)
+for x, y in zip(a, b):
+    assert abs(x["loss"] - y["loss"]) <= 1e-5 * abs(x["loss"]), (x, y)
+PY
+check "the 2-rank checkpoint continues as the 1-rank one: weights" python3 "$QW_SRCDIR/tests/tools/eval_st.py" close \
+    one/step-000014/model.safetensors mpi2/step-000014/model.safetensors 1e-5
 
 # MoE: the aux loss is logged and the loss falls
 expect_status "MoE run" 0 qw-pretrain --config moe.json "${common[@]}" --steps 30 --out moe --log moe.jsonl
@@ -108,14 +121,14 @@ PY
 
 # bad input
 expect_status "shards of another tokenizer at resume" 3 qw-pretrain --resume full --data other -T 32 --batch-tokens 256 --steps 50 --out full -q
-expect_stderr "names the tokenizer mismatch" "tokenizer"
+expect_stderr "names the tokenizer mismatch" "^qw-pretrain: 'full/step-000040': trained on data of tokenizer 00000000c0ffee01, but --data is of tokenizer 00000000c0ffee02$"
 expect_status "row length other than --seq-len" 3 qw-pretrain --config cfg.json --data short -T 32 --batch-tokens 256 --steps 2 --out x -q
-expect_stderr "names the row length" "short"
+expect_stderr "names the row length" "^qw-pretrain: 'short/train-00000.qwp': rows of 17 tokens \\(seq-len 16\\), expected seq-len 32$"
 mkdir empty
 expect_status "empty data directory" 3 qw-pretrain --config cfg.json --data empty -T 32 --batch-tokens 256 --steps 2 --out x -q
 sed 's/"hidden_size":48/"hidden_size":64/' cfg.json >wide.json
 expect_status "config differs from the checkpoint at resume" 3 qw-pretrain --config wide.json --resume full "${common[@]}" --steps 50 --out full
-expect_stderr "names the field" "hidden_size"
+expect_stderr "names the field" "^qw-pretrain: 'full/step-000040/config.json': hidden_size is 48, the run has 64$"
 cp -r data bad && f=$(ls bad/train-*.qwp | head -1) && printf 'XXXX' | dd of="$f" bs=1 seek=0 conv=notrunc 2>/dev/null
 expect_status "corrupt shard" 3 qw-pretrain --config cfg.json --data bad -T 32 --batch-tokens 256 --steps 2 --out x -q
 expect_status "batch not a multiple of seq-len" 2 qw-pretrain --config cfg.json --data data -T 32 --batch-tokens 100 --steps 2 --out x -q

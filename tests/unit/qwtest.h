@@ -1,11 +1,17 @@
 /* qwtest.h — the unit-test harness: one executable per tests/unit/test_*.c.
  *
  *   TEST(name) { CHECK(x == 1); CHECK_NEAR(a, b, 1e-6); }
- *   int main(void) { RUN(name); return qwtest_finish(); }
+ *   int main(void) { PLAN(1); RUN(name); return qwtest_finish(); }
  *
  * Each TEST is one case; a case passes when none of its CHECKs failed.  The
  * program prints "PASS name" / "FAIL name" lines and exits non-zero if any
  * case failed.  tests/run.sh collects these lines into the suite's total.
+ *
+ * PLAN(n), first in main(), declares how many cases the program runs (a
+ * number written there: raise it when you add a RUN).  It prints "PLAN n";
+ * tests/run.sh fails the program unless exactly n PASS/FAIL lines follow, and
+ * qwtest_finish() returns 1 when the count differs or PLAN is missing, so a
+ * RUN skipped by a condition or a program that stops early cannot pass.
  * QW_SRCDIR (set by tests/run.sh) is the repository root, for fixtures.
  */
 #ifndef QWTEST_H
@@ -15,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int qwtest_case_failed, qwtest_passed, qwtest_failed;
+static int qwtest_case_failed, qwtest_passed, qwtest_failed, qwtest_planned = -1;
 
 #define TEST(name) static void test_##name(void)
 #define CHECK(cond) do { if (!(cond)) { \
@@ -36,7 +42,21 @@ static int qwtest_case_failed, qwtest_passed, qwtest_failed;
     if (qwtest_case_failed) { qwtest_failed++; printf("FAIL %s\n", #name); } \
     else { qwtest_passed++; printf("PASS %s\n", #name); } fflush(stdout); } while (0)
 
-static inline int qwtest_finish(void) { return qwtest_failed ? 1 : 0; }
+#define PLAN(n) do { qwtest_planned = (n); printf("PLAN %d\n", qwtest_planned); fflush(stdout); } while (0)
+
+static inline int qwtest_finish(void)
+{
+    int ran = qwtest_passed + qwtest_failed;
+    if (qwtest_planned <= 0) {
+        fprintf(stderr, "qwtest: no PLAN(n) in main: declare the number of cases\n");
+        return 1;
+    }
+    if (ran != qwtest_planned) {
+        fprintf(stderr, "qwtest: planned %d cases, ran %d\n", qwtest_planned, ran);
+        return 1;
+    }
+    return qwtest_failed ? 1 : 0;
+}
 
 /* Path of a file under the repository root. */
 static inline const char *qwtest_path(const char *rel)

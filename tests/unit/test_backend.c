@@ -53,6 +53,7 @@ TEST(cuda)
 
 int main(void)
 {
+    PLAN(4);
     RUN(default_device);
     RUN(cpu_is_fp32);
     RUN(usage_errors);

@@ -307,6 +307,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 1) qw_die(QW_EXIT_USAGE, "usage: test_chat [render CASES OUTDIR | tojson VALUES OUTDIR | template]");
+    PLAN(7);
     RUN(plain_turns);
     RUN(reasoning_kept_only_after_last_query);
     RUN(tools_and_spans);

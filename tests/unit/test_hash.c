@@ -28,6 +28,7 @@ TEST(fnv1a64_vectors)
 
 int main(void)
 {
+    PLAN(3);
     RUN(crc32c_check_value);
     RUN(crc32c_incremental_equals_whole);
     RUN(fnv1a64_vectors);

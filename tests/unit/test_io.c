@@ -289,6 +289,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-io.XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    PLAN(9);
     RUN(directory_in_name_order);
     RUN(jsonl_fields_lines_and_blanks);
     RUN(bad_records_fail_or_are_skipped);

@@ -138,6 +138,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-metrics-XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    PLAN(3);
     RUN(jsonl_and_tensorboard_round_trip);
     RUN(jsonl_appends_on_reopen);
     RUN(bad_keys_and_paths);

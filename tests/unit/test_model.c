@@ -618,6 +618,7 @@ int main(int argc, char **argv)
         }
         return compare(argv[4], argv[5], tol);
     }
+    PLAN(10);
     RUN(dense_untied_gradients);
     RUN(dense_tied_yarn_documents_gradients);
     RUN(moe_gradients);

@@ -582,6 +582,7 @@ TEST(adamw_op)
 int main(void)
 {
     ops = qw_ops_cpu();
+    PLAN(14);
     RUN(gemm_all_transposes_and_splits);
     RUN(embedding);
     RUN(rmsnorm);

@@ -138,6 +138,7 @@ TEST(sched_names_and_checks)
 
 int main(void)
 {
+    PLAN(7);
     RUN(adamw_matches_hand_computed_steps);
     RUN(adamw_grad_scale_applies_before_moments);
     RUN(adamw_runs_follow_decay_flags);

@@ -500,6 +500,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-params.XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    PLAN(9);
     RUN(dense_layout);
     RUN(moe_layout);
     RUN(init_random);

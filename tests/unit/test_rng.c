@@ -91,6 +91,7 @@ TEST(bulk_fills)
 
 int main(void)
 {
+    PLAN(4);
     RUN(philox_known_answers);
     RUN(sequential);
     RUN(shuffle_is_a_permutation);

@@ -529,6 +529,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-shard-XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    PLAN(11);
     RUN(round_trip_random_access);
     RUN(trainer_view);
     RUN(writer_rejects_bad_rows);

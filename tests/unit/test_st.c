@@ -308,6 +308,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-st.XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    PLAN(7);
     RUN(dtypes);
     RUN(header_validation);
     RUN(round_trip_and_conversions);

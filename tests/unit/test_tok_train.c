@@ -396,6 +396,7 @@ int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/qw_test_tok_train.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
+    PLAN(8);
     RUN(known_merges);
     RUN(vocab_size_respected);
     RUN(min_frequency);

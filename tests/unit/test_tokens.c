@@ -65,7 +65,7 @@ static int check_docs(mem m, int first, int ndocs, uint32_t vocab)
         ok &= same;
         d++;
     }
-    ok &= qw_error_status() == 0 || qw_error_status() == QW_EXIT_DATA;
+    ok &= qw_error_status() == 0;   /* a round trip ends at the end of the stream, never in an error */
     qw_tokens_reader_free(r);
     fclose(f);
     return ok ? d - first : -1;
@@ -324,6 +324,7 @@ TEST(describe_summarises)
 
 int main(void)
 {
+    PLAN(11);
     RUN(round_trip_widths_and_compression);
     RUN(frames_close_at_frame_tokens);
     RUN(concatenated_streams_are_a_stream);
