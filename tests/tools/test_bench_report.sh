@@ -9,7 +9,7 @@
 # of a qw log are counted; and train_torch.py's learning-rate schedule is
 # qw-pretrain's (the rates qw-pretrain logs).
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 4
+plan 14
 cd "$tmp" || exit 1
 report=$QW_SRCDIR/tests/bench/train_report.py
 res=$QW_SRCDIR/tests/bench/results/h200-2026-11-28.jsonl
