@@ -10,6 +10,7 @@
 
 #include "qw/buf.h"
 #include "qw/cli.h"
+#include "qw/kvcache.h"
 #include "qw/layer.h"
 #include "qw/model.h"
 #include "qw/rng.h"
@@ -30,9 +31,7 @@ struct qw_engine {
     size_t cache_bytes;
     void **kc, **vc;                  /* [L] views */
     float *inv_freq;                  /* device [d/2] */
-    int32_t *ref, *free_list;         /* host [n_blocks] */
-    int n_free;
-    long long promised;               /* blocks reserved by running sequences, not yet taken */
+    qw_kv_pool pool;                  /* which blocks are free, shared, promised */
 
     /* the activation plan: R rows per step, B = max_batch sampled rows */
     int R;
@@ -97,10 +96,7 @@ int qw_engine_new(const qw_ops *ops, const qw_params *P, const qw_engine_opts *o
     e->kc = qw_calloc(e->L, sizeof *e->kc);
     e->vc = qw_calloc(e->L, sizeof *e->vc);
     for (int l = 0; l < e->L; l++) e->kc[l] = e->cache + 2 * l * pool, e->vc[l] = e->cache + (2 * l + 1) * pool;
-    e->ref = qw_calloc(nb, sizeof *e->ref);
-    e->free_list = qw_malloc(nb * sizeof *e->free_list);
-    for (int b = 0; b < e->n_blocks; b++) e->free_list[b] = e->n_blocks - 1 - b;   /* block 0 first */
-    e->n_free = e->n_blocks;
+    qw_kv_pool_init(&e->pool, e->n_blocks, e->bs);
     float inv[e->d / 2];
     qw_model_rope(c, inv, &e->rope_scale);
     ops->upload(e->inv_freq, inv, sizeof inv);
@@ -115,7 +111,8 @@ void qw_engine_free(qw_engine *e)
     if (e->cache) e->ops->free(e->cache);
     if (e->inv_freq) e->ops->free(e->inv_freq);
     if (e->arena) e->ops->free(e->arena);
-    free(e->kc); free(e->vc); free(e->ref); free(e->free_list); free(e->h_offsets);
+    free(e->kc); free(e->vc); free(e->h_offsets);
+    qw_kv_pool_free(&e->pool);
     free(e);
 }
 
@@ -191,26 +188,12 @@ static int ensure_rows(qw_engine *e, int R)
     return 0;
 }
 
-/* ---- blocks ---- */
-
-static int32_t take_block(qw_engine *e)
-{
-    int32_t b = e->free_list[--e->n_free];
-    e->ref[b] = 1;
-    return b;
-}
-
-static void drop_block(qw_engine *e, int32_t b)
-{
-    if (--e->ref[b] == 0) e->free_list[e->n_free++] = b;
-}
-
 /* ---- generation state ---- */
 
 typedef struct {
     const qw_gen_prompt *p;
-    int32_t *table;                   /* the prompt's blocks */
-    int nb, prefilled, holds, next, done, row, open_think;
+    qw_kv_seq kv;                     /* the prompt's blocks, held while samples wait */
+    int prefilled, holds, next, done, row, open_think;
     float *logits;                    /* host [V]: last-position logits while samples wait */
     qw_completion *c;                 /* [n] */
 } group;
@@ -218,8 +201,8 @@ typedef struct {
 typedef struct {
     group *g;
     int j;
-    int32_t *table;
-    int nb, len, resv;
+    qw_kv_seq kv;
+    int len;
     int32_t pending;
     qw_completion c;
     int cap;
@@ -230,7 +213,7 @@ typedef struct {
     qw_engine *e;
     const qw_gen_opts *g;
     group *groups;
-    int n_groups, cur;
+    int n_groups, cur, lo;            /* groups before lo have every sample started */
     seqn **run;
     int n_run;
     int32_t *think_ids;               /* the budget's text, tokenized */
@@ -281,10 +264,7 @@ static int hit_stop_string(gen *G, const seqn *s)
 
 static void release_seq(gen *G, seqn *s)
 {
-    qw_engine *e = G->e;
-    for (int b = 0; b < s->nb; b++) drop_block(e, s->table[b]);
-    e->promised -= s->resv;
-    free(s->table);
+    qw_kv_seq_release(&G->e->pool, &s->kv);
 }
 
 /* A new token of sequence s: record it, follow the thinking state, decide
@@ -363,29 +343,25 @@ static int admit(gen *G, seqn **fresh, group **pre, int *n_pre, int *pre_rows, i
         int P = gr->p->n, need = sample_need(G, P);
         if (!gr->prefilled) {
             int np = ceil_div(P, e->bs);
-            if (*pre_rows + P > cap_rows || e->n_free - e->promised < np + need) break;
-            gr->table = qw_malloc(np * sizeof *gr->table);
-            for (int b = 0; b < np; b++) gr->table[b] = take_block(e);
-            gr->nb = np, gr->prefilled = 1, gr->holds = 1, gr->row = *n_pre;
+            if (*pre_rows + P > cap_rows || qw_kv_available(&e->pool) < np + need) break;
+            qw_kv_seq_init(&gr->kv, e->max_blocks);
+            qw_kv_reserve(&e->pool, &gr->kv, np);
+            for (int b = 0; b < np; b++) qw_kv_seq_grow(&e->pool, &gr->kv);
+            gr->prefilled = 1, gr->holds = 1, gr->row = *n_pre;
             pre[(*n_pre)++] = gr;
             *pre_rows += P;
             gr->c = qw_calloc(G->g->n, sizeof *gr->c);
-        } else if (e->n_free - e->promised < need) {
+        } else if (qw_kv_available(&e->pool) < need) {
             break;
         }
         seqn *s = qw_calloc(1, sizeof *s);
         s->g = gr, s->j = gr->next++;
-        s->table = qw_malloc(e->max_blocks * sizeof *s->table);
-        memcpy(s->table, gr->table, gr->nb * sizeof *s->table);
-        for (int b = 0; b < gr->nb; b++) e->ref[gr->table[b]]++;
-        s->nb = gr->nb, s->len = P, s->resv = need;
-        e->promised += need;
+        qw_kv_seq_init(&s->kv, e->max_blocks);
+        qw_kv_seq_share(&e->pool, &s->kv, &gr->kv);
+        qw_kv_reserve(&e->pool, &s->kv, need);
+        s->len = P;
         s->thinking = gr->open_think, s->forced_pos = -1, s->c.forced_at = -1;
         fresh[nf++] = s;
-        if (gr->next == G->g->n && gr->holds) {   /* every sample has the prompt's blocks now */
-            for (int b = 0; b < gr->nb; b++) drop_block(e, gr->table[b]);
-            gr->holds = 0;
-        }
     }
     return nf;
 }
@@ -394,22 +370,15 @@ static int admit(gen *G, seqn **fresh, group **pre, int *n_pre, int *pre_rows, i
  * first when needed. */
 static int32_t decode_slot(qw_engine *e, seqn *s)
 {
-    int p = s->len, bi = p / e->bs;
-    if (p % e->bs == 0) {
-        s->table[s->nb++] = take_block(e);
-        s->resv--, e->promised--;
-    } else if (e->ref[s->table[bi]] > 1) {   /* shared, partly filled: copy on write */
-        int32_t old = s->table[bi], nw = take_block(e);
-        s->resv--, e->promised--;
+    int32_t from, to, slot = qw_kv_seq_slot(&e->pool, &s->kv, s->len, &from, &to);
+    if (from >= 0) {   /* a shared, partly filled block: copy on write */
         size_t bb = (size_t)e->bs * e->KV * e->ops->act_size;
         for (int l = 0; l < e->L; l++) {
-            e->ops->copy((char *)e->kc[l] + nw * bb, (char *)e->kc[l] + old * bb, bb);
-            e->ops->copy((char *)e->vc[l] + nw * bb, (char *)e->vc[l] + old * bb, bb);
+            e->ops->copy((char *)e->kc[l] + to * bb, (char *)e->kc[l] + from * bb, bb);
+            e->ops->copy((char *)e->vc[l] + to * bb, (char *)e->vc[l] + from * bb, bb);
         }
-        drop_block(e, old);
-        s->table[bi] = nw;
     }
-    return s->table[bi] * e->bs + p % e->bs;
+    return slot;
 }
 
 /* One forward over n rows (host arrays uploaded by the caller); the final
@@ -444,15 +413,13 @@ static void gen_free(gen *G)
     }
     for (int i = 0; i < G->n_groups; i++) {
         group *gr = &G->groups[i];
-        if (gr->holds)
-            for (int b = 0; b < gr->nb; b++) drop_block(G->e, gr->table[b]);
+        if (gr->holds) qw_kv_seq_release(&G->e->pool, &gr->kv);
         if (gr->c)
             for (int j = 0; j < G->g->n; j++) completion_free(&gr->c[j]);
-        free(gr->c); free(gr->table); free(gr->logits);
+        free(gr->c); free(gr->logits);
     }
     free(G->groups); free(G->run); free(G->think_ids);
     qw_buf_free(&G->text);
-    G->e->promised = 0;
 }
 
 int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts, const qw_gen_opts *g,
@@ -541,15 +508,15 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
         for (int i = 0; i < nd; i++) {
             seqn *s = G.run[i];
             h_ids[n] = s->pending, h_pos[n] = s->len, h_seq[n] = i, h_slots[n] = decode_slot(e, s);
-            memcpy(h_tables + (size_t)i * e->max_blocks, s->table, s->nb * sizeof *s->table);
+            memcpy(h_tables + (size_t)i * e->max_blocks, s->kv.table, s->kv.nb * sizeof *s->kv.table);
             h_sel[m++] = n++;
         }
         for (int k = 0; k < n_pre; k++) {
             group *gr = pre[k];
-            memcpy(h_tables + (size_t)(B + k) * e->max_blocks, gr->table, gr->nb * sizeof *gr->table);
+            memcpy(h_tables + (size_t)(B + k) * e->max_blocks, gr->kv.table, gr->kv.nb * sizeof *gr->kv.table);
             for (int t = 0; t < gr->p->n; t++) {
                 h_ids[n] = gr->p->ids[t], h_pos[n] = t, h_seq[n] = B + k;
-                h_slots[n++] = gr->table[t / e->bs] * e->bs + t % e->bs;
+                h_slots[n++] = gr->kv.table[t / e->bs] * e->bs + t % e->bs;
             }
             h_sel[m++] = n - 1;
             G.st.prompt_tokens += gr->p->n;
@@ -601,8 +568,14 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
                 }
             }
         }
-        for (int i = 0; i < G.n_groups && i <= G.cur; i++)   /* stored logits no longer needed */
-            if (G.groups[i].logits && G.groups[i].next == g->n) { free(G.groups[i].logits); G.groups[i].logits = NULL; }
+        for (int i = G.lo; i < G.n_groups && i <= G.cur; i++) {   /* every sample has the prompt's blocks and logits */
+            group *gr = &G.groups[i];
+            if (gr->next < g->n) break;
+            if (gr->holds) qw_kv_seq_release(&e->pool, &gr->kv), gr->holds = 0;
+            free(gr->logits);
+            gr->logits = NULL;
+            G.lo = i + 1;
+        }
         /* compact: running ones keep their order, the new ones follow */
         int w = 0;
         for (int i = 0; i < nd; i++) if (G.run[i]) G.run[w++] = G.run[i];
