@@ -256,7 +256,11 @@ static int hit_stop_string(gen *G, const seqn *s)
     if (!G->g->n_stop) return 0;
     int k = s->c.n < (int)G->stop_max ? s->c.n : (int)G->stop_max;
     G->text.n = 0;
-    if (qw_tok_decode(G->g->tok, s->c.ids + s->c.n - k, k, 0, &G->text)) return 0;
+    int32_t ids[k > 0 ? k : 1];
+    int m = 0;
+    for (int i = s->c.n - k; i < s->c.n; i++)   /* the model's padding ids have no text */
+        if (qw_tok_id_to_token(G->g->tok, s->c.ids[i])) ids[m++] = s->c.ids[i];
+    if (qw_tok_decode(G->g->tok, ids, m, 0, &G->text)) return 0;
     for (int i = 0; i < G->g->n_stop; i++)
         if (memmem(G->text.p, G->text.n, G->g->stop[i], strlen(G->g->stop[i]))) return 1;
     return 0;

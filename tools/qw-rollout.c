@@ -237,7 +237,12 @@ static void format_record(const out_state *o, const item *it, int j, const qw_co
     add_ids(b, it->ids.v, it->ids.n);
     if (o->tok) {
         qw_buf t = {0};
-        if (qw_tok_decode(o->tok, c->ids, c->n, 1, &t)) qw_die_last();
+        int32_t *ids = qw_malloc((c->n ? c->n : 1) * sizeof *ids);
+        int m = 0;
+        for (int i = 0; i < c->n; i++)   /* ids beyond the tokenizer's (the embedding's padding) have no text */
+            if (qw_tok_id_to_token(o->tok, c->ids[i])) ids[m++] = c->ids[i];
+        if (qw_tok_decode(o->tok, ids, m, 1, &t)) qw_die_last();
+        free(ids);
         qw_buf_adds(b, ", \"completion\": ");
         add_str(b, qw_buf_cstr(&t));
         qw_buf_free(&t);
