@@ -1,6 +1,8 @@
 /* qw-rollout — sample completions of prompts from a model (qw-rollout(1),
  * formats in qw-rollout(5)); the engine is libcore's (qw/infer.h). */
+#include <errno.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,8 +177,8 @@ typedef struct {
     item *items;
     long n_items, first;      /* items[first …] are generated (earlier ones were kept by --resume) */
     FILE *f;
-    qw_afile af;
-    int to_file;
+    qw_afile af;              /* a regular -o FILE: written as FILE.tmp, renamed when done */
+    int to_file;              /* -o given (af.f set when through af) */
     const qw_tok *tok;
     char **text;              /* per generated prompt: its records, until their turn */
     long next;                /* the next prompt to write (index into the generated ones) */
@@ -382,9 +384,17 @@ int main(int argc, char **argv)
     if (!o_ignore_eos) eos_ids(o_model, &cfg, &stop_ids);
 
     out_state os = { .items = items, .n_items = n_items, .tok = tok, .f = stdout };
-    if (o_out) {
-        if (qw_afile_open(o_out, &os.af)) qw_die_last();
-        os.f = os.af.f, os.to_file = 1;
+    if (o_out) {   /* a regular file (or a new one) appears only when complete; devices and pipes directly */
+        struct stat sb;
+        int regular = stat(o_out, &sb) != 0 || S_ISREG(sb.st_mode);
+        if (o_resume && !regular) qw_usage_error("--resume: '%s' is not a regular file", o_out);
+        if (regular) {
+            if (qw_afile_open(o_out, &os.af)) qw_die_last();
+            os.f = os.af.f;
+        } else if (!(os.f = fopen(o_out, "w"))) {
+            qw_die(QW_EXIT_FAIL, "'%s': %s", o_out, strerror(errno));
+        }
+        os.to_file = 1;
     }
     if (o_resume) os.first = resume_prefix(items, n_items, os.f);
 
@@ -421,10 +431,16 @@ int main(int argc, char **argv)
     double dt = qw_now() - os.t0;
     int stopped = rc > 128;
     if (rc && !stopped) {
-        if (o_out) qw_afile_abort(&os.af);
+        if (os.af.f) qw_afile_abort(&os.af);
         qw_die_last();
     }
-    if (o_out && qw_afile_commit(&os.af)) qw_die_last();
+    if (os.af.f) {
+        if (qw_afile_commit(&os.af)) qw_die_last();
+    } else if (os.to_file) {
+        int bad = fflush(os.f) != 0 || ferror(os.f);
+        if (fclose(os.f) != 0) bad = 1;
+        if (bad) qw_die(QW_EXIT_FAIL, "write error on '%s'", o_out);
+    }
     if (!qw_common_opts.quiet)
         fprintf(stderr, "%s: %ld prompts × %d samples, %lld tokens generated in %.1f s (%.1f tok/s)%s\n", qw_prog,
                 os.next, o_n, os.gen_tokens, dt, dt > 0 ? os.gen_tokens / dt : 0, o_resume && os.first ? ", resumed" : "");

@@ -8,7 +8,7 @@
 # chat template, the thinking budget; an interrupted run and --resume; bad
 # input.  (test_rollout_hf.sh checks transformers' generate.)
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 66
+plan 68
 cd "$tmp"
 g=$QW_SRCDIR/tests/golden
 chk() { python3 "$QW_SRCDIR/tests/tools/rollout_check.py" "$@"; }
@@ -208,3 +208,11 @@ bad "--device cuda" 2 "^qw-rollout: --device cuda: the CUDA decode path is not b
     -m "$g/moe/model" -p ids.jsonl --device cuda
 bad "text prompt without a tokenizer" 2 "no tokenizer" -m "$g/moe/model" -p text.jsonl -q
 check "no output file after bad input" test ! -e bad.jsonl
+
+# -o to a FIFO (as to a device) writes through it: no FIFO.tmp renamed over it
+mkfifo fifo
+cat fifo >fromfifo &
+cat_pid=$!
+expect_status "-o FIFO" 0 qw-rollout -m "$g/moe/model" -p ids.jsonl --temperature 0 --max-new-tokens 4 --threads 1 -q -o fifo
+wait $cat_pid
+check "-o FIFO: still a FIFO, the records came through it" test -p fifo -a "$(wc -l <fromfifo)" = 5 -a ! -e fifo.tmp
