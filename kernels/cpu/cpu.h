@@ -8,6 +8,11 @@
 #include <stdint.h>
 #include <math.h>
 
+/* Elementwise and row ops run on one thread below this many elements: a
+ * parallel region costs more than it saves (decoding one token at a time);
+ * the results do not depend on it (rows are independent). */
+#define QW_CPU_PAR_MIN 16384
+
 void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 

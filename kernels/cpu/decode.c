@@ -13,7 +13,7 @@ void qw_cpu_kv_write(void *kc, void *vc, const void *k, const void *v, const int
 {
     float *K = kc, *Vc = vc;
     const float *ks = k, *vs = v;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * kv >= QW_CPU_PAR_MIN)
     for (int i = 0; i < n; i++) {
         memcpy(K + (size_t)slots[i] * kv, ks + (size_t)i * kv, kv * sizeof *K);
         memcpy(Vc + (size_t)slots[i] * kv, vs + (size_t)i * kv, kv * sizeof *Vc);
@@ -41,7 +41,7 @@ void qw_cpu_attn_paged(void *vo, const void *vq, const void *kc, const void *vc,
     int slots = (int)(ws_bytes / (slot * sizeof(float)));
     int nt = omp_get_max_threads() < slots ? omp_get_max_threads() : slots;
     if (nt < 1) nt = 1;
-    #pragma omp parallel for schedule(dynamic) num_threads(nt)
+    #pragma omp parallel for schedule(dynamic) num_threads(nt) if(n >= 4)
     for (long t = 0; t < (long)n * nkv; t++) {
         int i = (int)(t / nkv), kh = (int)(t % nkv), len = pos[i] + 1;
         const int32_t *table = tables + (size_t)seq[i] * max_blocks;
@@ -174,7 +174,7 @@ void qw_cpu_sample(int32_t *tok, float *logp, float *raw_logp, const float *logi
 {
     float *zs = ws;
     int32_t *idss = (int32_t *)(zs + (size_t)n * V);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(n > 1)
     for (int i = 0; i < n; i++)
         sample_row(tok + i, logp + i, raw_logp + i, logits + (size_t)i * V, u[i], forced ? forced[i] : -1, V,
                    temperature, top_k, top_p, zs + (size_t)i * V, idss + (size_t)i * V);
