@@ -7,30 +7,19 @@
 #include <string.h>
 
 #include "qw/cli.h"
+#include "qw/layer.h"
 #include "qw/objective.h"
 #include "qw/size.h"
 
 /* Activations (void *) are in the backend's activation type, ops->act_size
- * bytes per element; float * buffers are fp32 whatever the backend. */
-typedef struct {
-    /* saved for the backward */
-    void *xn1; float *rstd1;      /* input RMSNorm: [N,H], [N] */
-    void *qp, *kp, *v;            /* projections before the q/k norm: [N,Q], [N,KV], [N,KV] */
-    float *rq, *rk;               /* q/k norm rstd: [N·nh], [N·nkv] */
-    void *q, *k;                  /* after norm and RoPE */
-    void *o; float *lse;          /* attention output [N,Q], log-sum-exp [N·nh] */
-    void *xm;                     /* residual after attention [N,H] */
-    void *xn2; float *rstd2;      /* post-attention RMSNorm */
-    void *g, *u, *a;              /* MLP: [N,I] dense, [N·k,Ie] MoE (expert-grouped rows) */
-    void *aw, *xg;                /* MoE: weighted a [N·k,Ie], gathered input [N·k,H] */
-    float *probs, *w;             /* MoE: router softmax [N,E], top-k weights [N,k] */
-    int32_t *sel, *rows, *slots;  /* MoE: top-k experts [N,k]; dispatch rows, slots [N·k] */
-    int32_t *offsets;             /* MoE: host [E+1] */
-    int kept;
-} layer_act;
+ * bytes per element; float * buffers are fp32 whatever the backend.  Each
+ * layer's saved activations are a qw_layer_act (qw/layer.h), filled by the
+ * layer forward that the inference engine shares. */
+typedef qw_layer_act layer_act;
 
 struct qw_model {
     const qw_ops *ops;
+    qw_layer_dims D;                  /* shapes for the shared layer forward */
     const qw_params *P;
     const qw_config *c;
     size_t as;                        /* ops->act_size */
@@ -135,6 +124,7 @@ static void plan(qw_model *m)
         m->dyg = TAKE_A(m, N * m->k * H); m->drl = TAKE_F(m, N * m->E); m->dw = TAKE_F(m, N * m->k);
         m->drl_act = TAKE_A(m, N * m->E);
     }
+    for (int l = 0; l < m->L; l++) m->act[l].router_logits = m->drl, m->act[l].expert_out = m->dyg;
 }
 
 void qw_model_rope(const qw_config *c, float *inv_freq, float *attention_scaling)
@@ -189,6 +179,7 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
     if (!P->compute) return qw_error(QW_EXIT_FAIL, "model: the parameter arena has no compute copy");
     qw_model *m = qw_calloc(1, sizeof *m);
     m->ops = ops, m->P = P, m->c = c, m->as = ops->act_size;
+    qw_layer_dims_init(&m->D, ops, P);
     m->B = B, m->T = T, m->N = B * T;
     m->H = c->hidden_size, m->nh = c->num_attention_heads, m->nkv = c->num_key_value_heads, m->d = c->head_dim;
     m->Q = m->nh * m->d, m->KV = m->nkv * m->d, m->V = c->vocab_size, m->L = c->num_hidden_layers;
@@ -255,12 +246,6 @@ size_t qw_model_plan_bytes(const qw_model *m) { return m->arena_bytes; }
 
 /* ---- forward ---- */
 
-/* y[n,out] = x[n,in]·Wᵀ (+ y when acc); W a master view, read from the compute copy */
-static void linear(const qw_model *m, void *y, const void *x, const float *W, int n, int out, int in, int acc)
-{
-    m->ops->gemm(0, 1, n, out, in, 1, x, in, cw(m, W), in, acc ? 1 : 0, y, out, 0);
-}
-
 /* dx[n,in] (+)= dy·W;  dW += dyᵀ·x into the fp32 gradient arena */
 static void linear_bwd(const qw_model *m, void *dx, float *dW, const void *dy, const void *x, const float *W,
                        int n, int out, int in, int acc)
@@ -276,68 +261,14 @@ static void lm_head(const qw_model *m, int c0, int rows)
                  m->logits, m->V, 1);
 }
 
-static void moe_forward(qw_model *m, const qw_layer_params *W, layer_act *A, void *xo)
-{
-    const qw_ops *ops = m->ops;
-    int N = m->N, H = m->H, E = m->E, k = m->k, Ie = m->Ie;
-    ops->gemm(0, 1, N, E, H, 1, A->xn2, H, cw(m, W->router), H, 0, m->drl, E, 1);   /* router logits, fp32 */
-    ops->moe_route_fwd(A->probs, A->sel, A->w, m->drl, N, E, k, m->c->norm_topk_prob);
-    ops->moe_aux_stats(m->aux_count, m->aux_psum, A->probs, A->sel, N, E, k);
-    A->kept = ops->moe_dispatch(A->offsets, A->rows, A->slots, A->sel, N, E, k, m->capacity);
-    ops->gather_rows(A->xg, A->xn2, A->rows, A->kept, H);
-    const int32_t *off = A->offsets;
-    for (int e = 0; e < E; e++) {
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        const void *xg = at(m, A->xg, (size_t)o0 * H);
-        linear(m, at(m, A->g, (size_t)o0 * Ie), xg, W->exp_gate + (size_t)e * Ie * H, ne, Ie, H, 0);
-        linear(m, at(m, A->u, (size_t)o0 * Ie), xg, W->exp_up + (size_t)e * Ie * H, ne, Ie, H, 0);
-    }
-    ops->swiglu_fwd(A->a, A->g, A->u, (size_t)A->kept * Ie);
-    ops->scale_rows(A->aw, A->a, A->w, A->slots, A->kept, Ie);
-    for (int e = 0; e < E; e++) {
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        linear(m, at(m, m->dyg, (size_t)o0 * H), at(m, A->aw, (size_t)o0 * Ie), W->exp_down + (size_t)e * H * Ie,
-               ne, H, Ie, 0);
-    }
-    ops->scatter_add_rows(xo, m->dyg, A->rows, A->kept, H);
-}
-
-/* The dense MLP up to the down projection: gate, up, SwiGLU from xn2. */
-static void dense_mlp_in(qw_model *m, const qw_layer_params *W, layer_act *A)
-{
-    int N = m->N, H = m->H, I = m->c->intermediate_size;
-    linear(m, A->g, A->xn2, W->gate, N, I, H, 0);
-    linear(m, A->u, A->xn2, W->up, N, I, H, 0);
-    m->ops->swiglu_fwd(A->a, A->g, A->u, (size_t)N * I);
-}
-
+/* One layer: the shared layer forward around the training attention. */
 static void layer_forward(qw_model *m, int l)
 {
-    const qw_ops *ops = m->ops;
-    const qw_layer_params *W = &m->P->layer[l];
     layer_act *A = &m->act[l];
-    int N = m->N, H = m->H, Q = m->Q, KV = m->KV, d = m->d;
-    void *x = m->x[l], *xo = m->x[l + 1];
-
-    ops->rmsnorm_fwd(A->xn1, A->rstd1, x, W->input_norm, N, H, m->eps);
-    linear(m, A->qp, A->xn1, W->q, N, Q, H, 0);
-    linear(m, A->kp, A->xn1, W->k, N, KV, H, 0);
-    linear(m, A->v, A->xn1, W->v, N, KV, H, 0);
-    ops->qk_norm_rope_fwd(A->q, A->rq, A->qp, W->q_norm, m->cs, m->sn, N, m->nh, d, m->eps);
-    ops->qk_norm_rope_fwd(A->k, A->rk, A->kp, W->k_norm, m->cs, m->sn, N, m->nkv, d, m->eps);
-    ops->attn_fwd(A->o, A->lse, A->q, A->k, A->v, m->kvs, m->B, m->T, m->nh, m->nkv, d, m->sm_scale,
-                  m->attn_ws, m->attn_ws_bytes);
-    ops->copy(A->xm, x, (size_t)N * H * m->as);
-    linear(m, A->xm, A->o, W->o, N, H, Q, 1);
-
-    ops->rmsnorm_fwd(A->xn2, A->rstd2, A->xm, W->post_norm, N, H, m->eps);
-    ops->copy(xo, A->xm, (size_t)N * H * m->as);
-    if (W->is_moe) {
-        moe_forward(m, W, A, xo);
-    } else {
-        dense_mlp_in(m, W, A);
-        linear(m, xo, A->a, W->down, N, H, m->c->intermediate_size, 1);
-    }
+    qw_layer_attn_in(&m->D, l, A, m->x[l], m->cs, m->sn, m->N);
+    m->ops->attn_fwd(A->o, A->lse, A->q, A->k, A->v, m->kvs, m->B, m->T, m->nh, m->nkv, m->d, m->sm_scale,
+                     m->attn_ws, m->attn_ws_bytes);
+    qw_layer_attn_out(&m->D, l, A, m->x[l], m->x[l + 1], m->N, m->capacity, m->aux_count, m->aux_psum);
 }
 
 /* Host side of the batch: positions, attention starts, targets and
@@ -484,7 +415,7 @@ static void layer_backward(qw_model *m, qw_params *grads, int l, int aux)
     if (m->recompute) {   /* what the forward computed but did not keep */
         ops->rmsnorm_fwd(A->xn1, A->rstd1, m->x[l], W->input_norm, N, H, m->eps);
         ops->rmsnorm_fwd(A->xn2, A->rstd2, A->xm, W->post_norm, N, H, m->eps);
-        if (!W->is_moe) dense_mlp_in(m, W, A);
+        if (!W->is_moe) qw_layer_mlp_in(&m->D, l, A, N);
     }
 
     /* m->dx holds ∂/∂(layer output); the MLP branch */

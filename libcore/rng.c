@@ -30,6 +30,13 @@ static void block(uint64_t seed, uint64_t stream, uint64_t counter, uint32_t out
     qw_philox4x32(ctr, key, out);
 }
 
+double qw_rng_uniform_at(uint64_t seed, uint64_t stream, uint64_t counter)
+{
+    uint32_t o[4];
+    block(seed, stream, counter, o);
+    return (double)(((uint64_t)o[0] << 32 | o[1]) >> 11) * 0x1p-53;
+}
+
 void qw_rng_init(qw_rng *r, uint64_t seed, uint64_t stream)
 {
     memset(r, 0, sizeof *r);

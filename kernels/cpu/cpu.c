@@ -118,7 +118,7 @@ static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A
 static void embed_fwd(void *y, const float *table, const int32_t *ids, int n, int H)
 {
     float *Y = y;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * H >= QW_CPU_PAR_MIN)
     for (int i = 0; i < n; i++) memcpy(Y + (size_t)i * H, table + (size_t)ids[i] * H, H * sizeof *Y);
 }
 
@@ -129,7 +129,7 @@ static void scatter_add_rows(void *vdst, const void *vsrc, const int32_t *rows, 
     float *dst = vdst;
     const float *src = vsrc;
     int nb = (dim + COLBLOCK - 1) / COLBLOCK;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * dim >= QW_CPU_PAR_MIN)
     for (int b = 0; b < nb; b++) {
         int j0 = b * COLBLOCK, j1 = j0 + COLBLOCK < dim ? j0 + COLBLOCK : dim;
         for (int a = 0; a < n; a++) {
@@ -149,7 +149,7 @@ static void rmsnorm_fwd(void *vy, float *rstd, const void *vx, const float *w, i
 {
     float *y = vy;
     const float *x = vx;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)rows * dim >= QW_CPU_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *yr = y + (size_t)r * dim;
@@ -196,7 +196,7 @@ static void rmsnorm_bwd(void *vdx, float *dw, const void *vdy, const void *vx, c
 
 static void rope_table(float *cs, float *sn, const int32_t *pos, int n, const float *inv_freq, int half, float scale)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * half >= QW_CPU_PAR_MIN)
     for (int i = 0; i < n; i++)
         for (int j = 0; j < half; j++) {
             float ang = (float)pos[i] * inv_freq[j];
@@ -210,7 +210,7 @@ static void rope(float *x, const float *cs, const float *sn, int n, int heads, i
 {
     int half = d / 2;
     float sgn = inverse ? -1.0f : 1.0f;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * heads * d >= QW_CPU_PAR_MIN)
     for (long r = 0; r < (long)n * heads; r++) {
         float *x1 = x + (size_t)r * d, *x2 = x1 + half;
         const float *c = cs + (size_t)(r / heads) * half, *s = sn + (size_t)(r / heads) * half;
@@ -242,7 +242,7 @@ static void swiglu_fwd(void *a, const void *g, const void *u, size_t n)
 {
     float *A = a;
     const float *G = g, *U = u;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(n >= QW_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) A[i] = G[i] / (1.0f + expf(-G[i])) * U[i];
 }
 
@@ -262,7 +262,7 @@ static void gather_rows(void *dst, const void *src, const int32_t *rows, int n, 
 {
     float *D = dst;
     const float *S = src;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * dim >= QW_CPU_PAR_MIN)
     for (int a = 0; a < n; a++) memcpy(D + (size_t)a * dim, S + (size_t)rows[a] * dim, dim * sizeof *D);
 }
 
@@ -270,7 +270,7 @@ static void scale_rows(void *dst, const void *src, const float *w, const int32_t
 {
     float *D = dst;
     const float *S = src;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * dim >= QW_CPU_PAR_MIN)
     for (int a = 0; a < n; a++) {
         float s = w[slots[a]];
         for (int j = 0; j < dim; j++) D[(size_t)a * dim + j] = s * S[(size_t)a * dim + j];
@@ -353,6 +353,11 @@ static const qw_ops cpu_ops = {
     .attn_workspace = qw_cpu_attn_workspace,
     .attn_fwd = qw_cpu_attn_fwd,
     .attn_bwd = qw_cpu_attn_bwd,
+    .kv_write = qw_cpu_kv_write,
+    .attn_paged_workspace = qw_cpu_attn_paged_workspace,
+    .attn_paged = qw_cpu_attn_paged,
+    .sample_workspace = qw_cpu_sample_workspace,
+    .sample = qw_cpu_sample,
     .swiglu_fwd = swiglu_fwd,
     .swiglu_bwd = swiglu_bwd,
     .moe_route_fwd = qw_cpu_moe_route_fwd,

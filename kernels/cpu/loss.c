@@ -10,11 +10,7 @@ void qw_cpu_ce_fwd(float *lse, float *logp, const float *logits, const int32_t *
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *l = logits + (size_t)i * V;
-        float mx = -INFINITY;
-        for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-        double sum = 0;
-        for (int v = 0; v < V; v++) sum += expf(l[v] - mx);
-        lse[i] = mx + (float)log(sum);
+        lse[i] = qw_cpu_lse_row(l, V);
         logp[i] = targets[i] >= 0 ? l[targets[i]] - lse[i] : 0;
     }
 }

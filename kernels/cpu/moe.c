@@ -9,7 +9,7 @@
 
 void qw_cpu_moe_route_fwd(float *probs, int32_t *sel, float *w, const float *logits, int n, int E, int k, int norm)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if((size_t)n * E >= QW_CPU_PAR_MIN)
     for (int i = 0; i < n; i++)
         qw_route_row(probs + (size_t)i * E, sel + (size_t)i * k, w + (size_t)i * k, logits + (size_t)i * E, E, k, norm);
 }

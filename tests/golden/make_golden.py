@@ -16,6 +16,16 @@ writes (tests/golden/README.md describes every file):
     python3 make_golden.py --out DIR [--only NAME ...]
 
 With --tar FILE everything under DIR is also packed into one tar file.
+
+    python3 make_golden.py --generate [--out DIR] [--only NAME ...]
+
+loads each committed fixture model (<name>/model, fp32, eager attention)
+and writes only <name>/generate.json: greedy continuations by transformers'
+generate (do_sample=False, max_new_tokens=16, stopping at the config's
+eos_token_id) of a few prompts of token ids, and per step the margin between
+the largest and the second largest logit (a divergence after a step whose
+margin is below 1e-4 is rounding, not a bug).  The other fixture files are
+left as they are.  tests/tools/test_rollout_hf.sh reads generate.json.
 """
 import argparse
 import copy
@@ -270,23 +280,60 @@ def make(name, spec, root, device, log):
     log.write(f"{name}: {json.dumps(meta)}\n")
 
 
+GEN_NEW = 16
+GEN_LENGTHS = [1, 5, 16, 17, 40]
+
+
+def gen_prompts(vocab):
+    """The prompts of generate.json: fixed ids, lengths crossing 16-token blocks."""
+    return [[(7 * i + 13 * t + 3) % vocab for t in range(n)] for i, n in enumerate(GEN_LENGTHS)]
+
+
+def make_generate(name, spec, root, device, log):
+    d = os.path.join(root, name)
+    mdir = os.path.join(d, "model")
+    model = AutoModelForCausalLM.from_pretrained(mdir, attn_implementation="eager").float().to(device).eval()
+    eos = model.config.eos_token_id
+    recs = []
+    for ids in gen_prompts(spec["vocab_size"]):
+        x = torch.tensor([ids], dtype=torch.int64, device=device)
+        with torch.no_grad():
+            out = model.generate(x, do_sample=False, max_new_tokens=GEN_NEW, eos_token_id=eos, pad_token_id=eos,
+                                 output_logits=True, return_dict_in_generate=True)
+        comp = out.sequences[0, len(ids):].tolist()
+        margins = []
+        for step in out.logits:
+            top = torch.topk(step[0].float(), 2).values
+            margins.append((top[0] - top[1]).item())
+        recs.append({"prompt_ids": ids, "completion_ids": comp, "margins": margins})
+    meta = {"name": name, "torch": torch.__version__, "transformers": transformers.__version__,
+            "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+            "attn_implementation": "eager", "dtype": "float32", "tf32": False,
+            "do_sample": False, "max_new_tokens": GEN_NEW, "eos_token_id": eos, "prompts": recs}
+    with open(os.path.join(d, "generate.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    log.write(f"{name}: generate {json.dumps(recs)}\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--tar")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--generate", action="store_true", help="write only <name>/generate.json (see above)")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     device = "cuda" if torch.cuda.is_available() else "cpu"
     os.makedirs(a.out, exist_ok=True)
     status = 0
-    with open(os.path.join(a.out, "log.txt"), "w") as log:
+    with open(os.path.join(a.out, "log-generate.txt" if a.generate else "log.txt"), "w") as log:
         for name, spec in FIXTURES.items():
             if a.only and name not in a.only:
                 continue
             try:
-                make(name, spec, a.out, device, log)
+                (make_generate if a.generate else make)(name, spec, a.out, device, log)
                 print(f"{name}: ok", flush=True)
             except Exception:
                 status = 1

@@ -70,4 +70,5 @@ def main(argv):
         sys.exit("eval_st.py: unknown command " + cmd)
 
 
-main(sys.argv)
+if __name__ == "__main__":
+    main(sys.argv)

@@ -179,6 +179,47 @@ typedef struct qw_ops {
                      const void *v, const void *o, const float *lse, const int32_t *kv_start,
                      int B, int T, int nh, int nkv, int d, float scale, void *ws, size_t ws_bytes);
 
+    /* ---- decoding: attention against a paged K/V cache (qw/infer.h) ----
+     * A layer's cache is two pools kc, vc of n_slots rows of [nkv, d]
+     * (activations): fixed-size blocks of bs consecutive slots.  A
+     * sequence's block table lists its blocks in order: position p lives
+     * in slot table[p / bs]·bs + p % bs.
+     * kv_write: kc[slots[i]] = k[i] and vc[slots[i]] = v[i] for i < n
+     * (rows of kv = nkv·d elements; the slots are distinct).
+     * attn_paged: query i of q [n, nh, d] is at position pos[i] of the
+     * sequence whose block table is tables[seq[i]·max_blocks …] (int32)
+     * and attends to that sequence's keys at positions 0 … pos[i], which
+     * must be in the cache; scores q·k·scale, an fp32 softmax, o [n, nh, d].
+     * GQA as attn_fwd.  ws: scratch of ws_bytes ≥
+     * attn_paged_workspace(nh, nkv, max_ctx) bytes (max_ctx ≥ every
+     * pos[i] + 1), asked for after set_threads.  A backend without a
+     * decode path leaves these three NULL. */
+    void (*kv_write)(void *kc, void *vc, const void *k, const void *v, const int32_t *slots, int n, int kv);
+    size_t (*attn_paged_workspace)(int nh, int nkv, int max_ctx);
+    void (*attn_paged)(void *o, const void *q, const void *kc, const void *vc, const int32_t *tables,
+                       int max_blocks, const int32_t *seq, const int32_t *pos, int n, int nh, int nkv, int d,
+                       int bs, float scale, void *ws, size_t ws_bytes);
+
+    /* ---- sampling from fp32 logits [n, V], one token per row ----
+     * raw_logp[i] = logits[i][tok] − logsumexp(logits[i]) (temperature 1,
+     * the whole vocabulary; computed as ce_fwd computes logp, bit for bit).
+     * temperature ≤ 0 (greedy): tok = the argmax (the lowest id among
+     * equal values), logp = raw_logp.  Otherwise, z = logits / temperature;
+     * the candidates are the top_k largest z (top_k ≤ 0: all; equal
+     * values: lower id first), then, by decreasing z, the shortest prefix
+     * of them whose softmax mass (over the candidates) reaches top_p
+     * (top_p ≥ 1: all) — as transformers' temperature, top-k and top-p
+     * warpers do; p = the softmax of z over what is kept; tok = the first
+     * kept token, in that order, at which the running sum of p exceeds
+     * u[i] (a uniform in [0, 1), fp64); logp = log p(tok).
+     * forced (may be NULL): where forced[i] ≥ 0, tok = forced[i] and logp
+     * = log softmax(z)[tok] over the whole vocabulary (z = logits when
+     * greedy): a token the caller inserts rather than samples.
+     * ws: scratch of sample_workspace(n, V) bytes. */
+    size_t (*sample_workspace)(int n, int V);
+    void (*sample)(int32_t *tok, float *logp, float *raw_logp, const float *logits, const double *u,
+                   const int32_t *forced, int n, int V, float temperature, int top_k, float top_p, void *ws);
+
     /* ---- SwiGLU: a = silu(g) ⊙ u over n elements ---- */
     void (*swiglu_fwd)(void *a, const void *g, const void *u, size_t n);
     /* dg, du from da (dg may alias da). */

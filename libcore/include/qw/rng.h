@@ -47,6 +47,12 @@ uint64_t qw_rng_below(qw_rng *r, uint64_t n);
 /* Fisher-Yates shuffle of n elements of `size` bytes each. */
 void qw_rng_shuffle(qw_rng *r, void *base, size_t n, size_t size);
 
+/* One uniform in [0,1) (53 bits) that depends only on (seed, stream,
+ * counter): the first two words of the Philox block at that counter, the
+ * same bits the sequential generator would draw first from that block.
+ * The sampler (qw/infer.h) draws each token this way. */
+double qw_rng_uniform_at(uint64_t seed, uint64_t stream, uint64_t counter);
+
 /* Bulk, counter-based: x[i] = mean + std * N_i or lo + (hi - lo) * U_i,
  * where N_i, U_i depend only on (seed, stream, i); U_i in [0,1). */
 void qw_rng_fill_normal(float *x, size_t n, uint64_t seed, uint64_t stream, float mean, float std);
