@@ -137,6 +137,17 @@ void qw_eval_mean_stderr(const double *x, int64_t n, double *mean, double *se)
     *se = n >= 2 ? sqrt(ss / (n - 1)) / sqrt((double)n) : NAN;
 }
 
+void qw_eval_mc_pred(const double *ll, const int64_t *len, int n, int *pred, int *pred_norm)
+{
+    double best = -INFINITY, bestn = -INFINITY;
+    *pred = *pred_norm = 0;
+    for (int c = 0; c < n; c++) {
+        double vn = ll[c] / (double)(len[c] > 0 ? len[c] : 1);
+        if (ll[c] > best) best = ll[c], *pred = c;
+        if (vn > bestn) bestn = vn, *pred_norm = c;
+    }
+}
+
 /* ---- Python's random ---- */
 
 static void mt_init(qw_pyrand *r, uint32_t s)

@@ -847,14 +847,11 @@ static void mc_metrics(const mc_item *items, int n, const int *first, const doub
     double *acc = qw_malloc(n * sizeof *acc), *accn = qw_malloc(n * sizeof *accn);
     for (int i = 0; i < n; i++) {
         const qw_mc_item *it = &items[i].it;
-        int p = 0, pn = 0;
-        double best = -INFINITY, bestn = -INFINITY;
-        for (int c = 0; c < it->n; c++) {
-            double v = ll[first[i] + c], len = (double)qw_eval_chars(it->choice[c], strlen(it->choice[c]));
-            double vn = v / (len > 0 ? len : 1);
-            if (v > best) best = v, p = c;
-            if (vn > bestn) bestn = vn, pn = c;
-        }
+        int p, pn;
+        int64_t *len = qw_malloc(it->n * sizeof *len);
+        for (int c = 0; c < it->n; c++) len[c] = qw_eval_chars(it->choice[c], strlen(it->choice[c]));
+        qw_eval_mc_pred(ll + first[i], len, it->n, &p, &pn);
+        free(len);
         pred[i] = p, pred_norm[i] = pn;
         acc[i] = p == it->gold, accn[i] = pn == it->gold;
     }

@@ -100,6 +100,12 @@ int64_t qw_eval_chars(const char *s, size_t n);
  * (n − 1 in the denominator) over sqrt(n); *se is NAN when n < 2. */
 void qw_eval_mean_stderr(const double *x, int64_t n, double *mean, double *se);
 
+/* The choice with the largest log-likelihood (*pred) and the largest
+ * ll / len (*pred_norm; len the choice's length in characters, taken as 1
+ * when 0), the first one on ties, as numpy's argmax: lm-eval's acc and
+ * acc_norm predictions. */
+void qw_eval_mc_pred(const double *ll, const int64_t *len, int n, int *pred, int *pred_norm);
+
 /* ---- Python's random.Random, for lm-eval's few-shot draws ----
  * MT19937 seeded as random.Random(seed) seeds it (init_by_array over the
  * 32-bit words of |seed|), and random.sample's two algorithms (a pool for
