@@ -682,7 +682,8 @@ static int cmd_ppl(int argc, char **argv)
         qw_buf_add(&docs.texts, d.text, d.len);
     }
     qw_input_free(in);
-    if (docs.n == 0) qw_die(QW_EXIT_DATA, "'%s': no documents", argc ? argv[0] : "-");
+    if (docs.n == 0 || docs.texts.n == 0)
+        qw_die(QW_EXIT_DATA, "'%s': no text to score", argc == 1 ? argv[0] : argc ? "the input files" : "-");
 
     double *ll = qw_malloc(docs.n * sizeof *ll);
     task_result ta = {.task = o_task ? o_task : "ppl"}, tb = ta;
