@@ -28,7 +28,9 @@
 #include "qw/io.h"
 #include "qw/model.h"
 #include "qw/ops.h"
+#include "qw/metrics.h"
 #include "qw/params.h"
+#include "qw/plot.h"
 #include "qw/size.h"
 #include "qw/st.h"
 #include "qw/tokenize.h"
@@ -39,6 +41,8 @@ static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1, o_deterministic;
 static const char *o_tokenizer, *o_field, *o_task, *o_tasks, *o_format, *o_fewshot_file, *o_delim, *o_per_item,
                   *o_markdown, *o_compare, *o_prefix_token;
 static int o_jsonl, o_max_length = -1, o_batch_tokens = -1, o_num_fewshot;
+/* plot */
+static const char *o_svg, *o_png, *o_keys, *o_title;
 
 /* options of every command that computes */
 #define COMPUTE_OPTS \
@@ -97,6 +101,15 @@ static const qw_opt mc_opts[] = {
     QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS,
     { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "seed of the few-shot draws (default 1234, as lm-eval)" },
     QW_COMMON_QUIET, QW_COMMON_END,
+    { 0 },
+};
+
+static const qw_opt plot_opts[] = {
+    { "output", 'o', QW_OPT_STR, &o_svg, "OUT.svg", "the SVG figure to write" },
+    { "png", 0, QW_OPT_STR, &o_png, "OUT.png", "also draw it as a PNG" },
+    { "keys", 0, QW_OPT_STR, &o_keys, "K1,K2,...", "one panel per key (default: every numeric key but step, tokens, val_tokens)" },
+    { "title", 0, QW_OPT_STR, &o_title, "TEXT", "a title before the legend" },
+    QW_COMMON_BEGIN, QW_COMMON_END,
     { 0 },
 };
 
@@ -943,6 +956,131 @@ static int cmd_mc(int argc, char **argv)
     return 0;
 }
 
+/* ---- plot ---- */
+
+/* One run: LABEL=FILE[,FILE...] (stages joined, each file's steps after the
+ * previous file's last) or FILE (labelled by its name without .jsonl). */
+typedef struct {
+    char *label;
+    qw_metrics_log log;   /* the files joined; steps offset */
+} plot_run;
+
+static void plot_load(const char *arg, plot_run *r)
+{
+    const char *eq = strchr(arg, '=');
+    char *files;
+    if (eq && eq != arg) {
+        r->label = strndup(arg, (size_t)(eq - arg));
+        files = qw_strdup(eq + 1);
+    } else {
+        const char *base = strrchr(arg, '/') ? strrchr(arg, '/') + 1 : arg;
+        size_t n = strlen(base);
+        if (n > 6 && !strcmp(base + n - 6, ".jsonl")) n -= 6;
+        r->label = strndup(base, n);
+        files = qw_strdup(arg);
+    }
+    if (!r->label) qw_die(QW_EXIT_FAIL, "out of memory");
+    memset(&r->log, 0, sizeof r->log);
+    double offset = 0;
+    char *save = NULL;
+    for (char *p = strtok_r(files, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        qw_metrics_log l;
+        if (qw_metrics_read(p, &l)) qw_die_last();
+        qw_metrics_log *a = &r->log;
+        /* append l to a: union of keys */
+        for (int k = 0; k < l.nkeys; k++)
+            if (qw_metrics_log_key(a, l.keys[k]) < 0) {
+                int K = a->nkeys + 1;
+                double *val = qw_malloc(((size_t)a->nrec ? (size_t)a->nrec : 1) * K * sizeof *val);
+                for (int i = 0; i < a->nrec; i++) {
+                    memcpy(val + (size_t)i * K, a->val + (size_t)i * (K - 1), (size_t)(K - 1) * sizeof *val);
+                    val[(size_t)i * K + K - 1] = NAN;
+                }
+                free(a->val);
+                a->val = val;
+                a->keys = qw_realloc(a->keys, K * sizeof *a->keys);
+                a->keys[K - 1] = qw_strdup(l.keys[k]);
+                a->nkeys = K;
+            }
+        a->step = qw_realloc(a->step, ((size_t)a->nrec + l.nrec + 1) * sizeof *a->step);
+        a->val = qw_realloc(a->val, ((size_t)a->nrec + l.nrec + 1) * a->nkeys * sizeof *a->val);
+        double last = offset;
+        for (int i = 0; i < l.nrec; i++) {
+            double *row = a->val + (size_t)(a->nrec + i) * a->nkeys;
+            for (int k = 0; k < a->nkeys; k++) {
+                int c = qw_metrics_log_key(&l, a->keys[k]);
+                row[k] = c < 0 ? NAN : l.val[(size_t)i * l.nkeys + c];
+            }
+            a->step[a->nrec + i] = offset + l.step[i];
+            if (offset + l.step[i] > last) last = offset + l.step[i];
+        }
+        a->nrec += l.nrec;
+        offset = last;
+        qw_metrics_log_free(&l);
+    }
+    free(files);
+}
+
+static int cmd_plot(int argc, char **argv)
+{
+    if (argc < 1) qw_usage_error("plot needs at least one METRICS.jsonl");
+    if (!o_svg) qw_usage_error("plot needs -o OUT.svg");
+    plot_run *runs = qw_calloc(argc, sizeof *runs);
+    for (int i = 0; i < argc; i++) plot_load(argv[i], &runs[i]);
+    /* the keys: asked for, or every numeric key in first-seen order */
+    const char **keys = NULL;
+    int nk = 0;
+    char *klist = o_keys ? qw_strdup(o_keys) : NULL;
+    if (klist) {
+        char *save = NULL;
+        for (char *k = strtok_r(klist, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+            keys = qw_realloc(keys, (nk + 1) * sizeof *keys);
+            keys[nk++] = k;
+        }
+        if (!nk) qw_usage_error("--keys: no key given");
+    } else {
+        for (int r = 0; r < argc; r++)
+            for (int k = 0; k < runs[r].log.nkeys; k++) {
+                const char *key = runs[r].log.keys[k];
+                int seen = !strcmp(key, "tokens") || !strcmp(key, "val_tokens");
+                for (int j = 0; j < nk && !seen; j++) seen = !strcmp(keys[j], key);
+                if (seen) continue;
+                keys = qw_realloc(keys, (nk + 1) * sizeof *keys);
+                keys[nk++] = key;
+            }
+        if (!nk) qw_die(QW_EXIT_DATA, "'%s': no numeric values to plot", argv[0]);
+    }
+    /* each key must have a value somewhere */
+    for (int j = 0; j < nk; j++) {
+        int found = 0;
+        for (int r = 0; r < argc && !found; r++) {
+            int c = qw_metrics_log_key(&runs[r].log, keys[j]);
+            for (int i = 0; c >= 0 && i < runs[r].log.nrec && !found; i++)
+                found = !isnan(runs[r].log.val[(size_t)i * runs[r].log.nkeys + c]);
+        }
+        if (!found) qw_die(QW_EXIT_DATA, "no values of '%s' in %s", keys[j], argc == 1 ? argv[0] : "any of the files");
+    }
+    /* columns per key */
+    qw_plot_run *pr = qw_calloc(argc, sizeof *pr);
+    double **cols = qw_calloc((size_t)argc * nk, sizeof *cols);
+    for (int r = 0; r < argc; r++) {
+        const qw_metrics_log *l = &runs[r].log;
+        for (int j = 0; j < nk; j++) {
+            double *c = cols[(size_t)r * nk + j] = qw_malloc(((size_t)l->nrec + 1) * sizeof *c);
+            int k = qw_metrics_log_key(l, keys[j]);
+            for (int i = 0; i < l->nrec; i++) c[i] = k < 0 ? NAN : l->val[(size_t)i * l->nkeys + k];
+        }
+        pr[r] = (qw_plot_run){runs[r].label, l->nrec, l->step, (const double *const *)&cols[(size_t)r * nk]};
+    }
+    qw_fig *f = qw_plot_metrics(pr, argc, keys, nk, o_title);
+    if (qw_fig_svg(f, o_svg) || (o_png && qw_fig_png(f, o_png))) qw_die_last();
+    qw_fig_free(f);
+    for (size_t i = 0; i < (size_t)argc * nk; i++) free(cols[i]);
+    for (int r = 0; r < argc; r++) free(runs[r].label), qw_metrics_log_free(&runs[r].log);
+    free(cols), free(pr), free(runs), free(keys), free(klist);
+    return 0;
+}
+
 static const qw_cmd cmds[] = {
     { "forward", cmd_forward, "--model DIR --input IN.safetensors --output OUT.safetensors [--grads] [options]",
       "one forward (and backward) pass, dumped for parity checks (fp32 unless --precision bf16)", forward_opts },
@@ -952,6 +1090,8 @@ static const qw_cmd cmds[] = {
       "perplexity of documents: word, byte and token perplexity, bits per byte (lm-eval's rolling windows)", ppl_opts },
     { "mc", cmd_mc, "--model DIR --tasks FILE.jsonl [--format NAME] [--num-fewshot N [--fewshot-file F]] [options]",
       "multiple-choice accuracy: acc and acc_norm with standard errors, as lm-eval scores them", mc_opts },
+    { "plot", cmd_plot, "METRICS.jsonl... -o OUT.svg [--png OUT.png] [--keys K1,K2,...] [options]",
+      "draw training metrics (qw-metrics(5)) as SVG and PNG: a panel per key, step on x, runs overlaid", plot_opts },
     { 0 },
 };
 
