@@ -276,6 +276,40 @@ void qw_metrics_log_free(qw_metrics_log *log)
     memset(log, 0, sizeof *log);
 }
 
+/* Add a column for `key`, NAN in every record; room for `cap` records kept. */
+static void widen(qw_metrics_log *a, const char *key, size_t cap)
+{
+    int K = a->nkeys + 1;
+    size_t rows = cap > (size_t)a->nrec ? cap : (size_t)a->nrec;
+    double *val = qw_malloc((rows ? rows : 1) * K * sizeof *val);
+    for (int r = 0; r < a->nrec; r++) {
+        memcpy(val + (size_t)r * K, a->val + (size_t)r * (K - 1), (size_t)(K - 1) * sizeof *val);
+        val[(size_t)r * K + K - 1] = NAN;
+    }
+    free(a->val);
+    a->val = val;
+    a->keys = qw_realloc(a->keys, K * sizeof *a->keys);
+    a->keys[K - 1] = qw_strdup(key);
+    a->nkeys = K;
+}
+
+void qw_metrics_log_append(qw_metrics_log *a, const qw_metrics_log *b, double step_offset)
+{
+    for (int k = 0; k < b->nkeys; k++)
+        if (qw_metrics_log_key(a, b->keys[k]) < 0) widen(a, b->keys[k], 0);
+    a->step = qw_realloc(a->step, ((size_t)a->nrec + b->nrec + 1) * sizeof *a->step);
+    a->val = qw_realloc(a->val, ((size_t)a->nrec + b->nrec + 1) * (a->nkeys ? a->nkeys : 1) * sizeof *a->val);
+    for (int i = 0; i < b->nrec; i++) {
+        double *row = a->val + (size_t)(a->nrec + i) * a->nkeys;
+        for (int k = 0; k < a->nkeys; k++) {
+            int c = qw_metrics_log_key(b, a->keys[k]);
+            row[k] = c < 0 ? NAN : b->val[(size_t)i * b->nkeys + c];
+        }
+        a->step[a->nrec + i] = step_offset + b->step[i];
+    }
+    a->nrec += b->nrec;
+}
+
 int qw_metrics_read(const char *jsonl, qw_metrics_log *out)
 {
     memset(out, 0, sizeof *out);
@@ -299,19 +333,8 @@ int qw_metrics_read(const char *jsonl, qw_metrics_log *out)
         }
         /* new keys widen the table */
         for (const cJSON *v = j->child; v; v = v->next)
-            if ((cJSON_IsNumber(v) || cJSON_IsNull(v)) && strcmp(v->string, "step") && qw_metrics_log_key(out, v->string) < 0) {
-                int K = out->nkeys + 1;
-                double *val = qw_malloc((rcap ? rcap : 1) * (size_t)K * sizeof *val);
-                for (int r = 0; r < out->nrec; r++) {
-                    memcpy(val + (size_t)r * K, out->val + (size_t)r * (K - 1), (size_t)(K - 1) * sizeof *val);
-                    val[(size_t)r * K + K - 1] = NAN;
-                }
-                free(out->val);
-                out->val = val;
-                out->keys = qw_realloc(out->keys, K * sizeof *out->keys);
-                out->keys[K - 1] = qw_strdup(v->string);
-                out->nkeys = K;
-            }
+            if ((cJSON_IsNumber(v) || cJSON_IsNull(v)) && strcmp(v->string, "step") && qw_metrics_log_key(out, v->string) < 0)
+                widen(out, v->string, rcap);
         if ((size_t)out->nrec == rcap) {
             rcap = rcap ? 2 * rcap : 64;
             out->step = qw_realloc(out->step, rcap * sizeof *out->step);

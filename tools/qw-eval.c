@@ -986,35 +986,10 @@ static void plot_load(const char *arg, plot_run *r)
     for (char *p = strtok_r(files, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
         qw_metrics_log l;
         if (qw_metrics_read(p, &l)) qw_die_last();
-        qw_metrics_log *a = &r->log;
-        /* append l to a: union of keys */
-        for (int k = 0; k < l.nkeys; k++)
-            if (qw_metrics_log_key(a, l.keys[k]) < 0) {
-                int K = a->nkeys + 1;
-                double *val = qw_malloc(((size_t)a->nrec ? (size_t)a->nrec : 1) * K * sizeof *val);
-                for (int i = 0; i < a->nrec; i++) {
-                    memcpy(val + (size_t)i * K, a->val + (size_t)i * (K - 1), (size_t)(K - 1) * sizeof *val);
-                    val[(size_t)i * K + K - 1] = NAN;
-                }
-                free(a->val);
-                a->val = val;
-                a->keys = qw_realloc(a->keys, K * sizeof *a->keys);
-                a->keys[K - 1] = qw_strdup(l.keys[k]);
-                a->nkeys = K;
-            }
-        a->step = qw_realloc(a->step, ((size_t)a->nrec + l.nrec + 1) * sizeof *a->step);
-        a->val = qw_realloc(a->val, ((size_t)a->nrec + l.nrec + 1) * a->nkeys * sizeof *a->val);
         double last = offset;
-        for (int i = 0; i < l.nrec; i++) {
-            double *row = a->val + (size_t)(a->nrec + i) * a->nkeys;
-            for (int k = 0; k < a->nkeys; k++) {
-                int c = qw_metrics_log_key(&l, a->keys[k]);
-                row[k] = c < 0 ? NAN : l.val[(size_t)i * l.nkeys + c];
-            }
-            a->step[a->nrec + i] = offset + l.step[i];
+        for (int i = 0; i < l.nrec; i++)
             if (offset + l.step[i] > last) last = offset + l.step[i];
-        }
-        a->nrec += l.nrec;
+        qw_metrics_log_append(&r->log, &l, offset);
         offset = last;
         qw_metrics_log_free(&l);
     }

@@ -68,6 +68,9 @@ typedef struct {
 } qw_metrics_log;
 int qw_metrics_read(const char *jsonl, qw_metrics_log *out);
 void qw_metrics_log_free(qw_metrics_log *log);
+/* Append b's records to a (keys united, NAN where a record lacks one),
+ * their steps plus step_offset: stages of one run joined. */
+void qw_metrics_log_append(qw_metrics_log *a, const qw_metrics_log *b, double step_offset);
 /* The column of a key, or -1. */
 int qw_metrics_log_key(const qw_metrics_log *log, const char *key);
 
