@@ -4,7 +4,7 @@
 # one run continue its steps; the PNG has the signature and the figure's
 # size; bad metrics lines and unknown keys are errors naming them.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 24
+plan 26
 
 # two runs of 50 steps with a validation record every 10 (qw-metrics(5))
 python3 - "$tmp" <<'PY'
@@ -95,3 +95,8 @@ expect_stderr no_step_msg "nostep.jsonl': line 2: no numeric \"step\"$"
 expect_status unknown_key 3 qw-eval plot "$tmp/a.jsonl" --keys loss,reward -o "$tmp/x.svg"
 expect_stderr unknown_key_msg "no values of 'reward' in .*a.jsonl"
 expect_status needs_output 2 qw-eval plot "$tmp/a.jsonl"
+
+# make report RUN=DIR: the run's logs (DIR/*.jsonl, DIR/logs/*.jsonl) drawn into DIR/metrics.svg and .png
+mkdir -p "$tmp/run/logs" && cp "$tmp/a.jsonl" "$tmp/run/" && cp "$tmp/s2.jsonl" "$tmp/run/logs/"
+expect_status make_report 0 make --no-print-directory -C "$QW_SRCDIR" report RUN="$tmp/run"
+check make_report_figures test "$(polylines "$tmp/run/metrics.svg" | cut -d' ' -f1)" -ge 6 -a -s "$tmp/run/metrics.png"
