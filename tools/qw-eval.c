@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 #include <math.h>
@@ -668,6 +669,7 @@ static void check_eval_opts(void)
 static int cmd_ppl(int argc, char **argv)
 {
     if (!o_model) qw_usage_error("ppl needs --model");
+    if (argc == 0 && isatty(STDIN_FILENO)) qw_usage_error("ppl: no FILE and standard input is a terminal");
     if (o_field && !o_jsonl) qw_usage_error("--field needs --jsonl");
     check_eval_opts();
     double t0 = qw_now();
