@@ -47,7 +47,7 @@ static const char *o_svg, *o_png, *o_keys, *o_title;
 
 /* options of every command that computes */
 #define COMPUTE_OPTS \
-    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: fp32 for forward; bench: bf16 on cuda)" }, \
+    { "precision", 0, QW_OPT_STR, &o_precision, "fp32|bf16", "activation precision (default: fp32 for forward; bf16 on cuda for bench, ppl, mc)" }, \
     { "deterministic", 0, QW_OPT_FLAG, &o_deterministic, NULL, "bit-identical results run to run (may be slower on cuda)" }
 
 static const qw_opt forward_opts[] = {
