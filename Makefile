@@ -15,7 +15,7 @@ CFLAGS  ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter
 QW_CFLAGS = -std=gnu11 -fopenmp -Ilibcore/include -I/usr/include/cjson \
             -I/usr/include/x86_64-linux-gnu/openblas-pthread \
             $(shell mpicc --showme:compile 2>/dev/null)
-QW_LIBS   = -lpcre2-8 -lutf8proc -lcjson -larchive -lzstd -lopenblas \
+QW_LIBS   = -lpcre2-8 -lutf8proc -lcjson -larchive -lzstd -lopenblas -lpng \
             $(shell mpicc --showme:link 2>/dev/null) -lm -lpthread
 LDFLAGS ?=
 
@@ -50,7 +50,7 @@ QW_LIBS   += -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 endif
 endif
 
-.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu bench-gpu demo install uninstall clean help
+.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu bench-gpu demo report install uninstall clean help
 all: lib tools $(UNITS)
 
 lib: $(LIB)
@@ -120,6 +120,15 @@ bench-gpu:
 demo: all
 	$(Q)$(MAKE) --no-print-directory -f pipelines/demo.mk QW_BIN=$(CURDIR)/bin
 
+# A run's figures: every metrics JSONL in RUN and RUN/logs (qw-pretrain --log)
+# drawn by qw-eval plot into RUN/metrics.svg and RUN/metrics.png.
+RUN_LOGS = $(sort $(wildcard $(RUN)/*.jsonl $(RUN)/logs/*.jsonl))
+report: tools
+	$(Q)test -n "$(RUN)" || { echo "make report RUN=DIR: name the run's directory" >&2; exit 2; }
+	$(Q)test -n "$(RUN_LOGS)" || { echo "make report: no metrics JSONL in '$(RUN)' or '$(RUN)/logs'" >&2; exit 3; }
+	bin/qw-eval plot $(RUN_LOGS) -o $(RUN)/metrics.svg --png $(RUN)/metrics.png
+	@echo "wrote $(RUN)/metrics.svg and $(RUN)/metrics.png"
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
 	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)
@@ -143,4 +152,5 @@ help:
 	@echo "make bench          benchmarks against the reference implementations"
 	@echo "make bench-gpu      attention and qw-pretrain vs PyTorch (GPU machine; part of bench there)"
 	@echo "make demo           the demo pipeline on the CPU"
+	@echo "make report RUN=DIR figures of a run's metrics (RUN/*.jsonl, RUN/logs/*.jsonl)"
 	@echo "make install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"

@@ -259,3 +259,97 @@ int qw_metrics_truncate(const char *jsonl, long max_step)
     else rc = qw_afile_commit(&out);
     return rc;
 }
+
+/* ---- reading a log back ---- */
+
+int qw_metrics_log_key(const qw_metrics_log *log, const char *key)
+{
+    for (int k = 0; k < log->nkeys; k++)
+        if (!strcmp(log->keys[k], key)) return k;
+    return -1;
+}
+
+void qw_metrics_log_free(qw_metrics_log *log)
+{
+    for (int k = 0; k < log->nkeys; k++) free(log->keys[k]);
+    free(log->keys), free(log->step), free(log->val);
+    memset(log, 0, sizeof *log);
+}
+
+/* Add a column for `key`, NAN in every record; room for `cap` records kept. */
+static void widen(qw_metrics_log *a, const char *key, size_t cap)
+{
+    int K = a->nkeys + 1;
+    size_t rows = cap > (size_t)a->nrec ? cap : (size_t)a->nrec;
+    double *val = qw_malloc((rows ? rows : 1) * K * sizeof *val);
+    for (int r = 0; r < a->nrec; r++) {
+        memcpy(val + (size_t)r * K, a->val + (size_t)r * (K - 1), (size_t)(K - 1) * sizeof *val);
+        val[(size_t)r * K + K - 1] = NAN;
+    }
+    free(a->val);
+    a->val = val;
+    a->keys = qw_realloc(a->keys, K * sizeof *a->keys);
+    a->keys[K - 1] = qw_strdup(key);
+    a->nkeys = K;
+}
+
+void qw_metrics_log_append(qw_metrics_log *a, const qw_metrics_log *b, double step_offset)
+{
+    for (int k = 0; k < b->nkeys; k++)
+        if (qw_metrics_log_key(a, b->keys[k]) < 0) widen(a, b->keys[k], 0);
+    a->step = qw_realloc(a->step, ((size_t)a->nrec + b->nrec + 1) * sizeof *a->step);
+    a->val = qw_realloc(a->val, ((size_t)a->nrec + b->nrec + 1) * (a->nkeys ? a->nkeys : 1) * sizeof *a->val);
+    for (int i = 0; i < b->nrec; i++) {
+        double *row = a->val + (size_t)(a->nrec + i) * a->nkeys;
+        for (int k = 0; k < a->nkeys; k++) {
+            int c = qw_metrics_log_key(b, a->keys[k]);
+            row[k] = c < 0 ? NAN : b->val[(size_t)i * b->nkeys + c];
+        }
+        a->step[a->nrec + i] = step_offset + b->step[i];
+    }
+    a->nrec += b->nrec;
+}
+
+int qw_metrics_read(const char *jsonl, qw_metrics_log *out)
+{
+    memset(out, 0, sizeof *out);
+    FILE *in = fopen(jsonl, "r");
+    if (!in) return qw_error(QW_EXIT_FAIL, "'%s': %s", jsonl, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0, rcap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = 0;
+    while (!rc && (n = getline(&line, &cap, in)) > 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)n) continue;
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
+        const cJSON *step = j ? cJSON_GetObjectItemCaseSensitive(j, "step") : NULL;
+        if (!cJSON_IsObject(j) || !cJSON_IsNumber(step)) {
+            rc = qw_error(QW_EXIT_DATA, "'%s': line %ld: %s", jsonl, lineno,
+                          !j ? "not JSON" : !cJSON_IsObject(j) ? "not a JSON object" : "no numeric \"step\"");
+            cJSON_Delete(j);
+            break;
+        }
+        /* new keys widen the table */
+        for (const cJSON *v = j->child; v; v = v->next)
+            if ((cJSON_IsNumber(v) || cJSON_IsNull(v)) && strcmp(v->string, "step") && qw_metrics_log_key(out, v->string) < 0)
+                widen(out, v->string, rcap);
+        if ((size_t)out->nrec == rcap) {
+            rcap = rcap ? 2 * rcap : 64;
+            out->step = qw_realloc(out->step, rcap * sizeof *out->step);
+            out->val = qw_realloc(out->val, rcap * (size_t)(out->nkeys ? out->nkeys : 1) * sizeof *out->val);
+        }
+        double *row = out->val + (size_t)out->nrec * out->nkeys;
+        for (int k = 0; k < out->nkeys; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, out->keys[k]);
+            row[k] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        }
+        out->step[out->nrec++] = step->valuedouble;
+        cJSON_Delete(j);
+    }
+    free(line);
+    fclose(in);
+    if (rc) qw_metrics_log_free(out);
+    return rc;
+}

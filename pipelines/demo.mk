@@ -5,8 +5,9 @@
 #   → qw-tokenize → qw-pack (S1/S2 rows of 256 tokens, S3 rows of 1024)
 #   → qw-pretrain S1 → S2 → S3 (RoPE base raised for S3), for a tiny dense
 #     Qwen3 and its MoE twin
-#   → a report: validation loss before and after every stage, tokens/s, time,
-#     and a plot of the loss curves (demo/report.md, demo/loss.svg).
+#   → a report: validation loss before and after every stage, tokens/s, time
+#     (demo/report.md), and the training curves of both models, the three
+#     stages joined, drawn by qw-eval plot (demo/loss.svg and demo/loss.png).
 #
 #   make demo                       # the whole thing, a few minutes on 2 cores
 #   make demo DEMO_SIZE=smoke       # seconds: what the test suite runs
@@ -69,11 +70,21 @@ TRAIN_OPTS = --threads $(THREADS) --eval-rows 64 -q
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/done)
+# qw-eval plot runs: MODEL=S1-LOG,S2-LOG,S3-LOG for each model
+comma := ,
+PLOT_RUNS = $(foreach m,$(MODELS),$(m)=$(subst $(eval) ,$(comma),$(foreach s,1 2 3,$(OUT)/logs/$(m)-s$(s).jsonl)))
+
+define report
 	$(PY) pipelines/demo_report.py --out $(OUT) --models "$(MODELS)"
+	$(QW_BIN)/qw-eval plot $(PLOT_RUNS) --keys loss,val_loss,lr,grad_norm,tok_per_s \
+	    --title "qw demo: S1 S2 S3" -o $(OUT)/loss.svg --png $(OUT)/loss.png
+endef
+
+all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/done)
+	$(report)
 
 report:
-	$(PY) pipelines/demo_report.py --out $(OUT) --models "$(MODELS)"
+	$(report)
 
 $(OUT)/corpus/general.jsonl:
 	@mkdir -p $(@D)

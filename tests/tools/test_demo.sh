@@ -8,7 +8,7 @@
 # not start, and make run again resumes S1 from its checkpoint and ends
 # with the same losses and the same weights, bit for bit, as the first run.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 44
+plan 46
 
 demo() { make --no-print-directory -C "$QW_SRCDIR" -f pipelines/demo.mk DEMO_SIZE=smoke QW_BIN="$QW_BIN" "$@"; }
 
@@ -16,6 +16,9 @@ expect_status "demo pipeline (smoke size)" 0 demo OUT="$tmp/demo"
 out=$tmp/demo
 check "report written" test -s "$out/report.md"
 check "loss plot written" grep -q '<polyline' "$out/loss.svg"
+# qw-eval plot: 5 panels × 2 models, each model's three stages joined into one polyline
+check "loss plot: a polyline per model and key" test "$(grep -c '<polyline' "$out/loss.svg")" -eq 10
+check "loss plot as PNG" test "$(head -c 4 "$out/loss.png" | tail -c 3)" = PNG
 check "six stage rows in the report" test "$(grep -c '^| \(dense\|moe\) ' "$out/report.md")" -eq 6
 for m in dense moe; do
     for s in 1 2 3; do

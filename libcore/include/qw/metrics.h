@@ -54,6 +54,26 @@ const char *qw_metrics_tb_path(const qw_metrics *m);
  * atomically; a missing file is not an error.  Lines that are not JSON
  * objects with a numeric "step" are QW_EXIT_DATA naming the line. */
 int qw_metrics_truncate(const char *jsonl, long max_step);
+/* A metrics JSONL file read back whole, as a table: one row per record,
+ * one column per numeric key (first-seen order; "step" is not a column).
+ * val[r·nkeys + k] is record r's value of key k, NAN where the record has
+ * no such key or a null there; keys with other JSON types are ignored.
+ * Blank lines are skipped; a line that is not a JSON object with a numeric
+ * "step" is QW_EXIT_DATA naming the line ("'m.jsonl': line 7: ..."). */
+typedef struct {
+    int nkeys, nrec;
+    char **keys;
+    double *step;   /* [nrec] */
+    double *val;    /* [nrec × nkeys] */
+} qw_metrics_log;
+int qw_metrics_read(const char *jsonl, qw_metrics_log *out);
+void qw_metrics_log_free(qw_metrics_log *log);
+/* Append b's records to a (keys united, NAN where a record lacks one),
+ * their steps plus step_offset: stages of one run joined. */
+void qw_metrics_log_append(qw_metrics_log *a, const qw_metrics_log *b, double step_offset);
+/* The column of a key, or -1. */
+int qw_metrics_log_key(const qw_metrics_log *log, const char *key);
+
 /* Close and free (NULL is a no-op); reports a failed final flush. */
 int qw_metrics_close(qw_metrics *m);
 

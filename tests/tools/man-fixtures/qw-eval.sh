@@ -1,2 +1,14 @@
-# Files the qw-eval(1) examples name: the repository's golden fixtures and bench configs.
+# Files the qw-eval(1) examples name: the repository's golden fixtures and
+# bench configs, a byte-level tokenizer (tests/tools/eval_ref.py) for the
+# fixture models, items, a text and two stages of metrics.
 ln -s "$QW_SRCDIR/tests" tests
+python3 "$QW_SRCDIR/tests/tools/eval_ref.py" tokenizer tok '!'
+printf '%s\n' '{"context": "The cat sat on the", "choices": ["mat", "moon"], "gold": 0}' \
+    '{"context": "One, two,", "choices": [" three", " seven"], "gold": 0}' >items.jsonl
+printf '%s\n' '{"question": "Which is hot?", "choices": {"text": ["ice", "fire"], "label": ["A", "B"]}, "answerKey": "B"}' \
+    '{"question": "Which is wet?", "choices": {"text": ["water", "sand"], "label": ["A", "B"]}, "answerKey": "A"}' >arc.jsonl
+printf 'The quick brown fox jumps over the lazy dog. %.0s' 1 2 3 4 >doc.txt
+printf '{"step":%d,"loss":%s,"lr":0.001}\n' 1 5.5 2 4.5 3 4.0 >s1.jsonl
+printf '{"step":3,"val_loss":4.2}\n' >>s1.jsonl
+printf '{"step":%d,"loss":%s,"lr":0.0005}\n' 1 3.9 2 3.7 >s2.jsonl
+printf '{"step":2,"val_loss":3.8}\n' >>s2.jsonl
