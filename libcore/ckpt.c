@@ -367,7 +367,7 @@ static int prune(const char *out, long current, int keep)
         e[n++] = (entry){ k, qw_strdup(de->d_name) };
     }
     closedir(d);
-    qsort(e, n, sizeof *e, by_step_desc);
+    if (n) qsort(e, n, sizeof *e, by_step_desc);   /* qsort(NULL, 0) is undefined */
     int st = 0;
     for (size_t i = 0; i < n; i++) {
         if (!st && (e[i].step < 0 || (keep > 0 && i + 1 >= (size_t)keep))) {
