@@ -292,8 +292,8 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     if (sum != f.n_tokens)
         return bad(r, at, "document lengths sum to %llu, header says %llu tokens", (unsigned long long)sum,
                    (unsigned long long)f.n_tokens);
-    const unsigned char *p = raw + 4ull * f.n_docs;
-    for (uint64_t i = 0; i < f.n_tokens; i++, p += width) {
+    for (uint64_t i = 0; i < f.n_tokens; i++) {   /* (raw is NULL when the frame is empty) */
+        const unsigned char *p = raw + 4ull * f.n_docs + width * i;
         uint32_t id = width == 4 ? get32(p) : get16(p);
         if (id >= f.vocab_size)
             return bad(r, at, "token id %u out of range (vocabulary %u)", id, f.vocab_size);
