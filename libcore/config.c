@@ -332,6 +332,9 @@ static int parse(const cJSON *root, const char *name, qw_config *c)
     if (c->num_attention_heads % c->num_key_value_heads)
         return qw_error(QW_EXIT_DATA, "'%s': key '%snum_key_value_heads': %d does not divide the %d attention heads",
                         name, s.prefix, c->num_key_value_heads, c->num_attention_heads);
+    if (c->head_dim < 2)   /* only the default can be: hidden_size / num_attention_heads */
+        return qw_error(QW_EXIT_DATA, "'%s': key '%shead_dim' is missing and hidden_size %d / num_attention_heads %d "
+                        "is %d, below 2", name, s.prefix, c->hidden_size, c->num_attention_heads, c->head_dim);
     if (c->head_dim % 2)
         return qw_error(QW_EXIT_DATA, "'%s': key '%shead_dim': %d is odd (RoPE needs pairs)", name, s.prefix, c->head_dim);
     if (!(c->rms_norm_eps > 0))

@@ -188,6 +188,11 @@ TEST(errors)
     CHECK(parse_fails(j, "key 'mlp_only_layers'"));
     snprintf(j, sizeof j, "%s\"num_experts\":2,\"num_experts_per_tok\":1,\"decoder_sparse_step\":0}", mbase);
     CHECK(parse_fails(j, "key 'decoder_sparse_step'"));
+    /* head_dim defaults to H/nh for MoE: 8/16 is 0 (found by fuzzing: the config loaded, and did not load back) */
+    snprintf(j, sizeof j, "%s\"num_experts\":2,\"num_experts_per_tok\":1,\"num_attention_heads\":16}",
+             "{\"model_type\":\"qwen3_moe\",\"vocab_size\":10,\"hidden_size\":8,\"num_hidden_layers\":2,"
+             "\"moe_intermediate_size\":4,");
+    CHECK(parse_fails(j, "key 'head_dim' is missing and hidden_size 8 / num_attention_heads 16 is 0, below 2"));
     qw_config c;
     CHECK(qw_config_load("/nonexistent/dir/config.json", &c) == QW_EXIT_FAIL && strstr(qw_error_msg(), "/nonexistent"));
 #undef WITH
