@@ -111,9 +111,12 @@ static inline const char *fz_dir(void)
 /* fz_dir()/name, allocated once by the caller (at initialisation). */
 static inline char *fz_path(const char *name) { return qw_path_join(fz_dir(), name); }
 
-/* Replace the file at path with data[0, n). */
+/* Replace the file at path with data[0, n).  A new file each time: ext4
+ * flushes a file truncated and rewritten at close (auto_da_alloc), which
+ * made a target wait on the disk. */
 static inline void fz_write(const char *path, const void *data, size_t n)
 {
+    unlink(path);
     FILE *f = fopen(path, "wb");
     if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f)) {
         perror(path);

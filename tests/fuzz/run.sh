@@ -34,15 +34,18 @@ crashes=${crashes:-$work/crashes}
 if [ $# -eq 0 ]; then
     set -- $(cd "$root/tests/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
 fi
-mkdir -p "$work/logs" "$work/tmp"
+mkdir -p "$work/logs"
+# the targets' scratch files, in memory when /dev/shm is there (the config
+# target writes through the atomic, fsync'ed path), removed at the end even
+# after a crash skipped a process's own clean-up
+scratch=$(mktemp -d /dev/shm/qw-fuzz.XXXXXX 2>/dev/null || mktemp -d "$work/scratch.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
 
 # run_one TARGET: fuzz it, leaving its log in $work/logs/TARGET.log.
 run_one() {
     local t=$1 bin=$root/build/fuzz/fuzz_$1
     mkdir -p "$work/corpus/$t" "$crashes/$t" "$root/tests/corpus/$t"
-    # the private directory of each fuzzer process goes under $work/tmp,
-    # removed below even when a crash skipped the process's own clean-up
-    TMPDIR=$work/tmp OMP_NUM_THREADS=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    TMPDIR=$scratch OMP_NUM_THREADS=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         timeout $((seconds + 300)) "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$crashes/$t/" \
         "$work/corpus/$t" "$root/tests/corpus/$t" >"$work/logs/$t.log" 2>&1
@@ -78,7 +81,6 @@ for t in "$@"; do
     running=$((running + 1))
 done
 wait
-rm -rf "$work/tmp"
 failed=0
 for t in "$@"; do report "$t" || failed=1; done
 exit $failed
