@@ -6,8 +6,12 @@
 #      device: fp32 with test_golden.sh's limits (logits 1e-4 of max|logits|,
 #      loss 1e-5, gradients 1e-3 relative); bf16 with logits 3e-2 of
 #      max|logits|, loss 1e-2 (doc/design.md: bf16 against fp32) and gradients
-#      1e-1 relative (bf16 keeps 8 significant bits, 2^-9 ≈ 2e-3 per rounding;
+#      5e-2 relative (bf16 keeps 8 significant bits, 2^-9 ≈ 2e-3 per rounding;
 #      norm-weight gradients are sums that cancel, which multiplies that).
+#      Measured on an H200 on 2026-12-04: worst 1.3e-2 (dense_tied), 2.0e-2
+#      (dense_yarn), 2.2e-2 (moe).  Smaller bugs of one op (an RMSNorm
+#      backward off by 0.6%) are caught at the op level: tests/gpu/test_ops.c
+#      bounds every bf16 element in ulps against the CPU.
 #   b. 100 steps of pipelines/configs/demo-dense.json on the CPU, on the device
 #      in fp32 (every logged loss within 1% of the CPU's) and in bf16 (every
 #      loss within 3%, the mean of the last 10 within 1% as doc/design.md asks).
@@ -46,7 +50,7 @@ for dir in "$QW_SRCDIR"/tests/golden/*/; do
         expect_status "gpu_golden_${name}_${prec}_runs" 0 "${limit[@]}" qw-eval forward --device "$dev" --precision $prec \
             --model "$dir/model" --input "$dir/input.safetensors" --output "$out" --grads
         tol=()
-        [ $prec = bf16 ] && tol=(--tol 3e-2,1e-2,1e-1)
+        [ $prec = bf16 ] && tol=(--tol 3e-2,1e-2,5e-2)
         "$compare" --compare "${tol[@]}" "$dir/expected.safetensors" "$out" >cmp 2>&1
         st=$?
         echo "$name $prec:" && sed 's/^/    /' cmp

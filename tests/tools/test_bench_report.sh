@@ -9,10 +9,10 @@
 # of a qw log are counted; and train_torch.py's learning-rate schedule is
 # qw-pretrain's (the rates qw-pretrain logs).
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 4
+plan 14
 cd "$tmp" || exit 1
 report=$QW_SRCDIR/tests/bench/train_report.py
-res=$QW_SRCDIR/tests/bench/results/h200-2026-11-28.jsonl
+res=$QW_SRCDIR/tests/bench/results/h200-2026-12-04.jsonl
 expect_status report_runs 0 python3 "$report" table "$res" --svg chart.svg
 python3 "$report" table "$res" --svg chart.svg >table.txt 2>&1
 # rows: model, side (one or two words), tok/s, qw/side, MFU, MFU causal, steps, GiB alloc, GiB used, micro

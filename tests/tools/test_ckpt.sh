@@ -3,7 +3,7 @@
 # inf named, bad checkpoints exit 3), export bf16/f32 from both expert
 # layouts, atomic export on a full disk, usage errors, man page.
 . "${QW_SRCDIR:?run me through tests/run.sh}/tests/tools/lib.sh" || exit 1
-plan 57
+plan 70
 g=$QW_SRCDIR/tests/golden
 
 # st.py CMD FILE...: an independent reader of safetensors (Python stdlib).

@@ -8,7 +8,7 @@
 # not start, and make run again resumes S1 from its checkpoint and ends
 # with the same losses and the same weights, bit for bit, as the first run.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 15
+plan 44
 
 demo() { make --no-print-directory -C "$QW_SRCDIR" -f pipelines/demo.mk DEMO_SIZE=smoke QW_BIN="$QW_BIN" "$@"; }
 

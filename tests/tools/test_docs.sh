@@ -11,6 +11,7 @@
 #   - README.md has one "## The GPU" section, and every tests/ directory its
 #     Layout names exists.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 5
 cd "$QW_SRCDIR" || exit 1
 
 files() {   # tracked and untracked-but-not-ignored files, minus binaries

@@ -2,7 +2,7 @@
 # test_eval.sh — qw-eval: forward outputs (names, dtypes, shapes, tied and
 # MoE variants, I32 input), bad inputs and usage errors, bench, man page.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 45
+plan 66
 st() { python3 "$QW_SRCDIR/tests/tools/eval_st.py" "$@"; }
 g=$QW_SRCDIR/tests/golden
 

@@ -3,6 +3,7 @@
 # programs: a skipped case is counted and named in the closing line "N passed,
 # N failed, N skipped", and fails the suite unless QW_GPU_ALLOW_SKIP=1.
 . "$QW_SRCDIR/tests/tools/lib.sh"
+plan 9
 mkdir -p "$tmp/gpu" "$tmp/path"
 for p in test_flash_fwd test_flash_bwd; do
     printf '#!/bin/sh\necho "PASS %s_case"\n' "$p" >"$tmp/gpu/$p"

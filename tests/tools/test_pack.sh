@@ -3,7 +3,7 @@
 # -> packed shards -> --inspect; determinism, the validation split, the
 # qw-pack(5) layout read by an independent reader, and bad input (exit 3).
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 55
+plan 59
 
 # An independent reader and writer of the formats, from their man pages:
 # token streams (qw-tokens(5)) of 300 random documents of varied length,

@@ -5,7 +5,7 @@
 # 1-rank run gives; bad input is exit 3 with a clear message.
 # (tests/tools/test_train_curve.sh checks the loop against PyTorch.)
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 38
+plan 44
 cd "$tmp"
 
 cat >cfg.json <<'JSON'

@@ -81,6 +81,7 @@ TEST(rmsnorm_bwd_tolerance)
 
 int main(void)
 {
+    PLAN(1);
     RUN(rmsnorm_bwd_tolerance);
     return qwtest_finish();
 }

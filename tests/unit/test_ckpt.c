@@ -437,7 +437,7 @@ int main(void)
     char p[256];
     snprintf(p, sizeof p, "%s/tokenizer.json", tokdir);
     put(p, "{\"model\": {}}\n");
-    PLAN(7);
+    PLAN(8);
     RUN(save_resolve_load_round_trip);
     RUN(keep_last_and_replace);
     RUN(replace_without_rename_exchange);

@@ -185,7 +185,7 @@ TEST(buffers)
 
 int main(void)
 {
-    PLAN(4);
+    PLAN(7);
     RUN(error_records_status_and_message);
     RUN(human_counts);
     RUN(parse_args);

@@ -258,7 +258,7 @@ int main(void)
     R = qw_comm_rank(world);
     N = qw_comm_size(world);
     printf("comm %s %d %d\n", qw_comm_kind(world), R, N);
-    PLAN(5);
+    PLAN(8);
     RUN(init_matches_launcher);
     RUN(collectives_whole);
     RUN(collectives_in_pieces);

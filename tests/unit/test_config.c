@@ -295,7 +295,7 @@ TEST(golden_configs_both_generations)
 
 int main(void)
 {
-    PLAN(8);
+    PLAN(9);
     RUN(hub_generation_dense);
     RUN(v5_generation_moe_yarn);
     RUN(rope_variants);

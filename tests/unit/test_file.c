@@ -126,6 +126,7 @@ TEST(pack_index_is_durable)
 
 int main(void)
 {
+    PLAN(3);
     snprintf(root, sizeof root, "/tmp/qw-test-file-XXXXXX");
     if (!mkdtemp(root)) return 1;
     RUN(write_replace_and_sync);

@@ -44,7 +44,7 @@ TEST(stop_status)
 
 int main(void)
 {
-    PLAN(2);
+    PLAN(3);
     RUN(first_signal_is_recorded);
     RUN(second_signal_kills);
     RUN(stop_status);

@@ -83,6 +83,7 @@ TEST(step_clock_after_sync)
 
 int main(void)
 {
+    PLAN(1);
     RUN(step_clock_after_sync);
     return qwtest_finish();
 }
