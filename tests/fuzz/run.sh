@@ -63,6 +63,8 @@ report() {
         echo "fuzz $t: ok, $runs runs in $seconds s ($rate/s), corpus $files"
         return 0
     fi
+    # a crashed process leaves the OpenMP runtime's registration in /dev/shm
+    for pid in $(sed -n 's/^==\([0-9]*\)==.*/\1/p' "$log" | sort -u); do rm -f "/dev/shm/__KMP_REGISTERED_LIB_${pid}_0"; done
     saved=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
     why=$(grep -m 1 -E '^==[0-9]+==ERROR|^fuzz: |runtime error:|^SUMMARY|ERROR: libFuzzer' "$log" | head -c 300)
     [ -x "$root/build/fuzz/fuzz_$t" ] || why="no build/fuzz/fuzz_$t (make fuzz-build)"
