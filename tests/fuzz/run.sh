@@ -44,10 +44,12 @@ trap 'rm -rf "$scratch"' EXIT
 # run_one TARGET: fuzz it, leaving its log in $work/logs/TARGET.log.
 run_one() {
     local t=$1 bin=$root/build/fuzz/fuzz_$1
+    local dict=()
+    case $t in tokens | shard) ;; *) dict=(-dict="$root/tests/fuzz/json.dict") ;; esac
     mkdir -p "$work/corpus/$t" "$crashes/$t" "$root/tests/corpus/$t"
     TMPDIR=$scratch OMP_NUM_THREADS=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         timeout $((seconds + 300)) "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$crashes/$t/" \
+        -print_final_stats=1 -artifact_prefix="$crashes/$t/" "${dict[@]}" \
         "$work/corpus/$t" "$root/tests/corpus/$t" >"$work/logs/$t.log" 2>&1
     echo $? >"$work/logs/$t.status"
 }
