@@ -253,6 +253,8 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     };
     unsigned width = flags & QW_TOKENS_IDS32 ? 4 : 2;
     if (f.vocab_size == 0) return bad(r, at, "vocabulary size 0");
+    if (f.vocab_size > 0x80000000u)   /* ids are handed out as int32 */
+        return bad(r, at, "vocabulary size %u is more than 2^31", f.vocab_size);
     if (width == 2 && f.vocab_size > 65536) return bad(r, at, "vocabulary size %u with 2-byte ids", f.vocab_size);
     if (f.n_tokens > QW_TOKENS_MAX_PAYLOAD || 4ull * f.n_docs + width * f.n_tokens > QW_TOKENS_MAX_PAYLOAD)
         return bad(r, at, "frame too large (%u documents, %llu tokens)", f.n_docs, (unsigned long long)f.n_tokens);
