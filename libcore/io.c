@@ -459,7 +459,10 @@ static int parse_record(qw_input *in, qw_doc *doc)
     if (in->o.mode == QW_INPUT_CHAT) {
         if (!(in->rec = qw_chat_json_parse(s, n, in->where.p))) return qw_error_status();
     } else {
-        const char *end = NULL;
+        const char *end = NULL, *nul = memchr(s, 0, n);
+        if (nul)   /* cJSON would end the string there: the rest of the text lost */
+            return qw_error(QW_EXIT_DATA, "%s: a NUL byte at column %ld is not supported", in->where.p,
+                            (long)(nul - s) + 1);
         if (!(in->rec = cJSON_ParseWithLengthOpts(s, n, &end, 0)))
             return qw_error(QW_EXIT_DATA, "%s: bad JSON near column %ld", in->where.p, end ? (long)(end - s) + 1 : 1L);
         while (end < s + n && isspace((unsigned char)*end)) end++;

@@ -253,6 +253,8 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     };
     unsigned width = flags & QW_TOKENS_IDS32 ? 4 : 2;
     if (f.vocab_size == 0) return bad(r, at, "vocabulary size 0");
+    if (f.vocab_size > 0x80000000u)   /* ids are handed out as int32 */
+        return bad(r, at, "vocabulary size %u is more than 2^31", f.vocab_size);
     if (width == 2 && f.vocab_size > 65536) return bad(r, at, "vocabulary size %u with 2-byte ids", f.vocab_size);
     if (f.n_tokens > QW_TOKENS_MAX_PAYLOAD || 4ull * f.n_docs + width * f.n_tokens > QW_TOKENS_MAX_PAYLOAD)
         return bad(r, at, "frame too large (%u documents, %llu tokens)", f.n_docs, (unsigned long long)f.n_tokens);
@@ -292,8 +294,8 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     if (sum != f.n_tokens)
         return bad(r, at, "document lengths sum to %llu, header says %llu tokens", (unsigned long long)sum,
                    (unsigned long long)f.n_tokens);
-    const unsigned char *p = raw + 4ull * f.n_docs;
-    for (uint64_t i = 0; i < f.n_tokens; i++, p += width) {
+    for (uint64_t i = 0; i < f.n_tokens; i++) {   /* (raw is NULL when the frame is empty) */
+        const unsigned char *p = raw + 4ull * f.n_docs + width * i;
         uint32_t id = width == 4 ? get32(p) : get16(p);
         if (id >= f.vocab_size)
             return bad(r, at, "token id %u out of range (vocabulary %u)", id, f.vocab_size);

@@ -172,11 +172,12 @@ static int check_resumed_run(const run *r, const qw_train_state *s, const char *
     }
     const cJSON *bt = s->run ? cJSON_GetObjectItemCaseSensitive(s->run, "batch_tokens") : NULL;
     const cJSON *sl = s->run ? cJSON_GetObjectItemCaseSensitive(s->run, "seq_len") : NULL;
-    if ((cJSON_IsNumber(bt) && (long long)bt->valuedouble != r->o->batch_tokens) ||
-        (cJSON_IsNumber(sl) && (int)sl->valuedouble != r->o->seq_len))
-        return qw_error(QW_EXIT_DATA, "'%s': saved with --seq-len %d --batch-tokens %lld; resume with the same",
-                        dir, cJSON_IsNumber(sl) ? (int)sl->valuedouble : r->o->seq_len,
-                        cJSON_IsNumber(bt) ? (long long)bt->valuedouble : r->o->batch_tokens);
+    /* compared as doubles: the file's numbers may be anything, no cast of them is safe */
+    if ((cJSON_IsNumber(bt) && bt->valuedouble != (double)r->o->batch_tokens) ||
+        (cJSON_IsNumber(sl) && sl->valuedouble != (double)r->o->seq_len))
+        return qw_error(QW_EXIT_DATA, "'%s': saved with --seq-len %.15g --batch-tokens %.15g; resume with the same",
+                        dir, cJSON_IsNumber(sl) ? sl->valuedouble : r->o->seq_len,
+                        cJSON_IsNumber(bt) ? bt->valuedouble : (double)r->o->batch_tokens);
     return 0;
 }
 

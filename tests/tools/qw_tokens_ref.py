@@ -55,7 +55,7 @@ def main(path):
         if flags & 1:
             bad("zstd payload (not supported by this reader)")
         width = 4 if flags & 2 else 2
-        if vocab == 0 or (width == 2 and vocab > 65536):
+        if vocab == 0 or vocab > 2**31 or (width == 2 and vocab > 65536):
             bad("vocabulary size")
         raw_len = 4 * ndocs + width * ntok
         if raw_len > 1 << 30 or plen != raw_len:
