@@ -495,13 +495,13 @@ int qw_input_next(qw_input *in, qw_doc *doc)
         if (in->o.mode == QW_INPUT_TEXT) {
             int r = read_all(in);
             if (r) return r;
-            in->in_entry = 0;
+            close_entry(in);
             doc->text = in->doc.p ? in->doc.p : "";
             doc->len = in->doc.n;
         } else {
             int r = read_line(in);
-            if (r == 0) {
-                in->in_entry = 0;
+            if (r == 0) {   /* the entry's end: free its member reader before the next */
+                close_entry(in);
                 continue;
             }
             if (r != 1) return r;
