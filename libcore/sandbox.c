@@ -233,22 +233,31 @@ static void join(char *dst, size_t n, const char *a, const char *b)
     if (snprintf(dst, n, "%s%s", a, b) >= (int)n) dst[0] = 0;   /* too long: the mount fails, reported */
 }
 
-static void setup_root(child_args *a)
+/* The new root, in two steps.  enter_root, still as the creating user
+ * (whose own directories, such as a private $TMPDIR, it may traverse):
+ * a tmpfs on TMP/root, entered.  fill_root, as the namespace's root
+ * (uid/gid 65534 outside when qw runs as root), through paths relative to
+ * it: the read-only binds, /dev's nodes, /work, then pivot_root. */
+static void enter_root(child_args *a)
+{
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) child_fail(a, 10);
+    if (mount("tmpfs", a->root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755,uid=0,gid=0")) child_fail(a, 11);
+    if (chdir(a->root)) child_fail(a, 20);
+}
+
+static void fill_root(child_args *a)
 {
     char p[PATH_MAX + 16];
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) child_fail(a, 10);
-    if (mount("tmpfs", a->root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")) child_fail(a, 11);
-    join(p, sizeof p, a->root, "/dev");
-    if (mkdir(p, 0755)) child_fail(a, 12);
+    if (mkdir("dev", 0755)) child_fail(a, 12);
     for (int i = 0; i < S.n_ent; i++) {
         const root_entry *e = &S.ent[i];
-        join(p, sizeof p, a->root, e->path);
+        join(p, sizeof p, ".", e->path);
         if (e->link[0]) {
             if (symlink(e->link, p)) child_fail(a, 13);
             continue;
         }
         /* make the mount point, with its parents */
-        for (char *s = p + strlen(a->root) + 1; *s; s++) {
+        for (char *s = p + 2; *s; s++) {
             if (*s != '/') continue;
             *s = 0;
             if (mkdir(p, 0755) && errno != EEXIST) child_fail(a, 14);
@@ -266,10 +275,8 @@ static void setup_root(child_args *a)
         if (mount(e->path, p, NULL, MS_BIND | MS_REC, NULL)) child_fail(a, 16);
         if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | e->flags, NULL)) child_fail(a, 17);
     }
-    join(p, sizeof p, a->root, "/work");
-    if (mkdir(p, 0755)) child_fail(a, 18);
-    if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, a->size_opt)) child_fail(a, 19);
-    if (chdir(a->root)) child_fail(a, 20);
+    if (mkdir("work", 0755)) child_fail(a, 18);
+    if (mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, a->size_opt)) child_fail(a, 19);
     if (syscall(SYS_pivot_root, ".", ".")) child_fail(a, 21);
     if (umount2(".", MNT_DETACH)) child_fail(a, 22);
     if (chdir("/")) child_fail(a, 23);
@@ -346,19 +353,20 @@ static int child_main(void *arg)
     close_others(a->marker_fd, a->err_w);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)) child_fail(a, 2);
     if (a->ns) {
+        enter_root(a);
         if (a->setgroups_ok && syscall(SYS_setgroups, 0, NULL)) child_fail(a, 3);
         if (syscall(SYS_setresgid, 0, 0, 0) || syscall(SYS_setresuid, 0, 0, 0)) child_fail(a, 4);
-        setup_root(a);
+        fill_root(a);
         if (chdir(a->work)) child_fail(a, 5);
         drop_caps(a);
         run_init(a);
     }
+    if (chdir(a->work)) child_fail(a, 5);   /* first: its parents may be closed to nobody */
     if (a->drop_to_nobody) {
         if (syscall(SYS_setgroups, 0, NULL)) child_fail(a, 3);
         if (syscall(SYS_setresgid, NOBODY, NOBODY, NOBODY) || syscall(SYS_setresuid, NOBODY, NOBODY, NOBODY))
             child_fail(a, 4);
     }
-    if (chdir(a->work)) child_fail(a, 5);
     exec_python(a);
     return 127;
 }
@@ -477,7 +485,6 @@ static int run_mode(int mode, const qw_sandbox_opts *o, const char *program, siz
     size_t stack_size = 256 << 10;
     char why[512] = "";
 
-    chmod(tmpl, 0711);
     snprintf(path, sizeof path, "%s/prog.py", tmpl);
     int wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (wfd < 0 || write(wfd, program, len) != (ssize_t)len || close(wfd)) {
