@@ -744,7 +744,6 @@ int qw_sandbox_probe(qw_sandbox_mode want, const char *python, qw_sandbox_mode *
     int rc = find_python();
     if (rc) return rc;
     if ((rc = build_filter())) return rc;
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     S.as_root = geteuid() == 0;
     plan_root();
@@ -767,6 +766,10 @@ int qw_sandbox_probe(qw_sandbox_mode want, const char *python, qw_sandbox_mode *
         if (ok) {
             S.mode = modes[i];
             S.probed = 1;
+            /* the program may run as our user: keep it out of our memory (in
+             * namespace mode it cannot see us, and a non-dumpable parent could
+             * not write its child's uid_map) */
+            if (S.mode == QW_SANDBOX_RLIMITS) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
             *mode = S.mode;
             return 0;
         }

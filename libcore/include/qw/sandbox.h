@@ -54,9 +54,11 @@
  *       RLIMIT_NPROC then counts all of that user's processes, so procs is
  *       added to the number the user has when the run starts.
  *
- * qw's own process is made non-dumpable (prctl PR_SET_DUMPABLE 0) by the
- * probe, so a program running as the same user cannot read or write its
- * memory through /proc.  In both modes the temporary directory is removed
+ * In rlimits mode qw's own process is made non-dumpable (prctl
+ * PR_SET_DUMPABLE 0) by the probe, so a program running as the same user
+ * cannot read or write its memory through /proc.  qw becomes a child
+ * subreaper (PR_SET_CHILD_SUBREAPER), so the processes a program leaves
+ * are qw's to kill and reap.  In both modes the temporary directory is removed
  * after the run (directories made unreadable are made readable first).
  *
  * Thread safety: qw_sandbox_run may be called from several threads at
