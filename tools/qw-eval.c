@@ -395,7 +395,8 @@ static void score(eval_model *m, const qw_ops *ops, qw_eval_req *r, int n, long 
 
 /* One metric of a task: value, standard error (NAN: "N/A"). */
 typedef struct {
-    const char *name;
+    char name[32];
+    const char *filter;   /* lm-eval's filter: "none", "strict-match" … */
     double value, se;
     int higher_better;
 } metric;
@@ -408,9 +409,11 @@ typedef struct {
     int nshot;
 } task_result;
 
-static void add_metric(task_result *t, const char *name, double v, double se, int hib)
+static void add_metric(task_result *t, const char *name, const char *filter, double v, double se, int hib)
 {
-    t->m[t->nm++] = (metric){name, v, se, hib};
+    metric *m = &t->m[t->nm++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->filter = filter, m->value = v, m->se = se, m->higher_better = hib;
 }
 
 /* results / n-shot / higher_is_better / n-samples, lm-eval's layout */
@@ -420,9 +423,9 @@ static cJSON *results_json(const task_result *t)
     cJSON_AddStringToObject(task, "alias", t->task);
     for (int i = 0; i < t->nm; i++) {
         char key[96];
-        snprintf(key, sizeof key, "%s,none", t->m[i].name);
+        snprintf(key, sizeof key, "%s,%s", t->m[i].name, t->m[i].filter);
         cJSON_AddNumberToObject(task, key, t->m[i].value);
-        snprintf(key, sizeof key, "%s_stderr,none", t->m[i].name);
+        snprintf(key, sizeof key, "%s_stderr,%s", t->m[i].name, t->m[i].filter);
         if (isnan(t->m[i].se)) cJSON_AddStringToObject(task, key, "N/A");
         else cJSON_AddNumberToObject(task, key, t->m[i].se);
     }
@@ -438,7 +441,8 @@ static cJSON *report_json(const task_result *t, const char *model_dir, const eva
     cJSON *ns = cJSON_CreateObject(), *hib = cJSON_CreateObject(), *hb = cJSON_CreateObject(),
           *samples = cJSON_CreateObject(), *sm = cJSON_CreateObject();
     cJSON_AddNumberToObject(ns, t->task, t->nshot);
-    for (int i = 0; i < t->nm; i++) cJSON_AddBoolToObject(hb, t->m[i].name, t->m[i].higher_better);
+    for (int i = 0; i < t->nm; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(hb, t->m[i].name)) cJSON_AddBoolToObject(hb, t->m[i].name, t->m[i].higher_better);
     cJSON_AddItemToObject(hib, t->task, hb);
     cJSON_AddNumberToObject(sm, "original", (double)t->n);
     cJSON_AddNumberToObject(sm, "effective", (double)t->n);
@@ -484,7 +488,7 @@ static cJSON *compare_json(const task_result *a, const task_result *b, const cha
             cJSON_AddBoolToObject(e, "exceeds_stderr", fabs(diff) > se);
         }
         char key[96];
-        snprintf(key, sizeof key, "%s,none", a->m[i].name);
+        snprintf(key, sizeof key, "%s,%s", a->m[i].name, a->m[i].filter);
         cJSON_AddItemToObject(dt, key, e);
     }
     cJSON_AddItemToObject(d, a->task, dt);
@@ -506,20 +510,20 @@ static void markdown(FILE *f, const task_result *a, const task_result *b, const 
         fputs("|Tasks|Filter|n-shot|Metric| |Value| |Stderr|\n|---|---|---:|---|---|---:|---|---:|\n", f);
         for (int i = 0; i < a->nm; i++) {
             fmt_value(v, sizeof v, a->m[i].value), fmt_value(s, sizeof s, a->m[i].se);
-            fprintf(f, "|%s|none|%d|%s|%s|%s|±|%s|\n", i ? "" : a->task, a->nshot, a->m[i].name,
+            fprintf(f, "|%s|%s|%d|%s|%s|%s|±|%s|\n", i ? "" : a->task, a->m[i].filter, a->nshot, a->m[i].name,
                     a->m[i].higher_better ? "↑" : "↓", v, s);
         }
         return;
     }
-    fprintf(f, "|Tasks|Metric|%s|Stderr|%s|Stderr|Diff|Combined stderr|Diff > stderr|\n", dir_a, dir_b);
-    fputs("|---|---|---:|---:|---:|---:|---:|---:|---|\n", f);
+    fprintf(f, "|Tasks|Filter|Metric|%s|Stderr|%s|Stderr|Diff|Combined stderr|Diff > stderr|\n", dir_a, dir_b);
+    fputs("|---|---|---|---:|---:|---:|---:|---:|---:|---|\n", f);
     for (int i = 0; i < a->nm; i++) {
         double diff = b->m[i].value - a->m[i].value, se = sqrt(a->m[i].se * a->m[i].se + b->m[i].se * b->m[i].se);
         fmt_value(v, sizeof v, a->m[i].value), fmt_value(s, sizeof s, a->m[i].se);
         fmt_value(v2, sizeof v2, b->m[i].value), fmt_value(s2, sizeof s2, b->m[i].se);
         snprintf(d, sizeof d, "%+.4f", diff);
         fmt_value(cs, sizeof cs, se);
-        fprintf(f, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", i ? "" : a->task, a->m[i].name, v, s, v2, s2, d, cs,
+        fprintf(f, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", i ? "" : a->task, a->m[i].filter, a->m[i].name, v, s, v2, s2, d, cs,
                 isnan(se) ? "n/a" : fabs(diff) > se ? "yes" : "no");
     }
 }
@@ -629,10 +633,10 @@ static void ppl_metrics(const ppl_docs *docs, const double *ll, task_result *t)
     for (int i = 0; i < docs->n; i++)
         sll += ll[i], words += (double)docs->d[i].words, bytes += (double)docs->d[i].bytes, toks += (double)docs->d[i].toks.n;
     t->nm = 0;
-    add_metric(t, "word_perplexity", exp(-sll / words), NAN, 0);
-    add_metric(t, "byte_perplexity", bytes > 0 ? exp(-sll / bytes) : NAN, NAN, 0);
-    add_metric(t, "bits_per_byte", bytes > 0 ? -sll / bytes / log(2) : NAN, NAN, 0);
-    add_metric(t, "token_perplexity", toks > 0 ? exp(-sll / toks) : NAN, NAN, 0);
+    add_metric(t, "word_perplexity", "none", exp(-sll / words), NAN, 0);
+    add_metric(t, "byte_perplexity", "none", bytes > 0 ? exp(-sll / bytes) : NAN, NAN, 0);
+    add_metric(t, "bits_per_byte", "none", bytes > 0 ? -sll / bytes / log(2) : NAN, NAN, 0);
+    add_metric(t, "token_perplexity", "none", toks > 0 ? exp(-sll / toks) : NAN, NAN, 0);
     t->n = docs->n;
     t->nshot = 0;
 }
@@ -765,44 +769,73 @@ static mc_item *mc_read(const char *path, qw_mc_format f, int *n)
     return items;
 }
 
-/* The text before each item's own: its description, then --num-fewshot
- * examples drawn as lm-eval's default sampler draws them (random.Random(seed)
- * .sample of the few-shot items, once per item in order; one more when the
- * few-shot items are the evaluated ones, dropping the item itself), each
- * followed by "\n\n". */
-static char **mc_prefixes(const mc_item *items, int n, const char *tasks, qw_mc_format f)
+/* The text before each of n items' own: desc[i] (when desc and desc[i]
+ * are not NULL), then k examples from ex[0..nex), each followed by lm-eval's
+ * few-shot delimiter "\n\n".  The draw is lm-eval's: first_n takes the
+ * first k of the pool (FirstNSampler); otherwise random.Random(seed).sample
+ * of the pool, once per item in order.  When the pool is the evaluated
+ * items themselves (same), an item is never its own example: one more is
+ * drawn and the item dropped (first_n: the item skipped).  pool names the
+ * pool's file in the error for a pool smaller than k. */
+static char **fewshot_prefixes(int n, char *const *desc, char *const *ex, int nex, int same, int k, int first_n,
+                               const char *pool)
 {
     char **pre = qw_calloc(n, sizeof *pre);
-    const mc_item *fs = items;
-    int nfs = n, same = 1;
-    if (o_num_fewshot > 0 && o_fewshot_file) {
-        char *a = realpath(tasks, NULL), *b = realpath(o_fewshot_file, NULL);
-        same = a && b && !strcmp(a, b);
-        free(a), free(b);
-        if (!same) fs = mc_read(o_fewshot_file, f, &nfs);
-    }
-    int k = o_num_fewshot + same;
-    if (o_num_fewshot > 0 && k > nfs)
-        qw_usage_error("--num-fewshot %d: '%s' has %d items%s", o_num_fewshot, same ? tasks : o_fewshot_file, nfs,
+    int draw = k + same;
+    if (k > 0 && draw > nex)
+        qw_usage_error("--num-fewshot %d: '%s' has %d items%s", k, pool, nex,
                        same ? " (the item itself is never its own example)" : "");
     qw_pyrand r;
     qw_pyrand_seed(&r, (uint64_t)(qw_common_opts.seed < 0 ? -qw_common_opts.seed : qw_common_opts.seed));
-    int64_t *pick = qw_malloc((size_t)(k > 0 ? k : 1) * sizeof *pick);
+    int64_t *pick = qw_malloc((size_t)(draw > 0 ? draw : 1) * sizeof *pick);
     for (int i = 0; i < n; i++) {
         qw_buf b = {0};
-        if (items[i].it.description) qw_buf_adds(&b, items[i].it.description);
-        if (o_num_fewshot > 0) {
-            qw_pyrand_sample(&r, nfs, k, pick);
-            for (int j = 0, used = 0; j < k && used < o_num_fewshot; j++) {
+        if (desc && desc[i]) qw_buf_adds(&b, desc[i]);
+        if (k > 0) {
+            if (first_n)
+                for (int j = 0; j < draw; j++) pick[j] = j;
+            else
+                qw_pyrand_sample(&r, nex, draw, pick);
+            for (int j = 0, used = 0; j < draw && used < k; j++) {
                 if (same && pick[j] == i) continue;
-                qw_mc_item_example(&fs[pick[j]].it, o_delim ? o_delim : " ", &b);
+                qw_buf_adds(&b, ex[pick[j]]);
                 qw_buf_adds(&b, "\n\n");
                 used++;
             }
         }
+        qw_buf_adds(&b, "");
         pre[i] = (char *)qw_buf_cstr(&b);
     }
     free(pick);
+    return pre;
+}
+
+/* Whether two paths name the same file. */
+static int same_file(const char *a, const char *b)
+{
+    char *x = realpath(a, NULL), *y = realpath(b, NULL);
+    int same = x && y && !strcmp(x, y);
+    free(x), free(y);
+    return same;
+}
+
+/* mc's prefixes: each item's description and its examples (qw_mc_item_example),
+ * from --fewshot-file or the items themselves. */
+static char **mc_prefixes(const mc_item *items, int n, const char *tasks, qw_mc_format f)
+{
+    const mc_item *fs = items;
+    int nfs = n, same = !o_fewshot_file || same_file(tasks, o_fewshot_file);
+    if (o_num_fewshot > 0 && !same) fs = mc_read(o_fewshot_file, f, &nfs);
+    char **ex = qw_calloc(nfs, sizeof *ex), **desc = qw_calloc(n, sizeof *desc);
+    for (int j = 0; j < nfs && o_num_fewshot > 0; j++) {
+        qw_buf b = {0};
+        qw_mc_item_example(&fs[j].it, o_delim ? o_delim : " ", &b);
+        ex[j] = (char *)qw_buf_cstr(&b);
+    }
+    for (int i = 0; i < n; i++) desc[i] = items[i].it.description;
+    char **pre = fewshot_prefixes(n, desc, ex, nfs, same, o_num_fewshot, 0, same ? tasks : o_fewshot_file);
+    for (int j = 0; j < nfs; j++) free(ex[j]);
+    free(ex), free(desc);
     if (fs != items) {
         for (int i = 0; i < nfs; i++) qw_mc_item_free((qw_mc_item *)&fs[i].it);
         free((void *)fs);
@@ -874,10 +907,10 @@ static void mc_metrics(const mc_item *items, int n, const int *first, const doub
     double m, se;
     t->nm = 0;
     qw_eval_mean_stderr(acc, n, &m, &se);
-    add_metric(t, "acc", m, se, 1);
+    add_metric(t, "acc", "none", m, se, 1);
     if (qw_mc_format_has_norm(f)) {
         qw_eval_mean_stderr(accn, n, &m, &se);
-        add_metric(t, "acc_norm", m, se, 1);
+        add_metric(t, "acc_norm", "none", m, se, 1);
     }
     t->n = n;
     t->nshot = o_num_fewshot > 0 ? o_num_fewshot : 0;
