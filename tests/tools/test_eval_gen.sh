@@ -11,7 +11,7 @@
 # pass@k against the closed form on HumanEval programs run in the sandbox;
 # the report; bad input.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 62
+plan 66
 cd "$tmp"
 ref() { python3 "$QW_SRCDIR/tests/tools/gen_ref.py" "$@"; }
 g=$QW_SRCDIR/tests/golden
@@ -85,6 +85,18 @@ check cot_chat_config python3 -c '
 import json
 r = json.load(open("r4.json"))
 assert r["n-shot"]["gsm8k_cot"] == 8 and r["config"]["apply_chat_template"] is True and r["config"]["thinking"] == "off"'
+# thinking on (the template's default): the prompt ends in the open assistant turn; answers come after </think> only
+expect_status chat_thinking_gen 0 gen -m "$moe" --task gsm8k --tasks t8.jsonl --num-fewshot 0 --chat \
+    --max-new-tokens 16 --completions c8.jsonl --per-item p8.jsonl
+ref prompts gsm8k t8.jsonl q8.jsonl --chat on --keep 112
+rollout -m "$moe" -p q8.jsonl --max-new-tokens 16 --stop Question: --stop '</s>' --stop '<|im_end|>' -o o8.jsonl
+refcase chat_thinking_same_as_rollout same-completions c8.jsonl o8.jsonl
+refcase chat_thinking_per_item check gsm8k c8.jsonl p8.jsonl --thinking on
+check chat_thinking_no_answer_without_think python3 -c '
+import json
+for l in open("p8.jsonl"):
+    r = json.loads(l)
+    assert "</think>" in r["completion"] or r["answer"] == {"strict-match": "[invalid]", "flexible-extract": "[invalid]"}, r'
 expect_status cot_fewer_shots 0 gen -m "$moe" --task gsm8k_cot --tasks t8.jsonl --num-fewshot 1 --max-new-tokens 12 \
     --completions c5.jsonl
 ref prompts gsm8k_cot t8.jsonl q5.jsonl --k 1 --keep 116
