@@ -1197,6 +1197,7 @@ static qw_code_verdict **humaneval_run(gen_set *s)
         for (int j = 0; j < s->v[i].ns; j++) who[2 * q] = i, who[2 * q + 1] = j, q++;
     }
     int failed = 0;
+    char err[1024] = "";
 #pragma omp parallel for schedule(dynamic)
     for (long p = 0; p < total; p++) {
         gen_item *g = &s->v[who[2 * p]];
@@ -1206,15 +1207,15 @@ static qw_code_verdict **humaneval_run(gen_set *s)
         char *resp = strndup(c + a, n);
         qw_code_result r;
         if (!resp || qw_code_run(&so, g->it.prompt, resp, g->it.test, g->it.entry_point, &r)) {
-#pragma omp atomic write
-            failed = 1;
+#pragma omp critical
+            if (!failed) failed = 1, snprintf(err, sizeof err, "%s", resp ? qw_error_msg() : "out of memory");
         } else {
             v[who[2 * p]][who[2 * p + 1]] = r.verdict;
             qw_code_result_free(&r);
         }
         free(resp);
     }
-    if (failed) qw_die_last();
+    if (failed) qw_die(QW_EXIT_FAIL, "humaneval: %s", err);
     free(who);
     return v;
 }
@@ -1442,6 +1443,7 @@ static int cmd_gen(int argc, char **argv)
     if (o_num_fewshot < -1) qw_usage_error("--num-fewshot must be >= 0");
     int shots = o_num_fewshot >= 0 ? o_num_fewshot : qw_gen_task_shots(task);
     if (task == QW_GEN_HUMANEVAL && shots) qw_usage_error("--task humaneval has no few-shot examples");
+    if (task == QW_GEN_HUMANEVAL && o_chat) qw_usage_error("--task humaneval continues the prompt's code: no --chat");
     if (task == QW_GEN_GSM8K_COT && o_fewshot_file)
         qw_usage_error("--task gsm8k_cot takes its examples from lm-eval's eight exemplars, not --fewshot-file");
     if (task == QW_GEN_GSM8K_COT && shots > 8) qw_usage_error("--num-fewshot %d: gsm8k_cot has 8 exemplars", shots);

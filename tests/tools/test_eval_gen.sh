@@ -11,7 +11,7 @@
 # pass@k against the closed form on HumanEval programs run in the sandbox;
 # the report; bad input.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 66
+plan 67
 cd "$tmp"
 ref() { python3 "$QW_SRCDIR/tests/tools/gen_ref.py" "$@"; }
 g=$QW_SRCDIR/tests/golden
@@ -234,4 +234,5 @@ expect_status bad_task 2 qw-eval score --task gsm9k h.jsonl
 expect_stderr bad_task_msg "'gsm9k' is not gsm8k, gsm8k_cot, math or humaneval"
 expect_status bad_k_not_humaneval 2 qw-eval score --task gsm8k --k 2 h.jsonl
 expect_status bad_k_above_samples 2 gen -m "$dense" --task humaneval --tasks he2.jsonl --k 2
+expect_status bad_humaneval_chat 2 gen -m "$dense" --task humaneval --tasks he2.jsonl --chat
 expect_status bad_new_tokens_fill_context 2 gen -m "$dense" --task gsm8k --tasks t8.jsonl --max-new-tokens 128
