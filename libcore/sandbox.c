@@ -533,7 +533,7 @@ static int run_mode(int mode, const qw_sandbox_opts *o, const char *program, siz
     a->lim_cpu = (struct rlimit){ cpu, cpu + 1 };
     a->lim_as = (struct rlimit){ o->mem_bytes, o->mem_bytes };
     rlim_t nproc = (rlim_t)o->procs;
-    if (!ns && !S.as_root) nproc += (rlim_t)tasks_of(getuid());
+    if (!ns) nproc += (rlim_t)tasks_of(S.as_root ? NOBODY : getuid());
     a->lim_nproc = (struct rlimit){ nproc, nproc };
     a->lim_fsize = (struct rlimit){ o->file_bytes, o->file_bytes };
     a->lim_nofile = (struct rlimit){ 256, 256 };

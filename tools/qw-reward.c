@@ -301,7 +301,7 @@ static void format_record(const item *it, qw_buf *b)
             add_string(b, x->string);
             qw_buf_adds(b, ": ");
             int k = 0;
-            while (k < nf && strcmp(f[k].key, x->string)) k++;
+            while (k < nf && (!f[k].key || strcmp(f[k].key, x->string))) k++;
             if (k < nf) {
                 qw_buf_add(b, f[k].val.p, f[k].val.n);
                 f[k].key = NULL;
@@ -427,7 +427,8 @@ int main(int argc, char **argv)
         }
         int ready = done_flags[i];
         pthread_mutex_unlock(&mu);
-        if (!ready) { sig = qw_signals_stop(); break; }
+        /* a record finished because the signal cancelled its program is not written */
+        if (!ready || qw_signals_stop()) { sig = qw_signals_stop(); break; }
         qw_buf b = {0};
         format_record(&items[i], &b);
         if (fwrite(b.p, 1, b.n, out) != b.n) qw_die(QW_EXIT_FAIL, "write error on the output");

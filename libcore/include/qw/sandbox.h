@@ -51,8 +51,10 @@
  *       read what that user can read and write where that user can write
  *       (the filter only keeps it off the network and away from other
  *       processes' memory; it can still signal that user's processes).
- *       RLIMIT_NPROC then counts all of that user's processes, so procs is
- *       added to the number the user has when the run starts.
+ *       RLIMIT_NPROC then counts all of that user's processes (nobody's,
+ *       when qw runs as root), so procs is added to the number the user
+ *       has when the run starts, and programs that run at the same time
+ *       share it: a fork bomb in one can make fork fail in another.
  *
  * In rlimits mode qw's own process is made non-dumpable (prctl
  * PR_SET_DUMPABLE 0) by the probe, so a program running as the same user
