@@ -1240,13 +1240,20 @@ static void gen_score(gen_set *s, const int *ks, int nk, task_result *t)
                 qw_die(QW_EXIT_DATA, "'%s': line %ld: item %d has %d samples; pass@%d needs at least %d", s->path,
                        g->line, i + 1, g->ns, ks[nk - 1], ks[nk - 1]);
             int c = 0;
-            cJSON *vs = cJSON_CreateArray(), *pk = cJSON_CreateObject();
+            cJSON *vs = cJSON_CreateArray(), *rs = cJSON_CreateArray(), *pk = cJSON_CreateObject();
             for (int k = 0; k < g->ns; k++) {
                 c += verdict[i][k] == QW_CODE_PASSED;
                 cJSON_AddItemToArray(vs, cJSON_CreateString(qw_code_verdict_name(verdict[i][k])));
+                size_t a, n;
+                qw_gen_response(s->task, g->comp[k], thinking_on(), &a, &n);
+                char *resp = strndup(g->comp[k] + a, n);
+                if (!resp) qw_die(QW_EXIT_FAIL, "out of memory");
+                cJSON_AddItemToArray(rs, cJSON_CreateString(resp));
+                free(resp);
             }
             cJSON_AddNumberToObject(j, "n", g->ns);
             cJSON_AddNumberToObject(j, "correct", c);
+            cJSON_AddItemToObject(j, "responses", rs);
             cJSON_AddItemToObject(j, "verdicts", vs);
             for (int k = 0; k < nk; k++) {
                 char key[32];

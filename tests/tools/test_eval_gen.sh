@@ -191,7 +191,8 @@ check humaneval_verdicts python3 -c '
 import json
 x = [json.loads(l) for l in open("phe.jsonl")]
 assert [it["correct"] for it in x] == [0, 1, 2, 3, 4, 5], [it["correct"] for it in x]
-assert x[1]["verdicts"] == ["passed"] + ["failed"] * 4'
+assert x[1]["verdicts"] == ["passed"] + ["failed"] * 4
+assert x[1]["responses"][1] == "    return None\n", x[1]["responses"]'
 expect_status humaneval_k_above_n 3 qw-eval score --task humaneval --k 6 he.jsonl
 expect_stderr humaneval_k_above_n_msg "line 1: item 1 has 5 samples; pass@6 needs at least 6"
 head -n 2 "$data/humaneval/HumanEval-first10.jsonl" >he2.jsonl
