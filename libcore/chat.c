@@ -130,6 +130,8 @@ static void put_float(qw_buf *out, double x)
     }
 }
 
+void qw_chat_float(double x, qw_buf *out) { put_float(out, x); }
+
 static void put_number(qw_buf *out, const cJSON *v)
 {
     const char *lit = v->valuestring;      /* set by qw_chat_json_parse */

@@ -8,6 +8,9 @@
  *                     device memory
  *   qw-eval ppl       perplexity of documents (lm-eval's rolling windows)
  *   qw-eval mc        multiple-choice accuracy (lm-eval's acc, acc_norm)
+ *   qw-eval gen       generative benchmarks (GSM8K, MATH, HumanEval) on the
+ *                     generation engine, scored as lm-eval scores them
+ *   qw-eval score     the same scoring of completions already made
  *   qw-eval plot      metrics JSONL → SVG (and PNG) figures
  */
 #include <limits.h>
@@ -22,16 +25,21 @@
 
 #include "qw/backend.h"
 #include "qw/buf.h"
+#include "qw/chat.h"
 #include "qw/cli.h"
 #include "qw/config.h"
 #include "qw/eval.h"
 #include "qw/file.h"
+#include "qw/infer.h"
 #include "qw/io.h"
 #include "qw/model.h"
 #include "qw/ops.h"
 #include "qw/metrics.h"
 #include "qw/params.h"
 #include "qw/plot.h"
+#include "qw/reward.h"
+#include "qw/rollout.h"
+#include "qw/sandbox.h"
 #include "qw/size.h"
 #include "qw/st.h"
 #include "qw/tokenize.h"
@@ -42,6 +50,10 @@ static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1, o_deterministic;
 static const char *o_tokenizer, *o_field, *o_task, *o_tasks, *o_format, *o_fewshot_file, *o_delim, *o_per_item,
                   *o_markdown, *o_compare, *o_prefix_token;
 static int o_jsonl, o_max_length = -1, o_batch_tokens = -1, o_num_fewshot;
+/* gen, score */
+static const char *o_completions, *o_ks, *o_thinking;
+static int o_chat, o_samples = 1, o_max_new = 256, o_top_k, o_max_batch = 64, o_fewshot_first;
+static double o_temperature, o_top_p = 1;
 /* plot */
 static const char *o_svg, *o_png, *o_keys, *o_title;
 
@@ -102,6 +114,45 @@ static const qw_opt mc_opts[] = {
     QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS,
     { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "seed of the few-shot draws (default 1234, as lm-eval)" },
     QW_COMMON_QUIET, QW_COMMON_END,
+    { 0 },
+};
+
+static const qw_opt gen_opts[] = {
+    { "model", 'm', QW_OPT_STR, &o_model, "DIR", "model directory: config.json, safetensors and (unless --tokenizer) tokenizer.json" },
+    { "tokenizer", 't', QW_OPT_STR, &o_tokenizer, "FILE", "tokenizer.json (or a directory holding one)" },
+    { "task", 0, QW_OPT_STR, &o_task, "NAME", "gsm8k|gsm8k_cot|math|humaneval: prompts, stops, answers and metrics (qw-eval(5))" },
+    { "tasks", 0, QW_OPT_STR, &o_tasks, "FILE", "the items, one JSON object per line" },
+    { "num-fewshot", 0, QW_OPT_INT, &o_num_fewshot, "N", "examples before each item (default: the task's, 5 gsm8k, 8 gsm8k_cot, else 0)" },
+    { "fewshot-file", 0, QW_OPT_STR, &o_fewshot_file, "FILE", "draw the examples from FILE, e.g. the train split (default: the other items of --tasks)" },
+    { "fewshot-first", 0, QW_OPT_FLAG, &o_fewshot_first, NULL, "take the first N examples in order instead of drawing them" },
+    { "chat", 0, QW_OPT_FLAG, &o_chat, NULL, "render each prompt as one user message with the chat template" },
+    { "thinking", 0, QW_OPT_STR, &o_thinking, "on|off", "--chat: enable_thinking; the answer is read after </think> (default on)" },
+    { "max-new-tokens", 0, QW_OPT_INT, &o_max_new, "N", "tokens per completion at most (default 256, lm-eval's max_gen_toks)" },
+    { "max-length", 0, QW_OPT_INT, &o_max_length, "N", "prompt + completion tokens; longer prompts lose their start (default: max_position_embeddings)" },
+    { "samples", 'n', QW_OPT_INT, &o_samples, "N", "completions per item (default 1)" },
+    { "temperature", 0, QW_OPT_DOUBLE, &o_temperature, "X", "sampling temperature; 0 is greedy (default 0)" },
+    { "top-p", 0, QW_OPT_DOUBLE, &o_top_p, "P", "nucleus: the most likely tokens of mass P (default 1: all)" },
+    { "top-k", 0, QW_OPT_INT, &o_top_k, "K", "sample from the K most likely tokens (default 0: all)" },
+    { "k", 0, QW_OPT_STR, &o_ks, "K1,K2,...", "humaneval: the k of pass@k (default 1; each at most -n)" },
+    { "max-batch", 0, QW_OPT_INT, &o_max_batch, "N", "sequences decoded at once (default 64)" },
+    { "completions", 0, QW_OPT_STR, &o_completions, "FILE", "write the completions as rollout records (qw-rollout(5)) for qw-eval score" },
+    { "per-item", 0, QW_OPT_STR, &o_per_item, "FILE", "write one JSON line per item: completion, answers, verdicts" },
+    { "markdown", 0, QW_OPT_STR, &o_markdown, "FILE", "write the results as a Markdown table to FILE ('-': stdout, instead of JSON)" },
+    { "compare", 0, QW_OPT_STR, &o_compare, "DIR2", "generate with a second model too: both side by side, the difference and its stderr" },
+    QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS,
+    { "seed", 0, QW_OPT_LONG, &qw_common_opts.seed, "N", "seed of the few-shot draws and of sampling (default 1234, as lm-eval)" },
+    QW_COMMON_QUIET, QW_COMMON_END,
+    { 0 },
+};
+
+static const qw_opt score_opts[] = {
+    { "task", 0, QW_OPT_STR, &o_task, "NAME", "gsm8k|gsm8k_cot|math|humaneval: how completions are scored (qw-eval(5))" },
+    { "thinking", 0, QW_OPT_STR, &o_thinking, "on|off", "on: the completions think; the answer is read after </think> (default off)" },
+    { "k", 0, QW_OPT_STR, &o_ks, "K1,K2,...", "humaneval: the k of pass@k (default 1)" },
+    { "num-fewshot", 0, QW_OPT_INT, &o_num_fewshot, "N", "the n-shot to report (default: the task's)" },
+    { "per-item", 0, QW_OPT_STR, &o_per_item, "FILE", "write one JSON line per item: completion, answers, verdicts" },
+    { "markdown", 0, QW_OPT_STR, &o_markdown, "FILE", "write the results as a Markdown table to FILE ('-': stdout, instead of JSON)" },
+    QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END,
     { 0 },
 };
 
@@ -395,7 +446,8 @@ static void score(eval_model *m, const qw_ops *ops, qw_eval_req *r, int n, long 
 
 /* One metric of a task: value, standard error (NAN: "N/A"). */
 typedef struct {
-    const char *name;
+    char name[32];
+    const char *filter;   /* lm-eval's filter: "none", "strict-match" … */
     double value, se;
     int higher_better;
 } metric;
@@ -408,9 +460,11 @@ typedef struct {
     int nshot;
 } task_result;
 
-static void add_metric(task_result *t, const char *name, double v, double se, int hib)
+static void add_metric(task_result *t, const char *name, const char *filter, double v, double se, int hib)
 {
-    t->m[t->nm++] = (metric){name, v, se, hib};
+    metric *m = &t->m[t->nm++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->filter = filter, m->value = v, m->se = se, m->higher_better = hib;
 }
 
 /* results / n-shot / higher_is_better / n-samples, lm-eval's layout */
@@ -420,15 +474,18 @@ static cJSON *results_json(const task_result *t)
     cJSON_AddStringToObject(task, "alias", t->task);
     for (int i = 0; i < t->nm; i++) {
         char key[96];
-        snprintf(key, sizeof key, "%s,none", t->m[i].name);
+        snprintf(key, sizeof key, "%s,%s", t->m[i].name, t->m[i].filter);
         cJSON_AddNumberToObject(task, key, t->m[i].value);
-        snprintf(key, sizeof key, "%s_stderr,none", t->m[i].name);
+        snprintf(key, sizeof key, "%s_stderr,%s", t->m[i].name, t->m[i].filter);
         if (isnan(t->m[i].se)) cJSON_AddStringToObject(task, key, "N/A");
         else cJSON_AddNumberToObject(task, key, t->m[i].se);
     }
     cJSON_AddItemToObject(res, t->task, task);
     return res;
 }
+
+/* gen and score: their settings, added to the report's config */
+static cJSON *gen_config;
 
 static cJSON *report_json(const task_result *t, const char *model_dir, const eval_model *m, const qw_ops *ops,
                           double seconds)
@@ -438,7 +495,8 @@ static cJSON *report_json(const task_result *t, const char *model_dir, const eva
     cJSON *ns = cJSON_CreateObject(), *hib = cJSON_CreateObject(), *hb = cJSON_CreateObject(),
           *samples = cJSON_CreateObject(), *sm = cJSON_CreateObject();
     cJSON_AddNumberToObject(ns, t->task, t->nshot);
-    for (int i = 0; i < t->nm; i++) cJSON_AddBoolToObject(hb, t->m[i].name, t->m[i].higher_better);
+    for (int i = 0; i < t->nm; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(hb, t->m[i].name)) cJSON_AddBoolToObject(hb, t->m[i].name, t->m[i].higher_better);
     cJSON_AddItemToObject(hib, t->task, hb);
     cJSON_AddNumberToObject(sm, "original", (double)t->n);
     cJSON_AddNumberToObject(sm, "effective", (double)t->n);
@@ -448,14 +506,22 @@ static cJSON *report_json(const task_result *t, const char *model_dir, const eva
     cJSON_AddItemToObject(j, "n-samples", samples);
     cJSON *cfg = cJSON_CreateObject();
     char args[4200];
-    snprintf(args, sizeof args, "pretrained=%s", model_dir);
-    cJSON_AddStringToObject(cfg, "model", "qw");
-    cJSON_AddStringToObject(cfg, "model_args", args);
-    cJSON_AddStringToObject(cfg, "tokenizer", m->tok_path);
-    cJSON_AddStringToObject(cfg, "prefix_token", qw_tok_id_to_token(m->tok, m->prefix));
-    cJSON_AddNumberToObject(cfg, "max_length", m->max_len);
-    cJSON_AddNumberToObject(cfg, "batch_tokens", o_batch_tokens > 0 ? o_batch_tokens : 8192);
-    cJSON_AddStringToObject(cfg, "device", ops->name);
+    if (m) {
+        snprintf(args, sizeof args, "pretrained=%s", model_dir);
+        cJSON_AddStringToObject(cfg, "model", "qw");
+        cJSON_AddStringToObject(cfg, "model_args", args);
+        cJSON_AddStringToObject(cfg, "tokenizer", m->tok_path);
+        if (!gen_config) cJSON_AddStringToObject(cfg, "prefix_token", qw_tok_id_to_token(m->tok, m->prefix));
+        cJSON_AddNumberToObject(cfg, "max_length", m->max_len);
+        if (!gen_config) cJSON_AddNumberToObject(cfg, "batch_tokens", o_batch_tokens > 0 ? o_batch_tokens : 8192);
+    }
+    if (ops) cJSON_AddStringToObject(cfg, "device", ops->name);
+    while (gen_config && gen_config->child) {
+        cJSON *x = cJSON_DetachItemViaPointer(gen_config, gen_config->child);
+        char *key = qw_strdup(x->string);
+        cJSON_AddItemToObject(cfg, key, x);
+        free(key);
+    }
     cJSON_AddItemToObject(j, "config", cfg);
     char secs[32];
     snprintf(secs, sizeof secs, "%.3f", seconds);
@@ -484,7 +550,7 @@ static cJSON *compare_json(const task_result *a, const task_result *b, const cha
             cJSON_AddBoolToObject(e, "exceeds_stderr", fabs(diff) > se);
         }
         char key[96];
-        snprintf(key, sizeof key, "%s,none", a->m[i].name);
+        snprintf(key, sizeof key, "%s,%s", a->m[i].name, a->m[i].filter);
         cJSON_AddItemToObject(dt, key, e);
     }
     cJSON_AddItemToObject(d, a->task, dt);
@@ -506,20 +572,20 @@ static void markdown(FILE *f, const task_result *a, const task_result *b, const 
         fputs("|Tasks|Filter|n-shot|Metric| |Value| |Stderr|\n|---|---|---:|---|---|---:|---|---:|\n", f);
         for (int i = 0; i < a->nm; i++) {
             fmt_value(v, sizeof v, a->m[i].value), fmt_value(s, sizeof s, a->m[i].se);
-            fprintf(f, "|%s|none|%d|%s|%s|%s|±|%s|\n", i ? "" : a->task, a->nshot, a->m[i].name,
+            fprintf(f, "|%s|%s|%d|%s|%s|%s|±|%s|\n", i ? "" : a->task, a->m[i].filter, a->nshot, a->m[i].name,
                     a->m[i].higher_better ? "↑" : "↓", v, s);
         }
         return;
     }
-    fprintf(f, "|Tasks|Metric|%s|Stderr|%s|Stderr|Diff|Combined stderr|Diff > stderr|\n", dir_a, dir_b);
-    fputs("|---|---|---:|---:|---:|---:|---:|---:|---|\n", f);
+    fprintf(f, "|Tasks|Filter|Metric|%s|Stderr|%s|Stderr|Diff|Combined stderr|Diff > stderr|\n", dir_a, dir_b);
+    fputs("|---|---|---|---:|---:|---:|---:|---:|---:|---|\n", f);
     for (int i = 0; i < a->nm; i++) {
         double diff = b->m[i].value - a->m[i].value, se = sqrt(a->m[i].se * a->m[i].se + b->m[i].se * b->m[i].se);
         fmt_value(v, sizeof v, a->m[i].value), fmt_value(s, sizeof s, a->m[i].se);
         fmt_value(v2, sizeof v2, b->m[i].value), fmt_value(s2, sizeof s2, b->m[i].se);
         snprintf(d, sizeof d, "%+.4f", diff);
         fmt_value(cs, sizeof cs, se);
-        fprintf(f, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", i ? "" : a->task, a->m[i].name, v, s, v2, s2, d, cs,
+        fprintf(f, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", i ? "" : a->task, a->m[i].filter, a->m[i].name, v, s, v2, s2, d, cs,
                 isnan(se) ? "n/a" : fabs(diff) > se ? "yes" : "no");
     }
 }
@@ -530,14 +596,14 @@ static void emit(const task_result *a, const task_result *b, const eval_model *m
     if (o_markdown && strcmp(o_markdown, "-")) {
         qw_afile af;
         if (qw_afile_open(o_markdown, &af)) qw_die_last();
-        markdown(af.f, a, b, ma->dir, o_compare);
+        markdown(af.f, a, b, ma ? ma->dir : "", o_compare);
         if (qw_afile_commit(&af)) qw_die_last();
     }
     if (o_markdown && !strcmp(o_markdown, "-")) {
-        markdown(stdout, a, b, ma->dir, o_compare);
+        markdown(stdout, a, b, ma ? ma->dir : "", o_compare);
         return;
     }
-    cJSON *j = report_json(a, ma->dir, ma, ops, secs);
+    cJSON *j = report_json(a, ma ? ma->dir : NULL, ma, ops, secs);
     if (b) cJSON_AddItemToObject(j, "compare", compare_json(a, b, o_compare));
     char *text = cJSON_Print(j);
     puts(text);
@@ -629,10 +695,10 @@ static void ppl_metrics(const ppl_docs *docs, const double *ll, task_result *t)
     for (int i = 0; i < docs->n; i++)
         sll += ll[i], words += (double)docs->d[i].words, bytes += (double)docs->d[i].bytes, toks += (double)docs->d[i].toks.n;
     t->nm = 0;
-    add_metric(t, "word_perplexity", exp(-sll / words), NAN, 0);
-    add_metric(t, "byte_perplexity", bytes > 0 ? exp(-sll / bytes) : NAN, NAN, 0);
-    add_metric(t, "bits_per_byte", bytes > 0 ? -sll / bytes / log(2) : NAN, NAN, 0);
-    add_metric(t, "token_perplexity", toks > 0 ? exp(-sll / toks) : NAN, NAN, 0);
+    add_metric(t, "word_perplexity", "none", exp(-sll / words), NAN, 0);
+    add_metric(t, "byte_perplexity", "none", bytes > 0 ? exp(-sll / bytes) : NAN, NAN, 0);
+    add_metric(t, "bits_per_byte", "none", bytes > 0 ? -sll / bytes / log(2) : NAN, NAN, 0);
+    add_metric(t, "token_perplexity", "none", toks > 0 ? exp(-sll / toks) : NAN, NAN, 0);
     t->n = docs->n;
     t->nshot = 0;
 }
@@ -765,44 +831,73 @@ static mc_item *mc_read(const char *path, qw_mc_format f, int *n)
     return items;
 }
 
-/* The text before each item's own: its description, then --num-fewshot
- * examples drawn as lm-eval's default sampler draws them (random.Random(seed)
- * .sample of the few-shot items, once per item in order; one more when the
- * few-shot items are the evaluated ones, dropping the item itself), each
- * followed by "\n\n". */
-static char **mc_prefixes(const mc_item *items, int n, const char *tasks, qw_mc_format f)
+/* The text before each of n items' own: desc[i] (when desc and desc[i]
+ * are not NULL), then k examples from ex[0..nex), each followed by lm-eval's
+ * few-shot delimiter "\n\n".  The draw is lm-eval's: first_n takes the
+ * first k of the pool (FirstNSampler); otherwise random.Random(seed).sample
+ * of the pool, once per item in order.  When the pool is the evaluated
+ * items themselves (same), an item is never its own example: one more is
+ * drawn and the item dropped (first_n: the item skipped).  pool names the
+ * pool's file in the error for a pool smaller than k. */
+static char **fewshot_prefixes(int n, char *const *desc, char *const *ex, int nex, int same, int k, int first_n,
+                               const char *pool)
 {
     char **pre = qw_calloc(n, sizeof *pre);
-    const mc_item *fs = items;
-    int nfs = n, same = 1;
-    if (o_num_fewshot > 0 && o_fewshot_file) {
-        char *a = realpath(tasks, NULL), *b = realpath(o_fewshot_file, NULL);
-        same = a && b && !strcmp(a, b);
-        free(a), free(b);
-        if (!same) fs = mc_read(o_fewshot_file, f, &nfs);
-    }
-    int k = o_num_fewshot + same;
-    if (o_num_fewshot > 0 && k > nfs)
-        qw_usage_error("--num-fewshot %d: '%s' has %d items%s", o_num_fewshot, same ? tasks : o_fewshot_file, nfs,
+    int draw = k + same;
+    if (k > 0 && draw > nex)
+        qw_usage_error("--num-fewshot %d: '%s' has %d items%s", k, pool, nex,
                        same ? " (the item itself is never its own example)" : "");
     qw_pyrand r;
     qw_pyrand_seed(&r, (uint64_t)(qw_common_opts.seed < 0 ? -qw_common_opts.seed : qw_common_opts.seed));
-    int64_t *pick = qw_malloc((size_t)(k > 0 ? k : 1) * sizeof *pick);
+    int64_t *pick = qw_malloc((size_t)(draw > 0 ? draw : 1) * sizeof *pick);
     for (int i = 0; i < n; i++) {
         qw_buf b = {0};
-        if (items[i].it.description) qw_buf_adds(&b, items[i].it.description);
-        if (o_num_fewshot > 0) {
-            qw_pyrand_sample(&r, nfs, k, pick);
-            for (int j = 0, used = 0; j < k && used < o_num_fewshot; j++) {
+        if (desc && desc[i]) qw_buf_adds(&b, desc[i]);
+        if (k > 0) {
+            if (first_n)
+                for (int j = 0; j < draw; j++) pick[j] = j;
+            else
+                qw_pyrand_sample(&r, nex, draw, pick);
+            for (int j = 0, used = 0; j < draw && used < k; j++) {
                 if (same && pick[j] == i) continue;
-                qw_mc_item_example(&fs[pick[j]].it, o_delim ? o_delim : " ", &b);
+                qw_buf_adds(&b, ex[pick[j]]);
                 qw_buf_adds(&b, "\n\n");
                 used++;
             }
         }
+        qw_buf_adds(&b, "");
         pre[i] = (char *)qw_buf_cstr(&b);
     }
     free(pick);
+    return pre;
+}
+
+/* Whether two paths name the same file. */
+static int same_file(const char *a, const char *b)
+{
+    char *x = realpath(a, NULL), *y = realpath(b, NULL);
+    int same = x && y && !strcmp(x, y);
+    free(x), free(y);
+    return same;
+}
+
+/* mc's prefixes: each item's description and its examples (qw_mc_item_example),
+ * from --fewshot-file or the items themselves. */
+static char **mc_prefixes(const mc_item *items, int n, const char *tasks, qw_mc_format f)
+{
+    const mc_item *fs = items;
+    int nfs = n, same = !o_fewshot_file || same_file(tasks, o_fewshot_file);
+    if (o_num_fewshot > 0 && !same) fs = mc_read(o_fewshot_file, f, &nfs);
+    char **ex = qw_calloc(nfs, sizeof *ex), **desc = qw_calloc(n, sizeof *desc);
+    for (int j = 0; j < nfs && o_num_fewshot > 0; j++) {
+        qw_buf b = {0};
+        qw_mc_item_example(&fs[j].it, o_delim ? o_delim : " ", &b);
+        ex[j] = (char *)qw_buf_cstr(&b);
+    }
+    for (int i = 0; i < n; i++) desc[i] = items[i].it.description;
+    char **pre = fewshot_prefixes(n, desc, ex, nfs, same, o_num_fewshot, 0, same ? tasks : o_fewshot_file);
+    for (int j = 0; j < nfs; j++) free(ex[j]);
+    free(ex), free(desc);
     if (fs != items) {
         for (int i = 0; i < nfs; i++) qw_mc_item_free((qw_mc_item *)&fs[i].it);
         free((void *)fs);
@@ -874,10 +969,10 @@ static void mc_metrics(const mc_item *items, int n, const int *first, const doub
     double m, se;
     t->nm = 0;
     qw_eval_mean_stderr(acc, n, &m, &se);
-    add_metric(t, "acc", m, se, 1);
+    add_metric(t, "acc", "none", m, se, 1);
     if (qw_mc_format_has_norm(f)) {
         qw_eval_mean_stderr(accn, n, &m, &se);
-        add_metric(t, "acc_norm", m, se, 1);
+        add_metric(t, "acc_norm", "none", m, se, 1);
     }
     t->n = n;
     t->nshot = o_num_fewshot > 0 ? o_num_fewshot : 0;
@@ -955,6 +1050,514 @@ static int cmd_mc(int argc, char **argv)
     for (int i = 0; i < n; i++) qw_mc_item_free(&items[i].it), free(pre[i]);
     free(items), free(pre), free(first), free(ll), free(pred), free(pred_norm);
     eval_model_free(&ma);
+    return 0;
+}
+
+/* ---- gen and score ---- */
+
+/* One generative item: its record, its task fields, its completions. */
+typedef struct {
+    cJSON *rec;
+    long line;             /* in its file, from 1 */
+    qw_gen_item it;
+    char *prompt;          /* gen: the text given to the model */
+    qw_ids ids;            /* gen: its tokens, left-truncated */
+    char **comp;           /* ns completions (text) */
+    int ns;
+    char *records;         /* gen: its rollout records */
+} gen_item;
+
+/* lines of a JSONL file as parsed records (blank lines skipped); a line
+ * that is not a JSON object dies naming it */
+typedef int (*rec_fn)(void *ctx, cJSON *rec, long line);
+static void each_record(const char *path, rec_fn fn, void *ctx)
+{
+    qw_buf b = {0};
+    if (qw_read_file(path, &b, NULL)) qw_die_last();
+    long line = 0;
+    for (size_t p = 0; p < b.n;) {
+        size_t e = p;
+        while (e < b.n && b.p[e] != '\n') e++;
+        line++;
+        size_t a = p;
+        while (a < e && (b.p[a] == ' ' || b.p[a] == '\t' || b.p[a] == '\r')) a++;
+        if (a < e) {
+            cJSON *j = cJSON_ParseWithLength(b.p + p, e - p);
+            if (!j) qw_die(QW_EXIT_DATA, "'%s': line %ld: not JSON", path, line);
+            if (!cJSON_IsObject(j)) qw_die(QW_EXIT_DATA, "'%s': line %ld: not a JSON object", path, line);
+            if (fn(ctx, j, line)) cJSON_Delete(j);
+        }
+        p = e + 1;
+    }
+    qw_buf_free(&b);
+}
+
+typedef struct {
+    const char *path;
+    qw_gen_task task;
+    gen_item *v;
+    int n, cap;
+    int rollouts;          /* score: records grouped by idx, each with a completion */
+} gen_set;
+
+static int gen_add(void *ctx, cJSON *rec, long line)
+{
+    gen_set *s = ctx;
+    if (s->rollouts) {   /* a record with the idx of the item before it is another sample of it */
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(rec, "idx"), *c = cJSON_GetObjectItemCaseSensitive(rec, "completion");
+        if (!c) qw_die(QW_EXIT_DATA, "'%s': line %ld: missing field 'completion'", s->path, line);
+        if (!cJSON_IsString(c)) qw_die(QW_EXIT_DATA, "'%s': line %ld: field 'completion' is not a string", s->path, line);
+        if (s->n && cJSON_IsNumber(idx)) {
+            gen_item *last = &s->v[s->n - 1];
+            const cJSON *li = cJSON_GetObjectItemCaseSensitive(last->rec, "idx");
+            if (cJSON_IsNumber(li) && li->valuedouble == idx->valuedouble) {
+                last->comp = qw_realloc(last->comp, (last->ns + 1) * sizeof *last->comp);
+                last->comp[last->ns++] = qw_strdup(c->valuestring);
+                return 1;
+            }
+        }
+    }
+    if (s->n == s->cap) s->v = qw_realloc(s->v, (s->cap = s->cap ? 2 * s->cap : 64) * sizeof *s->v);
+    gen_item *g = &s->v[s->n];
+    memset(g, 0, sizeof *g);
+    if (qw_gen_item_parse(s->task, rec, &g->it))
+        qw_die(QW_EXIT_DATA, "'%s': line %ld: item %d: %s", s->path, line, s->n + 1, qw_error_msg());
+    g->rec = rec, g->line = line;
+    if (s->rollouts) {
+        g->comp = qw_malloc(sizeof *g->comp);
+        g->comp[0] = qw_strdup(cJSON_GetObjectItemCaseSensitive(rec, "completion")->valuestring);
+        g->ns = 1;
+    }
+    s->n++;
+    return 0;
+}
+
+static gen_set gen_read(const char *path, qw_gen_task t, int rollouts)
+{
+    gen_set s = {path, t, NULL, 0, 0, rollouts};
+    each_record(path, gen_add, &s);
+    if (s.n == 0) qw_die(QW_EXIT_DATA, "'%s': no items", path);
+    return s;
+}
+
+static void gen_free(gen_set *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        gen_item *g = &s->v[i];
+        for (int j = 0; j < g->ns; j++) free(g->comp[j]);
+        free(g->comp), free(g->prompt), free(g->records);
+        qw_ids_free(&g->ids);
+        qw_gen_item_free(&g->it);
+        cJSON_Delete(g->rec);
+    }
+    free(s->v);
+}
+
+/* --k: the k of pass@k, ascending, each ≥ 1 */
+static int parse_ks(int *ks)
+{
+    int n = 0;
+    const char *p = o_ks ? o_ks : "1";
+    while (*p) {
+        char *e;
+        long k = strtol(p, &e, 10);
+        if (e == p || k < 1 || k > 1000000 || (*e && *e != ',') || n == 8)
+            qw_usage_error("--k: '%s' is not a list of up to 8 numbers >= 1 (e.g. 1,10)", o_ks);
+        ks[n++] = (int)k;
+        p = *e ? e + 1 : e;
+    }
+    return n;
+}
+
+/* The answer of sample j of an item and whether it is right, per filter;
+ * humaneval verdicts come from the sandbox. */
+typedef struct {
+    char *pred[QW_GEN_MAX_FILTERS];
+    int ok[QW_GEN_MAX_FILTERS];
+    size_t start, len;     /* the response within the completion */
+} gen_score_one;
+
+static int thinking_on(void) { return o_thinking ? !strcmp(o_thinking, "on") : 0; }
+
+/* Run every program of a humaneval set in the sandbox: verdict[i][j]. */
+static qw_code_verdict **humaneval_run(gen_set *s)
+{
+    qw_sandbox_mode mode;
+    if (qw_sandbox_probe(0, NULL, &mode)) qw_die_last();
+    if (!qw_common_opts.quiet) fprintf(stderr, "%s: code runs in a sandbox: %s\n", qw_prog, qw_sandbox_mode_name(mode));
+    qw_sandbox_opts so;
+    qw_sandbox_defaults(&so);
+    long total = 0;
+    for (int i = 0; i < s->n; i++) total += s->v[i].ns;
+    int *who = qw_malloc((size_t)(total ? total : 1) * 2 * sizeof *who);
+    qw_code_verdict **v = qw_calloc(s->n, sizeof *v);
+    long q = 0;
+    for (int i = 0; i < s->n; i++) {
+        v[i] = qw_calloc(s->v[i].ns ? s->v[i].ns : 1, sizeof **v);
+        for (int j = 0; j < s->v[i].ns; j++) who[2 * q] = i, who[2 * q + 1] = j, q++;
+    }
+    int failed = 0;
+    char err[1024] = "";
+#pragma omp parallel for schedule(dynamic)
+    for (long p = 0; p < total; p++) {
+        gen_item *g = &s->v[who[2 * p]];
+        const char *c = g->comp[who[2 * p + 1]];
+        size_t a, n;
+        qw_gen_response(QW_GEN_HUMANEVAL, c, thinking_on(), &a, &n);
+        char *resp = strndup(c + a, n);
+        qw_code_result r;
+        if (!resp || qw_code_run(&so, g->it.prompt, resp, g->it.test, g->it.entry_point, &r)) {
+#pragma omp critical
+            if (!failed) failed = 1, snprintf(err, sizeof err, "%s", resp ? qw_error_msg() : "out of memory");
+        } else {
+            v[who[2 * p]][who[2 * p + 1]] = r.verdict;
+            qw_code_result_free(&r);
+        }
+        free(resp);
+    }
+    if (failed) qw_die(QW_EXIT_FAIL, "humaneval: %s", err);
+    free(who);
+    return v;
+}
+
+/* Score a set: the metrics into t, one line per item into --per-item. */
+static void gen_score(gen_set *s, const int *ks, int nk, task_result *t)
+{
+    const char *const *fnames;
+    int nf = qw_gen_task_filters(s->task, &fnames);
+    int he = s->task == QW_GEN_HUMANEVAL;
+    qw_code_verdict **verdict = he ? humaneval_run(s) : NULL;
+    double *x = qw_malloc((size_t)s->n * (he ? nk : nf) * sizeof *x);
+    qw_afile af;
+    if (o_per_item && qw_afile_open(o_per_item, &af)) qw_die_last();
+    for (int i = 0; i < s->n; i++) {
+        gen_item *g = &s->v[i];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "idx", i);
+        cJSON_AddNumberToObject(j, "line", (double)g->line);
+        if (he) {
+            if (g->ns < ks[nk - 1])
+                qw_die(QW_EXIT_DATA, "'%s': line %ld: item %d has %d samples; pass@%d needs at least %d", s->path,
+                       g->line, i + 1, g->ns, ks[nk - 1], ks[nk - 1]);
+            int c = 0;
+            cJSON *vs = cJSON_CreateArray(), *rs = cJSON_CreateArray(), *pk = cJSON_CreateObject();
+            for (int k = 0; k < g->ns; k++) {
+                c += verdict[i][k] == QW_CODE_PASSED;
+                cJSON_AddItemToArray(vs, cJSON_CreateString(qw_code_verdict_name(verdict[i][k])));
+                size_t a, n;
+                qw_gen_response(s->task, g->comp[k], thinking_on(), &a, &n);
+                char *resp = strndup(g->comp[k] + a, n);
+                if (!resp) qw_die(QW_EXIT_FAIL, "out of memory");
+                cJSON_AddItemToArray(rs, cJSON_CreateString(resp));
+                free(resp);
+            }
+            cJSON_AddNumberToObject(j, "n", g->ns);
+            cJSON_AddNumberToObject(j, "correct", c);
+            cJSON_AddItemToObject(j, "responses", rs);
+            cJSON_AddItemToObject(j, "verdicts", vs);
+            for (int k = 0; k < nk; k++) {
+                char key[32];
+                snprintf(key, sizeof key, "pass@%d", ks[k]);
+                x[(size_t)k * s->n + i] = qw_eval_pass_at_k(g->ns, c, ks[k]);
+                cJSON_AddNumberToObject(pk, key, x[(size_t)k * s->n + i]);
+            }
+            cJSON_AddItemToObject(j, "pass@k", pk);
+            free(verdict[i]);
+        } else {   /* lm-eval's take_first: the first sample is scored */
+            const char *c = g->comp[0];
+            size_t a, n;
+            qw_gen_response(s->task, c, thinking_on(), &a, &n);
+            cJSON *ans = cJSON_CreateObject(), *em = cJSON_CreateObject();
+            for (int f = 0; f < nf; f++) {
+                char *pred = qw_gen_extract(s->task, f, c + a, n);
+                int ok = qw_gen_correct(s->task, &g->it, pred);
+                x[(size_t)f * s->n + i] = ok;
+                cJSON_AddItemToObject(ans, fnames[f], pred ? cJSON_CreateString(pred) : cJSON_CreateNull());
+                cJSON_AddNumberToObject(em, fnames[f], ok);
+                free(pred);
+            }
+            char *resp = strndup(c + a, n);
+            if (!resp) qw_die(QW_EXIT_FAIL, "out of memory");
+            cJSON_AddStringToObject(j, "completion", c);
+            cJSON_AddStringToObject(j, "response", resp);
+            cJSON_AddStringToObject(j, "gold", g->it.gold);
+            cJSON_AddItemToObject(j, "answer", ans);
+            cJSON_AddItemToObject(j, "exact_match", em);
+            free(resp);
+        }
+        if (o_per_item) {
+            char *line = cJSON_PrintUnformatted(j);
+            fprintf(af.f, "%s\n", line);
+            free(line);
+        }
+        cJSON_Delete(j);
+    }
+    if (o_per_item && qw_afile_commit(&af)) qw_die_last();
+    t->nm = 0;
+    for (int m = 0; m < (he ? nk : nf); m++) {
+        double v, se;
+        qw_eval_mean_stderr(x + (size_t)m * s->n, s->n, &v, &se);
+        char name[32];
+        snprintf(name, sizeof name, "pass@%d", he ? ks[m] : 0);
+        add_metric(t, he ? name : "exact_match", he ? "none" : fnames[m], v, se, 1);
+    }
+    t->n = s->n;
+    free(x), free(verdict);
+}
+
+/* ---- gen: generate, then score ---- */
+
+typedef struct {
+    gen_set *s;
+    const qw_tok *tok;
+    qw_progress pr;
+    double t0;
+    long long tokens;
+} gen_ctx;
+
+static int gen_done(void *ctx, int p, const qw_completion *c)
+{
+    gen_ctx *x = ctx;
+    gen_item *g = &x->s->v[p];
+    qw_buf b = {0};
+    g->comp = qw_calloc(o_samples, sizeof *g->comp);
+    g->ns = o_samples;
+    for (int j = 0; j < o_samples; j++) {
+        qw_buf t = {0};
+        if (qw_rollout_text(x->tok, &c[j], &t) ||
+            qw_rollout_record(&b, p, j, g->prompt, g->ids.v, g->ids.n, x->tok, &c[j], g->rec))
+            return QW_EXIT_DATA;
+        g->comp[j] = (char *)qw_buf_cstr(&t);
+        x->tokens += c[j].n;
+    }
+    g->records = (char *)qw_buf_cstr(&b);
+    return 0;
+}
+
+static int gen_step(void *ctx, const qw_gen_stats *st)
+{
+    gen_ctx *x = ctx;
+    char a[16], r[16];
+    double dt = qw_now() - x->t0;
+    qw_progress_update(&x->pr, (double)st->prompts_done, (double)x->s->n, "%s/%d items, %d running, %s tok/s",
+                       qw_human((double)st->prompts_done, a), x->s->n, st->running,
+                       qw_human(dt > 0 ? st->generated_tokens / dt : 0, r));
+    return 0;
+}
+
+/* Prompts (chat template when asked), tokens (left-truncated to leave
+ * max_new tokens in max_len, as lm-eval does), completions of model m. */
+static void gen_run(gen_set *s, char **pre, eval_model *m, const qw_ops *ops)
+{
+    int keep = m->max_len - o_max_new;
+    if (keep < 1) qw_usage_error("--max-new-tokens %d leaves no room for a prompt in --max-length %d", o_max_new, m->max_len);
+    size_t longest = 1;
+    for (int i = 0; i < s->n; i++) {
+        gen_item *g = &s->v[i];
+        for (int j = 0; j < g->ns; j++) free(g->comp[j]);
+        free(g->comp), free(g->prompt), free(g->records);
+        g->comp = NULL, g->ns = 0, g->records = NULL;
+        qw_buf text = {0};
+        qw_buf_adds(&text, pre[i]);
+        qw_buf_adds(&text, g->it.text);
+        if (o_chat) {   /* lm-eval's single-turn chat: the whole prompt as one user message */
+            cJSON *msgs = cJSON_CreateArray(), *u = cJSON_CreateObject();
+            cJSON_AddStringToObject(u, "role", "user");
+            cJSON_AddStringToObject(u, "content", qw_buf_cstr(&text));
+            cJSON_AddItemToArray(msgs, u);
+            qw_buf r = {0};
+            qw_chat_opts co = { .add_generation_prompt = 1, .thinking_off = !thinking_on() };
+            if (qw_chat_render(msgs, NULL, &co, &r, NULL)) qw_die_last();
+            cJSON_Delete(msgs);
+            qw_buf_free(&text);
+            text = r;
+        }
+        g->prompt = qw_strdup(qw_buf_cstr(&text));
+        g->ids.n = 0;
+        if (qw_tok_encode(m->tok, text.p ? text.p : "", text.n, &g->ids))
+            qw_die(QW_EXIT_DATA, "'%s': line %ld: %s", o_tasks, g->line, qw_error_msg());
+        qw_buf_free(&text);
+        if (g->ids.n > (size_t)keep) {
+            memmove(g->ids.v, g->ids.v + g->ids.n - keep, (size_t)keep * sizeof *g->ids.v);
+            g->ids.n = (size_t)keep;
+        }
+        if (!g->ids.n) qw_die(QW_EXIT_DATA, "'%s': line %ld: the prompt is empty", o_tasks, g->line);
+        if (g->ids.n > longest) longest = g->ids.n;
+    }
+    qw_ids stop_ids = {0};
+    if (qw_rollout_eos_ids(m->dir, &m->cfg, &stop_ids)) qw_die_last();
+    qw_gen_prompt *pr = qw_calloc(s->n, sizeof *pr);
+    for (int i = 0; i < s->n; i++) pr[i] = (qw_gen_prompt){ s->v[i].ids.v, (int)s->v[i].ids.n, (uint64_t)i };
+    long long per_seq = (long long)longest + o_max_new;
+    qw_engine_opts eo = { .max_batch = o_max_batch, .max_context = m->max_len,
+                          .cache_tokens = (long long)o_max_batch * (per_seq + 16) };
+    qw_engine *e;
+    if (qw_engine_new(ops, &m->P, &eo, &e)) qw_die_last();
+    const char *const *until = qw_gen_task_until(s->task);
+    int nu = 0;
+    while (until[nu]) nu++;
+    qw_gen_opts go = { .n = o_samples, .max_new_tokens = o_max_new, .temperature = o_temperature, .top_k = o_top_k,
+                       .top_p = o_top_p, .seed = (uint64_t)qw_common_opts.seed, .stop_ids = stop_ids.v,
+                       .n_stop_ids = (int)stop_ids.n, .stop = until, .n_stop = nu, .thinking_budget = -1,
+                       .tok = m->tok };
+    gen_ctx x = { .s = s, .tok = m->tok };
+    if (!qw_common_opts.quiet) qw_progress_init(&x.pr);
+    x.t0 = qw_now();
+    if (qw_engine_generate(e, pr, s->n, &go, gen_done, qw_common_opts.quiet ? NULL : gen_step, &x)) qw_die_last();
+    if (!qw_common_opts.quiet) {
+        qw_progress_end(&x.pr);
+        double dt = qw_now() - x.t0;
+        fprintf(stderr, "%s: '%s': %d items × %d samples, %lld tokens generated in %.1f s (%.1f tok/s)\n", qw_prog,
+                m->dir, s->n, o_samples, x.tokens, dt, dt > 0 ? x.tokens / dt : 0);
+    }
+    qw_engine_free(e);
+    qw_ids_free(&stop_ids);
+    free(pr);
+}
+
+static void gen_check_sampling(void)
+{
+    if (o_samples < 1) qw_usage_error("-n: %d samples per item; need at least 1", o_samples);
+    if (o_max_new < 1) qw_usage_error("--max-new-tokens: need at least 1");
+    if (!(o_temperature >= 0) || !isfinite(o_temperature)) qw_usage_error("--temperature: need a finite value >= 0");
+    if (o_top_k < 0) qw_usage_error("--top-k: need K >= 0");
+    if (!(o_top_p > 0 && o_top_p <= 1)) qw_usage_error("--top-p: need 0 < P <= 1");
+    if (o_max_batch < 1) qw_usage_error("--max-batch: need at least 1");
+}
+
+static qw_gen_task gen_task(void)
+{
+    qw_gen_task t;
+    if (!o_task) qw_usage_error("give --task gsm8k|gsm8k_cot|math|humaneval");
+    if (qw_gen_task_parse(o_task, &t)) qw_usage_error("--task: '%s' is not gsm8k, gsm8k_cot, math or humaneval", o_task);
+    if (o_thinking && strcmp(o_thinking, "on") && strcmp(o_thinking, "off"))
+        qw_usage_error("--thinking: '%s' is not on or off", o_thinking);
+    if (o_ks && t != QW_GEN_HUMANEVAL) qw_usage_error("--k is for --task humaneval (pass@k)");
+    return t;
+}
+
+static int cmd_gen(int argc, char **argv)
+{
+    if (argc > 0) qw_usage_error("unexpected argument '%s'", argv[0]);
+    if (!o_model || !o_tasks) qw_usage_error("gen needs --model, --task and --tasks");
+    qw_gen_task task = gen_task();
+    int ks[8], nk = parse_ks(ks);
+    gen_check_sampling();
+    if (task == QW_GEN_HUMANEVAL && ks[nk - 1] > o_samples)
+        qw_usage_error("--k %d needs at least %d samples per item (-n)", ks[nk - 1], ks[nk - 1]);
+    if (o_thinking && !o_chat) qw_usage_error("--thinking needs --chat");
+    if (o_chat && !o_thinking) o_thinking = "on";   /* the template's default: enable_thinking */
+    if (o_num_fewshot < -1) qw_usage_error("--num-fewshot must be >= 0");
+    int shots = o_num_fewshot >= 0 ? o_num_fewshot : qw_gen_task_shots(task);
+    if (task == QW_GEN_HUMANEVAL && shots) qw_usage_error("--task humaneval has no few-shot examples");
+    if (task == QW_GEN_HUMANEVAL && o_chat) qw_usage_error("--task humaneval continues the prompt's code: no --chat");
+    if (task == QW_GEN_GSM8K_COT && o_fewshot_file)
+        qw_usage_error("--task gsm8k_cot takes its examples from lm-eval's eight exemplars, not --fewshot-file");
+    if (task == QW_GEN_GSM8K_COT && shots > 8) qw_usage_error("--num-fewshot %d: gsm8k_cot has 8 exemplars", shots);
+    if (o_max_length != -1 && o_max_length < 2) qw_usage_error("--max-length must be >= 2");
+    if (qw_common_opts.device && !strcmp(qw_common_opts.device, "cuda"))
+        qw_die(QW_EXIT_USAGE, "--device cuda: the CUDA decode path is not built yet");
+    double t0 = qw_now();
+    gen_set s = gen_read(o_tasks, task, 0);   /* bad items fail before the model loads */
+
+    /* the few-shot examples: the pool's example texts, drawn as mc draws them */
+    gen_set fs = {0};
+    char **ex = NULL;
+    int nex = 0, same = 0;
+    if (shots > 0 && task == QW_GEN_GSM8K_COT) {
+        qw_gen_item *c = qw_gen_cot_examples(&nex);
+        ex = qw_calloc(nex, sizeof *ex);
+        for (int j = 0; j < nex; j++) {
+            qw_buf b = {0};
+            qw_gen_item_example(&c[j], &b);
+            ex[j] = (char *)qw_buf_cstr(&b);
+            qw_gen_item_free(&c[j]);
+        }
+        free(c);
+    } else if (shots > 0) {
+        same = !o_fewshot_file || same_file(o_tasks, o_fewshot_file);
+        if (!same) fs = gen_read(o_fewshot_file, task, 0);
+        gen_set *pool = same ? &s : &fs;
+        nex = pool->n;
+        ex = qw_calloc(nex, sizeof *ex);
+        for (int j = 0; j < nex; j++) {
+            qw_buf b = {0};
+            qw_gen_item_example(&pool->v[j].it, &b);
+            ex[j] = (char *)qw_buf_cstr(&b);
+        }
+    }
+    char **pre = fewshot_prefixes(s.n, NULL, ex, nex, same, shots, o_fewshot_first || task == QW_GEN_GSM8K_COT,
+                                  task == QW_GEN_GSM8K_COT ? "gsm8k-cot.yaml" : same ? o_tasks : o_fewshot_file);
+    for (int j = 0; j < nex; j++) free(ex[j]);
+    free(ex);
+    if (fs.n) gen_free(&fs);
+
+    const qw_ops *ops;
+    if (qw_backend_select(qw_common_opts.device ? qw_common_opts.device : "cpu", NULL, qw_common_opts.threads, 0, &ops))
+        qw_die_last();
+    eval_model ma;
+    eval_model_load(&ma, o_model, ops);
+    gen_run(&s, pre, &ma, ops);
+    if (o_completions) {
+        qw_afile af;
+        if (qw_afile_open(o_completions, &af)) qw_die_last();
+        for (int i = 0; i < s.n; i++) fputs(s.v[i].records, af.f);
+        if (qw_afile_commit(&af)) qw_die_last();
+    }
+    task_result ta = {.task = qw_gen_task_name(task), .nshot = shots}, tb = ta;
+    gen_score(&s, ks, nk, &ta);
+    if (o_compare) {
+        eval_model mb;
+        eval_model_load(&mb, o_compare, ops);
+        const char *keep = o_per_item;
+        o_per_item = NULL;
+        gen_run(&s, pre, &mb, ops);
+        gen_score(&s, ks, nk, &tb);
+        o_per_item = keep;
+        eval_model_free(&mb);
+    }
+    gen_config = cJSON_CreateObject();
+    cJSON *gk = cJSON_CreateObject(), *until = cJSON_CreateArray();
+    for (const char *const *u = qw_gen_task_until(task); *u; u++) cJSON_AddItemToArray(until, cJSON_CreateString(*u));
+    cJSON_AddItemToObject(gk, "until", until);
+    cJSON_AddNumberToObject(gk, "max_gen_toks", o_max_new);
+    cJSON_AddBoolToObject(gk, "do_sample", o_temperature > 0);
+    cJSON_AddNumberToObject(gk, "temperature", o_temperature);
+    if (o_top_p < 1) cJSON_AddNumberToObject(gk, "top_p", o_top_p);
+    if (o_top_k > 0) cJSON_AddNumberToObject(gk, "top_k", o_top_k);
+    cJSON_AddItemToObject(gen_config, "generation_kwargs", gk);
+    cJSON_AddNumberToObject(gen_config, "repeats", o_samples);
+    cJSON_AddBoolToObject(gen_config, "apply_chat_template", o_chat);
+    cJSON_AddStringToObject(gen_config, "thinking", thinking_on() ? "on" : "off");
+    cJSON_AddNumberToObject(gen_config, "seed", (double)qw_common_opts.seed);
+    emit(&ta, o_compare ? &tb : NULL, &ma, ops, qw_now() - t0);
+    cJSON_Delete(gen_config);
+    for (int i = 0; i < s.n; i++) free(pre[i]);
+    free(pre);
+    gen_free(&s);
+    eval_model_free(&ma);
+    return 0;
+}
+
+static int cmd_score(int argc, char **argv)
+{
+    if (argc == 0) qw_usage_error("score needs a rollouts FILE");
+    if (argc > 1) qw_usage_error("unexpected argument '%s'", argv[1]);
+    qw_gen_task task = gen_task();
+    int ks[8], nk = parse_ks(ks);
+    double t0 = qw_now();
+    o_tasks = argv[0];
+    gen_set s = gen_read(argv[0], task, 1);
+    if (o_num_fewshot < -1) qw_usage_error("--num-fewshot must be >= 0");
+    task_result t = {.task = qw_gen_task_name(task)};
+    t.nshot = o_num_fewshot >= 0 ? o_num_fewshot : qw_gen_task_shots(task);
+    gen_score(&s, ks, nk, &t);
+    gen_config = cJSON_CreateObject();
+    cJSON_AddStringToObject(gen_config, "completions", argv[0]);
+    cJSON_AddStringToObject(gen_config, "thinking", thinking_on() ? "on" : "off");
+    emit(&t, NULL, NULL, NULL, qw_now() - t0);
+    cJSON_Delete(gen_config);
+    gen_free(&s);
     return 0;
 }
 
@@ -1067,6 +1670,10 @@ static const qw_cmd cmds[] = {
       "perplexity of documents: word, byte and token perplexity, bits per byte (lm-eval's rolling windows)", ppl_opts },
     { "mc", cmd_mc, "--model DIR --tasks FILE.jsonl [--format NAME] [--num-fewshot N [--fewshot-file F]] [options]",
       "multiple-choice accuracy: acc and acc_norm with standard errors, as lm-eval scores them", mc_opts },
+    { "gen", cmd_gen, "--model DIR --task NAME --tasks FILE.jsonl [--num-fewshot N [--fewshot-file F]] [--chat [--thinking on|off]] [-n N] [--completions OUT.jsonl] [options]",
+      "generative benchmarks as lm-eval defines them: GSM8K (exact match), MATH (boxed answers), HumanEval (pass@k)", gen_opts },
+    { "score", cmd_score, "--task NAME [--thinking on|off] [--k K1,K2,...] [options] ROLLOUTS.jsonl",
+      "score completions already generated (qw-eval gen --completions, qw-rollout or another engine) as gen does", score_opts },
     { "plot", cmd_plot, "METRICS.jsonl... -o OUT.svg [--png OUT.png] [--keys K1,K2,...] [options]",
       "draw training metrics (qw-metrics(5)) as SVG and PNG: a panel per key, step on x, runs overlaid", plot_opts },
     { 0 },
@@ -1074,15 +1681,17 @@ static const qw_cmd cmds[] = {
 
 static const qw_cmd_prog prog = {
     "qw-eval",
-    "Evaluate a Qwen3 model: dump one forward (and backward) pass, time training steps, measure perplexity\n"
-    "and multiple-choice accuracy as lm-evaluation-harness does, or plot training metrics.",
+    "Evaluate a Qwen3 model: dump one forward (and backward) pass, time training steps, measure perplexity,\n"
+    "multiple-choice accuracy and generative benchmarks as lm-evaluation-harness does, or plot training metrics.",
     cmds,
 };
 
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
-    if (argc > 1 && !strcmp(argv[1], "mc")) qw_common_opts.seed = 1234;   /* lm-eval's few-shot seed */
+    if (argc > 1 && (!strcmp(argv[1], "mc") || !strcmp(argv[1], "gen")))
+        qw_common_opts.seed = 1234;   /* lm-eval's few-shot seed */
+    if (argc > 1 && (!strcmp(argv[1], "gen") || !strcmp(argv[1], "score"))) o_num_fewshot = -1;   /* the task's */
     int rc = qw_cmd_main(&prog, argc, argv);
     qw_close_stdout();
     return rc;

@@ -18,6 +18,7 @@
 #include "qw/file.h"
 #include "qw/infer.h"
 #include "qw/params.h"
+#include "qw/rollout.h"
 #include "qw/signals.h"
 #include "qw/st.h"
 #include "qw/tok.h"
@@ -78,32 +79,6 @@ static int read_all(const char *path, qw_buf *b)
     while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) qw_buf_add(b, chunk, n);
     if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "standard input: read error");
     return 0;
-}
-
-/* The EOS ids: generation_config.json's eos_token_id (a number or a list),
- * else config.json's. */
-static void eos_ids(const char *dir, const qw_config *c, qw_ids *out)
-{
-    char *path = qw_path_join(dir, "generation_config.json");
-    qw_buf b = {0};
-    int found = 0;
-    if (qw_read_file(path, &b, &found)) qw_die_last();
-    if (found) {
-        cJSON *j = cJSON_ParseWithLength(b.p, b.n), *e = j ? cJSON_GetObjectItemCaseSensitive(j, "eos_token_id") : NULL;
-        if (cJSON_IsNumber(e)) qw_ids_push(out, (int32_t)e->valuedouble);
-        else if (cJSON_IsArray(e)) {
-            cJSON *x;
-            cJSON_ArrayForEach(x, e) if (cJSON_IsNumber(x)) qw_ids_push(out, (int32_t)x->valuedouble);
-        }
-        cJSON_Delete(j);
-    }
-    if (!out->n && c->eos_token_id >= 0) qw_ids_push(out, c->eos_token_id);
-    for (size_t i = 0; i < out->n; i++)
-        if (out->v[i] < 0 || out->v[i] >= c->vocab_size)
-            qw_die(QW_EXIT_DATA, "'%s': eos_token_id %d is outside the vocabulary (%d)", found ? path : dir, out->v[i],
-                   c->vocab_size);
-    qw_buf_free(&b);
-    free(path);
 }
 
 /* Parse and tokenize every record; bad data dies naming file and line. */
@@ -187,94 +162,13 @@ typedef struct {
     double t0;
 } out_state;
 
-static void add_f(qw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_f(qw_buf *b, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    qw_buf_add(b, tmp, (size_t)n);
-}
-
-static void add_ids(qw_buf *b, const int32_t *ids, size_t n)
-{
-    qw_buf_addc(b, '[');
-    for (size_t i = 0; i < n; i++) add_f(b, i ? ", %d" : "%d", ids[i]);
-    qw_buf_addc(b, ']');
-}
-
-static void add_floats(qw_buf *b, const float *x, int n)
-{
-    qw_buf_addc(b, '[');
-    for (int i = 0; i < n; i++) {
-        if (isfinite(x[i])) add_f(b, i ? ", %.9g" : "%.9g", x[i]);
-        else add_f(b, i ? ", %s" : "%s", "null");
-    }
-    qw_buf_addc(b, ']');
-}
-
-static void add_str(qw_buf *b, const char *s)
-{
-    cJSON *j = cJSON_CreateString(s);
-    qw_chat_tojson(j, b);
-    cJSON_Delete(j);
-}
-
-static const char *const own_keys[] = { "idx", "sample", "prompt", "prompt_ids", "completion", "completion_ids",
-                                        "logprobs", "raw_logprobs", "finish_reason", "forced_at", NULL };
-
-static int own_key(const char *k)
-{
-    for (int i = 0; own_keys[i]; i++) if (!strcmp(k, own_keys[i])) return 1;
-    return 0;
-}
-
-static void format_record(const out_state *o, const item *it, int j, const qw_completion *c, qw_buf *b)
-{
-    add_f(b, "{\"idx\": %ld, \"sample\": %d", it->line, j);
-    if (it->prompt) { qw_buf_adds(b, ", \"prompt\": "); add_str(b, it->prompt); }
-    qw_buf_adds(b, ", \"prompt_ids\": ");
-    add_ids(b, it->ids.v, it->ids.n);
-    if (o->tok) {
-        qw_buf t = {0};
-        int32_t *ids = qw_malloc((c->n ? c->n : 1) * sizeof *ids);
-        int m = 0;
-        for (int i = 0; i < c->n; i++)   /* ids beyond the tokenizer's (the embedding's padding) have no text */
-            if (qw_tok_id_to_token(o->tok, c->ids[i])) ids[m++] = c->ids[i];
-        if (qw_tok_decode(o->tok, ids, m, 1, &t)) qw_die_last();
-        free(ids);
-        qw_buf_adds(b, ", \"completion\": ");
-        add_str(b, qw_buf_cstr(&t));
-        qw_buf_free(&t);
-    }
-    qw_buf_adds(b, ", \"completion_ids\": ");
-    add_ids(b, c->ids, c->n);
-    qw_buf_adds(b, ", \"logprobs\": ");
-    add_floats(b, c->logprobs, c->n);
-    qw_buf_adds(b, ", \"raw_logprobs\": ");
-    add_floats(b, c->raw_logprobs, c->n);
-    add_f(b, ", \"finish_reason\": \"%s\"", c->finish == QW_FINISH_STOP ? "stop" : "length");
-    if (c->forced_at >= 0) add_f(b, ", \"forced_at\": %d", c->forced_at);
-    for (cJSON *x = it->rec->child; x; x = x->next) {
-        if (own_key(x->string)) continue;
-        qw_buf_adds(b, ", ");
-        cJSON *k = cJSON_CreateString(x->string);
-        qw_chat_tojson(k, b);
-        cJSON_Delete(k);
-        qw_buf_adds(b, ": ");
-        qw_chat_tojson(x, b);
-    }
-    qw_buf_adds(b, "}\n");
-}
-
 static int on_done(void *ctx, int prompt, const qw_completion *c)
 {
     out_state *o = ctx;
     qw_buf b = {0};
     for (int j = 0; j < o_n; j++) {
-        format_record(o, &o->items[o->first + prompt], j, &c[j], &b);
+        const item *it = &o->items[o->first + prompt];
+        if (qw_rollout_record(&b, it->line, j, it->prompt, it->ids.v, it->ids.n, o->tok, &c[j], it->rec)) return QW_EXIT_DATA;
         o->gen_tokens += c[j].n;
     }
     o->text[prompt] = (char *)qw_buf_cstr(&b);
@@ -381,7 +275,7 @@ int main(int argc, char **argv)
     item *items = read_prompts(&in, tok, &cfg, max_context, &n_items);
     qw_buf_free(&in);
     qw_ids stop_ids = {0};
-    if (!o_ignore_eos) eos_ids(o_model, &cfg, &stop_ids);
+    if (!o_ignore_eos && qw_rollout_eos_ids(o_model, &cfg, &stop_ids)) qw_die_last();
 
     out_state os = { .items = items, .n_items = n_items, .tok = tok, .f = stdout };
     if (o_out) {   /* a regular file (or a new one) appears only when complete; devices and pipes directly */

@@ -13,7 +13,7 @@ bin=${QW_BIN:-$root/bin}
 corpus=$root/tests/corpus
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-for d in tokens shard index st config tokenizer jsonl chat state; do
+for d in tokens shard index st config tokenizer jsonl chat state gen; do
     mkdir -p "$corpus/$d"
     rm -f "$corpus/$d"/seed-*
 done
@@ -126,4 +126,22 @@ while IFS= read -r line; do
     n=$((n + 1))
     printf '%s\n' "$line" >"$corpus/chat/seed-$(printf %02d $n).json"
 done <"$root/tests/tools/chat_cases.jsonl"
+
+# gen: GSM8K and HumanEval items of tests/data with completions, MATH items, bare text.
+python3 - "$root/tests/data" "$corpus/gen" <<'EOF'
+import json, sys
+d, out = sys.argv[1:3]
+g = [json.loads(l) for l in open(d + "/gsm8k/test-first20.jsonl")][:2]
+h = [json.loads(l) for l in open(d + "/humaneval/HumanEval-first10.jsonl")][:1]
+recs = [dict(g[0], completion=g[0]["answer"] + "\n\nQuestion: next"),
+        dict(g[1], completion="<think>maybe 3</think> The answer is 3. #### 3"),
+        {"problem": "p", "solution": "So $\\boxed{\\frac{1}{2}}$.", "completion": "\\boxed{0.5} \\fbox{2}"},
+        {"problem": "p", "answer": "x = 3/4", "completion": "\\boxed 3/4$ and \\sqrt2 \\text{ cm}"},
+        dict(h[0], completion=h[0]["canonical_solution"] + "\ndef more():\n    pass\n")]
+for i, r in enumerate(recs):
+    with open("%s/seed-%02d.json" % (out, i + 1), "w") as f:
+        f.write(json.dumps(r) + "\n")
+with open(out + "/seed-text.txt", "w") as f:
+    f.write("k = \\dfrac{3}{4}^\\circ, \\left( 1,234.5 \\right) #### -7. The answer is 8.\n")
+EOF
 du -sh "$corpus"

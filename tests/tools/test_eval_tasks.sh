@@ -96,7 +96,7 @@ for m in ("acc", "acc_norm"):
     assert abs(d["diff"] - (b[m + ",none"] - a[m + ",none"])) < 1e-12 and abs(d["stderr"] - se) < 1e-12
     assert d["exceeds_stderr"] == (abs(d["diff"]) > se)' <"$last_out"
 expect_status compare_markdown 0 mc -m "$dense" --tasks "$tmp/t.jsonl" --compare "$moe" --markdown -
-check compare_markdown_columns grep -qE '^\|t\|acc\|[0-9.]+\|[0-9.]+\|[0-9.]+\|[0-9.]+\|[+-][0-9.]+\|[0-9.]+\|(yes|no)\|$' "$last_out"
+check compare_markdown_columns grep -qE '^\|t\|none\|acc\|[0-9.]+\|[0-9.]+\|[0-9.]+\|[0-9.]+\|[+-][0-9.]+\|[0-9.]+\|(yes|no)\|$' "$last_out"
 
 # the task layouts: one item each, lm-eval's metrics per task
 python3 - "$tmp" <<'PY'
@@ -169,7 +169,7 @@ printf '%s\n' '{"body": " two  words "}' '{"body": "caf\u00e9"}' >"$tmp/docs.jso
 expect_status ppl_jsonl_field 0 ppl -m "$dense" --jsonl --field body "$tmp/docs.jsonl" --per-item "$tmp/ppj.jsonl"
 check ppl_jsonl_counts test "$(sed 's/.*"line":\([0-9]*\).*"words":\([0-9]*\),"bytes":\([0-9]*\).*/\1 \2 \3/' "$tmp/ppj.jsonl" | paste -sd,)" = "1 4 12,2 1 5"
 expect_status ppl_compare 0 ppl -m "$dense" --compare "$moe" "$tmp/doc.txt" --markdown -
-check ppl_compare_na grep -qE '^\|ppl\|word_perplexity\|[0-9.]+\|N/A\|[0-9.]+\|N/A\|[+-][0-9.]+\|N/A\|n/a\|$' "$last_out"
+check ppl_compare_na grep -qE '^\|ppl\|none\|word_perplexity\|[0-9.]+\|N/A\|[0-9.]+\|N/A\|[+-][0-9.]+\|N/A\|n/a\|$' "$last_out"
 
 # bad input: exit 3 naming the file and line (2 for usage)
 printf '%s\n' '{"context": "a", "choices": ["x"], "gold": 0}' '{"context": "b", "choices": [], "gold": 0}' >"$tmp/b1.jsonl"

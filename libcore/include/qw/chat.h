@@ -113,6 +113,9 @@ int qw_chat_render(const cJSON *messages, const cJSON *tools, const qw_chat_opts
 
 /* Append transformers' `tojson` of v (see above) to *out. */
 void qw_chat_tojson(const cJSON *v, qw_buf *out);
+/* Append x as json.dumps writes a Python float (repr: 1.0, 0.30000000000000004,
+ * 1e-05; Infinity, NaN). */
+void qw_chat_float(double x, qw_buf *out);
 
 /* Parse one JSON text of `len` bytes (e.g. a JSONL line without its
  * newline) with cJSON, and keep each number's literal text in its node's

@@ -168,4 +168,112 @@ void qw_mc_item_free(qw_mc_item *it);
  * input) or choice[gold] + D + target (multiple input), appended to *b. */
 void qw_mc_item_example(const qw_mc_item *it, const char *delim, qw_buf *b);
 
+/* ---- generative tasks (eval_gen.c) ----
+ * lm-evaluation-harness's generate_until tasks: the prompt of an item, its
+ * stop strings, how a completion becomes an answer and how the answer is
+ * judged.  One JSON object per item (qw-eval(5)):
+ *   gsm8k      question, answer (GSM8K as published: the worked solution
+ *              ending "#### N").  Prompt "Question: {question}\nAnswer:";
+ *              a few-shot example adds " {answer}" (the whole solution);
+ *              stop strings "Question:", "</s>", "<|im_end|>".  Filters
+ *              strict-match (the first match of "#### (\-?[0-9\.\,]+)")
+ *              and flexible-extract (the last match of
+ *              "(-?[$0-9.,]{2,})|(-?[0-9]+)", its first non-empty group),
+ *              "[invalid]" when nothing matches; exact_match against the
+ *              answer field.
+ *   gsm8k_cot  question, answer.  Prompt "Q: {question}\nA:"; examples
+ *              are lm-eval's eight fixed exemplars (qw_gen_cot_examples),
+ *              first K; stop strings "Q:", "</s>", "<|im_end|>"; strict-match
+ *              "The answer is (\-?[0-9\.\,]+)." (first), flexible-extract as
+ *              gsm8k; the reference is the text after the last "####",
+ *              stripped.
+ *   math       problem, and solution (the reference is the content of its
+ *              last \boxed{}) or answer.  Prompt "Problem: {problem}\nAnswer:",
+ *              an example adds " {solution}" (or " {answer}"); stop string
+ *              "Problem:".  Filter none: the answer is the content of the
+ *              completion's last \boxed{} (lm-eval's last_boxed_only_string
+ *              and remove_boxed, Hendrycks MATH); exact_match when both,
+ *              normalised by lm-eval's strip_string, are equal strings.
+ *   humaneval  task_id, prompt, test, entry_point.  Prompt {prompt}; stop
+ *              strings "\nclass", "\ndef", "\n#", "\nif", "\nprint"; the
+ *              program prompt + completion + test + check(entry_point) is
+ *              run by the caller (qw/reward.h's qw_code_run); pass@k.
+ * exact_match (lm-eval's exact_match with regexes_to_ignore ",", "\$",
+ * "(?s).*#### ", "\.$" removed from both sides in that order, then
+ * lower-cased, ignore_case) compares the extracted answer with the
+ * reference.  The regexes are lm-eval's own, run by PCRE2.
+ *
+ * The response: lm-eval cuts a generation at the first occurrence of each
+ * stop string in turn (text.split(term)[0]); then, when the model thinks,
+ * the answer is read from the text after the last "</think>" — with
+ * thinking on, a completion with no "</think>" has an empty answer; with
+ * thinking off, the whole response when it has no "</think>". */
+typedef enum { QW_GEN_GSM8K, QW_GEN_GSM8K_COT, QW_GEN_MATH, QW_GEN_HUMANEVAL } qw_gen_task;
+
+/* 0 and *t for a task name, or -1 for a name that is none of them. */
+int qw_gen_task_parse(const char *name, qw_gen_task *t);
+const char *qw_gen_task_name(qw_gen_task t);
+/* lm-eval's num_fewshot for the task (5, 8, 0, 0). */
+int qw_gen_task_shots(qw_gen_task t);
+/* The stop strings, NULL-terminated. */
+const char *const *qw_gen_task_until(qw_gen_task t);
+/* The filters whose answers are scored: {"strict-match",
+ * "flexible-extract"} for the GSM8K tasks, {"none"} otherwise; returns
+ * their number (at most QW_GEN_MAX_FILTERS). */
+#define QW_GEN_MAX_FILTERS 2
+int qw_gen_task_filters(qw_gen_task t, const char *const **names);
+
+typedef struct {
+    char *text;         /* doc_to_text: the item's own prompt */
+    char *target;       /* doc_to_target of a few-shot example (NULL: cannot be one) */
+    char *gold;         /* the reference the answer is compared with (math, gsm8k) */
+    char *prompt, *test, *entry_point;   /* humaneval */
+} qw_gen_item;
+
+/* Parse one record (a cJSON object) for task t.  QW_EXIT_DATA with a
+ * message naming the field ("missing field 'answer'", "no \boxed{} answer
+ * in 'solution'"), without file or line. */
+int qw_gen_item_parse(qw_gen_task t, const struct cJSON *rec, qw_gen_item *it);
+void qw_gen_item_free(qw_gen_item *it);
+/* A few-shot example: text + " " + target, appended to *b. */
+void qw_gen_item_example(const qw_gen_item *it, qw_buf *b);
+/* gsm8k_cot's eight exemplars (gsm8k-cot.yaml), in order, as items with
+ * text and target; *n = 8.  The caller frees each and the array. */
+qw_gen_item *qw_gen_cot_examples(int *n);
+
+/* The answer text of a completion (above): its start and length within
+ * `completion` (a NUL-terminated string). */
+void qw_gen_response(qw_gen_task t, const char *completion, int thinking, size_t *start, size_t *len);
+
+/* Extract the answer of filter f (index into qw_gen_task_filters) from the
+ * response resp[0..n): a new string (the caller frees it), or NULL for
+ * math when the response has no \boxed{} answer.  Not for humaneval. */
+char *qw_gen_extract(qw_gen_task t, int f, const char *resp, size_t n);
+/* 1 when the extracted answer (NULL: none) is right for the item. */
+int qw_gen_correct(qw_gen_task t, const qw_gen_item *it, const char *pred);
+
+/* The building blocks, exposed for tests and other callers.
+ * lm-eval's RegexFilter on text: findall of the pattern, the match at
+ * `select` (0 first, −1 last), a tuple's first non-empty group, stripped,
+ * else `fallback`; a new string.  QW_EXIT_USAGE for a pattern PCRE2
+ * refuses (*out NULL). */
+int qw_gen_regex_filter(const char *pattern, const char *text, size_t n, int select, const char *fallback, char **out);
+/* lm-eval's exact_match with gsm8k's regexes_to_ignore and ignore_case. */
+int qw_gen_exact_match(const char *pred, const char *ref);
+/* Hendrycks MATH (lm-eval hendrycks_math/utils.py): the last \boxed{…}
+ * (or "\boxed " …, or \fbox{…}) with its braces matched, or NULL; its
+ * content (remove_boxed), or NULL where remove_boxed would fail; and
+ * is_equiv: strip_string of both compared, or the raw strings when
+ * strip_string would raise (Python's exceptions reproduced). */
+char *qw_hendrycks_last_boxed(const char *s);
+char *qw_hendrycks_remove_boxed(const char *s);
+int qw_hendrycks_is_equiv(const char *a, const char *b);
+/* strip_string: 0 and *out (a new string), or -1 where Python raises. */
+int qw_hendrycks_strip_string(const char *s, char **out);
+
+/* The unbiased pass@k estimator of n samples with c correct (Chen et al.,
+ * as code_eval computes it): 1 when n − c < k, else 1 − Π_{i=n−c+1..n}
+ * (1 − k/i).  Needs 0 ≤ c ≤ n and 1 ≤ k ≤ n. */
+double qw_eval_pass_at_k(int64_t n, int64_t c, int64_t k);
+
 #endif

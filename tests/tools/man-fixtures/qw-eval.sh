@@ -12,3 +12,12 @@ printf '{"step":%d,"loss":%s,"lr":0.001}\n' 1 5.5 2 4.5 3 4.0 >s1.jsonl
 printf '{"step":3,"val_loss":4.2}\n' >>s1.jsonl
 printf '{"step":%d,"loss":%s,"lr":0.0005}\n' 1 3.9 2 3.7 >s2.jsonl
 printf '{"step":2,"val_loss":3.8}\n' >>s2.jsonl
+# HumanEval completions from "another engine": two samples of each of two
+# problems, the canonical solution and a wrong one
+python3 - "$QW_SRCDIR/tests/data/humaneval/HumanEval-first10.jsonl" >he.jsonl <<'PY'
+import json, sys
+for i, l in enumerate(open(sys.argv[1]).readlines()[:2]):
+    r = json.loads(l)
+    for j, c in enumerate([r["canonical_solution"], "    return None\n"]):
+        print(json.dumps(dict(r, idx=i, sample=j, completion=c)))
+PY
