@@ -592,6 +592,7 @@ static int run_mode(int mode, const qw_sandbox_opts *o, const char *program, siz
     qw_buf out = {0}, mark = {0};
     int open_out = 1, open_mark = 1, exited = 0, status = 0, killed = 0, timed_out = 0, cancelled = 0;
     double end_at = t0 + o->wall_s, drain_until = 0;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
     while (!exited || open_out || open_mark) {
@@ -612,10 +613,11 @@ static int run_mode(int mode, const qw_sandbox_opts *o, const char *program, siz
                 killed = 1;
             }
         }
-        if (exited && now > drain_until) break;   /* a writer outlived it; do not wait for it */
-        struct pollfd pf[2] = { { open_out ? pipes[0][0] : -1, POLLIN, 0 }, { open_mark ? pipes[1][0] : -1, POLLIN, 0 } };
-        int wait_ms = exited ? 50 : 20;
-        if (poll(pf, 2, wait_ms) < 0 && errno != EINTR) break;
+        if (exited && (now > drain_until || (!open_out && !open_mark))) break;   /* done, or a writer outlived it */
+        /* wake for output, for the marker, and (through a pidfd, where the kernel has them) for the exit */
+        struct pollfd pf[3] = { { open_out ? pipes[0][0] : -1, POLLIN, 0 }, { open_mark ? pipes[1][0] : -1, POLLIN, 0 },
+                                { exited ? -1 : pidfd, POLLIN, 0 } };
+        if (poll(pf, 3, pidfd >= 0 ? 100 : 10) < 0 && errno != EINTR) break;
         char buf[65536];
         for (int i = 0; i < 2; i++) {
             if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -637,6 +639,7 @@ static int run_mode(int mode, const qw_sandbox_opts *o, const char *program, siz
         }
     }
     if (!exited) waitpid(pid, &status, 0);
+    if (pidfd >= 0) close(pidfd);
     if (!ns) {   /* the group's stragglers (ours to reap: qw is their subreaper), until none is left */
         for (int i = 0; i < 200 && kill(-pid, SIGKILL) == 0; i++) {
             while (waitpid(-pid, NULL, WNOHANG) > 0) {}
