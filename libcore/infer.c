@@ -453,7 +453,8 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             return qw_error(QW_EXIT_USAGE, "prompt %d: %d tokens and %d new ones need %d cache blocks of %d tokens; the "
                             "cache has %d", i, prompts[i].n, g->max_new_tokens, need, e->bs, e->n_blocks);
     }
-    if ((st = ensure_rows(e, B + maxP))) return st;
+    int pf = e->o.prefill_tokens > 0 ? e->o.prefill_tokens : strcmp(ops->name, "cpu") ? 8192 : maxP;
+    if ((st = ensure_rows(e, B + (pf > maxP ? pf : maxP)))) return st;
     if (g->tok) {
         G.think_open = qw_tok_token_to_id(g->tok, "<think>");
         G.think_close = qw_tok_token_to_id(g->tok, "</think>");
@@ -530,7 +531,9 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             ops->upload(e->pos, h_pos, n * sizeof *h_pos);
             ops->upload(e->slots, h_slots, n * sizeof *h_slots);
             ops->upload(e->seq, h_seq, n * sizeof *h_seq);
-            ops->upload(e->tables, h_tables, (size_t)2 * B * e->max_blocks * sizeof *h_tables);
+            size_t tb = (size_t)e->max_blocks * sizeof *h_tables;   /* the rows in use: running, then starting */
+            if (nd) ops->upload(e->tables, h_tables, nd * tb);
+            if (n_pre) ops->upload((char *)e->tables + B * tb, (char *)h_tables + B * tb, n_pre * tb);
             ops->upload(e->sel_rows, h_sel, m * sizeof *h_sel);
             forward_rows(e, n, m);
         }

@@ -79,6 +79,10 @@ typedef struct {
                                  (default: max_batch · max_context) */
     int max_context;          /* longest prompt + completion (default: the config's
                                  max_position_embeddings) */
+    int prefill_tokens;       /* prompt tokens prefilled in one step at most, raised to
+                                 the longest prompt of a generate (0: the longest prompt
+                                 on the CPU, where a step's rows should stay few; 8192
+                                 on a GPU, where many rows keep it busy) */
 } qw_engine_opts;
 
 typedef struct {
