@@ -9,6 +9,8 @@
 #      test_ops asks for 4 PiB on purpose)
 #   4. the qw programs on the device (tests/gpu/tools.sh: parity fixtures,
 #      loss curves against the CPU, determinism, memcheck, out of memory)
+#   5. qw-rollout on the device against the CPU and the training forward
+#      (tests/gpu/rollout.sh)
 #
 # Programs come from $QW_GPU_BIN when set (prebuilt by tests/gpu/build.sh),
 # else they are built into build/gpu.  Ends with "N passed, N failed, N
@@ -60,6 +62,7 @@ else
 fi
 
 bash "${QW_GPU_TOOLS:-tests/gpu/tools.sh}" 2>&1 | tee "$tmp/tools"; tally "$tmp/tools" tools.sh
+bash tests/gpu/rollout.sh 2>&1 | tee "$tmp/rollout"; tally "$tmp/rollout" rollout.sh
 echo "$pass passed, $fail failed, $skipped skipped"
 if [ "$skipped" != 0 ] && [ "$fail" = 0 ]; then
     if [ "${QW_GPU_ALLOW_SKIP:-}" = 1 ]; then echo "skipped cases allowed (QW_GPU_ALLOW_SKIP=1)"
