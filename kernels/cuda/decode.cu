@@ -100,11 +100,9 @@ __global__ void __launch_bounds__(PW * 32) paged_kernel(T *o, float *part, const
         for (int e = 0; e < VEC; e++) qr[g][e] *= scale, acc[g][e] = 0;
         m[g] = -INFINITY, l[g] = 0;
     }
-    for (int base = k0 + w * KPW; base < k1; base += PW * KPW) {   /* warp-uniform loop: shuffles stay converged */
-        int p = base + sub;
-        bool valid = p < k1;
-        float kr[VEC], vr[VEC];
-        if (valid) {
+    /* the keys of the next step are loaded before this step's arithmetic (two loads in flight per lane) */
+    auto load = [&](int p, float *kr, float *vr) {
+        if (p < k1) {
             size_t off = ((size_t)table[p / bs] * bs + p % bs) * kv + (size_t)kh * D + li * VEC;
             qw_ldv<VEC>(kr, kc + off);
             qw_ldv<VEC>(vr, vc + off);
@@ -112,6 +110,13 @@ __global__ void __launch_bounds__(PW * 32) paged_kernel(T *o, float *part, const
 #pragma unroll
             for (int e = 0; e < VEC; e++) kr[e] = vr[e] = 0;
         }
+    };
+    float kr[VEC], vr[VEC];
+    load(k0 + w * KPW + sub, kr, vr);
+    for (int base = k0 + w * KPW; base < k1; base += PW * KPW) {   /* warp-uniform loop: shuffles stay converged */
+        bool valid = base + sub < k1;
+        float kn[VEC], vn[VEC];
+        load(base + PW * KPW + sub, kn, vn);
 #pragma unroll
         for (int g = 0; g < G; g++) {
             float s = 0;
@@ -127,6 +132,8 @@ __global__ void __launch_bounds__(PW * 32) paged_kernel(T *o, float *part, const
                 m[g] = mn;
             }
         }
+#pragma unroll
+        for (int e = 0; e < VEC; e++) kr[e] = kn[e], vr[e] = vn[e];
     }
     /* merge the lane groups of the warp (lanes with the same li hold the same slice) */
 #pragma unroll
