@@ -26,7 +26,11 @@
 #       the training forward) into $OUT/rollout-test.log, then
 #       tests/bench/rollout_cuda.sh (qw-rollout against transformers
 #       `generate`) with what is left, at most 360 s: $OUT/rollout.jsonl,
-#       $OUT/rollout-bench.log.  Exit status: 0 when every case passed.
+#       $OUT/rollout-bench.log.  Between them, tests/golden/make_golden.py
+#       --generate writes transformers' greedy continuations of the fixtures
+#       ($OUT/golden/NAME/generate.json: the reference of
+#       tests/tools/test_rollout_hf.sh, to copy into tests/golden/NAME/).
+#       Exit status: 0 when every case passed.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 cmd=${1:-}
@@ -63,6 +67,13 @@ run)
         echo "device.sh: [${SECONDS}s] test_ops exit $s1, rollout.sh exit $s2: $p passed, $f failed"
         st=0
         [ $s1 = 0 ] && [ $s2 = 0 ] && [ "$f" = 0 ] || st=1
+        # transformers' greedy generate on the fixtures (test_rollout_hf.sh's reference), for the CPU suite
+        echo "device.sh: [${SECONDS}s] make_golden.py --generate"
+        (cd tests/golden && timeout -k 10 120 python3 make_golden.py --generate) >"$out/generate.log" 2>&1 ||
+            echo "device.sh: make_golden.py --generate failed: $(tail -c 300 "$out/generate.log")"
+        for g in tests/golden/*/generate.json; do
+            [ -f "$g" ] && mkdir -p "$out/golden/$(basename "$(dirname "$g")")" && cp "$g" "$out/golden/$(basename "$(dirname "$g")")/"
+        done
         left=$((end - SECONDS - 15))
         [ $left -gt 360 ] && left=360
         echo "device.sh: [${SECONDS}s] rollout bench, budget ${left}s"
