@@ -63,7 +63,10 @@ def cmd_prompts(a):
 def cmd_generate(a):
     import torch
     from transformers import AutoModelForCausalLM
-    m = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
+    import transformers
+    dt = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"   # renamed in 5.0
+    m = AutoModelForCausalLM.from_pretrained(a.model, attn_implementation="sdpa", **{dt: torch.bfloat16}).cuda().eval()
+    assert next(m.parameters()).dtype == torch.bfloat16
     rows = [json.loads(l)["prompt_ids"] for l in open(a.prompts)][:a.batch]
     ids = torch.tensor(rows, device="cuda")
     mask = torch.ones_like(ids)
