@@ -17,7 +17,9 @@
  *
  * Scheduling (continuous batching).  Each step runs one forward over a set
  * of rows: the whole prompts of the groups that start in this step
- * (prefill) and one token of each running sequence (decode).  Samples
+ * (prefill: the training attention, ops->attn_fwd, over the step's
+ * prompts packed as documents of one row) and one token of each running
+ * sequence (decode: ops->attn_paged over the cache).  Samples
  * join in input order (prompt by prompt, sample by sample) while there is
  * room: at most max_batch running sequences, and cache blocks for the
  * prompt plus the sample's worst case (its partly filled prompt block and
