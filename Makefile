@@ -111,12 +111,14 @@ HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 bench: bench-tokenize bench-cpu $(if $(HAVE_GPU),bench-gpu)
 
 # GPU machine: the flash-attention kernels against PyTorch SDPA, then
-# qw-pretrain against PyTorch on Qwen3-0.6B/1.7B shapes.  No build step (the
+# qw-pretrain against PyTorch on Qwen3-0.6B/1.7B shapes, then qw-rollout
+# against transformers generate on the same models.  No build step (the
 # machine may lack the build's libraries): QW_BIN may name a bundle's
 # programs and QW_GPU_BIN its test programs (tests/gpu/bundle.sh).
 bench-gpu:
 	$(Q)bash tests/bench/attn_cuda.sh $(or $(QW_GPU_BIN),build/gpu)
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/rollout_cuda.sh
 
 # Fuzzing (doc/fuzzing.md): one libFuzzer program per reader of outside
 # bytes, tests/fuzz/fuzz_<target>.c, linked against libcore's C sources built
@@ -190,7 +192,7 @@ help:
 	@echo "make bench          benchmarks against the reference implementations"
 	@echo "make fuzz           fuzz every reader of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each (needs clang)"
 	@echo "make fuzz-build     build the fuzz targets in build/fuzz (clang, libFuzzer, ASan, UBSan)"
-	@echo "make bench-gpu      attention and qw-pretrain vs PyTorch (GPU machine; part of bench there)"
+	@echo "make bench-gpu      attention, qw-pretrain vs PyTorch, qw-rollout vs transformers (GPU machine)"
 	@echo "make demo           the demo pipeline on the CPU"
 	@echo "make report RUN=DIR figures of a run's metrics (RUN/*.jsonl, RUN/logs/*.jsonl)"
 	@echo "make install        PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"

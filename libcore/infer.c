@@ -40,10 +40,10 @@ struct qw_engine {
     qw_layer_act A;
     void *x, *xo, *hsel, *hn;
     float *rstd_f, *cs, *sn, *logits, *slog, *logp, *raw;
-    int32_t *ids, *pos, *slots, *seq, *tables, *sel_rows, *tok, *forced;
+    int32_t *ids, *pos, *slots, *seq, *tables, *sel_rows, *tok, *forced, *kvs;
     double *u;
-    void *attn_ws, *samp_ws;
-    size_t attn_ws_bytes;
+    void *attn_ws, *samp_ws, *fa_ws;
+    size_t attn_ws_bytes, fa_ws_bytes;
     int32_t *h_offsets;
 };
 
@@ -164,6 +164,11 @@ static void plan(qw_engine *e, carver *cv, int R)
     e->u = carve(cv, B, sizeof(double));
     e->attn_ws_bytes = e->ops->attn_paged_workspace(D->nh, D->nkv, e->max_blocks * e->bs);
     e->attn_ws = carve(cv, e->attn_ws_bytes, 1);
+    /* prefill: the training attention over the step's prompts packed as one row of documents */
+    A->lse = CF(r * D->nh);
+    e->kvs = CI(r);
+    e->fa_ws_bytes = e->ops->attn_workspace(1, R, D->nh, e->d);
+    e->fa_ws = carve(cv, e->fa_ws_bytes, 1);
     e->samp_ws = carve(cv, e->ops->sample_workspace((int)B, (int)V), 1);
 #undef CA
 #undef CF
@@ -385,9 +390,14 @@ static int32_t decode_slot(qw_engine *e, seqn *s)
     return slot;
 }
 
-/* One forward over n rows (host arrays uploaded by the caller); the final
- * hidden states of rows sel[0..m) through the LM head into e->logits. */
-static void forward_rows(qw_engine *e, int n, int m)
+/* One forward over n rows (host arrays uploaded by the caller): rows
+ * [0, nd) decode one token each through the paged attention; rows [nd, n)
+ * are whole prompts, which attend only to themselves: the training
+ * attention (ops->attn_fwd, flash attention on a GPU) over them packed as
+ * one row of documents (kv_start in e->kvs).  Every row's K/V goes into
+ * the cache first.  The final hidden states of rows sel[0..m) go through
+ * the LM head into e->logits. */
+static void forward_rows(qw_engine *e, int n, int nd, int m)
 {
     const qw_ops *ops = e->ops;
     const qw_params *P = e->P;
@@ -398,8 +408,15 @@ static void forward_rows(qw_engine *e, int n, int m)
     for (int l = 0; l < e->L; l++) {
         qw_layer_attn_in(D, l, &e->A, x, e->cs, e->sn, n);
         ops->kv_write(e->kc[l], e->vc[l], e->A.k, e->A.v, e->slots, n, e->KV);
-        ops->attn_paged(e->A.o, e->A.q, e->kc[l], e->vc[l], e->tables, e->max_blocks, e->seq, e->pos, n, D->nh,
-                        D->nkv, e->d, e->bs, e->sm_scale, e->attn_ws, e->attn_ws_bytes);
+        if (nd)
+            ops->attn_paged(e->A.o, e->A.q, e->kc[l], e->vc[l], e->tables, e->max_blocks, e->seq, e->pos, nd, D->nh,
+                            D->nkv, e->d, e->bs, e->sm_scale, e->attn_ws, e->attn_ws_bytes);
+        if (n > nd) {
+            size_t as = D->as;
+            ops->attn_fwd((char *)e->A.o + (size_t)nd * D->Q * as, e->A.lse, (char *)e->A.q + (size_t)nd * D->Q * as,
+                          (char *)e->A.k + (size_t)nd * D->KV * as, (char *)e->A.v + (size_t)nd * D->KV * as, e->kvs,
+                          1, n - nd, D->nh, D->nkv, e->d, e->sm_scale, e->fa_ws, e->fa_ws_bytes);
+        }
         qw_layer_attn_out(D, l, &e->A, x, xo, n, n, NULL, NULL);
         void *t = x; x = xo; xo = t;
     }
@@ -453,7 +470,8 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             return qw_error(QW_EXIT_USAGE, "prompt %d: %d tokens and %d new ones need %d cache blocks of %d tokens; the "
                             "cache has %d", i, prompts[i].n, g->max_new_tokens, need, e->bs, e->n_blocks);
     }
-    if ((st = ensure_rows(e, B + maxP))) return st;
+    int pf = e->o.prefill_tokens > 0 ? e->o.prefill_tokens : strcmp(ops->name, "cpu") ? 8192 : maxP;
+    if ((st = ensure_rows(e, B + (pf > maxP ? pf : maxP)))) return st;
     if (g->tok) {
         G.think_open = qw_tok_token_to_id(g->tok, "<think>");
         G.think_close = qw_tok_token_to_id(g->tok, "</think>");
@@ -495,6 +513,7 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
     group **pre = qw_malloc(B * sizeof *pre);
     int32_t *h_ids = qw_malloc((size_t)e->R * sizeof *h_ids), *h_pos = qw_malloc((size_t)e->R * sizeof *h_pos);
     int32_t *h_slots = qw_malloc((size_t)e->R * sizeof *h_slots), *h_seq = qw_malloc((size_t)e->R * sizeof *h_seq);
+    int32_t *h_kvs = qw_malloc((size_t)e->R * sizeof *h_kvs);
     int32_t *h_tables = qw_malloc((size_t)2 * B * e->max_blocks * sizeof *h_tables);
     int32_t *h_sel = qw_malloc(2 * B * sizeof *h_sel), *h_tok = qw_malloc(B * sizeof *h_tok);
     int32_t *h_forced = qw_malloc(B * sizeof *h_forced);
@@ -519,6 +538,7 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             group *gr = pre[k];
             memcpy(h_tables + (size_t)(B + k) * e->max_blocks, gr->kv.table, gr->kv.nb * sizeof *gr->kv.table);
             for (int t = 0; t < gr->p->n; t++) {
+                h_kvs[n - nd] = n - nd - t;   /* where this prompt starts in the packed prefill rows */
                 h_ids[n] = gr->p->ids[t], h_pos[n] = t, h_seq[n] = B + k;
                 h_slots[n++] = gr->kv.table[t / e->bs] * e->bs + t % e->bs;
             }
@@ -530,9 +550,12 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             ops->upload(e->pos, h_pos, n * sizeof *h_pos);
             ops->upload(e->slots, h_slots, n * sizeof *h_slots);
             ops->upload(e->seq, h_seq, n * sizeof *h_seq);
-            ops->upload(e->tables, h_tables, (size_t)2 * B * e->max_blocks * sizeof *h_tables);
+            size_t tb = (size_t)e->max_blocks * sizeof *h_tables;   /* the rows in use: running, then starting */
+            if (nd) ops->upload(e->tables, h_tables, nd * tb);
+            if (n_pre) ops->upload((char *)e->tables + B * tb, (char *)h_tables + B * tb, n_pre * tb);
             ops->upload(e->sel_rows, h_sel, m * sizeof *h_sel);
-            forward_rows(e, n, m);
+            if (n > nd) ops->upload(e->kvs, h_kvs, (n - nd) * sizeof *h_kvs);
+            forward_rows(e, n, nd, m);
         }
         /* a group whose samples are not all running keeps its logits */
         for (int k = 0; k < n_pre; k++)
@@ -589,7 +612,7 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
         G.st.running = G.n_run;
         if (!rc && step) rc = step(ctx, &G.st);
     }
-    free(fresh); free(pre); free(h_ids); free(h_pos); free(h_slots); free(h_seq); free(h_tables); free(h_sel);
+    free(fresh); free(pre); free(h_kvs); free(h_ids); free(h_pos); free(h_slots); free(h_seq); free(h_tables); free(h_sel);
     free(h_tok); free(h_forced); free(h_lp); free(h_raw); free(h_u);
     gen_free(&G);
     return rc;

@@ -245,8 +245,6 @@ int main(int argc, char **argv)
     if (o_budget < -1) qw_usage_error("--thinking-budget: need N >= 0");
     for (int i = 0; i < o_stop.n; i++) if (!o_stop.items[i][0]) qw_usage_error("--stop: an empty string");
     if (o_resume && !o_out) qw_usage_error("--resume needs -o FILE");
-    if (qw_common_opts.device && !strcmp(qw_common_opts.device, "cuda"))
-        qw_die(QW_EXIT_USAGE, "--device cuda: the CUDA decode path is not built yet");
 
     const qw_ops *ops;
     if (qw_backend_select(qw_common_opts.device ? qw_common_opts.device : "cpu", NULL, qw_common_opts.threads, 0, &ops))
@@ -308,7 +306,8 @@ int main(int argc, char **argv)
     }
     long long per_seq = (long long)longest + o_max_new;
     if (per_seq > max_context) per_seq = max_context;
-    qw_engine_opts eo = { .max_batch = o_max_batch, .max_context = max_context,
+    /* the engine's context: what the longest record can use (block tables sized to it, not to the model's) */
+    qw_engine_opts eo = { .max_batch = o_max_batch, .max_context = (int)per_seq,
                           .cache_tokens = o_cache_tokens ? o_cache_tokens : (long long)o_max_batch * (per_seq + 16) };
     qw_engine *e;
     if (qw_engine_new(ops, &P, &eo, &e)) qw_die_last();

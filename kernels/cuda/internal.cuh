@@ -127,6 +127,7 @@ void qw_cuda_fill_attention(qw_ops *t);     /* attention.cu */
 void qw_cuda_fill_moe(qw_ops *t);           /* moe.cu: routing, statistics, dispatch */
 void qw_cuda_fill_loss(qw_ops *t);          /* loss.cu: cross-entropy */
 void qw_cuda_fill_optim(qw_ops *t);         /* optim.cu: sumsq, AdamW */
+void qw_cuda_fill_decode(qw_ops *t);        /* decode.cu: K/V cache writes, paged attention, sampling */
 
 /* Dispatch on the activation type of a table. */
 #define QW_FILL_BOTH(fn) \

@@ -164,6 +164,7 @@ static void fill(qw_ops *t, const char *name, size_t act_size)
     qw_cuda_fill_moe(t);
     qw_cuda_fill_loss(t);
     qw_cuda_fill_optim(t);
+    qw_cuda_fill_decode(t);
 }
 
 /* ---- the device: chosen (qw_cuda_set_device) before anything touches it ---- */

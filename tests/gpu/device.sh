@@ -19,6 +19,18 @@
 #       part's stderr and metrics).  Prints the suite's closing line and the
 #       bench table last.  Exit status: the suite's (0 only when it passed
 #       without skips, or QW_GPU_ALLOW_SKIP=1 is set), or the bench's.
+#   tests/gpu/device.sh run [DIR] rollout   (there)
+#       the decoding path alone, within QW_DEVICE_BUDGET seconds (default
+#       570): test_ops (every op, the decoding ones included, errors
+#       printed) and tests/gpu/rollout.sh (qw-rollout against the CPU and
+#       the training forward) into $OUT/rollout-test.log, then
+#       tests/bench/rollout_cuda.sh (qw-rollout against transformers
+#       `generate`) with what is left, at most 360 s: $OUT/rollout.jsonl,
+#       $OUT/rollout-bench.log.  Between them, tests/golden/make_golden.py
+#       --generate writes transformers' greedy continuations of the fixtures
+#       ($OUT/golden/NAME/generate.json: the reference of
+#       tests/tools/test_rollout_hf.sh, to copy into tests/golden/NAME/).
+#       Exit status: 0 when every case passed.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 cmd=${1:-}
@@ -33,7 +45,7 @@ prepare)
     ;;
 run)
     what=${3:-all}
-    case $what in all|test|bench) ;; *) echo "device.sh: run: all, test or bench, not '$what'" >&2; exit 2 ;; esac
+    case $what in all|test|bench|rollout) ;; *) echo "device.sh: run: all, test, bench or rollout, not '$what'" >&2; exit 2 ;; esac
     [ -f "$dir/env.sh" ] || { echo "device.sh: no bundle in '$dir' (run 'device.sh prepare' where it is built)" >&2; exit 1; }
     . "$dir/env.sh"
     out=${OUT:-$dir/out}
@@ -43,6 +55,34 @@ run)
     st=0
     nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,clocks.max.sm,driver_version --format=csv,noheader
     "$dir/check.sh" || exit 1
+    if [ "$what" = rollout ]; then
+        log=$out/rollout-test.log
+        echo "device.sh: [${SECONDS}s] test_ops and rollout.sh"
+        QW_TEST_VERBOSE=1 timeout -k 10 150 "$QW_GPU_BIN/test_ops" >"$log" 2>&1
+        s1=$?
+        timeout -k 10 240 bash tests/gpu/rollout.sh >>"$log" 2>&1
+        s2=$?
+        grep -E '^(FAIL|SKIP) |^# (cuda|cuda-fp32) (kv_write|attn_paged|sample)|^    (greedy|trainer)|limit' "$log"
+        p=$(grep -c '^PASS ' "$log") f=$(grep -c '^FAIL ' "$log")
+        echo "device.sh: [${SECONDS}s] test_ops exit $s1, rollout.sh exit $s2: $p passed, $f failed"
+        st=0
+        [ $s1 = 0 ] && [ $s2 = 0 ] && [ "$f" = 0 ] || st=1
+        # transformers' greedy generate on the fixtures (test_rollout_hf.sh's reference), for the CPU suite
+        echo "device.sh: [${SECONDS}s] make_golden.py --generate"
+        (cd tests/golden && timeout -k 10 120 python3 make_golden.py --generate) >"$out/generate.log" 2>&1 ||
+            echo "device.sh: make_golden.py --generate failed: $(tail -c 300 "$out/generate.log")"
+        for g in tests/golden/*/generate.json; do
+            [ -f "$g" ] && mkdir -p "$out/golden/$(basename "$(dirname "$g")")" && cp "$g" "$out/golden/$(basename "$(dirname "$g")")/"
+        done
+        left=$((end - SECONDS - 15))
+        [ $left -gt 360 ] && left=360
+        echo "device.sh: [${SECONDS}s] rollout bench, budget ${left}s"
+        QW_BENCH_RESULTS=$out QW_BENCH_BUDGET=$left timeout -k 10 $((left + 10)) bash tests/bench/rollout_cuda.sh \
+            >/dev/null 2>"$out/rollout-bench.log"
+        echo "device.sh: [${SECONDS}s] rollout bench exit $?"
+        cat "$out/rollout.jsonl" 2>/dev/null || tail -n 20 "$out/rollout-bench.log"
+        exit $st
+    fi
     if [ "$what" != bench ]; then
         lim=${QW_DEVICE_TEST_LIMIT:-240}
         echo "device.sh: [${SECONDS}s] test-gpu (limit ${lim}s)"

@@ -9,6 +9,8 @@
 #      test_ops asks for 4 PiB on purpose)
 #   4. the qw programs on the device (tests/gpu/tools.sh: parity fixtures,
 #      loss curves against the CPU, determinism, memcheck, out of memory)
+#   5. qw-rollout on the device against the CPU and the training forward
+#      (tests/gpu/rollout.sh)
 #
 # Programs come from $QW_GPU_BIN when set (prebuilt by tests/gpu/build.sh),
 # else they are built into build/gpu.  Ends with "N passed, N failed, N
@@ -16,7 +18,8 @@
 # does not support the device) is a SKIP line and counts as skipped; the
 # suite fails when anything failed, and also when anything was skipped
 # unless QW_GPU_ALLOW_SKIP=1 is set (so it cannot stay green by skipping).
-# QW_GPU_TOOLS replaces tests/gpu/tools.sh (to test this script itself).
+# QW_GPU_TOOLS replaces tests/gpu/tools.sh and QW_GPU_ROLLOUT tests/gpu/rollout.sh
+# (to test this script itself).
 cd "${QW_SRCDIR:-$(dirname "$0")/../..}" || exit 1
 bin=${QW_GPU_BIN:-build/gpu}
 if [ -z "$QW_GPU_BIN" ]; then bash tests/gpu/build.sh "$bin" || exit 1; fi
@@ -60,6 +63,7 @@ else
 fi
 
 bash "${QW_GPU_TOOLS:-tests/gpu/tools.sh}" 2>&1 | tee "$tmp/tools"; tally "$tmp/tools" tools.sh
+bash "${QW_GPU_ROLLOUT:-tests/gpu/rollout.sh}" 2>&1 | tee "$tmp/rollout"; tally "$tmp/rollout" rollout.sh
 echo "$pass passed, $fail failed, $skipped skipped"
 if [ "$skipped" != 0 ] && [ "$fail" = 0 ]; then
     if [ "${QW_GPU_ALLOW_SKIP:-}" = 1 ]; then echo "skipped cases allowed (QW_GPU_ALLOW_SKIP=1)"

@@ -574,6 +574,188 @@ TEST(cross_entropy)
     ce_case(9, 151936);
 }
 
+/* ---- decoding ---- */
+
+/* kv_write into pools of random values: the written slots equal the rows
+ * (a copy: exact), every other slot keeps its value. */
+static void kv_write_case(int n, int n_slots, int kv)
+{
+    size_t np = (size_t)n_slots * kv, nr = (size_t)n * kv;
+    float *kc = hrand(np, -1, 1), *vc = hrand(np, -1, 1), *k = hrand(nr, -2, 2), *v = hrand(nr, -2, 2);
+    int32_t *slots = hkeep(malloc(n * 4));
+    for (int i = 0; i < n; i++) slots[i] = (int)(((long)i * 7919 + 13) % n_slots);   /* distinct: gcd(7919, n_slots) = 1 */
+    void *gkc = dact(kc, np), *gvc = dact(vc, np), *gk = dact(k, nr), *gv = dact(v, nr);
+    int32_t *gs = dput(slots, n * 4);
+    C->kv_write(kc, vc, k, v, slots, n, kv);
+    G->kv_write(gkc, gvc, gk, gv, gs, n, kv);
+    char what[64];
+    snprintf(what, sizeof what, "kv_write n%d kv%d k", n, kv);
+    cmp_act(what, kc, gkc, np, 0);
+    cmp_act("kv_write v", vc, gvc, np, 0);
+    done();
+}
+
+TEST(kv_write)
+{
+    kv_write_case(37, 101, 256);   /* 16-byte pieces */
+    kv_write_case(50, 211, 36);    /* rows of 72 or 144 bytes: element by element on the bf16 table */
+}
+
+/* attn_paged over a cache of random values in shuffled blocks of bs
+ * slots: n_seq sequences of the given lengths; either one query per
+ * sequence at its last position (decoding) or every position of every
+ * sequence (prefill).  Splits over the key axis happen when the queries
+ * are few (decoding) and a context is long.
+ *
+ * Tolerance (bf16 table): the CPU and the GPU get the same rounded q, K,
+ * V; each output is a convex combination of V rows, Σ p_j v_j, with p the
+ * softmax of d-term fp32 dot products; another summation order changes a
+ * score by at most about d·2^-23·Σ|q k|·scale (≈ 1e-4 here) and p by that
+ * relative amount plus expf's few ulps, so the fp32 results differ by far
+ * less than 2^-10·max|o|; the GPU rounds once to bf16 (1 ulp with the
+ * power-of-two margin).  A wrong slot, head or softmax misses by whole
+ * percents. */
+static void paged_case(int n_seq, const int *lens, int prefill, int nh, int nkv, int d, int bs)
+{
+    int max_len = 0, total_blocks = 0;
+    for (int s = 0; s < n_seq; s++) {
+        max_len = lens[s] > max_len ? lens[s] : max_len;
+        total_blocks += (lens[s] + bs - 1) / bs;
+    }
+    int max_blocks = (max_len + bs - 1) / bs, n_blocks = total_blocks + 3;
+    int32_t *perm = hkeep(malloc(n_blocks * 4)), *tables = hkeep(calloc((size_t)n_seq * max_blocks, 4));
+    for (int b = 0; b < n_blocks; b++) perm[b] = b;
+    for (int b = n_blocks - 1; b > 0; b--) {
+        int j = (int)(urand() * (b + 1));
+        int32_t t = perm[b]; perm[b] = perm[j]; perm[j] = t;
+    }
+    int used = 0, n = 0;
+    for (int s = 0; s < n_seq; s++) {
+        for (int b = 0; b < (lens[s] + bs - 1) / bs; b++) tables[(size_t)s * max_blocks + b] = perm[used++];
+        n += prefill ? lens[s] : 1;
+    }
+    int32_t *seq = hkeep(malloc(n * 4)), *pos = hkeep(malloc(n * 4));
+    for (int s = 0, r = 0; s < n_seq; s++)
+        for (int p = prefill ? 0 : lens[s] - 1; p < lens[s]; p++) seq[r] = s, pos[r++] = p;
+    size_t kv = (size_t)nkv * d, np = (size_t)n_blocks * bs * kv, nq = (size_t)n * nh * d;
+    float *kc = hrand(np, -2, 2), *vc = hrand(np, -1, 1), *q = hrand(nq, -2, 2), *o = hnew(nq);
+    void *gkc = dact(kc, np), *gvc = dact(vc, np), *gq = dact(q, nq), *go = dnan_act(nq);
+    int32_t *gt = dput(tables, (size_t)n_seq * max_blocks * 4), *gseq = dput(seq, n * 4), *gpos = dput(pos, n * 4);
+    float sc = 1 / sqrtf((float)d);
+    size_t wsb = C->attn_paged_workspace(nh, nkv, max_blocks * bs), gwb = G->attn_paged_workspace(nh, nkv, max_blocks * bs);
+    void *ws = hkeep(malloc(wsb ? wsb : 1)), *gws = gwb ? dalloc(gwb) : NULL;
+    C->attn_paged(o, q, kc, vc, tables, max_blocks, seq, pos, n, nh, nkv, d, bs, sc, ws, wsb);
+    G->attn_paged(go, gq, gkc, gvc, gt, max_blocks, gseq, gpos, n, nh, nkv, d, bs, sc, gws, gwb);
+    char what[128];
+    snprintf(what, sizeof what, "attn_paged %s seqs%d max_len%d nh%d nkv%d d%d bs%d", prefill ? "prefill" : "decode",
+             n_seq, max_len, nh, nkv, d, bs);
+    cmp_bf16(what, o, go, nq, 1, 0, 0x1p-10);
+    done();
+}
+
+TEST(attn_paged)
+{
+    int few[] = {1, 17, 300, 2500, 64};
+    paged_case(5, few, 0, 16, 8, 128, 16);   /* Qwen3-0.6B heads; few queries: split keys */
+    paged_case(5, few, 0, 8, 2, 64, 16);     /* 4 query heads per kv head */
+    int many[64];
+    for (int s = 0; s < 64; s++) many[s] = 1 + (int)(urand() * 200);
+    paged_case(64, many, 0, 16, 8, 128, 16);   /* one block per (query, kv head) */
+    int pre[] = {33, 7, 70};
+    paged_case(3, pre, 1, 4, 2, 32, 16);     /* prefill rows */
+    paged_case(3, pre, 1, 2, 1, 16, 8);      /* the dense_tied fixture's heads */
+    paged_case(3, pre, 1, 6, 2, 48, 16);     /* d 48, 3 per kv head: the plain kernel */
+    paged_case(5, few, 0, 16, 1, 128, 32);   /* 16 per kv head: the plain kernel, long contexts */
+}
+
+/* sample against the CPU: the same tokens exactly (same logits, same u),
+ * log-probs within fp32 differences (the log-sum-exp over V terms in
+ * another order, ~1e-6 absolute).  Logits: uniform, with runs of equal
+ * values (ties broken by id), and a row that is all one value. */
+static void sample_case(int n, int V, float temp, int top_k, float top_p, int with_forced)
+{
+    size_t nl = (size_t)n * V;
+    float *lg = hrand(nl, -6, 6);
+    for (size_t i = 0; i < nl; i += 7) lg[i] = (float)(int)(lg[i] * 2) / 2;   /* equal values */
+    for (int i = 0; i < n; i++) lg[(size_t)i * V + (i * 31) % V] = 9;      /* one clear maximum ... */
+    if (n > 2) for (int v = 0; v < V; v++) lg[(size_t)V + v] = 1.5f;       /* ... and a row of equal values */
+    if (n > 3) lg[(size_t)3 * V + V / 2] = 9, lg[(size_t)3 * V + V - 1] = 9;   /* equal maxima */
+    double *u = hkeep(malloc(n * sizeof *u));
+    for (int i = 0; i < n; i++) u[i] = urand();
+    int32_t *forced = hkeep(malloc(n * 4)), tok[n], *gtok = dalloc(n * 4);
+    for (int i = 0; i < n; i++) forced[i] = with_forced && i % 3 == 0 ? (int)(urand() * V) : -1;
+    float lp[n], raw[n], *glp = dnan(n), *graw = dnan(n), *glg = df32(lg, nl);
+    double *gu = dput(u, n * sizeof *u);
+    int32_t *gf = dput(forced, n * 4);
+    size_t wsb = C->sample_workspace(n, V), gwb = G->sample_workspace(n, V);
+    void *ws = hkeep(malloc(wsb ? wsb : 1)), *gws = gwb ? dalloc(gwb) : NULL;
+    C->sample(tok, lp, raw, lg, u, forced, n, V, temp, top_k, top_p, ws);
+    G->sample(gtok, glp, graw, glg, gu, gf, n, V, temp, top_k, top_p, gws);
+    char what[128];
+    snprintf(what, sizeof what, "sample n%d V%d T%g top_k %d top_p %g%s tokens", n, V, temp, top_k, top_p,
+             with_forced ? " forced" : "");
+    int32_t got[n];
+    G->download(got, gtok, n * 4);
+    int same = 0;
+    for (int i = 0; i < n; i++) same += got[i] == tok[i];
+    if (getenv("QW_TEST_VERBOSE")) printf("# %s %s: %d of %d equal\n", G->name, what, same, n);
+    CHECK_MSG(same == n, "%s: %d of %d equal", what, same, n);
+    float *hl = get_f32(glp, n), *hr = get_f32(graw, n);
+    double el = 0, er = 0;
+    for (int i = 0; i < n; i++)
+        if (got[i] == tok[i]) {
+            el = fmax(el, fabs((double)hl[i] - lp[i]));
+            er = fmax(er, fabs((double)hr[i] - raw[i]));
+        }
+    if (getenv("QW_TEST_VERBOSE")) printf("# %s %s: logp diff %.3g, raw diff %.3g\n", G->name, what, el, er);
+    CHECK_MSG(el <= 1e-4 && er <= 1e-4, "%s: logp diff %.3g, raw %.3g > 1e-4", what, el, er);
+    done();
+}
+
+TEST(sample)
+{
+    sample_case(40, 1000, 0, 0, 1, 0);          /* greedy */
+    sample_case(40, 1000, 0, 0, 1, 1);
+    sample_case(64, 1000, 1, 0, 1, 0);          /* full vocabulary, id order */
+    sample_case(64, 1000, 0.7f, 0, 1, 1);
+    sample_case(64, 1000, 0.8f, 20, 1, 0);      /* top-k */
+    sample_case(64, 1000, 1.3f, 0, 0.9f, 0);    /* top-p */
+    sample_case(64, 1000, 0.6f, 50, 0.8f, 1);   /* both */
+    sample_case(16, 1000, 1, 1000, 1, 0);       /* top-k = V: sorted order, all kept */
+    sample_case(8, 151936, 0, 0, 1, 0);         /* Qwen3's vocabulary */
+    sample_case(8, 151936, 1, 0, 1, 0);
+    sample_case(8, 151936, 0.7f, 20, 0.95f, 0);
+}
+
+/* Tokens drawn on the GPU over many rows of the same logits follow the
+ * softmax: the frequencies of the 8 likeliest tokens and the rest within
+ * 5 standard deviations of their expectations. */
+TEST(sample_frequencies)
+{
+    int n = 20000, V = 64;
+    float *row = hrand(V, -2, 2), *lg = hnew((size_t)n * V);
+    for (int i = 0; i < n; i++) memcpy(lg + (size_t)i * V, row, V * sizeof *row);
+    double *u = hkeep(malloc(n * sizeof *u)), z = 0, p[64];
+    for (int i = 0; i < n; i++) u[i] = urand();
+    for (int v = 0; v < V; v++) z += exp(row[v]);
+    for (int v = 0; v < V; v++) p[v] = exp(row[v]) / z;
+    int32_t *gtok = dalloc(n * 4), *tok = hkeep(malloc(n * 4));
+    float *glp = dalloc(n * 4), *graw = dalloc(n * 4), *glg = df32(lg, (size_t)n * V);
+    double *gu = dput(u, n * sizeof *u);
+    G->sample(gtok, glp, graw, glg, gu, NULL, n, V, 1, 0, 1, NULL);
+    G->download(tok, gtok, n * 4);
+    int cnt[64] = {0};
+    for (int i = 0; i < n; i++) if (tok[i] >= 0 && tok[i] < V) cnt[tok[i]]++;
+    double worst = 0;
+    for (int v = 0; v < V; v++) {
+        double e = n * p[v], sd = sqrt(n * p[v] * (1 - p[v]));
+        worst = fmax(worst, fabs(cnt[v] - e) / sd);
+    }
+    if (getenv("QW_TEST_VERBOSE")) printf("# %s sample frequencies: worst %.2f standard deviations\n", G->name, worst);
+    CHECK_MSG(worst <= 5, "sample frequencies: %.2f standard deviations off", worst);
+    done();
+}
+
 TEST(sumsq)
 {
     size_t n = 1000003;
@@ -793,7 +975,7 @@ int main(int argc, char **argv)
     const char *s = getenv("QW_SEED");
     rng = s ? strtoull(s, NULL, 10) : (unsigned long long)time(NULL);
     printf("# test_ops: QW_SEED=%llu\n", rng);
-    PLAN(32);   /* the 16 cases below on each of the two tables */
+    PLAN(40);   /* the 20 cases below on each of the two tables */
     for (int t = 0; t < 2; t++) {
         G = tables[t];
         bf = G->act_size == 2;
@@ -811,6 +993,10 @@ int main(int argc, char **argv)
         RUN_ON(moe);
         RUN_ON(rows);
         RUN_ON(cross_entropy);
+        RUN_ON(kv_write);
+        RUN_ON(attn_paged);
+        RUN_ON(sample);
+        RUN_ON(sample_frequencies);
         RUN_ON(sumsq);
         RUN_ON(adamw);
         RUN_ON(deterministic);

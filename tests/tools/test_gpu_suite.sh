@@ -22,17 +22,18 @@ SH
 printf '#!/bin/sh\necho "PASS tools_stand_in"\n' >"$tmp/tools_ok.sh"
 printf '#!/bin/sh\necho "PASS tools_stand_in"\necho "SKIP tools_memcheck (stand-in)"\n' >"$tmp/tools_skip.sh"
 chmod +x "$tmp/gpu"/* "$tmp/path"/*
-suite() { env PATH="$tmp/path:$PATH" QW_GPU_BIN="$tmp/gpu" bash "$QW_SRCDIR/tests/gpu/run.sh"; }
+printf '#!/bin/sh\necho "PASS rollout_stand_in"\n' >"$tmp/rollout_ok.sh"
+suite() { env PATH="$tmp/path:$PATH" QW_GPU_BIN="$tmp/gpu" QW_GPU_ROLLOUT="$tmp/rollout_ok.sh" bash "$QW_SRCDIR/tests/gpu/run.sh"; }
 
 QW_GPU_TOOLS=$tmp/tools_ok.sh expect_status gpu_suite_skip_fails 1 suite
-check gpu_suite_skip_counted grep -q '^5 passed, 0 failed, 1 skipped$' "$last_out"
+check gpu_suite_skip_counted grep -q '^6 passed, 0 failed, 1 skipped$' "$last_out"
 check gpu_suite_skip_named grep -q '^SKIP memcheck (compute-sanitizer: device not supported' "$last_out"
 expect_stderr gpu_suite_skip_says_why "1 cases skipped.*QW_GPU_ALLOW_SKIP=1"
 
 QW_GPU_TOOLS=$tmp/tools_skip.sh QW_GPU_ALLOW_SKIP=1 expect_status gpu_suite_skip_allowed 0 suite
-check gpu_suite_tools_skip_counted grep -q '^5 passed, 0 failed, 2 skipped$' "$last_out"
+check gpu_suite_tools_skip_counted grep -q '^6 passed, 0 failed, 2 skipped$' "$last_out"
 
 QW_FAKE_SANITIZER_OK=1 QW_GPU_TOOLS=$tmp/tools_ok.sh expect_status gpu_suite_nothing_skipped 0 suite
-check gpu_suite_all_counted grep -q '^6 passed, 0 failed, 0 skipped$' "$last_out"
+check gpu_suite_all_counted grep -q '^7 passed, 0 failed, 0 skipped$' "$last_out"
 
 QW_FAKE_SANITIZER_OK=1 QW_GPU_TOOLS=$tmp/tools_skip.sh expect_status gpu_suite_tools_skip_fails 1 suite

@@ -204,8 +204,17 @@ printf '%s\n' '{"prompt_ids": [1, 256]}' >oov.jsonl
 bad "prompt id outside the vocabulary" 3 "^qw-rollout: 'oov.jsonl': line 1: prompt_ids\[1\] is not a token id" \
     -m "$g/moe/model" -p oov.jsonl -q
 bad "-n 0" 2 "^qw-rollout: -n: 0 samples per prompt" -m "$g/moe/model" -p ids.jsonl -n 0
-bad "--device cuda" 2 "^qw-rollout: --device cuda: the CUDA decode path is not built yet$" \
-    -m "$g/moe/model" -p ids.jsonl --device cuda
+# --device cuda: completions on a machine with a GPU (tests/gpu checks them), a
+# clear error (exit 1) without one
+qw-rollout -m "$g/moe/model" -p ids.jsonl --device cuda -q >cuda.jsonl 2>cuda.err
+st=$?
+if nvidia-smi -L >/dev/null 2>&1; then
+    check "--device cuda: exit 0 with a GPU" test $st = 0
+    check "--device cuda: a record per prompt" test "$(wc -l <cuda.jsonl)" = "$(wc -l <ids.jsonl)"
+else
+    check "--device cuda: exit 1 without a GPU" test $st = 1
+    check "--device cuda: says no usable GPU" grep -q "^qw-rollout: --device cuda: no usable GPU" cuda.err
+fi
 bad "text prompt without a tokenizer" 2 "no tokenizer" -m "$g/moe/model" -p text.jsonl -q
 check "no output file after bad input" test ! -e bad.jsonl
 

@@ -17,7 +17,9 @@
  *
  * Scheduling (continuous batching).  Each step runs one forward over a set
  * of rows: the whole prompts of the groups that start in this step
- * (prefill) and one token of each running sequence (decode).  Samples
+ * (prefill: the training attention, ops->attn_fwd, over the step's
+ * prompts packed as documents of one row) and one token of each running
+ * sequence (decode: ops->attn_paged over the cache).  Samples
  * join in input order (prompt by prompt, sample by sample) while there is
  * room: at most max_batch running sequences, and cache blocks for the
  * prompt plus the sample's worst case (its partly filled prompt block and
@@ -79,6 +81,10 @@ typedef struct {
                                  (default: max_batch · max_context) */
     int max_context;          /* longest prompt + completion (default: the config's
                                  max_position_embeddings) */
+    int prefill_tokens;       /* prompt tokens prefilled in one step at most, raised to
+                                 the longest prompt of a generate (0: the longest prompt
+                                 on the CPU, where a step's rows should stay few; 8192
+                                 on a GPU, where many rows keep it busy) */
 } qw_engine_opts;
 
 typedef struct {

@@ -51,7 +51,7 @@ typedef struct {
     void *qp, *kp, *v;            /* projections before the q/k norm: A [n,Q], [n,KV], [n,KV] */
     float *rq, *rk;               /* q/k norm rstd: F [n·nh], [n·nkv] */
     void *q, *k;                  /* after norm and RoPE: A [n,Q], [n,KV] */
-    void *o; float *lse;          /* attention output A [n,Q] (the caller fills it); lse F [n·nh] (training) */
+    void *o; float *lse;          /* attention output A [n,Q] (the caller fills it); lse F [n·nh] (training, the engine's prefill) */
     void *xm;                     /* residual after attention A [n,H] */
     void *xn2; float *rstd2;      /* post-attention RMSNorm: A [n,H], F [n] */
     void *g, *u, *a;              /* MLP: A [n,I] dense, [n·k,Ie] MoE (expert-grouped rows) */
