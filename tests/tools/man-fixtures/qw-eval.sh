@@ -12,3 +12,13 @@ printf '{"step":%d,"loss":%s,"lr":0.001}\n' 1 5.5 2 4.5 3 4.0 >s1.jsonl
 printf '{"step":3,"val_loss":4.2}\n' >>s1.jsonl
 printf '{"step":%d,"loss":%s,"lr":0.0005}\n' 1 3.9 2 3.7 >s2.jsonl
 printf '{"step":2,"val_loss":3.8}\n' >>s2.jsonl
+# an RGB PNG for pixels, and a model directory without preprocessor_config.json
+mkdir -p vl
+python3 - <<'PY'
+import struct, zlib
+w, h = 70, 50
+raw = b"".join(b"\0" + bytes((x * 3 + y * 5 + c * 40) % 256 for x in range(w) for c in range(3)) for y in range(h))
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open("photo.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
