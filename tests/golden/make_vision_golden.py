@@ -139,8 +139,9 @@ def make_images(outdir):
     add("photo_200x150.png", photo(200, 150, rng))            # downscale
     add("photo_tall_90x211.png", photo(90, 211, rng))
     add("drawing_256x64.png", drawing(256, 64, rng))
-    add("drawing_wide_250x32.png", drawing(250, 32, rng))     # aspect 7.8
-    add("drawing_tall_34x260.png", drawing(34, 260, rng))
+    add("drawing_wide_200x40.png", drawing(200, 40, rng))     # aspect 5, the short side floors to 32
+    add("drawing_tall_40x180.png", drawing(40, 180, rng))
+    add("drawing_thin_33x100.png", drawing(33, 100, rng))     # no downscale, rounds 100 -> 96
     add("drawing_301x177.png", drawing(301, 177, rng))
     add("l_77x55.png", photo(77, 55, rng).convert("L"))
     la = Image.merge("LA", (photo(60, 90, rng).convert("L"),
@@ -148,7 +149,6 @@ def make_images(outdir):
     add("la_60x90.png", la)
     p = drawing(120, 40, rng).quantize(colors=16)
     add("p_120x40.png", p, transparency=0)                    # palette + tRNS
-    add("p_photo_97x63.png", photo(97, 63, rng).convert("P", palette=Image.ADAPTIVE, colors=200))
     rgba = photo(50, 50, rng).convert("RGBA")
     rgba.putalpha(drawing(50, 50, rng).convert("L"))          # alpha must be dropped
     add("rgba_50x50.png", rgba)
@@ -163,9 +163,9 @@ def make_images(outdir):
     add("jpeg_progressive_180x120.jpg", photo(180, 120, rng), quality=80, progressive=True)
     add("jpeg_grey_100x130.jpg", photo(100, 130, rng).convert("L"), quality=90)
     add("jpeg_cmyk_90x70.jpg", photo(90, 70, rng).convert("CMYK"), quality=90)
-    base = drawing(120, 80, rng)
+    base = drawing(64, 48, rng)
     for o in (3, 5, 6, 8):
-        add("jpeg_exif%d_120x80.jpg" % o, base, quality=92, exif=exif_bytes(o))
+        add("jpeg_exif%d_64x48.jpg" % o, base, quality=92, exif=exif_bytes(o))
     return made
 
 
@@ -220,7 +220,15 @@ def main():
         json.dump(PRE_CONFIG, f, indent=2)
         f.write("\n")
 
-    proc = AutoImageProcessor.from_pretrained(mdir)
+    try:
+        proc = AutoImageProcessor.from_pretrained(mdir)
+    except Exception as e:  # noqa: BLE001 — a transformers without the Fast class name
+        print("AutoImageProcessor with Qwen2VLImageProcessorFast failed (%s); retrying with Qwen2VLImageProcessor" % e)
+        PRE_CONFIG["image_processor_type"] = "Qwen2VLImageProcessor"
+        with open(os.path.join(mdir, "preprocessor_config.json"), "w") as f:
+            json.dump(PRE_CONFIG, f, indent=2)
+            f.write("\n")
+        proc = AutoImageProcessor.from_pretrained(mdir)
     pil_images = []
     info = []
     for n in names:
@@ -288,7 +296,7 @@ def main():
         "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")(),
         "processor_class": type(proc).__name__,
         "slow_processor_class": slow_class,
-        "processor_settings": {k: v for k, v in proc.to_dict().items() if isinstance(v, (int, float, str, list, dict, bool))},
+        "processor_settings": json.loads(json.dumps(proc.to_dict(), default=str)),
         "preprocessor_config": PRE_CONFIG,
         "loader": "transformers.image_utils.load_image",
         "n_rows": int(pv.shape[0]),
