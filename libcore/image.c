@@ -442,9 +442,9 @@ out:
 
 int qw_smart_resize(int h, int w, int factor, int64_t min_pixels, int64_t max_pixels, int *rh, int *rw)
 {
-    if (h < factor || w < factor)
-        return qw_error(QW_EXIT_DATA, "image too small: %dx%d (width x height), both sides must be at least %d",
-                        w, h, factor);
+    /* transformers 5: no lower bound on the sides (4.x refused sides below
+     * `factor`); a side that floors to 0 when shrinking becomes `factor`. */
+    if (h < 1 || w < 1) return qw_error(QW_EXIT_DATA, "image too small: %dx%d (width x height)", w, h);
     double hd = h, wd = w;
     if ((h > w ? hd / wd : wd / hd) > 200)
         return qw_error(QW_EXIT_DATA, "aspect ratio of %dx%d (width x height) exceeds 200", w, h);
@@ -452,8 +452,8 @@ int qw_smart_resize(int h, int w, int factor, int64_t min_pixels, int64_t max_pi
     double hb = rint(hd / factor) * factor, wb = rint(wd / factor) * factor;
     if (hb * wb > (double)max_pixels) {
         double beta = sqrt(hd * wd / (double)max_pixels);
-        hb = floor(hd / beta / factor) * factor;
-        wb = floor(wd / beta / factor) * factor;
+        hb = fmax(factor, floor(hd / beta / factor) * factor);
+        wb = fmax(factor, floor(wd / beta / factor) * factor);
     } else if (hb * wb < (double)min_pixels) {
         double beta = sqrt((double)min_pixels / (hd * wd));
         hb = ceil(hd * beta / factor) * factor;

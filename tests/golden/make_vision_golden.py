@@ -142,6 +142,8 @@ def make_images(outdir):
     add("drawing_wide_200x40.png", drawing(200, 40, rng))     # aspect 5, the short side floors to 32
     add("drawing_tall_40x180.png", drawing(40, 180, rng))
     add("drawing_thin_33x100.png", drawing(33, 100, rng))     # no downscale, rounds 100 -> 96
+    add("drawing_wide_250x24.png", drawing(250, 24, rng))     # a side below 32; floors to 0 -> 32 (transformers 5)
+    add("rgb_tiny_20x28.png", photo(20, 28, rng))             # below 32: enlarged (transformers 5)
     add("drawing_301x177.png", drawing(301, 177, rng))
     add("l_77x55.png", photo(77, 55, rng).convert("L"))
     la = Image.merge("LA", (photo(60, 90, rng).convert("L"),

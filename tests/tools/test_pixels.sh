@@ -2,8 +2,8 @@
 # test_pixels.sh — qw-eval pixels against transformers' Qwen3-VL image
 # processor (the fixture tests/golden/vision, written by
 # tests/golden/make_vision_golden.py), and its errors: a missing path, a
-# truncated or corrupt image, an unsupported format, an image too small or
-# with an aspect ratio above 200 are exit 3 naming the file.
+# truncated or corrupt image, an unsupported format and an aspect ratio
+# above 200 are exit 3 naming the file; a small image is enlarged.
 . "$QW_SRCDIR/tests/tools/lib.sh"
 plan 16
 
@@ -48,8 +48,9 @@ expect_status corrupt 3 qw-eval pixels -m "$tmp/nomodel" -o "$tmp/e.st" "$tmp/co
 expect_status jpeg_truncated 3 qw-eval pixels -m "$tmp/nomodel" -o "$tmp/e.st" "$tmp/jpeg_trunc.jpg"
 expect_status unsupported 3 qw-eval pixels -m "$tmp/nomodel" -o "$tmp/e.st" "$tmp/gif.gif"
 expect_stderr unsupported_msg "gif.gif'?: unsupported image format"
-expect_status too_small 3 qw-eval pixels -m "$tmp/nomodel" -o "$tmp/e.st" "$tmp/small.png"
-expect_stderr too_small_msg "small.png'?: image too small"
+# a small image is enlarged as transformers 5 does (31×100 → 160×480 at min_pixels 65536)
+expect_status small_enlarged 0 qw-eval pixels -m "$tmp/nomodel" -o "$tmp/s.st" "$tmp/small.png"
+check small_grid test "$(python3 "$QW_SRCDIR/tests/tools/eval_st.py" values "$tmp/s.st" image_grid_thw)" = "1 30 10"
 expect_status aspect 3 qw-eval pixels -m "$tmp/nomodel" -o "$tmp/e.st" "$tmp/thin.png"
 expect_stderr aspect_msg "thin.png'?: aspect ratio"
 check no_output_on_error test ! -e "$tmp/e.st"

@@ -1,5 +1,5 @@
 /* test_image.c — libcore/image.c: smart_resize on edge cases (expected
- * values from Python's smart_resize formula, run by hand), the resize
+ * values from transformers 5's smart_resize formula, run in Python), the resize
  * weights against a pure-Python transcription of PyTorch's uint8 kernel,
  * decoding of every PNG layout (written here with libpng) and of JPEGs
  * (written here with libjpeg: grey, CMYK, EXIF orientation), the patch
@@ -154,13 +154,25 @@ TEST(smart_resize_cases)
                   c[i].h, c[i].w, rc, rh, rw, c[i].eh, c[i].ew);
     }
     int rh, rw;
-    CHECK(qw_smart_resize(31, 100, 32, 1, 1000000000, &rh, &rw) == QW_EXIT_DATA);
-    CHECK(strstr(qw_error_msg(), "too small"));
-    CHECK(qw_smart_resize(100, 31, 32, 1, 1000000000, &rh, &rw) == QW_EXIT_DATA);
     CHECK(qw_smart_resize(32, 6401, 32, 65536, 16777216, &rh, &rw) == QW_EXIT_DATA);
     CHECK(strstr(qw_error_msg(), "aspect ratio"));
-    /* a side that floors to 0 under max_pixels (Python gives (0, 224)) */
-    CHECK(qw_smart_resize(40, 400, 32, 2048, 6144, &rh, &rw) == QW_EXIT_DATA);
+    CHECK(qw_smart_resize(0, 5, 32, 65536, 16777216, &rh, &rw) == QW_EXIT_DATA);
+    /* transformers 5's smart_resize: small images are enlarged (4.x refused
+     * sides below 32), and a side that floors to 0 when shrinking is 32 */
+    static const struct { int h, w; int64_t mn, mx; int eh, ew; } t5[] = {
+        { 31, 100, 65536, 16777216, 160, 480 },
+        { 100, 31, 65536, 16777216, 480, 160 },
+        { 100, 31, 1, 1000000000, 96, 32 },
+        { 1, 1, 2048, 6144, 64, 64 },
+        { 1, 200, 2048, 6144, 32, 640 },       /* the enlarged size may pass max_pixels */
+        { 40, 400, 2048, 6144, 32, 224 },      /* floor gives 0 → 32 */
+    };
+    for (size_t i = 0; i < sizeof t5 / sizeof t5[0]; i++) {
+        rh = rw = -1;
+        int rc = qw_smart_resize(t5[i].h, t5[i].w, 32, t5[i].mn, t5[i].mx, &rh, &rw);
+        CHECK_MSG(rc == 0 && rh == t5[i].eh && rw == t5[i].ew, "%dx%d -> rc %d %dx%d, expected %dx%d", t5[i].h,
+                  t5[i].w, rc, rh, rw, t5[i].eh, t5[i].ew);
+    }
 }
 
 TEST(resize_matches_reference)

@@ -30,9 +30,11 @@
  *
  * Errors: 0 or QW_EXIT_* (qw/cli.h) with a message naming the file:
  * QW_EXIT_DATA for a missing file, an unreadable, truncated or corrupt
- * image, an unsupported format, an image whose sides are below patch·merge
- * pixels ("too small") or whose aspect ratio exceeds 200; QW_EXIT_FAIL for
- * I/O errors other than a missing file.
+ * image (a PNG or JPEG header with a zero side is corrupt), an unsupported
+ * format, or an aspect ratio above 200; QW_EXIT_FAIL for I/O errors other
+ * than a missing file.  There is no lower bound on the size: as in
+ * transformers 5, a small image is enlarged to min_pixels (transformers 4
+ * refused sides below patch·merge).
  */
 #ifndef QW_IMAGE_H
 #define QW_IMAGE_H
@@ -78,9 +80,10 @@ int qw_vision_prep_load(qw_vision_prep *p, const char *model_dir);
 /* transformers' smart_resize: (h, w) → (*rh, *rw), multiples of `factor`
  * with rh·rw within [min_pixels, max_pixels] where possible, rounding as
  * Python does (round half to even, then floor/ceil after rescaling).
- * Errors (QW_EXIT_DATA, message without a file name — the caller adds it):
- * h or w < factor ("too small"), max/min side > 200 ("aspect ratio"), or a
- * result side of 0. */
+ * When shrinking, a side that rounds down to 0 becomes `factor` (as
+ * transformers 5 does).  Errors (QW_EXIT_DATA, message without a file
+ * name — the caller adds it): a side < 1, max/min side > 200 ("aspect
+ * ratio"), or a result side above 2^20. */
 int qw_smart_resize(int h, int w, int factor, int64_t min_pixels, int64_t max_pixels,
                     int *rh, int *rw);
 
