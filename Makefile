@@ -15,7 +15,7 @@ CFLAGS  ?= $(OPT) -g -Wall -Wextra -Wno-unused-parameter
 QW_CFLAGS = -std=gnu11 -fopenmp -Ilibcore/include -I/usr/include/cjson \
             -I/usr/include/x86_64-linux-gnu/openblas-pthread \
             $(shell mpicc --showme:compile 2>/dev/null)
-QW_LIBS   = -lpcre2-8 -lutf8proc -lcjson -larchive -lzstd -lopenblas -lpng -lseccomp \
+QW_LIBS   = -lpcre2-8 -lutf8proc -lcjson -larchive -lzstd -lopenblas -lpng -ljpeg -lseccomp \
             $(shell mpicc --showme:link 2>/dev/null) -lm -lpthread
 LDFLAGS ?=
 

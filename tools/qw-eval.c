@@ -12,6 +12,8 @@
  *                     generation engine, scored as lm-eval scores them
  *   qw-eval score     the same scoring of completions already made
  *   qw-eval plot      metrics JSONL → SVG (and PNG) figures
+ *   qw-eval pixels    images → pixel_values and image_grid_thw, as the
+ *                     Qwen3-VL image processor makes them
  */
 #include <limits.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #include "qw/eval.h"
 #include "qw/file.h"
 #include "qw/infer.h"
+#include "qw/image.h"
 #include "qw/io.h"
 #include "qw/model.h"
 #include "qw/ops.h"
@@ -162,6 +165,13 @@ static const qw_opt plot_opts[] = {
     { "keys", 0, QW_OPT_STR, &o_keys, "K1,K2,...", "one panel per key (default: every numeric key but step, tokens, val_tokens)" },
     { "title", 0, QW_OPT_STR, &o_title, "TEXT", "a title before the legend" },
     QW_COMMON_BEGIN, QW_COMMON_END,
+    { 0 },
+};
+
+static const qw_opt pixels_opts[] = {
+    { "model", 'm', QW_OPT_STR, &o_model, "DIR", "model directory: its preprocessor_config.json (Qwen3-VL's defaults without one)" },
+    { "output", 'o', QW_OPT_STR, &o_output, "OUT.safetensors", "write pixel_values (F32 [N,1536]) and image_grid_thw (I64 [n,3])" },
+    QW_COMMON_BEGIN, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END,
     { 0 },
 };
 
@@ -1661,6 +1671,44 @@ static int cmd_plot(int argc, char **argv)
     return 0;
 }
 
+/* pixels: every image through qw_vision_preprocess, rows concatenated in
+ * the order given, as one processor call on the list does. */
+static int cmd_pixels(int argc, char **argv)
+{
+    if (!o_model || !o_output) qw_usage_error("pixels needs --model and --output");
+    if (argc < 1) qw_usage_error("pixels needs at least one IMAGE");
+    qw_vision_prep p;
+    if (qw_vision_prep_load(&p, o_model)) qw_die_last();
+    int L = qw_vision_row_len(&p);
+    float *all = NULL;
+    int64_t total = 0;
+    int64_t *thw = qw_malloc(sizeof(int64_t) * 3 * (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        qw_image im;
+        float *px;
+        int64_t rows;
+        if (qw_image_load(argv[i], &im) || qw_vision_preprocess(&p, &im, argv[i], &px, &rows, thw + 3 * i))
+            qw_die_last();
+        all = qw_realloc(all, (size_t)(total + rows) * L * sizeof(float));
+        memcpy(all + (size_t)total * L, px, (size_t)rows * L * sizeof(float));
+        total += rows;
+        free(px);
+        qw_image_free(&im);
+    }
+    qw_st_writer *w = qw_st_writer_new();
+    int64_t s1[2] = { total, L }, s2[2] = { argc, 3 };
+    qw_st_writer_add(w, "pixel_values", QW_DT_F32, 2, s1, all);
+    qw_st_writer_add(w, "image_grid_thw", QW_DT_I64, 2, s2, thw);
+    if (qw_st_writer_write(w, o_output)) qw_die_last();
+    qw_st_writer_free(w);
+    if (!qw_common_opts.quiet)
+        fprintf(stderr, "%s: pixels: %d image%s, %lld patch rows of %d -> '%s'\n", qw_prog, argc, argc == 1 ? "" : "s",
+                (long long)total, L, o_output);
+    free(all);
+    free(thw);
+    return 0;
+}
+
 static const qw_cmd cmds[] = {
     { "forward", cmd_forward, "--model DIR --input IN.safetensors --output OUT.safetensors [--grads] [options]",
       "one forward (and backward) pass, dumped for parity checks (fp32 unless --precision bf16)", forward_opts },
@@ -1676,13 +1724,16 @@ static const qw_cmd cmds[] = {
       "score completions already generated (qw-eval gen --completions, qw-rollout or another engine) as gen does", score_opts },
     { "plot", cmd_plot, "METRICS.jsonl... -o OUT.svg [--png OUT.png] [--keys K1,K2,...] [options]",
       "draw training metrics (qw-metrics(5)) as SVG and PNG: a panel per key, step on x, runs overlaid", plot_opts },
+    { "pixels", cmd_pixels, "--model DIR --output OUT.safetensors [options] IMAGE...",
+      "PNG/JPEG images to pixel_values and image_grid_thw exactly as the Qwen3-VL image processor makes them", pixels_opts },
     { 0 },
 };
 
 static const qw_cmd_prog prog = {
     "qw-eval",
     "Evaluate a Qwen3 model: dump one forward (and backward) pass, time training steps, measure perplexity,\n"
-    "multiple-choice accuracy and generative benchmarks as lm-evaluation-harness does, or plot training metrics.",
+    "multiple-choice accuracy and generative benchmarks as lm-evaluation-harness does, plot training metrics,\n"
+    "or turn images into a vision model's pixel inputs.",
     cmds,
 };
 

@@ -13,7 +13,7 @@ bin=${QW_BIN:-$root/bin}
 corpus=$root/tests/corpus
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-for d in tokens shard index st config tokenizer jsonl chat state gen; do
+for d in tokens shard index st config tokenizer jsonl chat state gen image; do
     mkdir -p "$corpus/$d"
     rm -f "$corpus/$d"/seed-*
 done
@@ -144,4 +144,72 @@ for i, r in enumerate(recs):
 with open(out + "/seed-text.txt", "w") as f:
     f.write("k = \\dfrac{3}{4}^\\circ, \\left( 1,234.5 \\right) #### -7. The answer is 8.\n")
 EOF
+# image: small PNGs of each layout (written here in Python) and JPEGs
+# (grey, RGB, progressive, CMYK, with an EXIF orientation) written by a
+# throwaway libjpeg program.
+python3 - "$corpus/image" <<'EOF'
+import struct, sys, zlib
+d = sys.argv[1]
+def chunk(t, x): return struct.pack(">I", len(x)) + t + x + struct.pack(">I", zlib.crc32(t + x))
+def png(name, w, h, ct, bd, extra=b"", interlace=0):
+    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ct]
+    rb = (w * ch * bd + 7) // 8
+    if interlace:   # Adam7 of a 1x1 image is one pass of one row
+        w = h = 1
+        rb = (ch * bd + 7) // 8
+    raw = b"".join(b"\0" + bytes((x * 37 + y * 11) & 255 for x in range(rb)) for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, bd, ct, 0, 0, interlace)
+    open(f"{d}/seed-{name}.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra
+                                             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+png("rgb", 40, 33, 2, 8)
+png("rgba16", 9, 7, 6, 16)
+png("grey2", 36, 40, 0, 2)
+png("grey16", 12, 8, 0, 16)
+png("ga", 8, 8, 4, 8)
+png("palette", 40, 40, 3, 8, chunk(b"PLTE", bytes(range(256)) * 3) + chunk(b"tRNS", b"\0\x80"))
+png("exif6", 10, 6, 2, 8, chunk(b"eXIf", b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"))
+png("adam7", 1, 1, 2, 8, interlace=1)
+EOF
+cat >"$t/wjpeg.c" <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <jpeglib.h>
+int main(int argc, char **argv)
+{
+    int comps = atoi(argv[2]), prog = atoi(argv[3]), orient = atoi(argv[4]), w = 40, h = 34;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    FILE *f = fopen(argv[1], "wb");
+    if (!f) return 1;
+    jpeg_stdio_dest(&c, f);
+    c.image_width = w, c.image_height = h, c.input_components = comps;
+    c.in_color_space = comps == 1 ? JCS_GRAYSCALE : comps == 3 ? JCS_RGB : JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 80, TRUE);
+    if (prog) jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    if (orient) {
+        unsigned char b[32] = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 1, 3, 0, 1, 0, 0, 0};
+        b[24] = (unsigned char)orient;
+        jpeg_write_marker(&c, JPEG_APP0 + 1, b, 32);
+    }
+    unsigned char row[40 * 4];
+    while (c.next_scanline < c.image_height) {
+        for (int x = 0; x < w * comps; x++) row[x] = (unsigned char)(x * 5 + c.next_scanline * 7);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    fclose(f);
+    return argc < 5;
+}
+EOF
+cc -o "$t/wjpeg" "$t/wjpeg.c" -ljpeg
+"$t/wjpeg" "$corpus/image/seed-grey.jpg" 1 0 0
+"$t/wjpeg" "$corpus/image/seed-rgb.jpg" 3 0 0
+"$t/wjpeg" "$corpus/image/seed-progressive.jpg" 3 1 0
+"$t/wjpeg" "$corpus/image/seed-cmyk.jpg" 4 0 0
+"$t/wjpeg" "$corpus/image/seed-exif8.jpg" 3 0 8
 du -sh "$corpus"

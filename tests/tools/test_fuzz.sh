@@ -8,7 +8,7 @@
 # that fails is kept in build/fuzz/crashes/<target>/.
 source "$(dirname "$0")/lib.sh"
 plan 22
-targets="tokens shard index st config tokenizer jsonl chat state gen"
+targets="tokens shard index st config tokenizer jsonl chat state gen image"
 seconds=${QW_FUZZ_SECONDS:-30}
 cd "$QW_SRCDIR" || exit 1
 export TMPDIR=$tmp   # what a crashed target leaves goes with $tmp

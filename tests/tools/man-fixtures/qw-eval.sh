@@ -21,3 +21,13 @@ for i, l in enumerate(open(sys.argv[1]).readlines()[:2]):
     for j, c in enumerate([r["canonical_solution"], "    return None\n"]):
         print(json.dumps(dict(r, idx=i, sample=j, completion=c)))
 PY
+# an RGB PNG for pixels, and a model directory without preprocessor_config.json
+mkdir -p vl
+python3 - <<'PY'
+import struct, zlib
+w, h = 70, 50
+raw = b"".join(b"\0" + bytes((x * 3 + y * 5 + c * 40) % 256 for x in range(w) for c in range(3)) for y in range(h))
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open("photo.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
