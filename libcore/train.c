@@ -424,11 +424,16 @@ static int setup_and_train(run *r)
     if (!rc && resume_dir) rc = qw_ckpt_load(resume_dir, &r->P, &r->M, &r->V, &state);
     if (!rc) rc = qw_dataset_open(o->data, o->n_data, "train", o->seq_len, r->identity, &r->train);
     if (!rc && !r->identity) r->identity = qw_dataset_identity(r->train);
+    if (!rc && o->require_mask && qw_dataset_unmasked(r->train))
+        rc = qw_error(QW_EXIT_DATA, "'%s': shards without loss masks (pack conversations with qw-tokenize --chat or "
+                      "qw-pack --chat; --all-tokens learns every token)", qw_dataset_unmasked(r->train));
     if (!rc && resume_dir) rc = check_resumed_run(r, &state, resume_dir);
     if (!rc && !r->tokenizer_dir && resume_dir) r->tokenizer_dir = qw_strdup(resume_dir);
     if (!rc && !r->tokenizer_dir && r->model_dir) r->tokenizer_dir = qw_strdup(r->model_dir);
     if (!rc && o->eval_every > 0)
         rc = qw_dataset_open(o->data, o->n_data, "val", o->seq_len, r->identity, &r->val);
+    if (!rc && r->val && o->require_mask && qw_dataset_unmasked(r->val))
+        rc = qw_error(QW_EXIT_DATA, "'%s': shards without loss masks", qw_dataset_unmasked(r->val));
     if (!rc && (int)qw_dataset_vocab_size(r->train) > r->P.cfg.vocab_size)
         rc = qw_error(QW_EXIT_DATA, "the data's vocabulary (%u tokens) is larger than the model's (%d)",
                       qw_dataset_vocab_size(r->train), r->P.cfg.vocab_size);
