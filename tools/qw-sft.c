@@ -9,7 +9,7 @@ int main(int argc, char **argv)
     qw_set_prog(argv[0]);
     static const qw_train_program prog = {
         "qw-sft", "(--model DIR | --config FILE | --resume DIR) --data PATH -T T --batch-tokens N --steps N --out DIR [options]",
-        "Fine-tune a Qwen3 model on conversations packed by qw-pack --mode sft: the loss is the mean\n"
+        "Fine-tune a Qwen3 model on conversations packed by qw-pack in sft mode: the loss is the mean\n"
         "cross-entropy over the tokens the shards' loss masks keep (the assistant turns or completions)\n"
         "in each global batch.  The machinery of qw-pretrain: AdamW, schedules, accumulation, clipping,\n"
         "validation, exact resume, metrics, mpirun data parallel.  SIGINT or SIGTERM saves a checkpoint\n"
