@@ -1,7 +1,14 @@
-/* qw/train.h — the training loop shared by qw-pretrain (and later qw-sft):
+/* qw/train.h — the shard loop shared by qw-pretrain and qw-sft:
  * data-parallel next-token training over packed shards with AdamW,
  * gradient accumulation, clipping, validation, metrics and checkpoints
- * that resume bit-exactly.
+ * that resume bit-exactly.  The loop owns the data and the objective; the
+ * trainer under it (qw/trainer.h) owns parameters, moments, reduction, the
+ * optimizer step, checkpoints and signals.
+ *
+ * Targets.  Token i+1 of a row is the target of position i when the
+ * shard's loss view allows it (qw/shard.h: same document, not padding, loss
+ * mask 1), so with the masks of SFT shards only the assistant turns (or
+ * completions) are learned.
  *
  * Batches.  A step consumes R = batch_tokens / seq_len rows of the train
  * split: rows step·R … step·R + R − 1 (modulo the number of rows, so the
