@@ -5,7 +5,7 @@
 # change nothing; SIGTERM + resume equals one run bit for bit; 2 MPI ranks
 # follow 1 rank; shards without masks or of another tokenizer exit 3.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 25
+plan 28
 cd "$tmp"
 gen=$QW_SRCDIR/tests/tools/gen_sft_stream.py
 st=$QW_SRCDIR/tests/tools/eval_st.py
@@ -148,4 +148,11 @@ expect_status "shards of another tokenizer" 3 qw-sft --resume full --data od -T 
 expect_stderr "names the tokenizers" "trained on data of tokenizer 00000000c0ffee01, but --data is of tokenizer 00000000c0ffee02"
 expect_status "a corrupt shard" 3 sh -c 'cp -r sd bad && printf XXXX | dd of=bad/train-00000.qwp conv=notrunc 2>/dev/null &&
     qw-sft --config cfg.json --data bad -T 64 --batch-tokens 64 --steps 1 --out x -q'
+python3 "$st" write badl.safetensors "input_ids:I64:1,4:1,2,3,4" "labels:I64:1,4:-100,2,-7,4"
+expect_status "qw-eval forward: a label neither a token nor -100" 3 qw-eval forward --model init/step-000001 \
+    --input badl.safetensors --output x.st
+expect_stderr "names the label" "labels\[0\]\[2\] = -7: a label is a token id or -100"
+python3 "$st" write badp.safetensors "input_ids:I64:1,4:1,2,3,4" "position_ids:I64:1,3:0,1,2"
+expect_status "qw-eval forward: position_ids of another shape" 3 qw-eval forward --model init/step-000001 \
+    --input badp.safetensors --output x.st
 expect_status "no model" 2 qw-sft --data sd -T 64 --batch-tokens 64 --steps 1 --out x
