@@ -50,7 +50,8 @@ QW_LIBS   += -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 endif
 endif
 
-.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu bench-gpu demo report install uninstall clean help
+.PHONY: all lib tools test test-unit test-tools test-gpu bench bench-tokenize bench-cpu bench-gpu demo report install uninstall clean help \
+        fuzz fuzz-build
 all: lib tools $(UNITS)
 
 lib: $(LIB)
@@ -117,6 +118,43 @@ bench-gpu:
 	$(Q)bash tests/bench/attn_cuda.sh $(or $(QW_GPU_BIN),build/gpu)
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
 
+# Fuzzing (doc/fuzzing.md): one libFuzzer program per reader of outside
+# bytes, tests/fuzz/fuzz_<target>.c, linked against libcore's C sources built
+# again with clang and the address and undefined-behaviour sanitizers in
+# build/fuzz/ (CUDA off).  `make test` runs each briefly
+# (tests/tools/test_fuzz.sh); `make fuzz` runs each for FUZZ_SECONDS, FUZZ_JOBS
+# at a time, keeping the corpus it grows in build/fuzz/corpus/<target> and
+# what crashes in build/fuzz/crashes/<target>.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_QW_CFLAGS = $(filter-out -DQW_HAVE_CUDA=1,$(QW_CFLAGS))
+FUZZ_LIBS     = $(filter-out -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++,$(QW_LIBS))
+FUZZ_TARGETS  = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS     = $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_LIB      = build/fuzz/libqwcore.a
+FUZZ_OBJ      = $(patsubst %.c,build/fuzz/%.o,$(LIB_SRC))
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS    ?= $(shell nproc 2>/dev/null || echo 1)
+
+build/fuzz/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_QW_CFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB) $(HEADERS)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_QW_CFLAGS) -Itests/fuzz -o $@ $< $(FUZZ_LIB) $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	$(Q)bash tests/fuzz/run.sh -s $(FUZZ_SECONDS) -j $(FUZZ_JOBS) -w build/fuzz $(FUZZ_TARGETS)
+
 demo: all
 	$(Q)$(MAKE) --no-print-directory -f pipelines/demo.mk QW_BIN=$(CURDIR)/bin
 
@@ -150,6 +188,8 @@ help:
 	@echo "make test           CPU test suite (what CI runs)"
 	@echo "make test-gpu       CUDA ops against the CPU ops (GPU machine)"
 	@echo "make bench          benchmarks against the reference implementations"
+	@echo "make fuzz           fuzz every reader of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each (needs clang)"
+	@echo "make fuzz-build     build the fuzz targets in build/fuzz (clang, libFuzzer, ASan, UBSan)"
 	@echo "make bench-gpu      attention and qw-pretrain vs PyTorch (GPU machine; part of bench there)"
 	@echo "make demo           the demo pipeline on the CPU"
 	@echo "make report RUN=DIR figures of a run's metrics (RUN/*.jsonl, RUN/logs/*.jsonl)"

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,19 @@ static int get_num(const cJSON *obj, const char *key, const char *path, double *
     return 0;
 }
 
+/* A count member of obj: an integer in [0, 2^53) (a JSON number holds it
+ * exactly, and it fits a long), or QW_EXIT_DATA naming it. */
+static int get_count(const cJSON *obj, const char *key, const char *path, long *v)
+{
+    double d = 0;
+    int st = get_num(obj, key, path, &d);
+    if (st) return st;
+    if (!(d >= 0 && d < 9007199254740992.0) || d != floor(d))
+        return qw_error(QW_EXIT_DATA, "'%s': '%s': %g is not a count (an integer from 0)", path, key, d);
+    *v = (long)d;
+    return 0;
+}
+
 static int get_str(const cJSON *obj, const char *key, const char *path, const char **v)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -101,7 +115,8 @@ static int parse_state(const char *text, const char *path, qw_train_state *s)
     cJSON *j = cJSON_Parse(text);
     if (!cJSON_IsObject(j)) { cJSON_Delete(j); return qw_error(QW_EXIT_DATA, "'%s': not a JSON object", path); }
     const char *fmt = "", *kind = "", *shape = "";
-    double version = 0, step = 0, tokens = 0, warmup = 0, total = 0;
+    double version = 0;
+    long step = 0, tokens = 0;
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "schedule");
     int st = get_str(j, "format", path, &fmt);
@@ -110,28 +125,25 @@ static int parse_state(const char *text, const char *path, qw_train_state *s)
     if (!st && version != 1) st = qw_error(QW_EXIT_DATA, "'%s': version %g is not 1", path, version);
     if (!st && !cJSON_IsObject(o)) st = qw_error(QW_EXIT_DATA, "'%s': 'optimizer': missing or not an object", path);
     if (!st && !cJSON_IsObject(sc)) st = qw_error(QW_EXIT_DATA, "'%s': 'schedule': missing or not an object", path);
-    if (!st) st = get_num(j, "step", path, &step);
-    if (!st) st = get_num(j, "tokens", path, &tokens);
+    if (!st) st = get_count(j, "step", path, &step);
+    if (!st) st = get_count(j, "tokens", path, &tokens);
     if (!st) st = get_num(o, "beta1", path, &s->adamw.beta1);
     if (!st) st = get_num(o, "beta2", path, &s->adamw.beta2);
     if (!st) st = get_num(o, "eps", path, &s->adamw.eps);
     if (!st) st = get_num(o, "weight_decay", path, &s->adamw.weight_decay);
     if (!st) st = get_num(sc, "lr", path, &s->sched.lr);
     if (!st) st = get_num(sc, "min_lr_ratio", path, &s->sched.min_lr_ratio);
-    if (!st) st = get_num(sc, "warmup", path, &warmup);
-    if (!st) st = get_num(sc, "total", path, &total);
+    if (!st) st = get_count(sc, "warmup", path, &s->sched.warmup);
+    if (!st) st = get_count(sc, "total", path, &s->sched.total);
     if (!st) st = get_num(sc, "decay_frac", path, &s->sched.decay_frac);
     if (!st) st = get_str(sc, "kind", path, &kind);
     if (!st && qw_sched_kind_parse(kind, &s->sched.kind)) st = qw_error(QW_EXIT_DATA, "'%s': 'kind': unknown schedule '%s'", path, kind);
     if (!st) st = get_str(sc, "decay_shape", path, &shape);
     if (!st && qw_decay_shape_parse(shape, &s->sched.decay_shape))
         st = qw_error(QW_EXIT_DATA, "'%s': 'decay_shape': unknown shape '%s'", path, shape);
-    if (!st && (step < 0 || tokens < 0)) st = qw_error(QW_EXIT_DATA, "'%s': negative step or tokens", path);
     if (!st) {
-        s->step = (long)step;
-        s->tokens = (long long)tokens;
-        s->sched.warmup = (long)warmup;
-        s->sched.total = (long)total;
+        s->step = step;
+        s->tokens = tokens;
         s->data = cJSON_DetachItemFromObjectCaseSensitive(j, "data");
         s->rng = cJSON_DetachItemFromObjectCaseSensitive(j, "rng");
         s->run = cJSON_DetachItemFromObjectCaseSensitive(j, "run");
@@ -367,7 +379,7 @@ static int prune(const char *out, long current, int keep)
         e[n++] = (entry){ k, qw_strdup(de->d_name) };
     }
     closedir(d);
-    qsort(e, n, sizeof *e, by_step_desc);
+    if (n) qsort(e, n, sizeof *e, by_step_desc);   /* qsort(NULL, 0) is undefined */
     int st = 0;
     for (size_t i = 0; i < n; i++) {
         if (!st && (e[i].step < 0 || (keep > 0 && i + 1 >= (size_t)keep))) {

@@ -73,7 +73,8 @@ static int get_double(const src *s, const char *key, double def, double *out)
     const char *w;
     const cJSON *j = look(s, key, 0, &w);
     if (!j) { *out = def; return 0; }
-    if (!cJSON_IsNumber(j)) return qw_error(QW_EXIT_DATA, "'%s': key '%s%s': expected a number", s->file, w, key);
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))   /* 1e999 parses as inf, and cannot be written back */
+        return qw_error(QW_EXIT_DATA, "'%s': key '%s%s': expected a finite number", s->file, w, key);
     *out = j->valuedouble;
     return 0;
 }
@@ -109,8 +110,9 @@ static int rope_num(const src *s, const cJSON *r, const char *rname, const char 
 {
     const cJSON *j = item(r, key);
     if (!j) { *out = def; return 0; }
-    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0))
-        return qw_error(QW_EXIT_DATA, "'%s': key '%s%s.%s': expected a positive number", s->file, s->prefix, rname, key);
+    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0) || !isfinite(j->valuedouble))
+        return qw_error(QW_EXIT_DATA, "'%s': key '%s%s.%s': expected a finite positive number", s->file, s->prefix,
+                        rname, key);
     *out = j->valuedouble;
     return 0;
 }
@@ -332,6 +334,9 @@ static int parse(const cJSON *root, const char *name, qw_config *c)
     if (c->num_attention_heads % c->num_key_value_heads)
         return qw_error(QW_EXIT_DATA, "'%s': key '%snum_key_value_heads': %d does not divide the %d attention heads",
                         name, s.prefix, c->num_key_value_heads, c->num_attention_heads);
+    if (c->head_dim < 2)   /* only the default can be: hidden_size / num_attention_heads */
+        return qw_error(QW_EXIT_DATA, "'%s': key '%shead_dim' is missing and hidden_size %d / num_attention_heads %d "
+                        "is %d, below 2", name, s.prefix, c->hidden_size, c->num_attention_heads, c->head_dim);
     if (c->head_dim % 2)
         return qw_error(QW_EXIT_DATA, "'%s': key '%shead_dim': %d is odd (RoPE needs pairs)", name, s.prefix, c->head_dim);
     if (!(c->rms_norm_eps > 0))

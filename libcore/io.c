@@ -523,7 +523,10 @@ static int parse_record(qw_input *in, qw_doc *doc)
     if (in->o.mode == QW_INPUT_CHAT) {
         if (!(in->rec = qw_chat_json_parse(s, n, in->where.p))) return qw_error_status();
     } else {
-        const char *end = NULL;
+        const char *end = NULL, *nul = memchr(s, 0, n);
+        if (nul)   /* cJSON would end the string there: the rest of the text lost */
+            return qw_error(QW_EXIT_DATA, "%s: a NUL byte at column %ld is not supported", in->where.p,
+                            (long)(nul - s) + 1);
         if (!(in->rec = cJSON_ParseWithLengthOpts(s, n, &end, 0)))
             return qw_error(QW_EXIT_DATA, "%s: bad JSON near column %ld", in->where.p, end ? (long)(end - s) + 1 : 1L);
         while (end < s + n && isspace((unsigned char)*end)) end++;
@@ -558,13 +561,13 @@ int qw_input_next(qw_input *in, qw_doc *doc)
         if (in->o.mode == QW_INPUT_TEXT) {
             int r = read_all(in);
             if (r) return r;
-            in->in_entry = 0;
+            close_entry(in);
             doc->text = in->doc.p ? in->doc.p : "";
             doc->len = in->doc.n;
         } else {
             int r = read_line(in);
-            if (r == 0) {
-                in->in_entry = 0;
+            if (r == 0) {   /* the entry's end: free its member reader before the next */
+                close_entry(in);
                 continue;
             }
             if (r != 1) return r;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_decompressBound (zstd >= 1.4.0) */
 #include <zstd.h>
 
 #include "qw/buf.h"
@@ -91,7 +92,8 @@ struct qw_shard_writer {
 int qw_shard_writer_open(const char *path, const qw_shard_params *p, qw_shard_writer **out)
 {
     *out = NULL;
-    if (p->row_len < 2) return qw_error(QW_EXIT_USAGE, "'%s': row length %u is less than 2", path, p->row_len);
+    if (p->row_len < 2 || p->row_len > QW_SHARD_MAX_ROW_LEN)
+        return qw_error(QW_EXIT_USAGE, "'%s': row length %u is not in 2..%u", path, p->row_len, QW_SHARD_MAX_ROW_LEN);
     if (p->vocab_size < 1 || p->pad_id >= p->vocab_size)
         return qw_error(QW_EXIT_USAGE, "'%s': pad id %u outside a vocabulary of %u", path, p->pad_id, p->vocab_size);
     if (p->zstd_level < 0 || p->zstd_level > ZSTD_maxCLevel())
@@ -281,17 +283,23 @@ static int shard_validate(qw_shard *s, uint64_t file_size)
     if (h->token_width != 2 && h->token_width != 4) return bad(s, "token width not 2 or 4");
     if (h->vocab_size < 1 || (h->token_width == 2 && h->vocab_size > 65536)) return bad(s, "vocabulary size does not fit the token width");
     if (h->pad_id >= h->vocab_size) return bad(s, "pad id outside the vocabulary");
+    if (h->row_len > QW_SHARD_MAX_ROW_LEN)
+        return qw_error(QW_EXIT_DATA, "'%s': row length %u is more than %u", s->path, h->row_len, QW_SHARD_MAX_ROW_LEN);
     if (h->rows_per_block < 1) return bad(s, "zero rows per block");
-    if (h->n_blocks != (h->n_rows + h->rows_per_block - 1) / h->rows_per_block) return bad(s, "block count does not match the row count");
+    if (h->n_blocks != h->n_rows / h->rows_per_block + (h->n_rows % h->rows_per_block != 0))
+        return bad(s, "block count does not match the row count");
     uint64_t index_size = (uint64_t)h->n_blocks * QW_SHARD_INDEX_ENTRY_SIZE;
-    if (h->index_offset < QW_SHARD_HEADER_SIZE || h->index_offset + index_size != file_size)
-        return bad(s, file_size < h->index_offset + index_size ? "truncated file" : "file size does not match the header");
+    if (h->index_offset < QW_SHARD_HEADER_SIZE || h->index_offset > file_size || file_size - h->index_offset != index_size)
+        return bad(s, h->index_offset > file_size || file_size - h->index_offset < index_size
+                          ? "truncated file" : "file size does not match the header");
     unsigned char *ix = qw_malloc(index_size);
     st = read_at(s, ix, index_size, h->index_offset);
     if (!st && get32(p + 56) != qw_crc32c(0, ix, index_size)) st = bad(s, "block index checksum mismatch");
     s->blocks = qw_calloc(h->n_blocks, sizeof *s->blocks);
     uint64_t expect = QW_SHARD_HEADER_SIZE;
-    size_t row_max = 8 + 4 * (size_t)h->row_len + (size_t)h->row_len * h->token_width + mask_bytes(h->row_len);
+    /* a row's bytes: its counts, 1..L segment starts, L tokens, the mask */
+    uint64_t body = (uint64_t)h->row_len * h->token_width + (h->flags & QW_SHARD_MASK ? mask_bytes(h->row_len) : 0);
+    uint64_t row_min = 12 + body, row_max = 8 + 4 * (uint64_t)h->row_len + body;
     for (uint32_t b = 0; !st && b < h->n_blocks; b++) {
         block_entry *e = &s->blocks[b];
         const unsigned char *q = ix + (size_t)b * QW_SHARD_INDEX_ENTRY_SIZE;
@@ -300,7 +308,7 @@ static int shard_validate(qw_shard *s, uint64_t file_size)
         e->raw = get32(q + 12);
         e->crc = get32(q + 16);
         uint64_t rows = b + 1 < h->n_blocks ? h->rows_per_block : h->n_rows - (uint64_t)b * h->rows_per_block;
-        if (e->offset != expect || get32(q + 20) != 0 || e->raw > rows * row_max ||
+        if (e->offset != expect || get32(q + 20) != 0 || e->raw < rows * row_min || e->raw > rows * row_max ||
             (!(h->flags & QW_SHARD_ZSTD) && e->stored != e->raw))
             st = qw_error(QW_EXIT_DATA, "'%s': block %u: bad index entry", s->path, b);
         expect += e->stored;
@@ -328,7 +336,8 @@ int qw_shard_open(const char *path, qw_shard **out)
         return st;
     }
     s->dctx = ZSTD_createDCtx();
-    s->row_off = qw_calloc(s->h.rows_per_block, sizeof *s->row_off);
+    /* rows_per_block may exceed the rows there are (a writer's default) */
+    s->row_off = qw_calloc(s->h.n_rows < s->h.rows_per_block ? s->h.n_rows + 1 : s->h.rows_per_block, sizeof *s->row_off);
     *out = s;
     return 0;
 }
@@ -392,6 +401,11 @@ static int load_block(qw_shard *s, uint32_t b)
     if (qw_crc32c(0, s->stored.p, e->stored) != e->crc)
         return qw_error(QW_EXIT_DATA, "'%s': block %u: checksum mismatch", s->path, b);
     s->raw.n = 0;
+    if (h->flags & QW_SHARD_ZSTD) {   /* the index's size, before it is allocated, against what the frame can hold */
+        unsigned long long most = ZSTD_decompressBound(s->stored.p, e->stored);
+        if (most == ZSTD_CONTENTSIZE_ERROR || most < e->raw)
+            return qw_error(QW_EXIT_DATA, "'%s': block %u: bad zstd data", s->path, b);
+    }
     qw_buf_reserve(&s->raw, e->raw);
     if (h->flags & QW_SHARD_ZSTD) {
         size_t z = ZSTD_decompressDCtx(s->dctx, s->raw.p, e->raw, s->stored.p, e->stored);

@@ -74,6 +74,9 @@ static void fill(batch *b, qw_input *in, size_t max_bytes)
     }
 }
 
+/* An item's text (b->text.p is NULL while every document is empty). */
+static const char *item_text(const batch *b, const item *it) { return it->len ? b->text.p + it->off : ""; }
+
 static void encode(batch *b, int i, const qw_tokenize_opts *o)
 {
     item *it = &b->items[i];
@@ -81,16 +84,16 @@ static void encode(batch *b, int i, const qw_tokenize_opts *o)
     ids->n = 0;
     b->mask[i].n = 0;
     if (o->work) {
-        it->status = o->work(b->text.p + it->off, it->len, ids, o->work_ctx);
+        it->status = o->work(item_text(b, it), it->len, ids, o->work_ctx);
     } else if (it->has_mask) {
-        it->status = qw_tok_encode_mask(o->tok, b->text.p + it->off, it->len, b->spans + 2 * it->span0, it->n_spans,
+        it->status = qw_tok_encode_mask(o->tok, item_text(b, it), it->len, b->spans + 2 * it->span0, it->n_spans,
                                         ids, &b->mask[i]);
         if (!it->status && o->eos >= 0) {
             qw_ids_push(ids, o->eos);
             qw_buf_addc(&b->mask[i], 1);
         }
     } else {
-        it->status = qw_tok_encode(o->tok, b->text.p + it->off, it->len, ids);
+        it->status = qw_tok_encode(o->tok, item_text(b, it), it->len, ids);
         if (!it->status && o->eos >= 0) qw_ids_push(ids, o->eos);
     }
     if (it->status) it->err = qw_strdup(qw_error_msg());
@@ -110,7 +113,7 @@ static int emit(batch *b, const qw_tokenize_opts *o, qw_tokenize_sink sink, void
         } else if (it->status) {
             rc = qw_error(it->status, "'%s': %s", name, it->err);
         } else {
-            qw_doc d = {b->text.p + it->off, it->len, name, it->line, it->index,
+            qw_doc d = {item_text(b, it), it->len, name, it->line, it->index,
                         it->has_mask ? b->spans + 2 * it->span0 : NULL, it->n_spans};
             const uint8_t *mask = it->has_mask && !o->work ? (const uint8_t *)(b->mask[i].p ? b->mask[i].p : "") : NULL;
             rc = sink(&d, b->ids[i].v, mask, b->ids[i].n, ctx);

@@ -273,6 +273,8 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     unsigned width = flags & QW_TOKENS_IDS32 ? 4 : 2;
     int masked = !!(flags & QW_TOKENS_MASK);
     if (f.vocab_size == 0) return bad(r, at, "vocabulary size 0");
+    if (f.vocab_size > 0x80000000u)   /* ids are handed out as int32 */
+        return bad(r, at, "vocabulary size %u is more than 2^31", f.vocab_size);
     if (width == 2 && f.vocab_size > 65536) return bad(r, at, "vocabulary size %u with 2-byte ids", f.vocab_size);
     if (f.n_tokens > QW_TOKENS_MAX_PAYLOAD ||
         4ull * f.n_docs + width * f.n_tokens + (masked ? mask_bytes(f.n_tokens) : 0) > QW_TOKENS_MAX_PAYLOAD)
@@ -314,16 +316,17 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     if (sum != f.n_tokens)
         return bad(r, at, "document lengths sum to %llu, header says %llu tokens", (unsigned long long)sum,
                    (unsigned long long)f.n_tokens);
-    const unsigned char *p = raw + 4ull * f.n_docs;
-    for (uint64_t i = 0; i < f.n_tokens; i++, p += width) {
+    for (uint64_t i = 0; i < f.n_tokens; i++) {   /* (raw is NULL when the frame is empty) */
+        const unsigned char *p = raw + 4ull * f.n_docs + width * i;
         uint32_t id = width == 4 ? get32(p) : get16(p);
         if (id >= f.vocab_size)
             return bad(r, at, "token id %u out of range (vocabulary %u)", id, f.vocab_size);
         r->ids[i] = (int32_t)id;
     }
-    if (masked) {
-        for (uint64_t i = 0; i < f.n_tokens; i++) r->mask[i] = (p[i / 8] >> (i % 8)) & 1;
-        if (f.n_tokens % 8 && p[f.n_tokens / 8] >> (f.n_tokens % 8))
+    if (masked && f.n_tokens) {
+        const unsigned char *bits = raw + 4ull * f.n_docs + (uint64_t)width * f.n_tokens;
+        for (uint64_t i = 0; i < f.n_tokens; i++) r->mask[i] = (bits[i / 8] >> (i % 8)) & 1;
+        if (f.n_tokens % 8 && bits[f.n_tokens / 8] >> (f.n_tokens % 8))
             return bad(r, at, "loss-mask bits past the last token are not zero");
     }
     f.doc_len = r->lens;

@@ -173,11 +173,12 @@ static int check_resumed_run(const qw_trainer *t)
     }
     const cJSON *bt = s->run ? cJSON_GetObjectItemCaseSensitive(s->run, "batch_tokens") : NULL;
     const cJSON *sl = s->run ? cJSON_GetObjectItemCaseSensitive(s->run, "seq_len") : NULL;
-    if ((cJSON_IsNumber(bt) && (long long)bt->valuedouble != t->b.batch_tokens) ||
-        (cJSON_IsNumber(sl) && (int)sl->valuedouble != t->b.seq_len))
-        return qw_error(QW_EXIT_DATA, "'%s': saved with --seq-len %d --batch-tokens %lld; resume with the same",
-                        dir, cJSON_IsNumber(sl) ? (int)sl->valuedouble : t->b.seq_len,
-                        cJSON_IsNumber(bt) ? (long long)bt->valuedouble : t->b.batch_tokens);
+    /* compared as doubles: the file's numbers may be anything, no cast of them is safe */
+    if ((cJSON_IsNumber(bt) && bt->valuedouble != (double)t->b.batch_tokens) ||
+        (cJSON_IsNumber(sl) && sl->valuedouble != (double)t->b.seq_len))
+        return qw_error(QW_EXIT_DATA, "'%s': saved with --seq-len %.15g --batch-tokens %.15g; resume with the same",
+                        dir, cJSON_IsNumber(sl) ? sl->valuedouble : t->b.seq_len,
+                        cJSON_IsNumber(bt) ? bt->valuedouble : (double)t->b.batch_tokens);
     return 0;
 }
 

@@ -59,7 +59,7 @@ def main(path, show_mask=False):
         if flags & 1:
             bad("zstd payload (not supported by this reader)")
         width = 4 if flags & 2 else 2
-        if vocab == 0 or (width == 2 and vocab > 65536):
+        if vocab == 0 or vocab > 2**31 or (width == 2 and vocab > 65536):
             bad("vocabulary size")
         mask_len = (ntok + 7) // 8 if masked else 0
         raw_len = 4 * ndocs + width * ntok + mask_len

@@ -363,6 +363,30 @@ TEST(bad_checkpoints_are_data_errors)
         CHECK(qw_ckpt_load(dir, &P, &M, &V, &s) == QW_EXIT_DATA);
         CHECK_MSG(strstr(qw_error_msg(), bad[i][1]) && strstr(qw_error_msg(), "state.json"), "%s", qw_error_msg());
     }
+    /* counts that no long holds, or that are not counts (a cast of them was
+     * undefined; found by fuzzing) */
+    const char *tmpl = "{\"format\": \"qw-trainer-state\", \"version\": 1, \"step\": %s, \"tokens\": %s,"
+        " \"optimizer\": {\"beta1\": 0.9, \"beta2\": 0.95, \"eps\": 1e-8, \"weight_decay\": 0.1},"
+        " \"schedule\": {\"kind\": \"cosine\", \"lr\": 0.001, \"min_lr_ratio\": 0.1, \"warmup\": %s,"
+        " \"total\": 100, \"decay_frac\": 0.2, \"decay_shape\": \"linear\"}}";
+    const char *counts[][4] = {
+        { "8", "100", "10", NULL },
+        { "1e300", "1", "1", "'step': 1e+300 is not a count" },
+        { "1", "2.5", "1", "'tokens': 2.5 is not a count" },
+        { "1", "1", "-1e30", "'warmup': -1e+30 is not a count" },
+    };
+    for (int i = 0; i < 4; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, tmpl, counts[i][0], counts[i][1], counts[i][2]);
+        put(path, text);
+        int st = qw_ckpt_load(dir, &P, &M, &V, &s);
+        if (!counts[i][3]) {
+            CHECK_MSG(st == 0 && s.step == 8 && s.tokens == 100 && s.sched.warmup == 10, "%s", qw_error_msg());
+            qw_train_state_free(&s);
+        } else {
+            CHECK_MSG(st == QW_EXIT_DATA && strstr(qw_error_msg(), counts[i][3]), "%s", qw_error_msg());
+        }
+    }
     put(path, good);
     free(good);
 

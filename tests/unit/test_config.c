@@ -174,7 +174,12 @@ TEST(errors)
     CHECK(parse_fails(WITH("\"hidden_act\":\"gelu\""), "key 'hidden_act'"));
     CHECK(parse_fails(WITH("\"attention_bias\":true"), "key 'attention_bias'"));
     CHECK(parse_fails(WITH("\"tie_word_embeddings\":1"), "key 'tie_word_embeddings': expected true or false"));
-    CHECK(parse_fails(WITH("\"rms_norm_eps\":\"small\""), "key 'rms_norm_eps': expected a number"));
+    CHECK(parse_fails(WITH("\"rms_norm_eps\":\"small\""), "key 'rms_norm_eps': expected a finite number"));
+    /* infinities (1e999) loaded and were saved as the invalid JSON "inf" (found by fuzzing) */
+    CHECK(parse_fails(WITH("\"rms_norm_eps\":1e999"), "key 'rms_norm_eps': expected a finite number"));
+    CHECK(parse_fails(WITH("\"rope_theta\":-1e999"), "key 'rope_theta': expected a finite number"));
+    CHECK(parse_fails(WITH("\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":1e999}"),
+                      "key 'rope_scaling.factor': expected a finite positive number"));
     CHECK(parse_fails(WITH("\"eos_token_id\":-5"), "key 'eos_token_id'"));
     CHECK(parse_fails("{\"model_type\":\"qwen3\",\"vocab_size\":10,\"hidden_size\":8,\"num_hidden_layers\":1,"
                       "\"num_attention_heads\":2}", "missing key 'intermediate_size'"));
@@ -188,6 +193,11 @@ TEST(errors)
     CHECK(parse_fails(j, "key 'mlp_only_layers'"));
     snprintf(j, sizeof j, "%s\"num_experts\":2,\"num_experts_per_tok\":1,\"decoder_sparse_step\":0}", mbase);
     CHECK(parse_fails(j, "key 'decoder_sparse_step'"));
+    /* head_dim defaults to H/nh for MoE: 8/16 is 0 (found by fuzzing: the config loaded, and did not load back) */
+    snprintf(j, sizeof j, "%s\"num_experts\":2,\"num_experts_per_tok\":1,\"num_attention_heads\":16}",
+             "{\"model_type\":\"qwen3_moe\",\"vocab_size\":10,\"hidden_size\":8,\"num_hidden_layers\":2,"
+             "\"moe_intermediate_size\":4,");
+    CHECK(parse_fails(j, "key 'head_dim' is missing and hidden_size 8 / num_attention_heads 16 is 0, below 2"));
     qw_config c;
     CHECK(qw_config_load("/nonexistent/dir/config.json", &c) == QW_EXIT_FAIL && strstr(qw_error_msg(), "/nonexistent"));
 #undef WITH

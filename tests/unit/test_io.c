@@ -178,6 +178,19 @@ TEST(nul_escapes_are_refused)
     qw_buf_free(&log);
 }
 
+TEST(nul_bytes_are_refused)
+{
+    /* a raw NUL inside a string used to cut the document short, silently */
+    const char j[] = "{\"text\": \"ab\"}\n{\"text\": \"ab\0cd\"}\n";
+    put("nulbyte.jsonl", j, sizeof j - 1);
+    qw_buf log = {0};
+    CHECK(slurp1(at("nulbyte.jsonl"), QW_INPUT_JSONL, &log) == QW_EXIT_DATA);
+    CHECK_STR(log.p, "nulbyte.jsonl|1|ab\n");
+    CHECK_MSG(strstr(qw_error_msg(), "nulbyte.jsonl': line 2: a NUL byte at column 13 is not supported"), "%s",
+              qw_error_msg());
+    qw_buf_free(&log);
+}
+
 TEST(chat_records_are_rendered)
 {
     const char *j = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"
@@ -289,11 +302,12 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-io.XXXXXX");
     if (!mkdtemp(dir)) return 1;
-    PLAN(9);
+    PLAN(10);
     RUN(directory_in_name_order);
     RUN(jsonl_fields_lines_and_blanks);
     RUN(bad_records_fail_or_are_skipped);
     RUN(nul_escapes_are_refused);
+    RUN(nul_bytes_are_refused);
     RUN(chat_records_are_rendered);
     RUN(compressed_files_and_archives);
     RUN(truncated_data_is_an_error);

@@ -2,6 +2,7 @@
  * round trips, random access, corruption, dataset checks, packing laws. */
 #include "qwtest.h"
 #include "qw/cli.h"
+#include "qw/hash.h"
 #include "qw/pack.h"
 #include "qw/shard.h"
 
@@ -214,6 +215,52 @@ TEST(every_corruption_detected)
         free(p);
     }
     CHECK(read_all(tpath("missing.qwp")) == QW_EXIT_DATA);
+}
+
+static void set32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static void set64(unsigned char *p, uint64_t v) { set32(p, (uint32_t)v); set32(p + 4, (uint32_t)(v >> 32)); }
+
+/* Headers with valid checksums whose sizes would make a reader allocate
+ * without bound or index past its block table (found by tests/fuzz). */
+TEST(hostile_headers_refused)
+{
+    unsigned char h[QW_SHARD_HEADER_SIZE];
+    struct { uint32_t row_len; uint64_t n_rows; uint32_t per_block, n_blocks; uint64_t index_offset; const char *why; } cases[] = {
+        {0xda000051u, 0, 1, 0, QW_SHARD_HEADER_SIZE, "row length 3657433169 is more than 16777216"},
+        {9, UINT64_MAX, 2, 0, QW_SHARD_HEADER_SIZE, "block count does not match the row count"},
+        {9, UINT32_MAX, 1, UINT32_MAX, QW_SHARD_HEADER_SIZE - 24ull * UINT32_MAX, "truncated file"},
+    };
+    for (int i = 0; i < 3; i++) {
+        memset(h, 0, sizeof h);
+        memcpy(h, QW_SHARD_MAGIC, 4);
+        h[4] = QW_SHARD_VERSION;
+        set32(h + 8, cases[i].row_len);
+        set32(h + 12, 2);
+        set64(h + 16, cases[i].n_rows);
+        set32(h + 32, 300);
+        set32(h + 40, cases[i].per_block);
+        set32(h + 44, cases[i].n_blocks);
+        set64(h + 48, cases[i].index_offset);
+        set32(h + 56, qw_crc32c(0, "", 0));
+        set32(h + 60, qw_crc32c(0, h, 60));
+        put_file(tpath("hostile.qwp"), h, sizeof h);
+        qw_shard *s = NULL;
+        CHECK_MSG(qw_shard_open(tpath("hostile.qwp"), &s) == QW_EXIT_DATA && strstr(qw_error_msg(), cases[i].why),
+                  "case %d: %s", i, qw_error_msg());
+        qw_shard_close(s);
+    }
+    /* a writer refuses such rows up front; a rows_per_block beyond the rows
+     * there are reads back (it sizes nothing) */
+    qw_shard_params p = {QW_SHARD_MAX_ROW_LEN + 1, 50, 0, 3, 0, 0, 0};
+    qw_shard_writer *w;
+    CHECK(qw_shard_writer_open(tpath("long.qwp"), &p, &w) == QW_EXIT_USAGE);
+    row_store rows[3];
+    for (int i = 0; i < 3; i++) {
+        store_init(&rows[i]);
+        make_row(&rows[i].row, 9, 300, 3);
+    }
+    CHECK(write_shard(tpath("wide.qwp"), 9, 300, 1, 3, UINT32_MAX, rows, 3, 0) == 0);
+    CHECK(read_all(tpath("wide.qwp")) == 0);
 }
 
 TEST(dataset_many_shards)
@@ -529,11 +576,12 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/qw-test-shard-XXXXXX");
     if (!mkdtemp(dir)) return 1;
-    PLAN(11);
+    PLAN(12);
     RUN(round_trip_random_access);
     RUN(trainer_view);
     RUN(writer_rejects_bad_rows);
     RUN(every_corruption_detected);
+    RUN(hostile_headers_refused);
     RUN(dataset_many_shards);
     RUN(pretrain_concat_and_split);
     RUN(deterministic_by_seed);

@@ -221,6 +221,9 @@ TEST(forged_frames_fail_validation)
     CHECK(expect_error(forge(65536, 2, lens, 3, bigid, 1, QW_TOKENS_IDS32), "token id 70000 out of range"));
     CHECK(expect_error(forge(100000, 2, lens, 3, ids, 1, 0), "vocabulary size 100000 with 2-byte ids"));
     CHECK(expect_error(forge(0, 2, lens, 3, ids, 1, QW_TOKENS_IDS32), "vocabulary size 0"));
+    /* ids above 2^31 came out of the reader negative (found by fuzzing) */
+    uint32_t hugeid[3] = {5, 6, 0x9f000000u};
+    CHECK(expect_error(forge(0xfffffffdu, 2, lens, 3, hugeid, 1, QW_TOKENS_IDS32), "vocabulary size 4294967293 is more than 2^31"));
     CHECK(expect_error(forge(100000, 2, lens, 3, ids, 1, QW_TOKENS_IDS32 | QW_TOKENS_ZSTD), "bad zstd payload"));
 }
 

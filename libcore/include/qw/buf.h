@@ -34,6 +34,7 @@ static inline void qw_buf_reserve(qw_buf *b, size_t extra)
 }
 static inline void qw_buf_add(qw_buf *b, const void *p, size_t n)
 {
+    if (!n) return;   /* b->p may be NULL: no pointer arithmetic on it */
     qw_buf_reserve(b, n);
     memcpy(b->p + b->n, p, n);
     b->n += n;

@@ -39,6 +39,9 @@
 #define QW_SHARD_VERSION 1
 #define QW_SHARD_HEADER_SIZE 64
 #define QW_SHARD_INDEX_ENTRY_SIZE 24
+/* Longest row (L = T+1 tokens) a shard may have: readers allocate per-row
+ * buffers of this many entries before reading a block. */
+#define QW_SHARD_MAX_ROW_LEN (1u << 24)
 
 /* Header flags. */
 #define QW_SHARD_MASK 0x1u     /* rows carry a loss mask (one bit per token) */
