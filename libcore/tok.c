@@ -1042,7 +1042,7 @@ int qw_tok_encode_mask(const qw_tok *t, const char *text, size_t len, const size
         total = b.n;
         qw_buf_free(&b);
     } else {
-        memcpy(edge, spans, 2 * n_spans * sizeof *edge);
+        if (n_spans) memcpy(edge, spans, 2 * n_spans * sizeof *edge);
     }
     size_t n = ids->n - n0, at = 0, k = 0;
     qw_buf_reserve(mask, n);

@@ -77,6 +77,13 @@ static void fill(batch *b, qw_input *in, size_t max_bytes)
 /* An item's text (b->text.p is NULL while every document is empty). */
 static const char *item_text(const batch *b, const item *it) { return it->len ? b->text.p + it->off : ""; }
 
+/* An item's loss spans (never NULL: a document of chat mode has them, maybe none). */
+static const size_t *item_spans(const batch *b, const item *it)
+{
+    static const size_t none[2];
+    return it->n_spans ? b->spans + 2 * it->span0 : none;
+}
+
 static void encode(batch *b, int i, const qw_tokenize_opts *o)
 {
     item *it = &b->items[i];
@@ -86,7 +93,7 @@ static void encode(batch *b, int i, const qw_tokenize_opts *o)
     if (o->work) {
         it->status = o->work(item_text(b, it), it->len, ids, o->work_ctx);
     } else if (it->has_mask) {
-        it->status = qw_tok_encode_mask(o->tok, item_text(b, it), it->len, b->spans + 2 * it->span0, it->n_spans,
+        it->status = qw_tok_encode_mask(o->tok, item_text(b, it), it->len, item_spans(b, it), it->n_spans,
                                         ids, &b->mask[i]);
         if (!it->status && o->eos >= 0) {
             qw_ids_push(ids, o->eos);
@@ -114,7 +121,7 @@ static int emit(batch *b, const qw_tokenize_opts *o, qw_tokenize_sink sink, void
             rc = qw_error(it->status, "'%s': %s", name, it->err);
         } else {
             qw_doc d = {item_text(b, it), it->len, name, it->line, it->index,
-                        it->has_mask ? b->spans + 2 * it->span0 : NULL, it->n_spans};
+                        it->has_mask ? item_spans(b, it) : NULL, it->n_spans};
             const uint8_t *mask = it->has_mask && !o->work ? (const uint8_t *)(b->mask[i].p ? b->mask[i].p : "") : NULL;
             rc = sink(&d, b->ids[i].v, mask, b->ids[i].n, ctx);
             st->docs++;
