@@ -54,6 +54,9 @@ struct qw_input {
     qw_buf doc;
     cJSON *rec;
     qw_buf chat, where;         /* chat mode: the rendered conversation; message prefix */
+    qw_chat_spans turns;        /* chat mode: the assistant turns of the conversation */
+    size_t *spans, spans_cap;   /* chat mode: the document's loss spans, as pairs */
+    size_t n_spans;
     long index, skipped;
     int done;
 };
@@ -429,18 +432,79 @@ static int has_nul_escape(const char *s, size_t n)
     return 0;
 }
 
-/* Render a chat record's conversation into in->chat. */
+static void add_span(qw_input *in, size_t start, size_t end)
+{
+    if (in->n_spans == in->spans_cap) {
+        in->spans_cap = in->spans_cap ? 2 * in->spans_cap : 16;
+        in->spans = qw_realloc(in->spans, 2 * in->spans_cap * sizeof *in->spans);
+    }
+    in->spans[2 * in->n_spans] = start;
+    in->spans[2 * in->n_spans + 1] = end;
+    in->n_spans++;
+}
+
+/* A prompt/completion record: two strings (the text is their
+ * concatenation, the completion the span), or two lists of messages (the
+ * conversation is rendered whole and the span runs from the first
+ * completion turn's content to the end, as TRL's completion mask does). */
+static int render_prompt_completion(qw_input *in, cJSON *prompt, cJSON *completion)
+{
+    const char *w = in->where.p;
+    if (cJSON_IsString(prompt) && cJSON_IsString(completion)) {
+        qw_buf_adds(&in->chat, prompt->valuestring);
+        size_t start = in->chat.n;
+        qw_buf_adds(&in->chat, completion->valuestring);
+        add_span(in, start, in->chat.n);
+        return 0;
+    }
+    if (!cJSON_IsArray(prompt) || !cJSON_IsArray(completion))
+        return qw_error(QW_EXIT_DATA, "%s: 'prompt' and 'completion' must both be strings or both lists of messages", w);
+    int n_asst = 0;
+    const cJSON *first = cJSON_GetArrayItem(completion, 0), *m;
+    const cJSON *role = cJSON_IsObject(first) ? cJSON_GetObjectItemCaseSensitive(first, "role") : NULL;
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "assistant"))
+        return qw_error(QW_EXIT_DATA, "%s: 'completion' must start with an assistant message", w);
+    cJSON_ArrayForEach(m, prompt) {
+        const cJSON *r = cJSON_IsObject(m) ? cJSON_GetObjectItemCaseSensitive(m, "role") : NULL;
+        n_asst += cJSON_IsString(r) && !strcmp(r->valuestring, "assistant");
+    }
+    while (cJSON_GetArraySize(completion)) cJSON_AddItemToArray(prompt, cJSON_DetachItemFromArray(completion, 0));
+    qw_chat_opts co = {0, 0, w};
+    int rc = qw_chat_render(prompt, cJSON_GetObjectItemCaseSensitive(in->rec, "tools"), &co, &in->chat, &in->turns);
+    if (rc) return rc;
+    add_span(in, in->turns.v[n_asst].start, in->chat.n);
+    return 0;
+}
+
+/* Render a chat record's conversation into in->chat, with its loss spans:
+ * the assistant turns of `messages`, or the completion. */
 static int render_chat(qw_input *in, qw_doc *doc)
 {
+    const char *w = in->where.p;
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(in->rec, in->o.field);
-    if (!msgs) return qw_error(QW_EXIT_DATA, "%s: missing field '%s'", in->where.p, in->o.field);
-    if (!cJSON_IsArray(msgs)) return qw_error(QW_EXIT_DATA, "%s: field '%s' is not an array", in->where.p, in->o.field);
-    qw_chat_opts co = {0, 0, in->where.p};
+    cJSON *prompt = cJSON_GetObjectItemCaseSensitive(in->rec, "prompt");
+    cJSON *completion = cJSON_GetObjectItemCaseSensitive(in->rec, "completion");
     in->chat.n = 0;
-    int rc = qw_chat_render(msgs, cJSON_GetObjectItemCaseSensitive(in->rec, "tools"), &co, &in->chat, NULL);
+    in->turns.n = 0;
+    in->n_spans = 0;
+    if (!in->spans) in->spans = qw_malloc(2 * (in->spans_cap = 16) * sizeof *in->spans);
+    int rc;
+    if (!msgs && prompt && completion) {
+        rc = render_prompt_completion(in, prompt, completion);
+    } else if (!msgs) {
+        return qw_error(QW_EXIT_DATA, "%s: missing field '%s' (or 'prompt' and 'completion')", w, in->o.field);
+    } else if (!cJSON_IsArray(msgs)) {
+        return qw_error(QW_EXIT_DATA, "%s: field '%s' is not an array", w, in->o.field);
+    } else {
+        qw_chat_opts co = {0, 0, w};
+        rc = qw_chat_render(msgs, cJSON_GetObjectItemCaseSensitive(in->rec, "tools"), &co, &in->chat, &in->turns);
+        for (size_t k = 0; !rc && k < in->turns.n; k++) add_span(in, in->turns.v[k].start, in->turns.v[k].end);
+    }
     if (rc) return rc;
-    doc->text = in->chat.p;
+    doc->text = in->chat.p ? in->chat.p : "";
     doc->len = in->chat.n;
+    doc->spans = in->spans;
+    doc->n_spans = in->n_spans;
     return 0;
 }
 
@@ -486,6 +550,8 @@ int qw_input_next(qw_input *in, qw_doc *doc)
 {
     if (in->rec) cJSON_Delete(in->rec);
     in->rec = NULL;
+    doc->spans = NULL;
+    doc->n_spans = 0;
     while (!in->done) {
         if (!in->in_entry) {
             int r = next_entry(in);
@@ -554,6 +620,8 @@ void qw_input_free(qw_input *in)
     qw_buf_free(&in->doc);
     qw_buf_free(&in->name);
     qw_buf_free(&in->chat);
+    qw_chat_spans_free(&in->turns);
+    free(in->spans);
     qw_buf_free(&in->where);
     free(in);
 }

@@ -468,6 +468,14 @@ static void backward_body(qw_model *m, qw_params *grads, float aux_coef)
     ops->embed_bwd(grads->embed, m->dx, m->ids, N, H);
 }
 
+int qw_model_set_coef(qw_model *m, const float *coef)
+{
+    if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: coefficients without a forward");
+    memcpy(m->h_coef, coef, m->N * sizeof *m->h_coef);
+    m->ops->upload(m->coef, m->h_coef, m->N * sizeof *m->coef);
+    return 0;
+}
+
 int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef)
 {
     if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: backward without a forward");

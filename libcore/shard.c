@@ -607,6 +607,13 @@ uint32_t qw_dataset_row_len(const qw_dataset *ds) { return qw_shard_info(ds->sha
 uint64_t qw_dataset_identity(const qw_dataset *ds) { return qw_shard_info(ds->shards[0])->identity; }
 uint32_t qw_dataset_vocab_size(const qw_dataset *ds) { return qw_shard_info(ds->shards[0])->vocab_size; }
 
+const char *qw_dataset_unmasked(const qw_dataset *ds)
+{
+    for (int i = 0; i < ds->n; i++)
+        if (!(qw_shard_info(ds->shards[i])->flags & QW_SHARD_MASK)) return qw_shard_path(ds->shards[i]);
+    return NULL;
+}
+
 int qw_dataset_read_row(qw_dataset *ds, uint64_t r, int32_t *tokens, int32_t *seg, int32_t *pos, uint8_t *loss)
 {
     if (r >= qw_dataset_rows(ds))

@@ -1018,6 +1018,49 @@ int qw_tok_encode(const qw_tok *t, const char *text, size_t len, qw_ids *out)
     return r;
 }
 
+int qw_tok_encode_mask(const qw_tok *t, const char *text, size_t len, const size_t *spans, size_t n_spans,
+                       qw_ids *ids, qw_buf *mask)
+{
+    for (size_t k = 0; k < n_spans; k++)
+        if (spans[2 * k] > spans[2 * k + 1] || spans[2 * k + 1] > len || (k && spans[2 * k] < spans[2 * k - 1]))
+            return qw_error(QW_EXIT_DATA, "span %zu [%zu, %zu) is out of order or outside the text of %zu bytes", k,
+                            spans[2 * k], spans[2 * k + 1], len);
+    size_t n0 = ids->n;
+    int rc = qw_tok_encode(t, text, len, ids);
+    if (rc) return rc;
+    /* the span edges as offsets into the text the tokens spell */
+    size_t *edge = qw_malloc((2 * n_spans + 1) * sizeof *edge), total = len;
+    if (t->nfc) {
+        qw_buf b = {0};
+        size_t from = 0;
+        for (size_t k = 0; k < 2 * n_spans; k++) {
+            nfc_valid(text + from, spans[k] - from, &b);
+            edge[k] = b.n;
+            from = spans[k];
+        }
+        nfc_valid(text + from, len - from, &b);
+        total = b.n;
+        qw_buf_free(&b);
+    } else {
+        if (n_spans) memcpy(edge, spans, 2 * n_spans * sizeof *edge);
+    }
+    size_t n = ids->n - n0, at = 0, k = 0;
+    qw_buf_reserve(mask, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t a = at, e = at + t->dec_len[ids->v[n0 + i]];
+        while (k < n_spans && edge[2 * k + 1] <= a) k++;
+        mask->p[mask->n + i] = k < n_spans && edge[2 * k] < e && a < edge[2 * k + 1];
+        at = e;
+    }
+    free(edge);
+    if (at != total) {
+        ids->n = n0;
+        return qw_error(QW_EXIT_DATA, "the tokens spell %zu bytes, the text has %zu: cannot place the loss mask", at, total);
+    }
+    mask->n += n;
+    return 0;
+}
+
 /* ---- decoding: ByteLevel, then String::from_utf8_lossy ---- */
 
 static void append_lossy(const unsigned char *s, size_t n, qw_buf *out)

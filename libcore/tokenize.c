@@ -13,6 +13,8 @@ enum { BATCH_DOCS = 4096 };
 typedef struct {
     size_t off, len;            /* text in batch.text */
     size_t name;                /* offset of the NUL-terminated name in batch.names */
+    size_t span0, n_spans;      /* the loss spans in batch.spans, when has_mask */
+    int has_mask;
     long line, index;
     int status;                 /* encoding result */
     char *err;                  /* its message, when status != 0 */
@@ -20,8 +22,10 @@ typedef struct {
 
 typedef struct {
     qw_buf text, names;
+    size_t *spans, n_spans, spans_cap;   /* pairs */
     item *items;
     qw_ids *ids;                /* one per item, reused from batch to batch */
+    qw_buf *mask;               /* one per item: a byte per id, for documents with loss spans */
     int n, cap;
     int eof;                    /* the input ended (or failed) after these documents */
     int read_status;            /* the input's error after these documents, if any */
@@ -32,6 +36,7 @@ static void fill(batch *b, qw_input *in, size_t max_bytes)
 {
     b->n = 0;
     b->text.n = b->names.n = 0;
+    b->n_spans = 0;
     size_t last_name = 0;
     while (!b->eof && b->n < BATCH_DOCS && (b->n == 0 || b->text.n < max_bytes)) {
         qw_doc d;
@@ -49,12 +54,21 @@ static void fill(batch *b, qw_input *in, size_t max_bytes)
             b->items = qw_realloc(b->items, b->cap * sizeof *b->items);
             b->ids = qw_realloc(b->ids, b->cap * sizeof *b->ids);
             memset(b->ids + b->n, 0, (b->cap - b->n) * sizeof *b->ids);
+            b->mask = qw_realloc(b->mask, b->cap * sizeof *b->mask);
+            memset(b->mask + b->n, 0, (b->cap - b->n) * sizeof *b->mask);
         }
         if (b->names.n == 0 || strcmp(b->names.p + last_name, d.name)) {
             last_name = b->names.n;
             qw_buf_add(&b->names, d.name, strlen(d.name) + 1);
         }
-        b->items[b->n] = (item){b->text.n, d.len, last_name, d.line, d.index, 0, NULL};
+        if (b->n_spans + d.n_spans > b->spans_cap) {
+            while (b->n_spans + d.n_spans > b->spans_cap) b->spans_cap = b->spans_cap ? 2 * b->spans_cap : 256;
+            b->spans = qw_realloc(b->spans, 2 * b->spans_cap * sizeof *b->spans);
+        }
+        if (d.n_spans) memcpy(b->spans + 2 * b->n_spans, d.spans, 2 * d.n_spans * sizeof *b->spans);
+        b->items[b->n] = (item){b->text.n, d.len, last_name, b->n_spans, d.n_spans, d.spans != NULL,
+                                d.line, d.index, 0, NULL};
+        b->n_spans += d.n_spans;
         qw_buf_add(&b->text, d.text, d.len);
         b->n++;
     }
@@ -63,13 +77,28 @@ static void fill(batch *b, qw_input *in, size_t max_bytes)
 /* An item's text (b->text.p is NULL while every document is empty). */
 static const char *item_text(const batch *b, const item *it) { return it->len ? b->text.p + it->off : ""; }
 
+/* An item's loss spans (never NULL: a document of chat mode has them, maybe none). */
+static const size_t *item_spans(const batch *b, const item *it)
+{
+    static const size_t none[2];
+    return it->n_spans ? b->spans + 2 * it->span0 : none;
+}
+
 static void encode(batch *b, int i, const qw_tokenize_opts *o)
 {
     item *it = &b->items[i];
     qw_ids *ids = &b->ids[i];
     ids->n = 0;
+    b->mask[i].n = 0;
     if (o->work) {
         it->status = o->work(item_text(b, it), it->len, ids, o->work_ctx);
+    } else if (it->has_mask) {
+        it->status = qw_tok_encode_mask(o->tok, item_text(b, it), it->len, item_spans(b, it), it->n_spans,
+                                        ids, &b->mask[i]);
+        if (!it->status && o->eos >= 0) {
+            qw_ids_push(ids, o->eos);
+            qw_buf_addc(&b->mask[i], 1);
+        }
     } else {
         it->status = qw_tok_encode(o->tok, item_text(b, it), it->len, ids);
         if (!it->status && o->eos >= 0) qw_ids_push(ids, o->eos);
@@ -91,8 +120,10 @@ static int emit(batch *b, const qw_tokenize_opts *o, qw_tokenize_sink sink, void
         } else if (it->status) {
             rc = qw_error(it->status, "'%s': %s", name, it->err);
         } else {
-            qw_doc d = {item_text(b, it), it->len, name, it->line, it->index};
-            rc = sink(&d, b->ids[i].v, b->ids[i].n, ctx);
+            qw_doc d = {item_text(b, it), it->len, name, it->line, it->index,
+                        it->has_mask ? item_spans(b, it) : NULL, it->n_spans};
+            const uint8_t *mask = it->has_mask && !o->work ? (const uint8_t *)(b->mask[i].p ? b->mask[i].p : "") : NULL;
+            rc = sink(&d, b->ids[i].v, mask, b->ids[i].n, ctx);
             st->docs++;
             st->tokens += b->ids[i].n;
             st->bytes += it->len;
@@ -111,8 +142,13 @@ static int emit(batch *b, const qw_tokenize_opts *o, qw_tokenize_sink sink, void
 
 static void batch_free(batch *b)
 {
-    for (int i = 0; i < b->cap; i++) qw_ids_free(&b->ids[i]);
+    for (int i = 0; i < b->cap; i++) {
+        qw_ids_free(&b->ids[i]);
+        qw_buf_free(&b->mask[i]);
+    }
     free(b->ids);
+    free(b->mask);
+    free(b->spans);
     free(b->items);
     free(b->read_err);
     qw_buf_free(&b->text);

@@ -30,7 +30,7 @@ struct qw_tokens_writer {
     const char *name;
     qw_tokens_writer_opts o;
     unsigned width;             /* bytes per id */
-    qw_buf lens, ids;           /* the pending payload's two parts, little-endian */
+    qw_buf lens, ids, bits;     /* the pending payload's parts, little-endian; bits: masks */
     uint32_t n_docs;
     uint64_t n_tokens;
     qw_buf z;
@@ -48,11 +48,19 @@ qw_tokens_writer *qw_tokens_writer_new(FILE *f, const char *name, const qw_token
     return w;
 }
 
-static uint64_t pending_bytes(const qw_tokens_writer *w) { return w->lens.n + w->ids.n; }
+static uint64_t mask_bytes(uint64_t n_tokens) { return (n_tokens + 7) / 8; }
 
-int qw_tokens_write_doc(qw_tokens_writer *w, const int32_t *ids, size_t n)
+static uint64_t pending_bytes(const qw_tokens_writer *w)
 {
-    uint64_t need = 4 + (uint64_t)n * w->width;
+    return w->lens.n + w->ids.n + (w->o.masks ? mask_bytes(w->n_tokens) : 0);
+}
+
+int qw_tokens_write_doc(qw_tokens_writer *w, const int32_t *ids, const uint8_t *mask, size_t n)
+{
+    if (!w->o.masks != !mask)
+        return qw_error(QW_EXIT_USAGE, "'%s': a document %s a loss mask in a stream %s them", w->name,
+                        mask ? "with" : "without", w->o.masks ? "of" : "without");
+    uint64_t need = 4 + (uint64_t)n * w->width + (w->o.masks ? n / 8 + 1 : 0);
     if (need > QW_TOKENS_MAX_PAYLOAD)
         return qw_error(QW_EXIT_DATA, "'%s': a document of %zu tokens does not fit in a frame", w->name, n);
     if (pending_bytes(w) + need > QW_TOKENS_MAX_PAYLOAD) {
@@ -73,6 +81,14 @@ int qw_tokens_write_doc(qw_tokens_writer *w, const int32_t *ids, size_t n)
         else put16(p, (uint32_t)ids[i]);
     }
     w->ids.n += n * w->width;
+    if (mask) {
+        qw_buf_reserve(&w->bits, mask_bytes(w->n_tokens + n) - w->bits.n);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = w->n_tokens + i;
+            if (k % 8 == 0) w->bits.p[w->bits.n++] = 0;
+            if (mask[i]) w->bits.p[k / 8] |= (char)(1u << (k % 8));
+        }
+    }
     w->n_docs++;
     w->n_tokens += n;
     if (w->n_tokens + w->n_docs >= w->o.frame_tokens) return qw_tokens_writer_flush(w);
@@ -93,9 +109,10 @@ static int compress_payload(qw_tokens_writer *w)
     w->z.n = 0;
     qw_buf_reserve(&w->z, ZSTD_compressBound(pending_bytes(w)));
     ZSTD_outBuffer out = {w->z.p, w->z.cap, 0};
-    ZSTD_inBuffer a = {w->lens.p, w->lens.n, 0}, b = {w->ids.p, w->ids.n, 0};
+    ZSTD_inBuffer a = {w->lens.p, w->lens.n, 0}, b = {w->ids.p, w->ids.n, 0}, c = {w->bits.p, w->bits.n, 0};
     size_t r = ZSTD_compressStream2(w->cctx, &out, &a, ZSTD_e_continue);
-    while (!ZSTD_isError(r) && (r = ZSTD_compressStream2(w->cctx, &out, &b, ZSTD_e_end)) != 0 && !ZSTD_isError(r)) {}
+    if (!ZSTD_isError(r)) r = ZSTD_compressStream2(w->cctx, &out, &b, ZSTD_e_continue);
+    while (!ZSTD_isError(r) && (r = ZSTD_compressStream2(w->cctx, &out, &c, ZSTD_e_end)) != 0 && !ZSTD_isError(r)) {}
     if (ZSTD_isError(r)) return qw_error(QW_EXIT_FAIL, "'%s': zstd: %s", w->name, ZSTD_getErrorName(r));
     w->z.n = out.pos;
     return 0;
@@ -104,10 +121,10 @@ static int compress_payload(qw_tokens_writer *w)
 int qw_tokens_writer_flush(qw_tokens_writer *w)
 {
     if (!w->n_docs) return 0;
-    unsigned flags = w->width == 4 ? QW_TOKENS_IDS32 : 0;
-    const void *parts[2] = {w->lens.p, w->ids.p};
-    size_t sizes[2] = {w->lens.n, w->ids.n};
-    int nparts = 2;
+    unsigned flags = (w->width == 4 ? QW_TOKENS_IDS32 : 0) | (w->o.masks ? QW_TOKENS_MASK : 0);
+    const void *parts[3] = {w->lens.p, w->ids.p, w->bits.p};
+    size_t sizes[3] = {w->lens.n, w->ids.n, w->bits.n};
+    int nparts = w->o.masks ? 3 : 2;
     if (w->o.zstd_level > 0) {
         int rc = compress_payload(w);
         if (rc) return rc;
@@ -124,7 +141,7 @@ int qw_tokens_writer_flush(qw_tokens_writer *w)
     }
     unsigned char h[QW_TOKENS_HEADER_SIZE] = {0};
     memcpy(h, QW_TOKENS_MAGIC, 4);
-    h[4] = QW_TOKENS_VERSION;
+    h[4] = w->o.masks ? QW_TOKENS_VERSION_MASK : QW_TOKENS_VERSION;
     h[5] = (unsigned char)flags;
     put64(h + 8, w->o.identity);
     put32(h + 16, w->o.vocab_size);
@@ -136,7 +153,7 @@ int qw_tokens_writer_flush(qw_tokens_writer *w)
     if (fwrite(h, 1, sizeof h, w->f) != sizeof h) return write_error(w->name);
     for (int i = 0; i < nparts; i++)
         if (sizes[i] && fwrite(parts[i], 1, sizes[i], w->f) != sizes[i]) return write_error(w->name);
-    w->lens.n = w->ids.n = 0;
+    w->lens.n = w->ids.n = w->bits.n = 0;
     w->n_docs = 0;
     w->n_tokens = 0;
     return 0;
@@ -147,6 +164,7 @@ void qw_tokens_writer_free(qw_tokens_writer *w)
     if (!w) return;
     qw_buf_free(&w->lens);
     qw_buf_free(&w->ids);
+    qw_buf_free(&w->bits);
     qw_buf_free(&w->z);
     ZSTD_freeCCtx(w->cctx);
     free(w);
@@ -165,6 +183,7 @@ struct qw_tokens_reader {
     qw_buf stored, raw;
     uint32_t *lens;
     int32_t *ids;
+    uint8_t *mask;
     size_t lens_cap, ids_cap;
     ZSTD_DCtx *dctx;
     qw_tokens_frame cur;        /* for qw_tokens_read_doc */
@@ -242,23 +261,25 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     if (nread == 0) return 0;
     if (memcmp(h, QW_TOKENS_MAGIC, nread < 4 ? nread : 4)) return bad(r, at, "bad magic (not a qw-tokens stream)");
     if (nread < sizeof h) return bad(r, at, "truncated header (%zu of %d bytes)", nread, QW_TOKENS_HEADER_SIZE);
-    if (h[4] != QW_TOKENS_VERSION) return bad(r, at, "unknown version %u", h[4]);
+    if (h[4] != QW_TOKENS_VERSION && h[4] != QW_TOKENS_VERSION_MASK) return bad(r, at, "unknown version %u", h[4]);
     if (get32(h + 44) != qw_crc32c(0, h, 44)) return bad(r, at, "bad header checksum");
-    unsigned flags = h[5];
-    if (flags & ~(unsigned)(QW_TOKENS_ZSTD | QW_TOKENS_IDS32)) return bad(r, at, "unknown flags 0x%02x", flags);
+    unsigned flags = h[5], known = QW_TOKENS_ZSTD | QW_TOKENS_IDS32 | (h[4] >= QW_TOKENS_VERSION_MASK ? QW_TOKENS_MASK : 0);
+    if (flags & ~known) return bad(r, at, "unknown flags 0x%02x", flags);
     if (h[6] || h[7]) return bad(r, at, "reserved bytes are not zero");
     qw_tokens_frame f = {
-        .index = r->index, .offset = at, .flags = flags, .identity = get64(h + 8), .vocab_size = get32(h + 16),
+        .index = r->index, .offset = at, .version = h[4], .flags = flags, .identity = get64(h + 8), .vocab_size = get32(h + 16),
         .n_docs = get32(h + 20), .n_tokens = get64(h + 24), .payload_len = get64(h + 32),
     };
     unsigned width = flags & QW_TOKENS_IDS32 ? 4 : 2;
+    int masked = !!(flags & QW_TOKENS_MASK);
     if (f.vocab_size == 0) return bad(r, at, "vocabulary size 0");
     if (f.vocab_size > 0x80000000u)   /* ids are handed out as int32 */
         return bad(r, at, "vocabulary size %u is more than 2^31", f.vocab_size);
     if (width == 2 && f.vocab_size > 65536) return bad(r, at, "vocabulary size %u with 2-byte ids", f.vocab_size);
-    if (f.n_tokens > QW_TOKENS_MAX_PAYLOAD || 4ull * f.n_docs + width * f.n_tokens > QW_TOKENS_MAX_PAYLOAD)
+    if (f.n_tokens > QW_TOKENS_MAX_PAYLOAD ||
+        4ull * f.n_docs + width * f.n_tokens + (masked ? mask_bytes(f.n_tokens) : 0) > QW_TOKENS_MAX_PAYLOAD)
         return bad(r, at, "frame too large (%u documents, %llu tokens)", f.n_docs, (unsigned long long)f.n_tokens);
-    uint64_t raw_len = 4ull * f.n_docs + width * f.n_tokens;
+    uint64_t raw_len = 4ull * f.n_docs + width * f.n_tokens + (masked ? mask_bytes(f.n_tokens) : 0);
     if (flags & QW_TOKENS_ZSTD ? f.payload_len > ZSTD_compressBound(raw_len) : f.payload_len != raw_len)
         return bad(r, at, "payload length %llu does not fit %u documents of %llu tokens",
                    (unsigned long long)f.payload_len, f.n_docs, (unsigned long long)f.n_tokens);
@@ -288,6 +309,7 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     if (f.n_tokens > r->ids_cap) {
         r->ids_cap = f.n_tokens;
         r->ids = qw_realloc(r->ids, r->ids_cap * sizeof *r->ids);
+        r->mask = qw_realloc(r->mask, r->ids_cap);
     }
     uint64_t sum = 0;
     for (uint32_t i = 0; i < f.n_docs; i++) sum += r->lens[i] = get32(raw + 4ull * i);
@@ -301,8 +323,15 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
             return bad(r, at, "token id %u out of range (vocabulary %u)", id, f.vocab_size);
         r->ids[i] = (int32_t)id;
     }
+    if (masked && f.n_tokens) {
+        const unsigned char *bits = raw + 4ull * f.n_docs + (uint64_t)width * f.n_tokens;
+        for (uint64_t i = 0; i < f.n_tokens; i++) r->mask[i] = (bits[i / 8] >> (i % 8)) & 1;
+        if (f.n_tokens % 8 && bits[f.n_tokens / 8] >> (f.n_tokens % 8))
+            return bad(r, at, "loss-mask bits past the last token are not zero");
+    }
     f.doc_len = r->lens;
     f.ids = r->ids;
+    f.mask = masked ? (r->mask ? r->mask : (const uint8_t *)"") : NULL;
     r->off += QW_TOKENS_HEADER_SIZE + f.payload_len;
     r->index++;
     *fr = f;
@@ -310,7 +339,7 @@ int qw_tokens_read_frame(qw_tokens_reader *r, qw_tokens_frame *fr, int *got)
     return 0;
 }
 
-int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n, int *got)
+int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, const uint8_t **mask, size_t *n, int *got)
 {
     *got = 0;
     while (!r->have || r->doc == r->cur.n_docs) {
@@ -321,6 +350,7 @@ int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, size_t *n, int 
         r->pos = 0;
     }
     *ids = r->cur.ids + r->pos;
+    if (mask) *mask = r->cur.mask ? r->cur.mask + r->pos : NULL;
     *n = r->cur.doc_len[r->doc];
     r->pos += *n;
     r->doc++;
@@ -335,6 +365,7 @@ void qw_tokens_reader_free(qw_tokens_reader *r)
     qw_buf_free(&r->raw);
     free(r->lens);
     free(r->ids);
+    free(r->mask);
     ZSTD_freeDCtx(r->dctx);
     free(r);
 }
@@ -346,7 +377,7 @@ int qw_tokens_describe(FILE *f, const char *name, FILE *out)
     enum { MAX_IDS = 8 };
     struct ident { uint64_t identity; uint32_t vocab; } idents[MAX_IDS];
     int n_idents = 0, more_idents = 0;
-    uint64_t docs = 0, tokens = 0, stored = 0, raw = 0, zframes = 0, wide = 0;
+    uint64_t docs = 0, tokens = 0, stored = 0, raw = 0, zframes = 0, wide = 0, mframes = 0, mtokens = 0, targets = 0;
     uint64_t dmin = UINT64_MAX, dmax = 0;
     qw_tokens_reader *r = qw_tokens_reader_new(f, name);
     qw_tokens_frame fr;
@@ -359,7 +390,13 @@ int qw_tokens_describe(FILE *f, const char *name, FILE *out)
         docs += fr.n_docs;
         tokens += fr.n_tokens;
         stored += fr.payload_len;
-        raw += 4ull * fr.n_docs + (fr.flags & QW_TOKENS_IDS32 ? 4 : 2) * fr.n_tokens;
+        raw += 4ull * fr.n_docs + (fr.flags & QW_TOKENS_IDS32 ? 4 : 2) * fr.n_tokens +
+               (fr.mask ? mask_bytes(fr.n_tokens) : 0);
+        if (fr.mask) {
+            mframes++;
+            mtokens += fr.n_tokens;
+            for (uint64_t i = 0; i < fr.n_tokens; i++) targets += fr.mask[i];
+        }
         zframes += !!(fr.flags & QW_TOKENS_ZSTD);
         wide += !!(fr.flags & QW_TOKENS_IDS32);
         for (uint32_t i = 0; i < fr.n_docs; i++) {
@@ -378,6 +415,10 @@ int qw_tokens_describe(FILE *f, const char *name, FILE *out)
         fprintf(out, "%s %016llx (vocabulary %u)", i ? "," : "", (unsigned long long)idents[i].identity, idents[i].vocab);
     fprintf(out, "%s%s\n", more_idents ? ", …" : "", n_idents ? "" : " none");
     fprintf(out, "ids: %s\n", !frames ? "none" : wide == (uint64_t)frames ? "32-bit" : wide ? "mixed" : "16-bit");
+    if (!mframes) fputs("loss mask: none\n", out);
+    else
+        fprintf(out, "loss mask: %s, %llu of %llu tokens are targets\n", mframes == (uint64_t)frames ? "yes" : "mixed",
+                (unsigned long long)targets, (unsigned long long)mtokens);
     if (!zframes) fputs("compression: none\n", out);
     else
         fprintf(out, "compression: %s, payload %llu bytes stored, %llu raw\n", zframes == (uint64_t)frames ? "zstd" : "mixed",

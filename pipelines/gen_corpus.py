@@ -9,7 +9,11 @@ Writes JSONL documents ({"text": ...}) to stdout for one of three stages:
   reasoning  worked arithmetic and list problems with step-by-step solutions
              in <think>…</think>, and small Python functions with doctests;
   long       long documents: a story whose facts are stated early and asked
-             about at the end, for long-context training.
+             about at the end, for long-context training;
+  chat       conversations for supervised fine-tuning ({"messages": ...}):
+             the reasoning stage's arithmetic and list problems as a user
+             question and an assistant answer that thinks first
+             (<think>…</think>, then "Answer: N").
 
 Deterministic: the same --seed and --docs give byte-identical output.
 Only the Python standard library is used.
@@ -115,6 +119,15 @@ def list_problem(r):
             f"Answer: {val}")
 
 
+def chat(r):
+    """A worked problem as a conversation: the question from the user, the
+    thinking and the answer from the assistant."""
+    text = r.choice([arithmetic, list_problem])(r)
+    question, answer = text.split("\n<think>", 1)
+    return [{"role": "user", "content": question[len("Question: "):]},
+            {"role": "assistant", "content": "<think>" + answer}]
+
+
 def code(r):
     fname = r.choice(["add", "scale", "clamp", "count_even", "first_positive"])
     a, b = r.randint(1, 9), r.randint(1, 9)
@@ -151,7 +164,7 @@ def long_doc(r, target_chars):
 def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stage", choices=["general", "reasoning", "long"], required=True)
+    ap.add_argument("--stage", choices=["general", "reasoning", "long", "chat"], required=True)
     ap.add_argument("--docs", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--long-chars", type=int, default=6000, help="characters per long document")
@@ -163,6 +176,9 @@ def main():
             text = r.choice([story, story, description, dialogue])(r)
         elif args.stage == "reasoning":
             text = r.choice([arithmetic, arithmetic, list_problem, code])(r)
+        elif args.stage == "chat":
+            out.write(json.dumps({"messages": chat(r)}, ensure_ascii=False) + "\n")
+            continue
         else:
             text = long_doc(r, args.long_chars)
         out.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")

@@ -67,7 +67,7 @@ static const char *o_svg, *o_png, *o_keys, *o_title;
 
 static const qw_opt forward_opts[] = {
     { "model", 'm', QW_OPT_STR, &o_model, "DIR", "model directory: config.json and safetensors" },
-    { "input", 'i', QW_OPT_STR, &o_input, "FILE", "safetensors file holding input_ids (I64 or I32, [B,T])" },
+    { "input", 'i', QW_OPT_STR, &o_input, "FILE", "safetensors file holding input_ids (I64 or I32, [B,T]), optionally labels and position_ids" },
     { "output", 'o', QW_OPT_STR, &o_output, "FILE", "safetensors file to write (logits, loss, aux_loss, grad.*)" },
     { "grads", 0, QW_OPT_FLAG, &o_grads, NULL, "also write grad.<name> for every parameter" },
     COMPUTE_OPTS,
@@ -175,8 +175,39 @@ static const qw_opt pixels_opts[] = {
     { 0 },
 };
 
-/* input_ids [B,T] as int32, validated against the vocabulary. */
-static int32_t *read_ids(const char *path, int V, int *B, int *T)
+/* An optional [B,T] integer tensor of the input (labels, position_ids) as
+ * int32; NULL when absent. */
+static int32_t *read_aux_ids(qw_st *in, const char *path, const char *name, int B, int T, int64_t lo, int64_t hi)
+{
+    const qw_st_tensor *t = qw_st_find(in, name);
+    if (!t) return NULL;
+    if (t->dtype != QW_DT_I64 && t->dtype != QW_DT_I32)
+        qw_die(QW_EXIT_DATA, "'%s': %s: dtype %s, expected I64 or I32", path, name, qw_dtype_name(t->dtype));
+    if (t->ndim != 2 || t->shape[0] != B || t->shape[1] != T)
+        qw_die(QW_EXIT_DATA, "'%s': %s: shape must be [%d,%d], as input_ids", path, name, B, T);
+    int64_t *v = qw_malloc(t->numel * sizeof *v);
+    int32_t *out = qw_malloc(t->numel * sizeof *out);
+    if (qw_st_to_i64(t, v)) qw_die_last();
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (v[i] < lo || v[i] >= hi)
+            qw_die(QW_EXIT_DATA, "'%s': %s[%lld][%lld] = %lld is out of range", path, name, (long long)(i / T),
+                   (long long)(i % T), (long long)v[i]);
+        out[i] = (int32_t)v[i];
+    }
+    free(v);
+    return out;
+}
+
+/* The batch of IN: input_ids [B,T] as int32, validated against the
+ * vocabulary; with `labels` the targets (labels[t+1] at position t, −100
+ * ignored, as transformers shifts them); with `position_ids` the positions,
+ * and a document starting at every position 0 (packed sequences, as
+ * FlashAttention's varlen path and TRL's padding-free batches read them). */
+typedef struct {
+    int32_t *ids, *targets, *pos, *seg;
+} fwd_input;
+
+static void read_input(const char *path, int V, int *B, int *T, fwd_input *x)
 {
     qw_st *in;
     if (qw_st_open(path, &in)) qw_die_last();
@@ -200,8 +231,31 @@ static int32_t *read_ids(const char *path, int V, int *B, int *T)
         ids[i] = (int32_t)v[i];
     }
     free(v);
+    x->ids = ids;
+    int32_t *labels = read_aux_ids(in, path, "labels", *B, *T, -100, V);
+    x->pos = read_aux_ids(in, path, "position_ids", *B, *T, 0, INT32_MAX);
     qw_st_close(in);
-    return ids;
+    size_t N = (size_t)*B * *T;
+    x->targets = NULL;
+    if (labels) {
+        x->targets = qw_malloc(N * sizeof *x->targets);
+        for (size_t i = 0; i < N; i++) {
+            int last = (int)(i % *T) == *T - 1;
+            if (!last && labels[i + 1] < 0 && labels[i + 1] != -100)
+                qw_die(QW_EXIT_DATA, "'%s': labels[%zu][%zu] = %d: a label is a token id or -100", path, (i + 1) / *T,
+                       (i + 1) % *T, labels[i + 1]);
+            x->targets[i] = last || labels[i + 1] == -100 ? -1 : labels[i + 1];
+        }
+        free(labels);
+    }
+    x->seg = NULL;
+    if (x->pos) {
+        x->seg = qw_malloc(N * sizeof *x->seg);
+        for (size_t i = 0, s = 0; i < N; i++) {
+            if (i % *T == 0 || x->pos[i] == 0) s++;
+            x->seg[i] = (int32_t)s;
+        }
+    }
 }
 
 /* The backend of --device and --precision (default_precision when not given). */
@@ -228,7 +282,8 @@ static int cmd_forward(int argc, char **argv)
     qw_st_close(mst);
     if (qw_params_to_device(&P, ops)) qw_die_last();
     int B, T, V = cfg.vocab_size;
-    int32_t *ids = read_ids(o_input, V, &B, &T);
+    fwd_input x;
+    read_input(o_input, V, &B, &T, &x);
 
     qw_model *m;
     qw_model_out out;
@@ -238,8 +293,8 @@ static int cmd_forward(int argc, char **argv)
         qw_die(QW_EXIT_DATA, "'%s': %d × %d tokens of logits over %d words need more bytes than the machine's memory (%llu)",
                o_input, B, T, V, (unsigned long long)mem);
     float *logits = qw_malloc(lbytes);
-    if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &(qw_batch){.ids = ids}, logits, NULL, &out))
-        qw_die_last();
+    qw_batch batch = {.ids = x.ids, .pos = x.pos, .seg = x.seg, .targets = x.targets};
+    if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &batch, logits, NULL, &out)) qw_die_last();
     int moe = cfg.arch == QW_ARCH_MOE;
     float aux_coef = moe && cfg.output_router_logits ? (float)cfg.router_aux_loss_coef : 0;
     float loss = (float)(out.loss + aux_coef * out.aux_loss), aux = (float)out.aux_loss;
@@ -267,7 +322,7 @@ static int cmd_forward(int argc, char **argv)
     qw_model_free(m);
     qw_params_free(&P);
     free(logits);
-    free(ids);
+    free(x.ids); free(x.targets); free(x.pos); free(x.seg);
     return 0;
 }
 

@@ -7,13 +7,14 @@
 #include <unistd.h>
 
 #include "qw/cli.h"
+#include "qw/io.h"
 #include "qw/pack.h"
 #include "qw/shard.h"
 #include "qw/tok.h"
 #include "qw/tokenize.h"
 #include "qw/tokens.h"
 
-static int seq_len, zstd_level = 3, inspect;
+static int seq_len, zstd_level = 3, inspect, chat;
 static long long shard_rows, pad_id;
 static double val_frac;
 static const char *out_dir, *mode = "pretrain", *long_docs = "truncate", *tokenizer;
@@ -28,29 +29,32 @@ static const qw_opt opts[] = {
     {"zstd", 0, QW_OPT_INT, &zstd_level, "LEVEL", "zstd level of the row blocks, 0 for none (default 3)"},
     {"pad-id", 0, QW_OPT_LONG, &pad_id, "ID", "padding token (default 0)"},
     {"tokenizer", 0, QW_OPT_STR, &tokenizer, "FILE", "check the streams were made by this tokenizer.json (or its directory)"},
+    {"chat", 0, QW_OPT_FLAG, &chat, NULL, "FILEs are chat or prompt/completion JSONL: render, tokenize (needs --tokenizer), mask"},
     {"inspect", 0, QW_OPT_FLAG, &inspect, NULL, "print the header and statistics of each shard or data DIR"},
-    QW_COMMON_BEGIN, QW_COMMON_SEED, QW_COMMON_QUIET, QW_COMMON_END,
+    QW_COMMON_BEGIN, QW_COMMON_SEED, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END,
     {0},
 };
 
 static const qw_prog_info info = {
     "qw-pack",
-    "-T SEQLEN -o DIR [options] [FILE...]\n       qw-pack --inspect FILE|DIR...",
-    "Pack qw-tokens(5) streams (standard input when no FILE) into rows of SEQLEN+1 tokens\n"
-    "with document boundaries, shuffled and split, as qw-pack(5) shards.",
+    "-T SEQLEN -o DIR [options] [FILE...]\n"
+    "       qw-pack -T SEQLEN -o DIR --chat --tokenizer FILE [options] [FILE...]\n"
+    "       qw-pack --inspect FILE|DIR...",
+    "Pack qw-tokens(5) streams (standard input when no FILE), or chat and prompt/completion JSONL\n"
+    "with --chat, into rows of SEQLEN+1 tokens with document boundaries and loss masks, shuffled\n"
+    "and split, as qw-pack(5) shards.",
     opts,
 };
 
 static uint64_t expect_identity;   /* of --tokenizer; 0 without */
 static uint32_t expect_vocab;
+static qw_tok *tok;                /* --tokenizer, kept for --chat */
 
 static void load_tokenizer(void)
 {
-    qw_tok *t;
-    if (qw_tok_load_arg(tokenizer, &t)) qw_die_last();
-    expect_identity = qw_tok_identity(t);
-    expect_vocab = (uint32_t)qw_tok_vocab_size(t);
-    qw_tok_free(t);
+    if (qw_tok_load_arg(tokenizer, &tok)) qw_die_last();
+    expect_identity = qw_tok_identity(tok);
+    expect_vocab = (uint32_t)qw_tok_vocab_size(tok);
 }
 
 /* ---- reading token streams ---- */
@@ -60,6 +64,7 @@ typedef struct {
     uint32_t vocab;
     int known;
     qw_progress prog;
+    qw_docs *docs;
 } reading;
 
 static int read_stream(FILE *f, const char *name, reading *rd, qw_docs *docs)
@@ -76,15 +81,42 @@ static int read_stream(FILE *f, const char *name, reading *rd, qw_docs *docs)
             qw_tokens_reader_expect(r, rd->identity);
         }
         if (fr.vocab_size > rd->vocab) rd->vocab = fr.vocab_size;
-        const int32_t *ids = fr.ids;
-        for (uint32_t k = 0; k < fr.n_docs; k++) {
-            if (fr.doc_len[k]) qw_docs_add(docs, ids, fr.doc_len[k], NULL);   /* no masks: cannot fail */
-            ids += fr.doc_len[k];
+        size_t at = 0;
+        for (uint32_t k = 0; k < fr.n_docs && !st; k++) {
+            if (fr.doc_len[k] && (st = qw_docs_add(docs, fr.ids + at, fr.doc_len[k], fr.mask ? fr.mask + at : NULL)))
+                st = qw_error(st, "'%s': frame %ld: %s (streams with and without loss masks do not mix)", name,
+                              fr.index, qw_error_msg());
+            at += fr.doc_len[k];
         }
+        if (st) break;
         qw_progress_update(&rd->prog, 0, 0, "read %s docs, %s tokens", qw_human((double)docs->n_docs, h1),
                            qw_human((double)docs->tokens.n, h2));
     }
     qw_tokens_reader_free(r);
+    return st;
+}
+
+/* ---- reading chat and prompt/completion JSONL (--chat) ---- */
+
+static int sink_chat(const qw_doc *doc, const int32_t *ids, const uint8_t *mask, size_t n, void *vd)
+{
+    reading *rd = vd;
+    char h1[16], h2[16];
+    int st = n ? qw_docs_add(rd->docs, ids, n, mask) : 0;
+    qw_progress_update(&rd->prog, 0, 0, "read %s docs, %s tokens", qw_human((double)rd->docs->n_docs, h1),
+                       qw_human((double)rd->docs->tokens.n, h2));
+    return st;
+}
+
+static int read_chat(char **files, int n, reading *rd)
+{
+    qw_input_opts io = {QW_INPUT_CHAT, NULL, 0};
+    qw_input *in;
+    int st = qw_input_open((const char *const *)files, n, &io, &in);
+    if (st) return st;
+    qw_tokenize_opts to = {.tok = tok, .threads = qw_common_opts.threads, .eos = -1};
+    st = qw_tokenize(in, &to, sink_chat, rd, NULL);
+    qw_input_free(in);
     return st;
 }
 
@@ -123,10 +155,15 @@ static void pack(char **files, int n)
     o.shard_rows = (uint64_t)shard_rows;
     o.pad_id = (uint32_t)pad_id;
 
-    reading rd = {.identity = expect_identity, .vocab = expect_vocab, .known = tokenizer != NULL};
-    qw_progress_init(&rd.prog);
+    if (chat && !tokenizer) qw_usage_error("--chat needs --tokenizer FILE");
     qw_docs docs = {0};
-    for (int i = 0; i < (n ? n : 1); i++) {
+    reading rd = {.identity = expect_identity, .vocab = expect_vocab, .known = tokenizer != NULL, .docs = &docs};
+    qw_progress_init(&rd.prog);
+    if (chat && read_chat(files, n, &rd)) {
+        qw_progress_end(&rd.prog);
+        qw_die_last();
+    }
+    for (int i = 0; !chat && i < (n ? n : 1); i++) {
         const char *name = n && strcmp(files[i], "-") ? files[i] : "-";
         FILE *f = strcmp(name, "-") ? fopen(name, "rb") : stdin;
         if (!f) qw_die(QW_EXIT_FAIL, "'%s': %s", name, strerror(errno));
@@ -258,6 +295,7 @@ int main(int argc, char **argv)
     int first = qw_parse_args(&info, argc, argv);
     if (seq_len < 0) qw_usage_error("-T/--seq-len: must be at least 1");
     if (tokenizer) load_tokenizer();
+    if (inspect && chat) qw_usage_error("--chat makes no sense with --inspect");
     if (inspect) {
         if (first == argc) qw_usage_error("--inspect needs a shard FILE or a data DIR");
         for (int i = first; i < argc; i++) {
@@ -269,6 +307,7 @@ int main(int argc, char **argv)
     } else {
         pack(argv + first, argc - first);
     }
+    qw_tok_free(tok);
     qw_close_stdout();
     return 0;
 }

@@ -159,14 +159,14 @@ typedef struct {
     unsigned long long docs, tokens;
 } enc_ctx;
 
-static int sink_stream(const qw_doc *doc, const int32_t *ids, size_t n, void *vc)
+static int sink_stream(const qw_doc *doc, const int32_t *ids, const uint8_t *mask, size_t n, void *vc)
 {
     enc_ctx *c = vc;
     progress(c->in, ++c->docs, c->tokens += n);
-    return qw_tokens_write_doc(c->w, ids, n);
+    return qw_tokens_write_doc(c->w, ids, mask, n);
 }
 
-static int sink_ids(const qw_doc *doc, const int32_t *ids, size_t n, void *vc)
+static int sink_ids(const qw_doc *doc, const int32_t *ids, const uint8_t *mask, size_t n, void *vc)
 {
     enc_ctx *c = vc;
     qw_buf *b = &c->line;
@@ -209,7 +209,7 @@ static void run_encode(char **files, int nfiles)
     enc_ctx c = {.in = in};
     if (!o.ids) {
         qw_tokens_writer_opts wo = {qw_tok_identity(tok), (uint32_t)qw_tok_vocab_size(tok),
-                                    o.zstd_level > 0 ? o.zstd_level : o.zstd ? 3 : 0, (uint64_t)o.frame_tokens};
+                                    o.zstd_level > 0 ? o.zstd_level : o.zstd ? 3 : 0, (uint64_t)o.frame_tokens, o.chat};
         c.w = qw_tokens_writer_new(out, o.output ? o.output : "-", &wo);
     }
     qw_progress_init(&prog);
@@ -338,7 +338,7 @@ static void run_decode(char **files, int nfiles)
             const int32_t *ids;
             size_t n;
             int rc, got;
-            while (!(rc = qw_tokens_read_doc(r, &ids, &n, &got)) && got) {
+            while (!(rc = qw_tokens_read_doc(r, &ids, NULL, &n, &got)) && got) {
                 if (put_doc(&c, ids, n)) {
                     qw_error(qw_error_status(), "'%s': document %llu: %s", files[i], c.docs, qw_error_msg());
                     fail();
@@ -388,7 +388,7 @@ static int feed(const char *text, size_t len, qw_ids *ids, void *tr)
     return qw_tok_trainer_feed(tr, text, len);
 }
 
-static int sink_train(const qw_doc *doc, const int32_t *ids, size_t n, void *vc)
+static int sink_train(const qw_doc *doc, const int32_t *ids, const uint8_t *mask, size_t n, void *vc)
 {
     enc_ctx *c = vc;
     progress(c->in, ++c->docs, 0);

@@ -10,9 +10,12 @@
 
 static char *path;
 
-static int sink(const qw_doc *doc, const int32_t *ids, size_t n, void *ctx)
+static int sink(const qw_doc *doc, const int32_t *ids, const uint8_t *mask, size_t n, void *ctx)
 {
     if (!doc->name || !strstr(doc->name, path) || doc->line < 1) fz_fatal("a document without its file and line", 0);
+    if (!mask != !doc->spans) fz_fatal("a chat document without a loss mask, or another with one", 0);
+    for (size_t i = 0; mask && i < n; i++)
+        if (mask[i] > 1) fz_fatal("a loss mask that is not 0/1", 0);
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= qw_tok_vocab_size(fz_tokenizer())) fz_fatal("an id outside the vocabulary", 0);
     return ++*(long *)ctx < FZ_MAX_ITEMS ? 0 : qw_error(QW_EXIT_USAGE, "enough documents");

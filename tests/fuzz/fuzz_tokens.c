@@ -44,9 +44,12 @@ static void read_docs(const uint8_t *data, size_t size)
     qw_tokens_reader *r = qw_tokens_reader_new(f, NAME);
     qw_buf text = {0};
     const int32_t *ids;
+    const uint8_t *mask;
     size_t n;
     int st, got, docs = 0;
-    while (!(st = qw_tokens_read_doc(r, &ids, &n, &got)) && got && docs++ < FZ_MAX_ITEMS) {
+    while (!(st = qw_tokens_read_doc(r, &ids, &mask, &n, &got)) && got && docs++ < FZ_MAX_ITEMS) {
+        for (size_t i = 0; mask && i < n; i++)
+            if (mask[i] > 1) fz_fatal("a loss mask that is not 0/1", 0);
         text.n = 0;
         fz_expect(qw_tok_decode(fz_tokenizer(), ids, n, docs & 1, &text), FZ_DATA, NULL);
     }

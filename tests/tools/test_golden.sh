@@ -2,11 +2,12 @@
 # test_golden.sh — HF parity: qw-eval forward --grads on every
 # tests/golden/*/ fixture against what transformers computed
 # (expected.safetensors): logits max|diff| <= 1e-4 of max|logits|, loss and
-# aux_loss |diff| <= 1e-5, every gradient relative error <= 1e-3.  The fused
+# aux_loss |diff| <= 1e-5, every gradient relative error <= 1e-3 (sft: the masked,
+# packed loss of TRL, with labels and position_ids).  The fused
 # MoE layout (model_fused/) must give what model/ gives.  Prints the worst
 # numbers of each fixture.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 10
+plan 12
 compare=$QW_SRCDIR/build/tests/test_model
 n=0
 for dir in "$QW_SRCDIR"/tests/golden/*/; do

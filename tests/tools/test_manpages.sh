@@ -29,7 +29,7 @@
 # run; a page must have at least one runnable example.  Pages in man5 and
 # man7 must have NAME, DESCRIPTION and SEE ALSO.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 99
+plan 109
 
 # The source lines of section $2 of page $1.
 section() {
@@ -166,7 +166,7 @@ for src in "$QW_SRCDIR"/tools/qw-*.c; do
 done
 
 # A program offers only the common options it uses: the others are refused.
-for unused in "qw-tokenize --device cpu" "qw-tokenize --seed 1" "qw-pack --device cpu" "qw-pack --threads 1"; do
+for unused in "qw-tokenize --device cpu" "qw-tokenize --seed 1" "qw-pack --device cpu"; do
     set -- $unused
     expect_status "$1 does not take $2" 2 "$@" --help
     expect_stderr "$1 $2: unrecognized" "unrecognized option '$2'"

@@ -407,6 +407,53 @@ TEST(step_is_forward_plus_backward)
     }
 }
 
+/* The split path for objectives computed from the forward: forward with
+ * some coefficients (log-probs out), new coefficients from those log-probs,
+ * backward — the gradients of qw_model_step with the new coefficients, bit
+ * for bit; the forward's log-probs are those of the targets. */
+TEST(backward_takes_coefficients_after_the_forward)
+{
+    char json[2048];
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    const char *cfgs[] = {DENSE, json};
+    for (int ci = 0; ci < 2; ci++) {
+        qw_params P, G1, G2;
+        make_params(&P, cfgs[ci], 13);
+        CHECK(!qw_params_alloc_like(&G1, &P) && !qw_params_alloc_like(&G2, &P));
+        int32_t ids[10] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3}, seg[10] = {0, 0, 0, 1, 1, 1, 1, 2, 2, 2};
+        int32_t tgt[10];
+        int n = qw_objective_next_token(ids, seg, 2, 5, tgt), ok = 1;
+        qw_batch b = {.ids = ids, .seg = seg, .targets = tgt};
+        qw_model *m;
+        qw_model_out o1, o2;
+        float logp[10], logits[10 * 64], coef[10];
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 2, 5, NULL, &m));
+        CHECK(qw_model_set_coef(m, coef) == QW_EXIT_FAIL);   /* no forward yet */
+        qw_error_clear();
+        CHECK(!qw_model_forward(m, &b, logits, logp, &o1));
+        /* a GRPO-like weight: advantage × exp(logp − stop_grad(logp)) = ±1·1, over the tokens */
+        for (int i = 0; i < 10; i++) {
+            coef[i] = tgt[i] >= 0 ? (i % 3 ? 1.0f : -0.5f) * expf(logp[i] - logp[i]) / (float)n : 0;
+            if (tgt[i] >= 0) {   /* log p(target) from the logits */
+                const float *z = logits + (size_t)i * P.cfg.vocab_size;
+                double mx = z[0], se = 0;
+                for (int v = 1; v < P.cfg.vocab_size; v++) mx = z[v] > mx ? z[v] : mx;
+                for (int v = 0; v < P.cfg.vocab_size; v++) se += exp(z[v] - mx);
+                ok &= fabs(logp[i] - (z[tgt[i]] - mx - log(se))) < 1e-5;
+            } else {
+                ok &= logp[i] == 0;
+            }
+        }
+        CHECK(ok);
+        CHECK(!qw_model_set_coef(m, coef) && !qw_model_backward(m, &G1, 0.25f));
+        qw_batch b2 = {.ids = ids, .seg = seg, .targets = tgt, .coef = coef};
+        CHECK(!qw_model_step(m, &b2, &G2, 0.25f, &o2));
+        CHECK(!memcmp(G1.data, G2.data, G1.total * sizeof(float)));
+        qw_model_free(m);
+        qw_params_free(&P); qw_params_free(&G1); qw_params_free(&G2);
+    }
+}
+
 /* Activation recomputation: the same loss and gradients, bit for bit, from
  * a smaller activation plan (dense, tied + YaRN, MoE with a dense layer). */
 TEST(recompute_is_exact)
@@ -618,7 +665,7 @@ int main(int argc, char **argv)
         }
         return compare(argv[4], argv[5], tol);
     }
-    PLAN(10);
+    PLAN(11);
     RUN(dense_untied_gradients);
     RUN(dense_tied_yarn_documents_gradients);
     RUN(moe_gradients);
@@ -627,6 +674,7 @@ int main(int argc, char **argv)
     RUN(bad_batches);
     RUN(device_arenas_match_host);
     RUN(step_is_forward_plus_backward);
+    RUN(backward_takes_coefficients_after_the_forward);
     RUN(recompute_is_exact);
     RUN(rope_tables_match_hf);
     return qwtest_finish();

@@ -21,12 +21,12 @@ static mem write_stream(int ndocs, uint32_t vocab, uint64_t identity, int zstd, 
 {
     mem m = {0};
     FILE *f = open_memstream(&m.p, &m.n);
-    qw_tokens_writer_opts o = {identity, vocab, zstd, frame_tokens};
+    qw_tokens_writer_opts o = {identity, vocab, zstd, frame_tokens, 0};
     qw_tokens_writer *w = qw_tokens_writer_new(f, "mem", &o);
     int32_t ids[32];
     for (int d = 0; d < ndocs; d++) {
         for (size_t i = 0; i < doc_len(d); i++) ids[i] = doc_id(d, i, vocab);
-        CHECK(qw_tokens_write_doc(w, ids, doc_len(d)) == 0);
+        CHECK(qw_tokens_write_doc(w, ids, NULL, doc_len(d)) == 0);
     }
     CHECK(qw_tokens_writer_flush(w) == 0);
     qw_tokens_writer_free(w);
@@ -45,7 +45,7 @@ static int read_all(const char *p, size_t n, int *ndocs, const uint64_t *expect)
     size_t len;
     int rc, got;
     *ndocs = 0;
-    while (!(rc = qw_tokens_read_doc(r, &ids, &len, &got)) && got) (*ndocs)++;
+    while (!(rc = qw_tokens_read_doc(r, &ids, NULL, &len, &got)) && got) (*ndocs)++;
     qw_tokens_reader_free(r);
     fclose(f);
     return rc;
@@ -59,7 +59,7 @@ static int check_docs(mem m, int first, int ndocs, uint32_t vocab)
     const int32_t *ids;
     size_t len;
     int ok = 1, d = first, got;
-    while (!qw_tokens_read_doc(r, &ids, &len, &got) && got) {
+    while (!qw_tokens_read_doc(r, &ids, NULL, &len, &got) && got) {
         int same = len == doc_len(d % ndocs);
         for (size_t i = 0; same && i < len; i++) same = ids[i] == doc_id(d % ndocs, i, vocab);
         ok &= same;
@@ -212,8 +212,11 @@ TEST(forged_frames_fail_validation)
     int n;
     CHECK(read_all(ok.p, ok.n, &n, NULL) == 0 && n == 2);
     free(ok.p);
-    CHECK(expect_error(forge(100000, 2, lens, 3, ids, 2, QW_TOKENS_IDS32), "unknown version 2"));
+    CHECK(expect_error(forge(100000, 2, lens, 3, ids, 3, QW_TOKENS_IDS32), "unknown version 3"));
     CHECK(expect_error(forge(100000, 2, lens, 3, ids, 1, QW_TOKENS_IDS32 | 8), "unknown flags 0x0a"));
+    /* the mask flag exists from version 2 on */
+    CHECK(expect_error(forge(100000, 2, lens, 3, ids, 1, QW_TOKENS_IDS32 | QW_TOKENS_MASK), "unknown flags 0x06"));
+    CHECK(expect_error(forge(100000, 2, lens, 3, ids, 2, QW_TOKENS_IDS32 | 8), "unknown flags 0x0a"));
     CHECK(expect_error(forge(100000, 2, badlens, 3, ids, 1, QW_TOKENS_IDS32), "document lengths sum to 2"));
     CHECK(expect_error(forge(65536, 2, lens, 3, bigid, 1, QW_TOKENS_IDS32), "token id 70000 out of range"));
     CHECK(expect_error(forge(100000, 2, lens, 3, ids, 1, 0), "vocabulary size 100000 with 2-byte ids"));
@@ -223,6 +226,68 @@ TEST(forged_frames_fail_validation)
     CHECK(expect_error(forge(0xfffffffdu, 2, lens, 3, hugeid, 1, QW_TOKENS_IDS32), "vocabulary size 4294967293 is more than 2^31"));
     CHECK(expect_error(forge(100000, 2, lens, 3, ids, 1, QW_TOKENS_IDS32 | QW_TOKENS_ZSTD), "bad zstd payload"));
 }
+
+/* Loss masks: version-2 frames with a bit per token, read back exactly;
+ * streams without masks stay version 1 (what older readers accept). */
+static void masked_round_trip(int zstd)
+{
+    mem m = {0};
+    FILE *f = open_memstream(&m.p, &m.n);
+    qw_tokens_writer_opts o = {7, 1000, zstd, 40, 1};
+    qw_tokens_writer *w = qw_tokens_writer_new(f, "mem", &o);
+    int32_t ids[32];
+    uint8_t mask[32];
+    for (int d = 0; d < 30; d++) {
+        for (size_t i = 0; i < doc_len(d); i++) {
+            ids[i] = doc_id(d, i, 1000);
+            mask[i] = (uint8_t)((i * 7 + (size_t)d) % 3 == 0);
+        }
+        CHECK(qw_tokens_write_doc(w, ids, mask, doc_len(d)) == 0);
+    }
+    CHECK(qw_tokens_write_doc(w, ids, NULL, 2) == QW_EXIT_USAGE);
+    qw_error_clear();
+    CHECK(qw_tokens_writer_flush(w) == 0);
+    qw_tokens_writer_free(w);
+    fclose(f);
+    f = fmemopen(m.p, m.n, "rb");
+    qw_tokens_reader *r = qw_tokens_reader_new(f, "s.qwt");
+    const int32_t *rid;
+    const uint8_t *rmask;
+    size_t len;
+    int got, d = 0, ok = 1;
+    while (!qw_tokens_read_doc(r, &rid, &rmask, &len, &got) && got) {
+        ok &= rmask != NULL && len == doc_len(d);
+        for (size_t i = 0; ok && i < len; i++)
+            ok &= rid[i] == doc_id(d, i, 1000) && rmask[i] == ((i * 7 + (size_t)d) % 3 == 0);
+        d++;
+    }
+    CHECK(ok && d == 30 && qw_error_status() == 0);
+    qw_tokens_reader_free(r);
+    fclose(f);
+    CHECK(m.p[4] == QW_TOKENS_VERSION_MASK && (m.p[5] & QW_TOKENS_MASK));
+    /* a set bit past the last token is bad data */
+    if (!zstd) {
+        uint32_t lens[1] = {3}, tok3[3] = {5, 6, 7};
+        mem g = forge(100000, 1, lens, 3, tok3, 2, QW_TOKENS_IDS32 | QW_TOKENS_MASK);
+        g.p = realloc(g.p, g.n + 1);
+        g.p[g.n++] = (char)0x0d;   /* tokens 0 and 2, and a stray bit 3 */
+        unsigned char *h = (unsigned char *)g.p;
+        uint64_t plen = g.n - 48;
+        memcpy(h + 32, &plen, 8);
+        uint32_t c = qw_crc32c(0, h + 48, plen);
+        memcpy(h + 40, &c, 4);
+        c = qw_crc32c(0, h, 44);
+        memcpy(h + 44, &c, 4);
+        CHECK(expect_error(g, "loss-mask bits past the last token are not zero"));
+    }
+    free(m.p);
+    mem plain = write_stream(3, 1000, 7, zstd, 0);
+    CHECK(plain.p[4] == QW_TOKENS_VERSION);
+    free(plain.p);
+}
+
+TEST(masks_round_trip) { masked_round_trip(0); }
+TEST(masks_round_trip_zstd) { masked_round_trip(3); }
 
 TEST(messages_name_the_frame)
 {
@@ -276,13 +341,13 @@ TEST(writer_refuses_ids_out_of_range)
 {
     mem m = {0};
     FILE *f = open_memstream(&m.p, &m.n);
-    qw_tokens_writer_opts o = {1, 10, 0, 0};
+    qw_tokens_writer_opts o = {1, 10, 0, 0, 0};
     qw_tokens_writer *w = qw_tokens_writer_new(f, "out.qwt", &o);
     int32_t ids[] = {1, 10};
-    CHECK(qw_tokens_write_doc(w, ids, 2) == QW_EXIT_DATA);
+    CHECK(qw_tokens_write_doc(w, ids, NULL, 2) == QW_EXIT_DATA);
     CHECK(strstr(qw_error_msg(), "token id 10 out of range (vocabulary 10)"));
     ids[1] = -1;
-    CHECK(qw_tokens_write_doc(w, ids, 2) == QW_EXIT_DATA);
+    CHECK(qw_tokens_write_doc(w, ids, NULL, 2) == QW_EXIT_DATA);
     qw_tokens_writer_free(w);
     fclose(f);
     free(m.p);
@@ -327,7 +392,7 @@ TEST(describe_summarises)
 
 int main(void)
 {
-    PLAN(11);
+    PLAN(13);
     RUN(round_trip_widths_and_compression);
     RUN(frames_close_at_frame_tokens);
     RUN(concatenated_streams_are_a_stream);
@@ -335,6 +400,8 @@ int main(void)
     RUN(every_corruption_is_detected);
     RUN(every_corruption_is_detected_zstd);
     RUN(forged_frames_fail_validation);
+    RUN(masks_round_trip);
+    RUN(masks_round_trip_zstd);
     RUN(messages_name_the_frame);
     RUN(identity_is_checked_when_expected);
     RUN(writer_refuses_ids_out_of_range);

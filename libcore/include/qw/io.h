@@ -23,7 +23,17 @@
  *                  `field` ("messages" by default) is a conversation, and
  *                  whose optional `tools` lists tool schemas; the document
  *                  is the conversation rendered with Qwen3's chat template
- *                  (qw/chat.h, no generation prompt).
+ *                  (qw/chat.h, no generation prompt), and its loss spans
+ *                  are the assistant turns (qw_chat_span: the content,
+ *                  reasoning and tool calls through "<|im_end|>").  A record
+ *                  without that field but with `prompt` and `completion`
+ *                  (TRL's prompt-completion layout) is read too: two
+ *                  strings give the text prompt + completion with the
+ *                  completion as the span; two lists of messages are
+ *                  rendered as one conversation (the completion must start
+ *                  with an assistant message) and the span runs from that
+ *                  message's content to the end of the text, the final
+ *                  newline included, as TRL's completion mask does.
  * In line, JSONL and chat modes lines are streamed: memory holds one line at a
  * time, however long; the last line needs no '\n'.
  *
@@ -68,6 +78,11 @@ typedef struct {
     const char *name;       /* "corpus.jsonl", "shards.tar:part-0.jsonl.zst", "-" */
     long line;              /* 1-based line number in `name`; text mode: 0 */
     long index;             /* 0-based number of the document in the whole input */
+    const size_t *spans;    /* chat mode: n_spans byte ranges [spans[2k], spans[2k+1]) of
+                               the text a model learns to produce (the loss spans), in
+                               order; not NULL in chat mode (also when n_spans is 0),
+                               NULL in the other modes */
+    size_t n_spans;
 } qw_doc;
 
 typedef struct qw_input qw_input;

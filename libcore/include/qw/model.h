@@ -115,6 +115,12 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
  * LM-head gradient lands in the embedding's. */
 int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef);
 
+/* Replace the coefficients of the last forward's batch (host, [B·T])
+ * before qw_model_backward: for objectives that compute them from the
+ * forward's log-probs (GRPO's clipped ratio, DPO's margins).  The loss the
+ * forward reported is not recomputed.  QW_EXIT_FAIL without a forward. */
+int qw_model_set_coef(qw_model *m, const float *coef);
+
 /* Forward and backward of one batch, for training: `out` as the forward
  * gives it, and the gradient ADDED to `grads` as the backward does, with
  * the same values.  The LM head's gradient is taken while each chunk's

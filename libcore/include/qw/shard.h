@@ -144,6 +144,9 @@ uint64_t qw_dataset_rows(const qw_dataset *ds);
 uint32_t qw_dataset_row_len(const qw_dataset *ds);
 uint64_t qw_dataset_identity(const qw_dataset *ds);
 uint32_t qw_dataset_vocab_size(const qw_dataset *ds);
+/* The path of the first shard without loss masks (QW_SHARD_MASK), or NULL
+ * when every shard has them (owned by the dataset). */
+const char *qw_dataset_unmasked(const qw_dataset *ds);
 /* Read row r (< qw_dataset_rows) into tokens[L] and the trainer view
  * seg[L], pos[L], loss[L] (any of the three may be NULL). */
 int qw_dataset_read_row(qw_dataset *ds, uint64_t r, int32_t *tokens,

@@ -79,6 +79,22 @@ uint64_t qw_tok_identity(const qw_tok *t);
  * byte 1234"); the caller prefixes file and record. */
 int qw_tok_encode(const qw_tok *t, const char *text, size_t len, qw_ids *out);
 
+/* Encode as qw_tok_encode and mark the tokens that carry parts of given
+ * byte spans of the text: spans[2k], spans[2k+1] is the half-open byte
+ * range [start, end) of span k, in increasing, non-overlapping order.  For
+ * each id appended to *ids one byte is appended to *mask: 1 when the
+ * token's bytes overlap a span, else 0 — transformers' rule for assistant
+ * and completion masks (every token from the one holding a span's first
+ * byte to the one holding its last).  Offsets are those of the text as
+ * given; with an NFC normalizer the pieces between span edges are
+ * normalised one by one, which is exact when the character before an edge
+ * does not compose with the one after it (as at the chat template's span
+ * edges: a newline before each start, "<|im_end|>" before each end).
+ * Errors as qw_tok_encode; a span outside the text or out of order is
+ * QW_EXIT_DATA, and so is a tokenizer whose added tokens strip
+ * whitespace (their bytes then differ from the text's). */
+int qw_tok_encode_mask(const qw_tok *t, const char *text, size_t len, const size_t *spans, size_t n_spans,
+                       qw_ids *ids, qw_buf *mask);
 /* Decode ids, appending UTF-8 bytes to *out.  skip_special drops added
  * tokens marked special.  An id outside the vocabulary is QW_EXIT_DATA.
  * Byte sequences that are not valid UTF-8 on their own (a token split in

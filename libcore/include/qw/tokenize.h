@@ -24,7 +24,8 @@ typedef int (*qw_tokenize_work)(const char *text, size_t len, qw_ids *ids, void 
 typedef struct {
     const qw_tok *tok;       /* the tokenizer, unless `work` is given */
     int threads;             /* encoding threads; 0: qw_thread_count() */
-    int32_t eos;             /* >= 0: this id is appended to every document */
+    int32_t eos;             /* >= 0: this id is appended to every document (a target:
+                                mask 1 when the document has a loss mask) */
     int skip_bad;            /* 1: skip documents that fail to encode (invalid UTF-8), counting them */
     size_t batch_bytes;      /* text per batch; 0: 1 MiB (a batch holds 1 to 4096 documents) */
     qw_tokenize_work work;   /* NULL: encode with tok (and append eos) */
@@ -32,8 +33,11 @@ typedef struct {
 } qw_tokenize_opts;
 
 /* Called for each document in input order; `doc->text` is the document's
- * text.  Return 0 to go on, or an error status (after qw_error) to stop. */
-typedef int (*qw_tokenize_sink)(const qw_doc *doc, const int32_t *ids, size_t n, void *ctx);
+ * text.  A document with loss spans (doc->spans not NULL: chat mode,
+ * qw/io.h) is encoded by qw_tok_encode_mask and `mask` holds a byte per id
+ * (1: a token the loss counts); otherwise, and with `work`, mask is NULL.
+ * Return 0 to go on, or an error status (after qw_error) to stop. */
+typedef int (*qw_tokenize_sink)(const qw_doc *doc, const int32_t *ids, const uint8_t *mask, size_t n, void *ctx);
 
 typedef struct {
     uint64_t docs;           /* documents given to the sink */

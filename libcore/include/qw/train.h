@@ -1,7 +1,14 @@
-/* qw/train.h — the training loop shared by qw-pretrain (and later qw-sft):
+/* qw/train.h — the shard loop shared by qw-pretrain and qw-sft:
  * data-parallel next-token training over packed shards with AdamW,
  * gradient accumulation, clipping, validation, metrics and checkpoints
- * that resume bit-exactly.
+ * that resume bit-exactly.  The loop owns the data and the objective; the
+ * trainer under it (qw/trainer.h) owns parameters, moments, reduction, the
+ * optimizer step, checkpoints and signals.
+ *
+ * Targets.  Token i+1 of a row is the target of position i when the
+ * shard's loss view allows it (qw/shard.h: same document, not padding, loss
+ * mask 1), so with the masks of SFT shards only the assistant turns (or
+ * completions) are learned.
  *
  * Batches.  A step consumes R = batch_tokens / seq_len rows of the train
  * split: rows step·R … step·R + R − 1 (modulo the number of rows, so the
@@ -58,6 +65,7 @@ typedef struct {
     const char *const *data;   /* shard files or qw-pack directories */
     int n_data;
     const char *tokenizer;     /* tokenizer.json (or a dir holding it): identity checked, copied into checkpoints */
+    int require_mask;          /* every shard must carry loss masks (SFT), else QW_EXIT_DATA */
     int seq_len;               /* T */
     long long batch_tokens;    /* global batch, tokens (a multiple of T) */
     int micro_batch;           /* rows per forward/backward (0: min(rows per rank, 8)) */
@@ -86,6 +94,25 @@ typedef struct {
 /* Fill defaults: AdamW(0.9, 0.95, 1e-8, wd 0.1), cosine schedule with
  * min_lr_ratio 0.1, lr 3e-4, clip 1.0, aux_coef −1, keep_last 3. */
 void qw_train_defaults(qw_train_opts *o);
+
+/* The command line of a training program: one option table for all of
+ * them (the model, data, optimisation, output and compute options of
+ * qw-pretrain(1)), with a program's own defaults and extras. */
+typedef enum {
+    QW_TRAIN_PRETRAIN,         /* qw_train_defaults */
+    QW_TRAIN_SFT,              /* TRL's SFTConfig defaults: lr 2e-5, min_lr_ratio 0, weight decay 0,
+                                  beta2 0.999; require_mask, and --all-tokens to lift it */
+} qw_train_kind;
+
+typedef struct {
+    const char *name, *usage, *description;   /* as in qw_prog_info */
+    qw_train_kind kind;
+} qw_train_program;
+
+/* Fill *o from argv (defaults first), select the backend (o->ops) and
+ * check everything; prints the usage and exits 2 on a usage error, exits
+ * on a backend failure.  The strings o points at live until exit. */
+void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_opts *o);
 
 /* Run the loop to o->steps and return 0.  On SIGINT/SIGTERM it saves a
  * checkpoint and returns qw_signals_status(sig) (130 or 143; qw/signals.h)

@@ -6,3 +6,5 @@ awk 'BEGIN { for (i = 1; i <= 20000; i++)
     printf "{\"text\": \"Document %d: the quick brown fox jumps over the lazy dog, %d times.\"}\n", i, i * i }' |
     zstd -q >corpus.jsonl.zst
 mkdir data   # qw-pack -o data/s1 creates s1, not its parent
+awk 'BEGIN { for (i = 1; i <= 200; i++)
+    printf "{\"messages\": [{\"role\": \"user\", \"content\": \"What is %d + %d?\"}, {\"role\": \"assistant\", \"content\": \"<think>\\nAdd them.\\n</think>\\n\\n%d\"}]}\n", i, i, 2 * i }' >chat.jsonl

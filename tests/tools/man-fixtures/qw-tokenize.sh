@@ -8,3 +8,5 @@ printf 'Call me Ishmael. Some years ago\xe2\x80\x94never mind how long precisely
 mkdir shards
 head -n 20 corpus.jsonl | zstd -q >shards/part-0.jsonl.zst
 tail -n 20 corpus.jsonl | zstd -q >shards/part-1.jsonl.zst
+printf '%s\n' '{"messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "<think>\nTwo and two.\n</think>\n\n4"}]}' \
+    '{"prompt": "The capital of France is", "completion": " Paris."}' >chat.jsonl

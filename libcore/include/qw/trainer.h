@@ -1,0 +1,135 @@
+/* qw/trainer.h — the trainer under every training program: parameters,
+ * gradients, AdamW moments, gradient accumulation, the reduction over MPI
+ * ranks, clipping, the optimizer step, metrics, checkpoints that resume
+ * bit-exactly, and SIGINT/SIGTERM.  A program's loop (qw/train.h's shard
+ * loop for qw-pretrain and qw-sft; later the GRPO and DPO loops) owns its
+ * data and its objective and drives the trainer step by step:
+ *
+ *     qw_trainer_open(o, &t)                 model, moments, resume state
+ *     ... open the data, check it against qw_trainer_identity ...
+ *     qw_trainer_begin(t, &b)                arenas to the backend, the model, metrics
+ *     for step = qw_trainer_start_step(t) … o->steps − 1:
+ *         qw_trainer_zero_grad(t)
+ *         for each micro-batch:              coefficients known before the forward:
+ *             qw_trainer_accumulate(t, batch, …)         fused forward + backward
+ *         or:                                coefficients computed from the forward:
+ *             qw_trainer_forward(t, batch, logp, …)      per-token log-probs
+ *             … coef = f(logp) …
+ *             qw_trainer_backward(t, coef, …)
+ *         qw_trainer_reduce(t, sums, n)      sum gradients (and the loop's sums) over ranks
+ *         qw_trainer_update(t, step, …)      clip, AdamW
+ *         qw_trainer_log(t, step + 1, …)     metrics (rank 0)
+ *         qw_trainer_end_step(t, step + 1, tokens)   signals, saving; stop when asked
+ *     qw_trainer_close(t, status)
+ *
+ * The loss is Σ_t coef_t·(−log p(target_t)) (qw/objective.h): the loop
+ * chooses the coefficients so that the sum over micro-batches and ranks is
+ * the step's loss (e.g. 1/(targets of the global batch) for a token mean).
+ *
+ * Memory: weights, gradients and moments live on the backend (o->ops);
+ * with several ranks the gradients are staged through a host buffer for
+ * the MPI allreduce.  Checkpoints are written by rank 0 from the device
+ * arenas; a resumed run loads on the host, then moves.
+ *
+ * Collective calls (every rank calls them, in the same order): open,
+ * begin, reduce, allreduce, end_step, close.  Errors: 0 or QW_EXIT_* with
+ * a message (qw/cli.h); bad checkpoints or data are QW_EXIT_DATA.
+ */
+#ifndef QW_TRAINER_H
+#define QW_TRAINER_H
+
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "qw/metrics.h"
+#include "qw/model.h"
+#include "qw/params.h"
+#include "qw/train.h"
+
+typedef struct qw_trainer qw_trainer;
+
+/* Start MPI (qw/comm.h), install the signal handlers, and build the
+ * parameters from o->config_path (random init by o->seed), o->model_dir or
+ * o->resume (weights, moments and state loaded); the model overrides
+ * (rope_theta, YaRN) apply unless resuming alone.  The tokenizer identity
+ * comes from o->tokenizer, else from the checkpoint started from, else
+ * stays 0 (unknown).  `o` must outlive the trainer.  On failure *out is
+ * still set (pass it to qw_trainer_close with the status). */
+int qw_trainer_open(const qw_train_opts *o, qw_trainer **out);
+
+int qw_trainer_rank(const qw_trainer *t);
+int qw_trainer_size(const qw_trainer *t);
+/* The parameters (their config: vocabulary, architecture …); on the host
+ * until qw_trainer_begin, on the backend after. */
+const qw_params *qw_trainer_params(const qw_trainer *t);
+/* The tokenizer identity the data must have (0: unknown yet). */
+uint64_t qw_trainer_identity(const qw_trainer *t);
+/* The resumed step (0 for a new run) and the tokens trained so far. */
+long qw_trainer_start_step(const qw_trainer *t);
+long long qw_trainer_start_tokens(const qw_trainer *t);
+
+/* What the loop tells the trainer before the first step. */
+typedef struct {
+    uint64_t data_identity;    /* the data's tokenizer identity (recorded; a resumed run must match) */
+    int seq_len;               /* T of the model's batches */
+    long long batch_tokens;    /* recorded; a resumed run must match */
+    int micro_rows;            /* B of the model's batches */
+    int micro_global;          /* micro-batches per step over all ranks (the aux loss's mean) */
+    /* The data position to store in a checkpoint saved after `step` steps
+     * (a new JSON object, owned by the trainer; NULL: none). */
+    cJSON *(*data_state)(void *ctx, long step);
+    void *ctx;
+} qw_trainer_batch;
+
+/* Check a resumed run against the data (identity, batch, seq_len), move
+ * the arenas to the backend, build the model for micro_rows × seq_len and
+ * open the metrics (truncating a resumed log after the resumed step). */
+int qw_trainer_begin(qw_trainer *t, const qw_trainer_batch *b);
+qw_model *qw_trainer_model(qw_trainer *t);
+/* The MoE load-balancing coefficient (o->aux_coef, or the config's when
+ * that is negative; 0 for dense models), and the weight each micro-batch's
+ * aux loss gets in the backward: aux_coef / micro_global. */
+float qw_trainer_aux_coef(const qw_trainer *t);
+float qw_trainer_aux_weight(const qw_trainer *t);
+
+void qw_trainer_zero_grad(qw_trainer *t);
+/* Forward and backward of one micro-batch whose coefficients are in the
+ * batch (qw_model_step): the gradient is added to the step's. */
+int qw_trainer_accumulate(qw_trainer *t, const qw_batch *b, qw_model_out *out);
+/* The split path, for objectives whose coefficients depend on the
+ * forward: the forward (logp, host [B·T], gets log p(target) per token;
+ * b->coef may be NULL here), then the backward with coefficients given
+ * now (host [B·T]); the gradient is added to the step's. */
+int qw_trainer_forward(qw_trainer *t, const qw_batch *b, float *logp, qw_model_out *out);
+int qw_trainer_backward(qw_trainer *t, const float *coef);
+
+/* Sum the step's gradients over the ranks, and the loop's n sums (losses,
+ * counts) with them; nothing to do on one rank. */
+int qw_trainer_reduce(qw_trainer *t, double *sums, int n);
+/* Sum n values over the ranks (e.g. the targets of the global batch). */
+int qw_trainer_allreduce(qw_trainer *t, double *v, int n);
+/* The optimizer step `step` (0-based): the global gradient norm (before
+ * clipping) into *norm, the schedule's learning rate into *lr, clipping to
+ * o->clip, AdamW.  Waits for the backend, so the caller's clock includes it. */
+void qw_trainer_update(qw_trainer *t, long step, double *norm, double *lr);
+
+/* Write metrics for `step` (rank 0; nothing without --log/--tensorboard). */
+int qw_trainer_log(qw_trainer *t, long step, const qw_metric *m, int n);
+/* The progress line (rank 0, a terminal, not quiet), and a message after
+ * it (rank 0, not quiet). */
+void qw_trainer_progress(qw_trainer *t, long step, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void qw_trainer_say(qw_trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* After `step` steps, `tokens` trained: save a checkpoint when it is due
+ * (every o->save_every, the last step, a stop), and stop when SIGINT or
+ * SIGTERM arrived on any rank: then the status is 128 + the signal, with a
+ * message naming the step and how to continue. */
+int qw_trainer_end_step(qw_trainer *t, long step, long long tokens);
+
+/* Free everything and finalize MPI; returns `status`.  A failure on one of
+ * several ranks exits the process (MPI not finalized, so mpirun ends the
+ * job) instead of leaving the other ranks waiting in a collective. */
+int qw_trainer_close(qw_trainer *t, int status);
+
+#endif
