@@ -268,6 +268,12 @@ int main(int argc, char **argv)
                    src, R[s].line, R[s].idx, e - s, G);
         s = e;
     }
+    if (beta > 0 && ref_dir) {   /* the reference's vocabulary, before anything is written */
+        qw_config rc0;
+        if (qw_config_load(ref_dir, &rc0)) qw_die_last();
+        if (rc0.vocab_size != V)
+            qw_die(QW_EXIT_DATA, "'%s': vocabulary %d, the policy's is %d (another model?)", ref_dir, rc0.vocab_size, V);
+    }
     qw_ids eos = {0};
     if (qw_rollout_eos_ids(o.model_dir, &mc, &eos)) qw_die_last();
     int T = 2, maxc = 0;
