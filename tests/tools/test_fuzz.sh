@@ -7,7 +7,7 @@
 # cores.  Each fuzzing case reports its runs and runs per second; an input
 # that fails is kept in build/fuzz/crashes/<target>/.
 source "$(dirname "$0")/lib.sh"
-plan 22
+plan 24
 targets="tokens shard index st config tokenizer jsonl chat state gen image"
 seconds=${QW_FUZZ_SECONDS:-30}
 cd "$QW_SRCDIR" || exit 1
