@@ -119,6 +119,7 @@ bench-gpu:
 	$(Q)bash tests/bench/attn_cuda.sh $(or $(QW_GPU_BIN),build/gpu)
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/rollout_cuda.sh
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/mc_cuda.sh
 
 # Fuzzing (doc/fuzzing.md): one libFuzzer program per reader of outside
 # bytes, tests/fuzz/fuzz_<target>.c, linked against libcore's C sources built

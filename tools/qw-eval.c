@@ -877,14 +877,13 @@ typedef struct {
     long line;
 } mc_item;
 
-/* The items of a JSONL file (blank lines skipped); errors name the line. */
-static mc_item *mc_read(const char *path, qw_mc_format f, int *n)
+/* lines of a JSONL file as parsed records (blank lines skipped); a line
+ * that is not a JSON object dies naming it */
+typedef int (*rec_fn)(void *ctx, cJSON *rec, long line);
+static void each_record(const char *path, rec_fn fn, void *ctx)
 {
     qw_buf b = {0};
     if (qw_read_file(path, &b, NULL)) qw_die_last();
-    mc_item *items = NULL;
-    int cap = 0;
-    *n = 0;
     long line = 0;
     for (size_t p = 0; p < b.n;) {
         size_t e = p;
@@ -895,20 +894,42 @@ static mc_item *mc_read(const char *path, qw_mc_format f, int *n)
         if (a < e) {
             cJSON *j = cJSON_ParseWithLength(b.p + p, e - p);
             if (!j) qw_die(QW_EXIT_DATA, "'%s': line %ld: not JSON", path, line);
-            if (*n == cap) {
-                cap = cap ? 2 * cap : 64;
-                items = qw_realloc(items, cap * sizeof *items);
-            }
-            if (qw_mc_item_parse(f, j, &items[*n].it))
-                qw_die(QW_EXIT_DATA, "'%s': line %ld: item %d: %s", path, line, *n + 1, qw_error_msg());
-            items[(*n)++].line = line;
-            cJSON_Delete(j);
+            if (!cJSON_IsObject(j)) qw_die(QW_EXIT_DATA, "'%s': line %ld: not a JSON object", path, line);
+            if (fn(ctx, j, line)) cJSON_Delete(j);
         }
         p = e + 1;
     }
     qw_buf_free(&b);
-    if (*n == 0) qw_die(QW_EXIT_DATA, "'%s': no items", path);
-    return items;
+}
+
+typedef struct {
+    const char *path;
+    qw_mc_format f;
+    mc_item *items;
+    int n, cap;
+} mc_reading;
+
+static int mc_add(void *ctx, cJSON *j, long line)
+{
+    mc_reading *r = ctx;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 64;
+        r->items = qw_realloc(r->items, r->cap * sizeof *r->items);
+    }
+    if (qw_mc_item_parse(r->f, j, &r->items[r->n].it))
+        qw_die(QW_EXIT_DATA, "'%s': line %ld: item %d: %s", r->path, line, r->n + 1, qw_error_msg());
+    r->items[r->n++].line = line;
+    return 1;   /* the item holds no reference into j */
+}
+
+/* The items of a JSONL file (blank lines skipped); errors name the line. */
+static mc_item *mc_read(const char *path, qw_mc_format f, int *n)
+{
+    mc_reading r = {.path = path, .f = f};
+    each_record(path, mc_add, &r);
+    if (r.n == 0) qw_die(QW_EXIT_DATA, "'%s': no items", path);
+    *n = r.n;
+    return r.items;
 }
 
 /* The text before each of n items' own: desc[i] (when desc and desc[i]
@@ -1147,30 +1168,6 @@ typedef struct {
     char *records;         /* gen: its rollout records */
 } gen_item;
 
-/* lines of a JSONL file as parsed records (blank lines skipped); a line
- * that is not a JSON object dies naming it */
-typedef int (*rec_fn)(void *ctx, cJSON *rec, long line);
-static void each_record(const char *path, rec_fn fn, void *ctx)
-{
-    qw_buf b = {0};
-    if (qw_read_file(path, &b, NULL)) qw_die_last();
-    long line = 0;
-    for (size_t p = 0; p < b.n;) {
-        size_t e = p;
-        while (e < b.n && b.p[e] != '\n') e++;
-        line++;
-        size_t a = p;
-        while (a < e && (b.p[a] == ' ' || b.p[a] == '\t' || b.p[a] == '\r')) a++;
-        if (a < e) {
-            cJSON *j = cJSON_ParseWithLength(b.p + p, e - p);
-            if (!j) qw_die(QW_EXIT_DATA, "'%s': line %ld: not JSON", path, line);
-            if (!cJSON_IsObject(j)) qw_die(QW_EXIT_DATA, "'%s': line %ld: not a JSON object", path, line);
-            if (fn(ctx, j, line)) cJSON_Delete(j);
-        }
-        p = e + 1;
-    }
-    qw_buf_free(&b);
-}
 
 typedef struct {
     const char *path;

@@ -44,7 +44,9 @@ for p in test_ops test_flash_fwd test_flash_bwd; do
     if [ -x "$gpu/$p" ]; then mkdir -p "$out/gpu" && cp "$gpu/$p" "$out/gpu/" && progs+=("$gpu/$p"); fi
 done
 
-strip --strip-debug "$out"/bin/* "$out"/tests/* "$out"/gpu/* 2>/dev/null
+for d in bin tests gpu; do   # the folders this bundle has (tests/ and gpu/ may be absent)
+    [ -d "$out/$d" ] && strip --strip-debug "$out/$d"/*
+done
 left=()
 for p in "${progs[@]}"; do
     if ldd "$p" | grep -q 'not found'; then
