@@ -209,6 +209,8 @@ int qw_trainer_begin(qw_trainer *t, const qw_trainer_batch *b)
     return 0;
 }
 
+const qw_params *qw_trainer_grads(const qw_trainer *t) { return &t->G; }
+
 void qw_trainer_zero_grad(qw_trainer *t) { t->o->ops->zero(t->G.data, t->G.total * sizeof(float)); }
 
 int qw_trainer_accumulate(qw_trainer *t, const qw_batch *b, qw_model_out *out)

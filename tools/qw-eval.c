@@ -205,6 +205,7 @@ static int32_t *read_aux_ids(qw_st *in, const char *path, const char *name, int 
  * FlashAttention's varlen path and TRL's padding-free batches read them). */
 typedef struct {
     int32_t *ids, *targets, *pos, *seg;
+    float *coef;   /* with `coef` (F32 [B,T]): coef[t+1] weighs position t's term, as labels[t+1] names its target */
 } fwd_input;
 
 static void read_input(const char *path, int V, int *B, int *T, fwd_input *x)
@@ -234,8 +235,22 @@ static void read_input(const char *path, int V, int *B, int *T, fwd_input *x)
     x->ids = ids;
     int32_t *labels = read_aux_ids(in, path, "labels", *B, *T, -100, V);
     x->pos = read_aux_ids(in, path, "position_ids", *B, *T, 0, INT32_MAX);
-    qw_st_close(in);
     size_t N = (size_t)*B * *T;
+    x->coef = NULL;
+    const qw_st_tensor *c = qw_st_find(in, "coef");
+    if (c) {
+        if (c->dtype != QW_DT_F32 || c->ndim != 2 || c->shape[0] != *B || c->shape[1] != *T)
+            qw_die(QW_EXIT_DATA, "'%s': coef: must be F32 of input_ids' shape [%d,%d]", path, *B, *T);
+        float *cv = qw_malloc(N * sizeof *cv);
+        if (qw_st_to_f32(c, cv)) qw_die_last();
+        x->coef = qw_malloc(N * sizeof *x->coef);
+        for (size_t i = 0; i < N; i++) {
+            if (!isfinite(cv[i])) qw_die(QW_EXIT_DATA, "'%s': coef[%zu][%zu] is not finite", path, i / *T, i % *T);
+            x->coef[i] = (int)(i % *T) == *T - 1 ? 0 : cv[i + 1];
+        }
+        free(cv);
+    }
+    qw_st_close(in);
     x->targets = NULL;
     if (labels) {
         x->targets = qw_malloc(N * sizeof *x->targets);
@@ -293,7 +308,7 @@ static int cmd_forward(int argc, char **argv)
         qw_die(QW_EXIT_DATA, "'%s': %d × %d tokens of logits over %d words need more bytes than the machine's memory (%llu)",
                o_input, B, T, V, (unsigned long long)mem);
     float *logits = qw_malloc(lbytes);
-    qw_batch batch = {.ids = x.ids, .pos = x.pos, .seg = x.seg, .targets = x.targets};
+    qw_batch batch = {.ids = x.ids, .pos = x.pos, .seg = x.seg, .targets = x.targets, .coef = x.coef};
     if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &batch, logits, NULL, &out)) qw_die_last();
     int moe = cfg.arch == QW_ARCH_MOE;
     float aux_coef = moe && cfg.output_router_logits ? (float)cfg.router_aux_loss_coef : 0;
@@ -322,7 +337,7 @@ static int cmd_forward(int argc, char **argv)
     qw_model_free(m);
     qw_params_free(&P);
     free(logits);
-    free(x.ids); free(x.targets); free(x.pos); free(x.seg);
+    free(x.ids); free(x.targets); free(x.pos); free(x.seg); free(x.coef);
     return 0;
 }
 

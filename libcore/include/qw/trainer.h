@@ -103,6 +103,9 @@ int qw_trainer_accumulate(qw_trainer *t, const qw_batch *b, qw_model_out *out);
  * now (host [B·T]); the gradient is added to the step's. */
 int qw_trainer_forward(qw_trainer *t, const qw_batch *b, float *logp, qw_model_out *out);
 int qw_trainer_backward(qw_trainer *t, const float *coef);
+/* The step's gradient (on the backend; after qw_trainer_reduce it is the
+ * sum over ranks), e.g. to dump it for a check (qw_params_host). */
+const qw_params *qw_trainer_grads(const qw_trainer *t);
 
 /* Sum the step's gradients over the ranks, and the loop's n sums (losses,
  * counts) with them; nothing to do on one rank. */
