@@ -7,16 +7,9 @@ K + document number, default K 0: a masked-out target that is no token's
 input, like the newline after <|im_end|>).  Samples have at most MAXLEN
 tokens (default 40).  --json writes {"ids": [...], "mask": [...]} lines
 instead.  Deterministic."""
-import json, random, struct, sys
-T = [0] * 256
-for i in range(256):
-    c = i
-    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    T[i] = c
-def crc(b):
-    c = 0xFFFFFFFF
-    for x in b: c = T[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+import json, os, random, struct, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_stream import crc  # noqa: E402  (the one CRC-32C of the test generators)
 def main(ident, vocab, n_docs, seed, maxlen, trailer, as_json):
     r = random.Random(seed)
     docs = []

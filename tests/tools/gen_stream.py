@@ -9,6 +9,7 @@ for i in range(256):
     for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
     T[i] = c
 def crc(b):
+    """CRC-32C (Castagnoli), as qw-tokens(5) checksums its headers and payloads."""
     c = 0xFFFFFFFF
     for x in b: c = T[(c ^ x) & 0xFF] ^ (c >> 8)
     return c ^ 0xFFFFFFFF
@@ -23,4 +24,5 @@ def main(ident, vocab, n_docs, seed):
     payload += b"".join(struct.pack("<%dH" % len(d), *d) for d in ds)
     h = b"QWTK" + struct.pack("<BBHQIIQQI", 1, 0, 0, ident, vocab, len(ds), sum(map(len, ds)), len(payload), crc(payload))
     out.write(h + struct.pack("<I", crc(h)) + payload)
-main(int(sys.argv[1], 16), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+if __name__ == "__main__":
+    main(int(sys.argv[1], 16), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

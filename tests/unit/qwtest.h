@@ -66,4 +66,14 @@ static inline const char *qwtest_path(const char *rel)
     snprintf(buf, sizeof buf, "%s/%s", root ? root : ".", rel);
     return buf;
 }
+/* dir/name in one of four rotating buffers: the last four results stay
+ * valid (a test may hold a few paths at once). */
+static inline const char *qwtest_join(const char *dir, const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
 #endif

@@ -18,14 +18,7 @@
 
 static char dir[256];
 
-static const char *tpath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return qwtest_join(dir, name); }
 
 /* A PNG of w×h with `ch` channels at `bd` bits, samples from f(x, y, c). */
 static void write_png(const char *path, int w, int h, int ctype, int bd, unsigned (*f)(int, int, int),

@@ -11,14 +11,7 @@
 
 static char dir[256];
 
-static const char *tpath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return qwtest_join(dir, name); }
 
 static qw_config dense_cfg(int tied)
 {

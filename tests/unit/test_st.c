@@ -12,14 +12,7 @@
 
 static char dir[256];
 
-static const char *tpath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return qwtest_join(dir, name); }
 
 /* A file of: 8-byte length `hlen` (or the header's), header, `ndata` bytes of data. */
 static void write_raw(const char *path, const char *header, long long hlen, size_t ndata)
