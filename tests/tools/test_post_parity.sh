@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# test_post_parity.sh — whole-update parity of qw-grpo with PyTorch +
-# transformers (tests/golden/post, make_post_golden.py): one optimizer
-# step's loss and the gradient of every parameter of a tiny Qwen3, for each
-# GRPO loss aggregation, with and without the KL to a reference model, with
-# old log-probs from the rollout (ratios that clip) or the forward's own,
-# and each reward scaling; within 1e-5 of each tensor's scale.
+# test_post_parity.sh — whole-update parity of qw-grpo and qw-dpo with
+# PyTorch + transformers (tests/golden/post, make_post_golden.py): one
+# optimizer step's loss and the gradient of every parameter of a tiny Qwen3,
+# for each GRPO loss aggregation, with and without the KL to a reference
+# model, with old log-probs from the rollout (ratios that clip) or the
+# forward's own, and each reward scaling; for each DPO loss against the
+# perturbed reference model (on the fly, precomputed, one pair per
+# micro-batch, two MPI ranks); within 1e-5 of each tensor's scale.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 14
+plan 26
 cd "$tmp"
 G=$QW_SRCDIR/tests/golden
 P=$G/post
@@ -33,3 +35,26 @@ expect_status "qw-grpo grpo_grpo_kl_old, micro-batches of 16 tokens" 0 qw-grpo -
     --loss-type grpo --beta 0.04 --ref "$P/ref_model" --old-from-rollout --epsilon 0.2 --epsilon-high 0.28 \
     --micro-batch-tokens 16 --dump-grads g_mb.st --log m_mb.jsonl --threads 1 -q "$P/grpo_t1.jsonl"
 check "micro-batched: loss and every gradient equal PyTorch's" par grpo_grpo_kl_old g_mb.st m_mb.jsonl 1e-5
+
+# DPO: the four pairs in one step, the reference model beside the policy
+# name  loss-type  beta  label-smoothing
+while read -r name lt beta eps; do
+    expect_status "qw-dpo $name" 0 qw-dpo -m "$G/dense_tied/model" --ref "$P/ref_model" -o o_$name --loss-type $lt \
+        --beta $beta --label-smoothing $eps --batch-pairs 4 --dump-grads g_$name.st --log m_$name.jsonl --threads 1 -q "$P/dpo.jsonl"
+    check "$name: loss and every gradient equal PyTorch's" par $name g_$name.st m_$name.jsonl 1e-5
+done <<'CASES'
+dpo_sigmoid sigmoid 0.1 0
+dpo_hinge hinge 0.5 0
+dpo_ipo ipo 0.1 0
+dpo_robust robust 0.1 0.1
+CASES
+expect_status "qw-dpo dpo_ipo, one pair per micro-batch, reference precomputed" 0 qw-dpo -m "$G/dense_tied/model" \
+    --ref "$P/ref_model" -o o_dmb --loss-type ipo --beta 0.1 --batch-pairs 4 --micro-batch-pairs 1 --precompute-ref \
+    --dump-grads g_dmb.st --log m_dmb.jsonl --threads 1 -q "$P/dpo.jsonl"
+check "micro-batched, precomputed: loss and every gradient equal PyTorch's" par dpo_ipo g_dmb.st m_dmb.jsonl 1e-5
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+       OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_plm_rsh_agent=false
+expect_status "qw-dpo dpo_robust on 3 MPI ranks" 0 timeout 120 mpirun -np 3 --oversubscribe qw-dpo -m "$G/dense_tied/model" \
+    --ref "$P/ref_model" -o o_dmpi --loss-type robust --beta 0.1 --label-smoothing 0.1 --batch-pairs 4 \
+    --dump-grads g_dmpi.st --log m_dmpi.jsonl --threads 1 -q "$P/dpo.jsonl"
+check "3 ranks: loss and every gradient equal PyTorch's" par dpo_robust g_dmpi.st m_dmpi.jsonl 1e-5
