@@ -22,7 +22,8 @@
 #   f. qw-grpo's whole update on the device against PyTorch + transformers
 #      (tests/golden/post, as tests/tools/test_post_parity.sh on the CPU):
 #      the loss and every gradient, fp32 within 1e-4 of each tensor's scale,
-#      bf16 within 5e-2.
+#      bf16 within 5e-2; qw-dpo's the same way (sigmoid and IPO, the
+#      reference model beside the policy on the device).
 #   e. --precision bogus is a usage error (2); a model whose activations
 #      cannot fit on the device fails with exit 1 and "out of" with a byte
 #      count, and leaves the checkpoint directory it was given untouched.
@@ -149,6 +150,21 @@ for prec in fp32 bf16; do
     done
 done
 note "grpo done"
+for prec in fp32 bf16; do
+    tol=1e-4; [ $prec = bf16 ] && tol=5e-2
+    for c in "dpo_sigmoid sigmoid 0.1" "dpo_ipo ipo 0.1"; do
+        set -- $c
+        expect_status "gpu_${1}_${prec}_runs" 0 "${limit[@]}" qw-dpo --device "$dev" --precision $prec \
+            -m "$QW_SRCDIR/tests/golden/dense_tied/model" --ref "$P/ref_model" -o d_$1_$prec --loss-type $2 --beta $3 \
+            --batch-pairs 4 --dump-grads d_$1_$prec.st --log d_$1_$prec.jsonl -q "$P/dpo.jsonl"
+        python3 "$QW_SRCDIR/tests/tools/post_parity.py" $1 d_$1_$prec.st d_$1_$prec.jsonl $tol >cmp 2>&1
+        st=$?
+        sed 's/^/    /' cmp
+        if [ $st = 0 ]; then pass "gpu_${1}_${prec}_matches_torch"
+        else fail "gpu_${1}_${prec}_matches_torch" "$(tr '\n' ';' <cmp | head -c 300)"; fi
+    done
+done
+note "dpo done"
 
 # ---- e. bad input and out of memory
 expect_status gpu_bogus_precision_is_usage_error 2 "${limit[@]}" qw-pretrain --device "$dev" --precision bogus "${short[@]}" --steps 1 --out bogus
