@@ -311,7 +311,7 @@ int main(int argc, char **argv)
 
     size_t BT = (size_t)2 * P * T;
     int32_t *ids = qw_malloc(BT * sizeof *ids), *tg = qw_malloc(BT * sizeof *tg);
-    float *logp = qw_malloc(BT * sizeof *logp), *coef = qw_malloc(BT * sizeof *coef);
+    float *logp = qw_malloc(BT * sizeof *logp), *coef = qw_malloc(BT * sizeof *coef), *rlogp = qw_malloc(BT * sizeof *rlogp);
     long *idx = qw_malloc((size_t)(mine_max > n ? mine_max : n) * sizeof *idx);
     double (*lp)[2] = qw_malloc((size_t)P * sizeof *lp), (*rl)[2] = qw_malloc((size_t)P * sizeof *rl);
     qw_frozen *ref = NULL;
@@ -357,13 +357,9 @@ int main(int argc, char **argv)
             qw_model_out mo;
             if ((rc = qw_trainer_forward(t, &b, logp, &mo))) break;
             side_sums(R, x, k, P, T, logp, lp);
-            if (ref) {
-                /* the reference's forward overwrites nothing of the policy's activations (its own model) */
-                float *rlogp = qw_malloc(BT * sizeof *rlogp);
-                rc = qw_frozen_forward(ref, &b, rlogp);
-                if (!rc) side_sums(R, x, k, P, T, rlogp, rl);
-                free(rlogp);
-                if (rc) break;
+            if (ref) {   /* its own model: the policy's activations for the backward stay */
+                if ((rc = qw_frozen_forward(ref, &b, rlogp))) break;
+                side_sums(R, x, k, P, T, rlogp, rl);
             } else {
                 for (int i = 0; i < k; i++) rl[i][0] = R[x[i]].ref[0], rl[i][1] = R[x[i]].ref[1];
             }
@@ -417,7 +413,7 @@ int main(int argc, char **argv)
                            sums[3] / np_, sums[4] / np_, norm);
         rc = qw_trainer_end_step(t, step + 1, tokens);
     }
-    free(ids), free(tg), free(logp), free(coef), free(idx), free(lp), free(rl);
+    free(ids), free(tg), free(logp), free(coef), free(rlogp), free(idx), free(lp), free(rl);
     qw_frozen_free(ref);
     for (long i = 0; i < n; i++) free(R[i].side[0].ids), free(R[i].side[1].ids);
     free(R);
