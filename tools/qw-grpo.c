@@ -170,7 +170,7 @@ int main(int argc, char **argv)
         {"tokenizer", 't', QW_OPT_STR, &o.tokenizer, "FILE", "tokenizer.json to record in the checkpoint"},
         {"num-generations", 'G', QW_OPT_INT, &G_opt, "G", "completions per prompt (default: the number per idx found)"},
         {"mask-truncated", 0, QW_OPT_FLAG, &mask_truncated, NULL, "no loss on completions without EOS (finish_reason length)"},
-        {"temperature", 0, QW_OPT_DOUBLE, &temperature, "T", "the sampling temperature (only 1 for now)"},
+        {"temperature", 0, QW_OPT_DOUBLE, &temperature, "T", "the rollouts' sampling temperature: log-probs of logits/T (default 1)"},
         {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Objective:"},
         {"loss-type", 0, QW_OPT_STR, &loss_type, "TYPE", "grpo, bnpo, dr_grpo or dapo (default dapo)"},
         {"scale-rewards", 0, QW_OPT_STR, &scale, "HOW", "advantage scaling: group, batch or none (default group)"},
@@ -225,8 +225,7 @@ int main(int argc, char **argv)
     else if (!strcmp(scale, "batch")) sc = QW_SCALE_BATCH;
     else if (!strcmp(scale, "none")) sc = QW_SCALE_NONE;
     else qw_usage_error("--scale-rewards: '%s' is not group, batch or none", scale);
-    if (temperature != 1)
-        qw_usage_error("--temperature %g: only 1 for now (the training forward has no temperature; sample at 1)", temperature);
+    if (!(temperature > 0) || !isfinite(temperature)) qw_usage_error("--temperature: need a finite value > 0");
     if (epochs < 1) qw_usage_error("--epochs must be at least 1");
     if (G_opt < 0) qw_usage_error("--num-generations must be at least 1");
     if (eps_low < 0 || eps_low >= 1) qw_usage_error("--epsilon must be in [0, 1)");
@@ -317,6 +316,7 @@ int main(int argc, char **argv)
     cfg.n_micro = n_micro;
     qw_trainer_batch tb = {qw_trainer_identity(t), T, (long long)n * T, B, n_micro, NULL, NULL};
     if (!rc) rc = qw_trainer_begin(t, &tb);
+    if (!rc) rc = qw_model_set_temperature(qw_trainer_model(t), temperature);
     if (rc) return qw_trainer_close(t, rc);
 
     size_t BT = (size_t)B * T;
@@ -349,7 +349,8 @@ int main(int argc, char **argv)
         qw_st_close(st);
         if (rcfg.vocab_size != V)
             return qw_trainer_close(t, qw_error(QW_EXIT_DATA, "'%s': vocabulary %d, the policy's is %d", rd, rcfg.vocab_size, V));
-        if (qw_params_to_device(&RP, o.ops) || qw_model_new(o.ops, &RP, B, T, NULL, &rm))
+        if (qw_params_to_device(&RP, o.ops) || qw_model_new(o.ops, &RP, B, T, NULL, &rm) ||
+            qw_model_set_temperature(rm, temperature))
             return qw_trainer_close(t, qw_error_status());
         ref = qw_malloc((ntok ? ntok : 1) * sizeof *ref);
         qw_model_out mo;
