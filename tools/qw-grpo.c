@@ -753,7 +753,7 @@ int main(int argc, char **argv)
     const qw_prog_info info = {
         "qw-grpo",
         "--model DIR --out DIR [options] [ROLLOUTS.jsonl]\n"
-        "--online --model DIR --out DIR --prompts FILE -G G --verifier V [--steps N] [--prompts-per-step P] [options]",
+        "       qw-grpo --online --model DIR --out DIR --prompts FILE -G G --verifier V [--steps N] [--prompts-per-step P] [options]",
         "GRPO (TRL's GRPOTrainer).  Offline: one update from scored rollouts (qw-rollout | qw-reward; stdin without\n"
         "a file): group-normalised advantages of `reward` per idx, the clipped surrogate on the completion tokens up\n"
         "to EOS, --epochs optimizer steps.  Online: each step samples G completions of the next P prompts from the\n"
