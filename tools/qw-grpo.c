@@ -17,6 +17,7 @@
 #include "qw/buf.h"
 #include "qw/chat.h"
 #include "qw/cli.h"
+#include "qw/comm.h"
 #include "qw/config.h"
 #include "qw/file.h"
 #include "qw/model.h"
@@ -169,6 +170,7 @@ static struct {
     qw_params RP;
     int V, T, B, n_rows, n_micro;
     qw_ids eos;
+    int G;                    /* completions per prompt */
     long step;                /* optimizer steps done */
     long long tokens;
 } g;
@@ -205,38 +207,56 @@ static void free_records(rec *R, long n)
     free(R);
 }
 
-/* μ (--epochs) optimizer steps on one batch of n grouped records (rows of
- * at most g.T tokens, n ≤ g.n_rows). */
-static int update(rec *R, long n, int G, const step_times *st)
+/* The first group of rank r's share of ng groups (whole groups per rank). */
+static long share(long ng, int r, int size) { return ng * r / size; }
+
+/* μ (--epochs) optimizer steps on one batch of n_glob grouped records (G
+ * per group) of which this rank holds rows lo … lo+n−1 in R (rows of at
+ * most g.T tokens, n ≤ g.n_rows).  The batch's rewards, completion lengths
+ * and masked counts are summed over the ranks first, so advantages,
+ * reward statistics and the loss's normalisers (dapo's token count,
+ * dr_grpo's length, the micro-batches of the step) are the global batch's
+ * on every rank. */
+static int update(rec *R, long n, long lo, long n_glob, int G, const step_times *st)
 {
     qw_trainer *t = g.t;
     qw_grpo_cfg cfg = g.cfg;
-    int T = g.T, B = g.B, maxc = 0;
+    int T = g.T, B = g.B, size = qw_trainer_size(t), rank = qw_trainer_rank(t);
     long long ntok = 0;
-    for (long i = 0; i < n; i++) {
-        if (R[i].nc > maxc) maxc = R[i].nc;
-        ntok += R[i].nc;
-    }
-    cfg.max_completion_length = g.max_len > 0 ? g.max_len : maxc;
-    int n_micro = (int)((n + B - 1) / B);
-    cfg.n_micro = n_micro;
-
-    /* advantages and masks (fixed over the epochs) */
-    double *rw = qw_malloc(n * sizeof *rw);
-    float *adv = qw_malloc(n * sizeof *adv);
-    for (long i = 0; i < n; i++) rw[i] = R[i].reward;
-    qw_grpo_reward_stats rs;
-    qw_grpo_advantages(rw, (int)n, G, g.scale, 1e-4, adv, &rs);
+    for (long i = 0; i < n; i++) ntok += R[i].nc;
     int64_t *off = qw_malloc((n + 1) * sizeof *off);   /* completion token offsets into the flat arrays */
     off[0] = 0;
     for (long i = 0; i < n; i++) off[i + 1] = off[i] + R[i].nc;
     uint8_t *mask = qw_malloc(ntok ? ntok : 1);
-    double step_tokens = 0, len_sum = 0;
+    double *glob = qw_calloc(3 * n_glob, sizeof *glob);   /* reward, length, masked tokens of every record */
     for (long i = 0; i < n; i++) {
-        step_tokens += qw_grpo_mask(R[i].ids + R[i].np, R[i].nc, g.eos.v, (int)g.eos.n, g.mask_truncated, mask + off[i]);
-        len_sum += R[i].nc;
+        glob[lo + i] = R[i].reward;
+        glob[n_glob + lo + i] = R[i].nc;
+        glob[2 * n_glob + lo + i] =
+            qw_grpo_mask(R[i].ids + R[i].np, R[i].nc, g.eos.v, (int)g.eos.n, g.mask_truncated, mask + off[i]);
     }
+    int rc = size > 1 ? qw_trainer_allreduce(t, glob, (int)(3 * n_glob)) : 0;
+    int maxc = 0;
+    double step_tokens = 0, len_sum = 0;
+    for (long i = 0; i < n_glob; i++) {
+        if (glob[n_glob + i] > maxc) maxc = (int)glob[n_glob + i];
+        len_sum += glob[n_glob + i];
+        step_tokens += glob[2 * n_glob + i];
+    }
+    cfg.max_completion_length = g.max_len > 0 ? g.max_len : maxc;
     cfg.step_tokens = step_tokens;
+    int n_micro = (int)((n + B - 1) / B);
+    cfg.n_micro = 0;
+    for (int r = 0; r < size; r++) {
+        long rows = (share(n_glob / G, r + 1, size) - share(n_glob / G, r, size)) * G;
+        cfg.n_micro += (int)((rows + B - 1) / B);
+    }
+
+    /* advantages (fixed over the epochs), of the whole batch */
+    float *adv_glob = qw_malloc((n_glob ? n_glob : 1) * sizeof *adv_glob);
+    qw_grpo_reward_stats rs;
+    qw_grpo_advantages(glob, (int)n_glob, G, g.scale, 1e-4, adv_glob, &rs);
+    float *adv = adv_glob + lo;
 
     size_t BT = (size_t)B * T;
     int32_t *ids = qw_malloc(BT * sizeof *ids), *tg = qw_malloc(BT * sizeof *tg);
@@ -257,7 +277,6 @@ static int update(rec *R, long n, int G, const step_times *st)
                 for (int k = 0; k < x->nc; k++) tg[(size_t)r * T + x->np - 1 + k] = x->ids[x->np + k]; \
             }                                                                                \
         } while (0)
-    int rc = 0;
     if (g.rm) {   /* reference log-probs, once per batch */
         ref = qw_malloc((ntok ? ntok : 1) * sizeof *ref);
         qw_model_out mo;
@@ -276,7 +295,7 @@ static int update(rec *R, long n, int G, const step_times *st)
         long step = g.step;
         double t0 = qw_now();
         qw_trainer_zero_grad(t);
-        double sums[6] = {0};   /* loss, kl, clip low, clip high, ratio, tokens */
+        double sums[7] = {0};   /* loss, kl, clip low, clip high, ratio, tokens, −log p */
         for (int m = 0; m < n_micro && !rc; m++) {
             FILL(m);
             qw_batch b = {.ids = ids, .targets = tg};
@@ -296,6 +315,8 @@ static int update(rec *R, long n, int G, const step_times *st)
             qw_grpo_loss(&cfg, &gb, coef + off[s0], &go);
             sums[0] += go.loss, sums[1] += go.kl_sum, sums[2] += go.clip_low_sum, sums[3] += go.clip_high_sum;
             sums[4] += go.ratio_sum, sums[5] += go.tokens;
+            for (int r = 0; r < S; r++)
+                for (int j = 0; j < R[s0 + r].nc; j++) if (mask[off[s0 + r] + j]) sums[6] -= lp[off[s0 + r] + j];
             for (size_t k = 0; k < BT; k++) coefBT[k] = 0;
             for (int r = 0; r < S; r++) {
                 const rec *x = &R[s0 + r];
@@ -303,8 +324,8 @@ static int update(rec *R, long n, int G, const step_times *st)
             }
             rc = qw_trainer_backward(t, coefBT);
         }
-        if (rc || (rc = qw_trainer_reduce(t, sums, 6))) break;
-        if (step == 0 && g.dump) dump_grads(t, g.dump);
+        if (rc || (rc = qw_trainer_reduce(t, sums, 7))) break;
+        if (step == 0 && g.dump && rank == 0) dump_grads(t, g.dump);
         double norm, lr;
         qw_trainer_update(t, step, &norm, &lr);
         double train_s = qw_now() - t0;
@@ -316,25 +337,22 @@ static int update(rec *R, long n, int G, const step_times *st)
         mt[k++] = (qw_metric){"lr", lr};
         mt[k++] = (qw_metric){"grad_norm", norm};
         mt[k++] = (qw_metric){"tokens", (double)g.tokens};
-        mt[k++] = (qw_metric){"tok_per_s", n * (double)T / (train_s > 0 ? train_s : 1e-9)};
+        mt[k++] = (qw_metric){"tok_per_s", n_glob * (double)T / (train_s > 0 ? train_s : 1e-9)};
         mt[k++] = (qw_metric){"reward_mean", rs.reward_mean};
         mt[k++] = (qw_metric){"reward_std", rs.reward_std};
         mt[k++] = (qw_metric){"frac_reward_zero_std", rs.frac_zero_std};
-        mt[k++] = (qw_metric){"completion_length", len_sum / n};
+        mt[k++] = (qw_metric){"completion_length", len_sum / n_glob};
         mt[k++] = (qw_metric){"completion_length_max", maxc};
         mt[k++] = (qw_metric){"completion_tokens", step_tokens};
         if (ref) mt[k++] = (qw_metric){"kl", sums[1] / tk};
         mt[k++] = (qw_metric){"clip_ratio_low", sums[2] / tk};
         mt[k++] = (qw_metric){"clip_ratio_high", sums[3] / tk};
         mt[k++] = (qw_metric){"clip_ratio", (sums[2] + sums[3]) / tk};
-        if (e == 0) {   /* entropy, estimated: the mean of −log p over the sampled completion tokens */
-            double h = 0;
-            for (long i = 0; i < n; i++)
-                for (int j = 0; j < R[i].nc; j++) if (mask[off[i] + j]) h -= lp[off[i] + j];
-            mt[k++] = (qw_metric){"entropy", step_tokens > 0 ? h / step_tokens : 0};
-        }
-        if (e == 0 && R[0].logprobs) {   /* the training forward against the sampler, before any update */
-            float *q = qw_malloc((step_tokens ? (size_t)step_tokens : 1) * sizeof *q);
+        /* entropy, estimated: the mean of −log p over the sampled completion tokens */
+        if (e == 0) mt[k++] = (qw_metric){"entropy", step_tokens > 0 ? sums[6] / step_tokens : 0};
+        if (e == 0 && n && R[0].logprobs) {   /* the training forward against the sampler, before any update
+                                                 (several ranks: rank 0's rows) */
+            float *q = qw_malloc((ntok ? (size_t)ntok : 1) * sizeof *q);
             long nq = 0, out = 0;
             for (long i = 0; i < n; i++)
                 for (int j = 0; R[i].logprobs && j < R[i].nc; j++)
@@ -369,7 +387,7 @@ static int update(rec *R, long n, int G, const step_times *st)
         if (st->online)
             qw_trainer_say(t, "step %ld/%ld: loss %.6g  grad_norm %.4g  reward %.4g ± %.4g  clip %.4g  len %.1f  "
                            "gen %.2fs reward %.2fs train %.2fs", step + 1, g.o.steps, sums[0], norm, rs.reward_mean,
-                           rs.reward_std, (sums[2] + sums[3]) / tk, len_sum / n, st->gen_s, st->reward_s, train_s);
+                           rs.reward_std, (sums[2] + sums[3]) / tk, len_sum / n_glob, st->gen_s, st->reward_s, train_s);
         else
             qw_trainer_say(t, "step %ld/%ld: loss %.6g  grad_norm %.4g  reward %.4g ± %.4g  clip %.4g", step + 1,
                            g.o.steps, sums[0], norm, rs.reward_mean, rs.reward_std, (sums[2] + sums[3]) / tk);
@@ -382,7 +400,7 @@ static int update(rec *R, long n, int G, const step_times *st)
     }
     #undef FILL
     free(ids), free(tg), free(logp), free(coefBT), free(lp), free(coef), free(old), free(ref);
-    free(rw), free(adv), free(off), free(mask);
+    free(glob), free(adv_glob), free(off), free(mask);
     return rc;
 }
 
@@ -394,14 +412,22 @@ static int setup(int T, int n_rows)
     g.o.batch_tokens = (long long)n_rows * T;
     int rc = qw_trainer_open(&g.o, &g.t);
     qw_trainer *t = g.t;
-    if (!rc && qw_trainer_size(t) > 1) rc = qw_error(QW_EXIT_USAGE, "one MPI rank only for now");
     if (!rc && qw_trainer_params(t)->cfg.vocab_size != g.V) rc = qw_error(QW_EXIT_DATA, "'%s': the vocabulary changed", g.o.model_dir);
     if (rc) return rc;
     g.T = T, g.n_rows = n_rows;
     g.B = (int)(g.mbt / T);
     if (g.B < 1) g.B = 1;
-    if (g.B > n_rows) g.B = n_rows;
-    g.n_micro = (n_rows + g.B - 1) / g.B;
+    int size = qw_trainer_size(t), most = 0;   /* rows of the rank with the most */
+    for (int r = 0; r < size; r++) {
+        long rows = (share(n_rows / g.G, r + 1, size) - share(n_rows / g.G, r, size)) * g.G;
+        if (rows > most) most = (int)rows;
+    }
+    if (g.B > most) g.B = most > 0 ? most : 1;
+    g.n_micro = 0;
+    for (int r = 0; r < size; r++) {
+        long rows = (share(n_rows / g.G, r + 1, size) - share(n_rows / g.G, r, size)) * g.G;
+        g.n_micro += (int)((rows + g.B - 1) / g.B);
+    }
     qw_trainer_batch tb = {qw_trainer_identity(t), T, (long long)n_rows * T, g.B, g.n_micro, NULL, NULL};
     if ((rc = qw_trainer_begin(t, &tb)) || (rc = qw_model_set_temperature(qw_trainer_model(t), g.temperature))) return rc;
     if (g.cfg.beta > 0) {
@@ -441,19 +467,27 @@ static int read_input(const char *path, qw_buf *in)
 static int run_offline(const char *path)
 {
     src = strcmp(path, "-") ? path : "<stdin>";
+    qw_launch l;
+    if (qw_launch_detect(&l)) qw_die_last();
+    if (l.size > 1 && !strcmp(path, "-"))
+        qw_usage_error("several ranks read the rollouts from a FILE (standard input reaches rank 0 only)");
     qw_buf in = {0};
     if (read_input(path, &in)) qw_die_last();
     long n;
     rec *R = read_records(&in, g.V, g.old_from_rollout, &n);
     qw_buf_free(&in);
-    int G = group_records(R, n);
+    int G = g.G = group_records(R, n);
     int T = 2;
     for (long i = 0; i < n; i++) if (R[i].np + R[i].nc > T) T = R[i].np + R[i].nc;
     g.o.steps = g.epochs;
     g.o.sched.total = g.epochs;
     int rc = setup(T, (int)n);
     step_times st = {0};
-    if (!rc) rc = update(R, n, G, &st);
+    if (!rc) {   /* this rank's groups */
+        int size = qw_trainer_size(g.t), r = qw_trainer_rank(g.t);
+        long lo = share(n / G, r, size) * G, hi = share(n / G, r + 1, size) * G;
+        rc = update(R + lo, hi - lo, lo, n, G, &st);
+    }
     teardown();
     free_records(R, n);
     return rc;
@@ -470,9 +504,9 @@ static struct {
         .timeout = -1, .memory = 1LL << 30, .max_output = 16 << 10};
 
 typedef struct {
-    const qw_prompt_rec *const *chunk;   /* this step's prompts */
+    const qw_prompt_rec *const *chunk;   /* this rank's prompts of the step */
     const qw_tok *tok;
-    int G;
+    int G, j0;                            /* j0: the first one's number in the step */
     char **text;                          /* per prompt: its G records (qw-rollout(5)) */
 } gen_ctx;
 
@@ -482,7 +516,7 @@ static int on_done(void *ctx, int prompt, const qw_completion *c)
     qw_buf b = {0};
     const qw_prompt_rec *it = x->chunk[prompt];
     for (int j = 0; j < x->G; j++)
-        if (qw_rollout_record(&b, prompt, j, it->prompt, it->ids.v, it->ids.n, x->tok, &c[j], it->rec)) return QW_EXIT_DATA;
+        if (qw_rollout_record(&b, x->j0 + prompt, j, it->prompt, it->ids.v, it->ids.n, x->tok, &c[j], it->rec)) return QW_EXIT_DATA;
     x->text[prompt] = (char *)qw_buf_cstr(&b);
     return 0;
 }
@@ -614,7 +648,11 @@ static int run_online(void)
 
     g.o.steps = (long)on.steps * g.epochs;
     g.o.sched.total = g.o.steps;
+    g.G = G;
     int rc = setup((int)per_seq, per * G);
+    int size = rc ? 1 : qw_trainer_size(g.t), rank = rc ? 0 : qw_trainer_rank(g.t);
+    if (!rc && size > 1 && on.save) rc = qw_error(QW_EXIT_USAGE, "--save-rollouts: one rank only for now");
+    int j0 = (int)share(per, rank, size), j1 = (int)share(per, rank + 1, size);   /* this rank's prompts of a step */
     qw_policy *pol = NULL;
     qw_engine_opts eo = {.max_batch = on.max_batch, .max_context = (int)per_seq,
                          .cache_tokens = (long long)on.max_batch * (per_seq + 16)};
@@ -626,20 +664,20 @@ static int run_online(void)
     qw_gen_prompt *gp = qw_malloc(per * sizeof *gp);
     char **text = qw_calloc(per, sizeof *text);
     for (long s = 0; s < on.steps && !rc; s++) {
-        for (int j = 0; j < per; j++) {
+        for (int j = j0; j < j1; j++) {
             const qw_prompt_rec *it = &P[(s * per + j) % np];
-            chunk[j] = it;
-            gp[j] = (qw_gen_prompt){it->ids.v, (int)it->ids.n, (uint64_t)j};
+            chunk[j - j0] = it;
+            gp[j - j0] = (qw_gen_prompt){it->ids.v, (int)it->ids.n, (uint64_t)j};
         }
         qw_gen_opts go = {.n = G, .max_new_tokens = on.max_new, .temperature = g.temperature, .top_k = on.top_k,
                           .top_p = on.top_p, .seed = (uint64_t)qw_common_opts.seed + (uint64_t)s,
                           .stop_ids = stop_ids.v, .n_stop_ids = (int)stop_ids.n, .thinking_budget = -1, .tok = tok};
-        gen_ctx gc = {chunk, tok, G, text};
+        gen_ctx gc = {chunk, tok, G, j0, text};
         double t0 = qw_now();
-        if ((rc = qw_policy_generate(pol, gp, per, &go, on_done, on_gen_step, &gc))) break;
+        if ((rc = qw_policy_generate(pol, gp, j1 - j0, &go, on_done, on_gen_step, &gc))) break;
         double t1 = qw_now();
         qw_buf roll = {0}, scored = {0};
-        for (int j = 0; j < per; j++) {
+        for (int j = 0; j < j1 - j0; j++) {
             qw_buf_adds(&roll, text[j]);
             free(text[j]);
             text[j] = NULL;
@@ -652,11 +690,11 @@ static int run_online(void)
             char name[64];
             snprintf(name, sizeof name, "step %ld's scored rollouts", s + 1);
             src = name;
-            long n;
-            rec *R = read_records(&scored, g.V, 0, &n);
-            int Gs = group_records(R, n);
+            long n = 0;
+            rec *R = scored.n ? read_records(&scored, g.V, 0, &n) : NULL;
+            if (n) group_records(R, n);
             step_times st = {1, t1 - t0, t2 - t1, s + 1};
-            rc = update(R, n, Gs, &st);
+            rc = update(R, n, (long)j0 * G, (long)per * G, G, &st);
             free_records(R, n);
         }
         qw_buf_free(&roll);
