@@ -17,8 +17,13 @@
 # math and cmd verifiers and a KL term log every metric; bad input (a field
 # the verifier needs, a reward program that prints garbage) exits 3 naming
 # the record and writes nothing.
+#
+# Several ranks (mpirun -np 2, whole groups per rank): the same gradient as
+# one rank within 1e-6 of its largest value, offline for dapo, grpo and
+# dr_grpo with full micro-batches, and online (each rank sampling its half of
+# the prompts).
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 23
+plan 30
 cd "$tmp"
 ref() { python3 "$QW_SRCDIR/tests/tools/grpo_ref.py" "$@"; }
 M=m
@@ -135,3 +140,34 @@ expect_status "a reward program that prints garbage → 3" 3 qw-grpo --online -m
 expect_stderr "  names the record" "step 1: rollout record 1: the reward program's reply is not a JSON object"
 check "  nothing written (no checkpoint, no rollouts, no step in the metrics)" bash -c 'test ! -e obad -a ! -e srbad.jsonl && ! test -s mbad.jsonl'
 expect_status "--online without -G → 2" 2 qw-grpo --online -m $M -o obad --prompts p.jsonl --verifier cmd --cmd true
+
+# ---- several ranks ----
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+       OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_plm_rsh_agent=false
+python3 - >p8.jsonl <<'PY'
+import json
+for i, n in enumerate([3, 5, 8, 4, 6, 2, 7, 5]):
+    print(json.dumps({"prompt_ids": [(7 * i + 13 * t + 3) % 256 for t in range(n)]}))
+PY
+qw-rollout -m $M -p p8.jsonl -n 4 --max-new-tokens 12 --seed 3 --threads 1 -q | qw-reward --verifier cmd --cmd "python3 rw.py" -q >s8.jsonl
+# micro-batches of 4 rows: 8 on one rank, 4 on each of two (the same rows in each)
+MBT=$(python3 -c 'import json, sys; print(4 * max(len(r["prompt_ids"]) + len(r["completion_ids"]) for r in map(json.loads, open(sys.argv[1]))))' s8.jsonl)
+for lt in dapo grpo dr_grpo; do
+    qw-grpo -m $M -o r1_$lt --loss-type $lt --micro-batch-tokens $MBT --dump-grads r1_$lt.st --threads 1 -q s8.jsonl
+    mpirun -np 2 qw-grpo -m $M -o r2_$lt --loss-type $lt --micro-batch-tokens $MBT --dump-grads r2_$lt.st --threads 1 -q s8.jsonl
+    if out=$(ref grads r1_$lt.st r2_$lt.st 1e-6); then pass "2 ranks = 1 rank, $lt"; echo "NOTE 2 ranks $lt: worst relative difference $out"
+    else fail "2 ranks = 1 rank, $lt" "$out"; fi
+done
+expect_status "2 ranks online, a step of 4 prompts" 0 mpirun -np 2 qw-grpo --online -m $M -o on_r2 --prompts p8.jsonl \
+    --prompts-per-step 4 --seed 7 --cmd "python3 rw.py" --dump-grads on_r2.st --log on_r2.jsonl $ON
+qw-grpo --online -m $M -o on_r1 --prompts p8.jsonl --prompts-per-step 4 --seed 7 --cmd "python3 rw.py" --dump-grads on_r1.st \
+    --log on_r1.jsonl $ON
+if out=$(ref grads on_r1.st on_r2.st 1e-6); then pass "  = 1 rank online"; echo "NOTE 2 ranks online: worst relative difference $out"
+else fail "  = 1 rank online" "$out"; fi
+check "  the same rewards, loss and lengths in the metrics" python3 -c '
+import json, sys
+a, b = (json.loads(open(f).readline()) for f in sys.argv[1:])
+for k in ("reward_mean", "reward_std", "completion_length", "completion_tokens", "entropy"):
+    assert abs(a[k] - b[k]) <= 1e-6 * max(1, abs(a[k])), (k, a[k], b[k])
+assert abs(a["loss"] - b["loss"]) <= 1e-5 * max(1e-3, abs(a["loss"])), (a["loss"], b["loss"])' on_r1.jsonl on_r2.jsonl
+expect_status "several ranks: rollouts from standard input refused" 2 mpirun -np 2 qw-grpo -m $M -o obad --threads 1 -q
