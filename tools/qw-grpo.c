@@ -1,10 +1,15 @@
-/* qw-grpo — offline GRPO: the policy-gradient update of TRL's GRPOTrainer
- * from a file of scored rollouts (qw-rollout(5) records with qw-reward's
- * `reward`).  The objective is qw/rl.h's; the model, optimizer, checkpoint
- * and metrics are the trainer's (qw/trainer.h); this program reads and
- * checks the records, builds the rows (prompt + completion, targets on the
- * completion up to its first EOS) and drives the split forward/backward:
- * one optimizer step per pass (--epochs μ) over all the completions. */
+/* qw-grpo — GRPO, the policy-gradient update of TRL's GRPOTrainer.
+ * Offline: from a file of scored rollouts (qw-rollout(5) records with
+ * qw-reward's `reward`).  Online (--online): each step samples completions
+ * from the weights being trained (qw/policy.h), scores them with the
+ * verifiers (qw/score.h: qw-reward's code) and makes the same update.  The
+ * objective is qw/rl.h's; the model, optimizer, checkpoint and metrics are
+ * the trainer's (qw/trainer.h); this program reads and checks the
+ * records, builds the rows (prompt + completion, targets on the completion
+ * up to its first EOS), splits whole groups over the MPI ranks and drives
+ * the split forward/backward: one optimizer step per pass (--epochs μ)
+ * over a batch's completions.  Offline and online records go through the
+ * same read_records → update. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,7 +184,6 @@ static struct {
 typedef struct {
     int online;
     double gen_s, reward_s;
-    long gen_step;            /* 1-based */
 } step_times;
 
 /* Sort the records by idx and check that the groups have G each (G: -G,
@@ -372,8 +376,8 @@ static int update(rec *R, long n, long lo, long n_glob, int G, const step_times 
             }
             free(q);
         }
-        if (st->online) {   /* the generation step's time split (its first update's training time) */
-            double tr = e == 0 ? train_s : train_s, all = st->gen_s + st->reward_s + tr;
+        if (st->online) {   /* the generation step's time split (with this update's training time) */
+            double tr = train_s, all = st->gen_s + st->reward_s + tr;
             mt[k++] = (qw_metric){"gen_s", st->gen_s};
             mt[k++] = (qw_metric){"reward_s", st->reward_s};
             mt[k++] = (qw_metric){"train_s", tr};
@@ -693,7 +697,7 @@ static int run_online(void)
             long n = 0;
             rec *R = scored.n ? read_records(&scored, g.V, 0, &n) : NULL;
             if (n) group_records(R, n);
-            step_times st = {1, t1 - t0, t2 - t1, s + 1};
+            step_times st = {1, t1 - t0, t2 - t1};
             rc = update(R, n, (long)j0 * G, (long)per * G, G, &st);
             free_records(R, n);
         }
