@@ -415,6 +415,8 @@ int qw_frozen_open(const char *dir, const qw_ops *ops, int vocab, int rows, int 
     return 0;
 }
 
+qw_model *qw_frozen_model(qw_frozen *f) { return f->m; }
+
 int qw_frozen_forward(qw_frozen *f, const qw_batch *b, float *logp)
 {
     qw_model_out mo;

@@ -4,31 +4,34 @@
 # optimizer step's loss and the gradient of every parameter of a tiny Qwen3,
 # for each GRPO loss aggregation, with and without the KL to a reference
 # model, with old log-probs from the rollout (ratios that clip) or the
-# forward's own, and each reward scaling; for each DPO loss against the
+# forward's own, each reward scaling, and sampling temperatures 1 and 0.7
+# (log-probs of logits/T, the reference's too); for each DPO loss against the
 # perturbed reference model (on the fly, precomputed, one pair per
 # micro-batch, two MPI ranks); within 1e-5 of each tensor's scale.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 26
+plan 30
 cd "$tmp"
 G=$QW_SRCDIR/tests/golden
 P=$G/post
 par() { python3 "$QW_SRCDIR/tests/tools/post_parity.py" "$@"; }
-# name  loss-type  beta  old-from-rollout  scale-rewards
-while read -r name lt beta old scale; do
+# name  loss-type  beta  old-from-rollout  scale-rewards  temperature
+while read -r name lt beta old scale temp; do
     extra=()
     [ "$old" = 1 ] && extra+=(--old-from-rollout)
     [ "$beta" != 0 ] && extra+=(--ref "$P/ref_model")
     expect_status "qw-grpo $name" 0 qw-grpo -m "$G/dense_tied/model" -o o_$name --loss-type $lt --beta $beta \
         --scale-rewards $scale --epsilon 0.2 --epsilon-high 0.28 --max-completion-length 8 "${extra[@]}" \
-        --dump-grads g_$name.st --log m_$name.jsonl --threads 1 -q "$P/grpo_t1.jsonl"
+        --temperature $temp --dump-grads g_$name.st --log m_$name.jsonl --threads 1 -q "$P/grpo_t$temp.jsonl"
     check "$name: loss and every gradient equal PyTorch's" par $name g_$name.st m_$name.jsonl 1e-5
 done <<'CASES'
-grpo_dapo dapo 0 0 group
-grpo_dapo_kl_old dapo 0.04 1 group
-grpo_grpo_kl_old grpo 0.04 1 group
-grpo_bnpo_old bnpo 0 1 batch
-grpo_drgrpo_kl_old dr_grpo 0.04 1 none
-grpo_grpo grpo 0 0 group
+grpo_dapo dapo 0 0 group 1
+grpo_dapo_kl_old dapo 0.04 1 group 1
+grpo_grpo_kl_old grpo 0.04 1 group 1
+grpo_bnpo_old bnpo 0 1 batch 1
+grpo_drgrpo_kl_old dr_grpo 0.04 1 none 1
+grpo_grpo grpo 0 0 group 1
+grpo_dapo_kl_old_t07 dapo 0.04 1 group 0.7
+grpo_grpo_old_t07 grpo 0 1 group 0.7
 CASES
 # micro-batches of 16 token positions: the same step
 expect_status "qw-grpo grpo_grpo_kl_old, micro-batches of 16 tokens" 0 qw-grpo -m "$G/dense_tied/model" -o o_mb \

@@ -152,6 +152,8 @@ typedef struct qw_frozen qw_frozen;
 int qw_frozen_open(const char *dir, const qw_ops *ops, int vocab, int rows, int seq_len, qw_frozen **out);
 /* log p(target) per token of b (host [rows·seq_len]; 0 where no target). */
 int qw_frozen_forward(qw_frozen *f, const qw_batch *b, float *logp);
+/* Its model, e.g. to set the sampling temperature (qw_model_set_temperature). */
+qw_model *qw_frozen_model(qw_frozen *f);
 void qw_frozen_free(qw_frozen *f);
 
 #endif
