@@ -4,8 +4,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "qw/cli.h"
 
@@ -27,7 +32,82 @@ static int mpi_fail(const char *op, int rc)
     MPI_Error_string(rc, s, &n);
     return qw_error(QW_EXIT_FAIL, "'%s': %s", op, s);
 }
-#define MPI_TRY(op, call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) return mpi_fail(op, rc_); } while (0)
+
+/* ---- the watchdog (qw/comm.h) ---- */
+
+static double wd_timeout = 600;
+static atomic_llong wd_deadline;          /* CLOCK_MONOTONIC ns; 0: no call in progress */
+static const char *_Atomic wd_op;
+static char wd_label[64];
+static int wd_rank;
+static pthread_t wd_thread;
+static int wd_started;
+
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void qw_comm_set_timeout(double seconds) { wd_timeout = seconds > 0 ? seconds : 0; }
+double qw_comm_timeout(void) { return wd_timeout; }
+void qw_comm_set_label(const char *label) { snprintf(wd_label, sizeof wd_label, "%s", label ? label : ""); }
+
+static void *wd_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        long long d = atomic_load(&wd_deadline);
+        if (d && mono_ns() > d) {
+            char line[320];
+            int n = snprintf(line, sizeof line, "%s: rank %d: '%s'%s%s%s did not finish within %g s: another rank "
+                             "died or hangs; stopping\n", qw_prog ? qw_prog : "qw", wd_rank, atomic_load(&wd_op),
+                             wd_label[0] ? " (" : "", wd_label, wd_label[0] ? ")" : "", wd_timeout);
+            if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
+            if (write(2, line, (size_t)n) < 0) {}
+            _exit(QW_EXIT_FAIL);
+        }
+    }
+    return NULL;
+}
+
+static void wd_start(int rank)
+{
+    const char *e = getenv("QW_COMM_TIMEOUT");
+    if (e && *e) {
+        char *end;
+        double v = strtod(e, &end);
+        if (end != e && !*end && v >= 0) wd_timeout = v;
+        else qw_warn("QW_COMM_TIMEOUT: '%s' is not a number of seconds; keeping %g", e, wd_timeout);
+    }
+    wd_rank = rank;
+    if (wd_started) return;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&wd_thread, &a, wd_main, NULL) == 0) wd_started = 1;
+    pthread_attr_destroy(&a);
+}
+
+/* around every blocking call of a communicator of several ranks */
+static void wd_enter(const qw_comm *c, const char *op)
+{
+    if (!wd_started || c->size < 2 || wd_timeout <= 0) return;
+    atomic_store(&wd_op, op);
+    atomic_store(&wd_deadline, mono_ns() + (long long)(wd_timeout * 1e9));
+}
+static void wd_leave(void) { atomic_store(&wd_deadline, 0); }
+
+static int mpi_call(const qw_comm *c, const char *op, int rc)
+{
+    (void)c;
+    wd_leave();
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(op, rc);
+}
+#define MPI_TRY(op, call) do { wd_enter(c, op); int rc_ = mpi_call(c, op, (call)); if (rc_) return rc_; } while (0)
 
 /* ---- the launcher's view, from the environment ---- */
 
@@ -163,6 +243,8 @@ int qw_comm_init_kind(const char *k, qw_comm **out)
     *out = NULL;
     int mpi;
     qw_launch l;
+    if (!strcmp(k, "nccl"))
+        return qw_error(QW_EXIT_USAGE, "'nccl': not implemented yet (the collectives run over MPI: --comm mpi or auto)");
     if (strcmp(k, "auto") && strcmp(k, "single") && strcmp(k, "mpi"))
         return qw_error(QW_EXIT_USAGE, "'%s': unknown communicator (single, mpi, auto)", k);
     if (!strcmp(k, "single")) mpi = 0;
@@ -189,6 +271,7 @@ int qw_comm_init_kind(const char *k, qw_comm **out)
         c->mc = MPI_COMM_WORLD;
         MPI_Comm_rank(c->mc, &c->rank);
         MPI_Comm_size(c->mc, &c->size);
+        if (c->size > 1) wd_start(c->rank);
         /* a launcher this MPI does not speak starts every process as rank
          * 0 of 1: N copies of one run writing the same files */
         int rank = c->rank, size = c->size;
@@ -229,7 +312,9 @@ int qw_comm_split(qw_comm *c, int color, int key, qw_comm **out)
     s->kind = c->kind;
     s->size = 1;
     if (c->kind == K_MPI) {
+        wd_enter(c, "MPI_Comm_split");
         int rc = MPI_Comm_split(c->mc, color, key, &s->mc);
+        wd_leave();
         if (rc != MPI_SUCCESS) { free(s); return mpi_fail("MPI_Comm_split", rc); }
         MPI_Comm_set_errhandler(s->mc, MPI_ERRORS_RETURN);
         MPI_Comm_rank(s->mc, &s->rank);
@@ -285,7 +370,9 @@ int qw_comm_allgather(qw_comm *c, const void *send, void *recv, size_t bytes)
         MPI_Type_create_resized(piece, 0, (MPI_Aint)bytes, &block);
         MPI_Type_commit(&block);
         const void *s = send == mine ? MPI_IN_PLACE : (const char *)send + off;
+        wd_enter(c, "MPI_Allgather");
         int rc = MPI_Allgather(s, (int)k, MPI_BYTE, (char *)recv + off, 1, block, c->mc);
+        wd_leave();
         MPI_Type_free(&block);
         MPI_Type_free(&piece);
         if (rc != MPI_SUCCESS) return mpi_fail("MPI_Allgather", rc);
@@ -310,9 +397,119 @@ int qw_comm_reduce_scatter_f32(qw_comm *c, const float *send, float *recv, size_
     for (size_t off = 0; off < n && !st; off += qw_comm_chunk) {
         size_t k = n - off < qw_comm_chunk ? n - off : qw_comm_chunk;
         for (int r = 0; r < c->size; r++) memcpy(tmp + (size_t)r * k, send + (size_t)r * n + off, k * sizeof *tmp);
+        wd_enter(c, "MPI_Reduce_scatter_block");
         int rc = MPI_Reduce_scatter_block(tmp, recv + off, (int)k, MPI_FLOAT, MPI_SUM, c->mc);
+        wd_leave();
         if (rc != MPI_SUCCESS) st = mpi_fail("MPI_Reduce_scatter_block", rc);
     }
     free(tmp);
     return st;
+}
+
+int qw_comm_reduce_f32(qw_comm *c, float *buf, size_t n, int root)
+{
+    if (root < 0 || root >= c->size) return qw_error(QW_EXIT_USAGE, "'reduce': root %d of %d ranks", root, c->size);
+    if (c->kind != K_MPI) return 0;
+    for (size_t off = 0; off < n; off += qw_comm_chunk) {
+        size_t k = n - off < qw_comm_chunk ? n - off : qw_comm_chunk;
+        float *b = buf + off;
+        MPI_TRY("MPI_Reduce", MPI_Reduce(c->rank == root ? MPI_IN_PLACE : b, b, (int)k, MPI_FLOAT, MPI_SUM, root, c->mc));
+    }
+    return 0;
+}
+
+static int p2p_check(const qw_comm *c, const char *op, int peer, int tag)
+{
+    if (c->kind != K_MPI || peer < 0 || peer >= c->size || peer == c->rank || tag < 0 || tag > 32767)
+        return qw_error(QW_EXIT_USAGE, "'%s': peer %d, tag %d: not another rank of these %d (%s)", op, peer, tag,
+                        c->size, c->kind == K_MPI ? "mpi" : "single");
+    return 0;
+}
+
+int qw_comm_send(qw_comm *c, const void *buf, size_t bytes, int peer, int tag)
+{
+    if (p2p_check(c, "send", peer, tag)) return qw_error_status();
+    for (size_t off = 0; off < bytes || off == 0; off += qw_comm_chunk) {
+        size_t k = bytes - off < qw_comm_chunk ? bytes - off : qw_comm_chunk;
+        MPI_TRY("MPI_Send", MPI_Send((const char *)buf + off, (int)k, MPI_BYTE, peer, tag, c->mc));
+        if (!bytes) break;
+    }
+    return 0;
+}
+
+int qw_comm_recv(qw_comm *c, void *buf, size_t bytes, int peer, int tag)
+{
+    if (p2p_check(c, "recv", peer, tag)) return qw_error_status();
+    for (size_t off = 0; off < bytes || off == 0; off += qw_comm_chunk) {
+        size_t k = bytes - off < qw_comm_chunk ? bytes - off : qw_comm_chunk;
+        MPI_TRY("MPI_Recv", MPI_Recv((char *)buf + off, (int)k, MPI_BYTE, peer, tag, c->mc, MPI_STATUS_IGNORE));
+        if (!bytes) break;
+    }
+    return 0;
+}
+
+/* ---- the device mesh ---- */
+
+const char *const qw_axis_names[QW_AXES] = {"dp", "tp", "pp", "ep", "cp"};
+
+int qw_mesh_make(int ranks, int rank, const int want[QW_AXES], qw_mesh *m)
+{
+    memset(m, 0, sizeof *m);
+    for (int a = 0; a < QW_AXES; a++)
+        if (want[a] < 0) return qw_error(QW_EXIT_USAGE, "--%s %d: must be at least 1", qw_axis_names[a], want[a]);
+    long long tp = want[QW_AXIS_TP] ? want[QW_AXIS_TP] : 1, pp = want[QW_AXIS_PP] ? want[QW_AXIS_PP] : 1;
+    long long cp = want[QW_AXIS_CP] ? want[QW_AXIS_CP] : 1, ep = want[QW_AXIS_EP] ? want[QW_AXIS_EP] : 1;
+    long long model = tp * pp * cp, dp = want[QW_AXIS_DP];
+    if (!dp) {
+        if (ranks % model)
+            return qw_error(QW_EXIT_USAGE, "--tp %lld × --pp %lld × --cp %lld = %lld ranks per data-parallel replica, "
+                            "which does not divide the %d ranks started", tp, pp, cp, model, ranks);
+        dp = ranks / model;
+    }
+    if (dp * model != ranks)
+        return qw_error(QW_EXIT_USAGE, "--tp %lld × --pp %lld × --cp %lld × --dp %lld = %lld ranks, but %d %s started",
+                        tp, pp, cp, dp, dp * model, ranks, ranks == 1 ? "was" : "were");
+    if (dp % ep)
+        return qw_error(QW_EXIT_USAGE, "--ep %lld does not divide the data-parallel size %lld (expert parallel is "
+                        "carved out of data parallel)", ep, dp);
+    m->ranks = ranks;
+    m->rank = rank;
+    m->size[QW_AXIS_DP] = (int)dp;
+    m->size[QW_AXIS_TP] = (int)tp;
+    m->size[QW_AXIS_PP] = (int)pp;
+    m->size[QW_AXIS_CP] = (int)cp;
+    m->size[QW_AXIS_EP] = (int)ep;
+    int r = rank;
+    m->coord[QW_AXIS_TP] = r % (int)tp; r /= (int)tp;
+    m->coord[QW_AXIS_CP] = r % (int)cp; r /= (int)cp;
+    m->coord[QW_AXIS_DP] = r % (int)dp; r /= (int)dp;
+    m->coord[QW_AXIS_PP] = r;
+    m->coord[QW_AXIS_EP] = m->coord[QW_AXIS_DP] % (int)ep;
+    return 0;
+}
+
+int qw_mesh_rank_of(const qw_mesh *m, const int coord[QW_AXES])
+{
+    return ((coord[QW_AXIS_PP] * m->size[QW_AXIS_DP] + coord[QW_AXIS_DP]) * m->size[QW_AXIS_CP] + coord[QW_AXIS_CP]) *
+               m->size[QW_AXIS_TP] + coord[QW_AXIS_TP];
+}
+
+int qw_mesh_comms(qw_comm *world, const qw_mesh *m, qw_comm *axis[QW_AXES])
+{
+    for (int a = 0; a < QW_AXES; a++) axis[a] = NULL;
+    for (int a = 0; a < QW_AXES; a++) {
+        /* color: the world rank with this axis's coordinate set to 0 (for
+         * ep: the first rank of the expert group), so ranks that differ
+         * only along the axis share it */
+        int c[QW_AXES];
+        memcpy(c, m->coord, sizeof c);
+        if (a == QW_AXIS_EP) c[QW_AXIS_DP] -= m->coord[QW_AXIS_EP];
+        else c[a] = 0;
+        int rc = qw_comm_split(world, qw_mesh_rank_of(m, c), m->coord[a], &axis[a]);
+        if (rc) {
+            for (int b = 0; b < a; b++) { qw_comm_finalize(axis[b]); axis[b] = NULL; }
+            return rc;
+        }
+    }
+    return 0;
 }
