@@ -25,11 +25,14 @@
  * attends across a document boundary or is predicted across one.
  *
  * Memory.  The weights, gradients and AdamW moments live on the backend
- * (o->ops, qw_params_to_device); with several ranks the gradients are
- * downloaded into a host buffer for the MPI allreduce and uploaded back.
- * Checkpoints are written from the device arenas; a resumed run loads on
- * the host, then moves.  Every step record of the metrics carries
- * mem_peak_bytes, the backend's memory high-water mark (ops->mem_stats).
+ * (o->ops, qw_params_to_device); with several ranks on a GPU the gradients
+ * are downloaded into a host buffer for the MPI collectives and uploaded
+ * back; --zero shards the moments (qw/trainer.h, ZeRO).  Checkpoints are
+ * written from the device arenas; a resumed run loads on the host, then
+ * moves.  Every step record of the metrics carries mem_peak_bytes, the
+ * backend's memory high-water mark (ops->mem_stats), and rank 0's
+ * mem_params_bytes, mem_grads_bytes and mem_optim_bytes
+ * (qw_trainer_memory).
  *
  * Resume.  The data position is a function of the step, the schedule a
  * function of the step, and the arithmetic is deterministic for a given
