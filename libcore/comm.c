@@ -13,14 +13,22 @@
 #include <unistd.h>
 
 #include "qw/cli.h"
+#include "qw/file.h"
+#ifdef QW_HAVE_NCCL
+#include "../kernels/cuda/qwcuda.h"
+#endif
 
-typedef enum { K_SINGLE, K_MPI } kind;
+typedef enum { K_SINGLE, K_MPI, K_NCCL } kind;
 
 struct qw_comm {
     kind kind;
     int rank, size;
     int world;           /* owns MPI_Init: finalize on free */
+    int has_mpi;         /* mc is an MPI communicator (mpi; nccl bootstrapped through MPI) */
     MPI_Comm mc;
+#ifdef QW_HAVE_NCCL
+    qw_nccl *nc;         /* nccl: the device collectives */
+#endif
 };
 
 size_t qw_comm_chunk = INT_MAX;
@@ -171,6 +179,10 @@ int qw_launch_detect(qw_launch *l)
         if ((a = env_int("SLURM_PROCID", 0, &r)) < 0 || (b = env_int(srun, 1, &n)) < 0) return QW_EXIT_FAIL;
         if (a && b) l->launcher = "srun (SLURM_PROCID, SLURM_NTASKS)";
     }
+    if (!l->launcher) {   /* a job script's own processes, one per GPU: no MPI */
+        if ((a = env_int("QW_RANK", 0, &r)) < 0 || (b = env_int("QW_WORLD_SIZE", 1, &n)) < 0) return QW_EXIT_FAIL;
+        if (a && b) l->launcher = "a job script (QW_RANK, QW_WORLD_SIZE)";
+    }
     if (!l->launcher) {
         l->size = 1;
         l->local_rank = 0;
@@ -182,8 +194,9 @@ int qw_launch_detect(qw_launch *l)
     l->rank = r;
     l->size = n;
     /* the rank and the count on this node, from whichever launcher says */
-    static const char *const lr[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK", "SLURM_LOCALID"};
-    static const char *const ls[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"};
+    static const char *const lr[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK", "SLURM_LOCALID",
+                                     "QW_LOCAL_RANK"};
+    static const char *const ls[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE", "QW_LOCAL_SIZE"};
     for (size_t i = 0; i < sizeof lr / sizeof *lr && l->local_rank < 0; i++)
         if ((a = env_int(lr[i], 0, &l->local_rank)) < 0) return QW_EXIT_FAIL;
     for (size_t i = 0; i < sizeof ls / sizeof *ls && !l->local_size; i++)
@@ -233,67 +246,149 @@ int qw_launch_gpu(const qw_launch *l, int n_visible, int share, int *dev)
  * launcher of more than one rank */
 static int use_mpi(const qw_launch *l)
 {
-    return l->launcher && (!strncmp(l->launcher, "Open MPI", 8) || !strncmp(l->launcher, "PMIx", 4) || l->size > 1);
+    return l->launcher && strncmp(l->launcher, "a job script", 12) && (!strncmp(l->launcher, "Open MPI", 8) || !strncmp(l->launcher, "PMIx", 4) || l->size > 1);
 }
 
 int qw_comm_init(qw_comm **out) { return qw_comm_init_kind("auto", out); }
 
+/* MPI_COMM_WORLD into c, checked against the launcher's view */
+static int mpi_world(qw_comm *c, const qw_launch *l)
+{
+    int have;
+    MPI_Initialized(&have);
+    if (have) return qw_error(QW_EXIT_USAGE, "'mpi': already initialised");
+    int provided;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return qw_error(QW_EXIT_FAIL, "'MPI_Init_thread': failed");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    c->world = 1;
+    c->has_mpi = 1;
+    c->mc = MPI_COMM_WORLD;
+    MPI_Comm_rank(c->mc, &c->rank);
+    MPI_Comm_size(c->mc, &c->size);
+    if (c->size > 1) wd_start(c->rank);
+    /* a launcher this MPI does not speak starts every process as rank
+     * 0 of 1: N copies of one run writing the same files */
+    int rank = c->rank, size = c->size;
+    if ((l->size && size != l->size) || rank != l->rank) {
+        MPI_Finalize();
+        c->has_mpi = 0;
+        return qw_error(QW_EXIT_FAIL,
+                        "started as rank %d of %d by %s, but MPI counts rank %d of %d: this program's MPI "
+                        "library does not speak that launcher; start it with the mpirun of the MPI it was "
+                        "built with (or srun --mpi=pmix)",
+                        l->rank, l->size ? l->size : size, l->launcher, rank, size);
+    }
+    return 0;
+}
+
+#ifdef QW_HAVE_NCCL
+/* The NCCL unique id from rank 0: through MPI when there is MPI, else
+ * through the file QW_NCCL_RENDEZVOUS names (rank 0 writes it atomically,
+ * the others wait for it up to the watchdog's timeout). */
+static int nccl_world(qw_comm *c, const qw_launch *l)
+{
+    char id[512];
+    size_t idn = qw_nccl_id_bytes();
+    if (idn > sizeof id) return qw_error(QW_EXIT_FAIL, "NCCL's unique id is %zu bytes", idn);
+    const char *rv = getenv("QW_NCCL_RENDEZVOUS");
+    if (use_mpi(l) && !(rv && *rv)) {
+        int rc = mpi_world(c, l);
+        if (rc) return rc;
+        if (c->rank == 0 && qw_nccl_unique_id(id)) return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why());
+        wd_enter(c, "MPI_Bcast");
+        rc = MPI_Bcast(id, (int)idn, MPI_BYTE, 0, c->mc);
+        wd_leave();
+        if (rc != MPI_SUCCESS) return mpi_fail("MPI_Bcast", rc);
+    } else {
+        c->rank = l->launcher ? l->rank : 0;
+        c->size = l->launcher ? l->size : 1;
+        if (c->size < 1)
+            return qw_error(QW_EXIT_USAGE, "'nccl': %s does not say how many ranks there are", l->launcher);
+        if (c->size > 1) wd_start(c->rank);
+        if (c->size > 1 && !(rv && *rv))
+            return qw_error(QW_EXIT_USAGE, "'nccl': rank %d of %d without MPI: set QW_NCCL_RENDEZVOUS to a file "
+                            "path all ranks see, new for each run", c->rank, c->size);
+        if (c->rank == 0) {
+            if (qw_nccl_unique_id(id)) return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why());
+            if (c->size > 1 && qw_write_file_atomic(rv, id, idn)) return qw_error_status();
+        } else {
+            long long until = mono_ns() + (long long)((wd_timeout > 0 ? wd_timeout : 600) * 1e9);
+            for (;;) {
+                qw_buf b = {0};
+                int found = 0;
+                if (qw_read_file(rv, &b, &found)) return qw_error_status();
+                size_t got = b.n;
+                if (found && got == idn) memcpy(id, b.p, idn);
+                qw_buf_free(&b);
+                if (found && got == idn) break;
+                if (found) return qw_error(QW_EXIT_DATA, "'%s': %zu bytes, not an NCCL unique id", rv, got);
+                if (mono_ns() > until)
+                    return qw_error(QW_EXIT_FAIL, "'%s': rank 0 did not write it within %g s (QW_NCCL_RENDEZVOUS)",
+                                    rv, wd_timeout > 0 ? wd_timeout : 600);
+                struct timespec ts = {0, 100 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+    }
+    wd_enter(c, "ncclCommInitRank");
+    int rc = qw_nccl_init(&c->nc, id, c->size, c->rank);
+    wd_leave();
+    if (rc) return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why());
+    c->kind = K_NCCL;
+    return 0;
+}
+#endif
+
 int qw_comm_init_kind(const char *k, qw_comm **out)
 {
     *out = NULL;
-    int mpi;
     qw_launch l;
-    if (!strcmp(k, "nccl"))
-        return qw_error(QW_EXIT_USAGE, "'nccl': not implemented yet (the collectives run over MPI: --comm mpi or auto)");
-    if (strcmp(k, "auto") && strcmp(k, "single") && strcmp(k, "mpi"))
-        return qw_error(QW_EXIT_USAGE, "'%s': unknown communicator (single, mpi, auto)", k);
-    if (!strcmp(k, "single")) mpi = 0;
-    else if (qw_launch_detect(&l)) return qw_error_status();
-    else if (!strcmp(k, "auto")) mpi = use_mpi(&l);
-    else {
-        if (!l.launcher) return qw_error(QW_EXIT_USAGE, "'mpi': not started by mpirun or srun");
-        mpi = 1;
-    }
+    if (strcmp(k, "auto") && strcmp(k, "single") && strcmp(k, "mpi") && strcmp(k, "nccl"))
+        return qw_error(QW_EXIT_USAGE, "'%s': unknown communicator (single, mpi, nccl, auto)", k);
+#ifndef QW_HAVE_NCCL
+    if (!strcmp(k, "nccl")) return qw_error(QW_EXIT_USAGE, "'nccl': this build has no NCCL (a CUDA build with nccl.h has)");
+#endif
+    if (strcmp(k, "single") && qw_launch_detect(&l)) return qw_error_status();
+    if (!strcmp(k, "mpi") && (!l.launcher || !strncmp(l.launcher, "a job script", 12))) return qw_error(QW_EXIT_USAGE, "'mpi': not started by mpirun or srun");
     qw_comm *c = qw_calloc(1, sizeof *c);
     c->size = 1;
-    if (mpi) {
-        int have;
-        MPI_Initialized(&have);
-        if (have) { free(c); return qw_error(QW_EXIT_USAGE, "'mpi': already initialised"); }
-        int provided;
-        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-            free(c);
-            return qw_error(QW_EXIT_FAIL, "'MPI_Init_thread': failed");
-        }
-        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    int rc = 0;
+    if (!strcmp(k, "nccl")) {
+#ifdef QW_HAVE_NCCL
+        rc = nccl_world(c, &l);
+#endif
+    } else if (!strcmp(k, "auto") && l.launcher && !use_mpi(&l) && l.size != 1) {
+        /* processes a job script started itself: only NCCL's rendezvous joins them */
+#ifdef QW_HAVE_NCCL
+        rc = nccl_world(c, &l);
+#else
+        rc = qw_error(QW_EXIT_USAGE, "started as rank %d of %d by %s, which only NCCL can join, and this build has "
+                      "no NCCL; start the ranks with mpirun or srun", l.rank, l.size, l.launcher);
+#endif
+    } else if (!strcmp(k, "mpi") || (!strcmp(k, "auto") && use_mpi(&l))) {
         c->kind = K_MPI;
-        c->world = 1;
-        c->mc = MPI_COMM_WORLD;
-        MPI_Comm_rank(c->mc, &c->rank);
-        MPI_Comm_size(c->mc, &c->size);
-        if (c->size > 1) wd_start(c->rank);
-        /* a launcher this MPI does not speak starts every process as rank
-         * 0 of 1: N copies of one run writing the same files */
-        int rank = c->rank, size = c->size;
-        if ((l.size && size != l.size) || rank != l.rank) {
-            MPI_Finalize();
-            free(c);
-            return qw_error(QW_EXIT_FAIL,
-                            "started as rank %d of %d by %s, but MPI counts rank %d of %d: this program's MPI "
-                            "library does not speak that launcher; start it with the mpirun of the MPI it was "
-                            "built with (or srun --mpi=pmix)",
-                            l.rank, l.size ? l.size : size, l.launcher, rank, size);
-        }
+        rc = mpi_world(c, &l);
+    }
+    if (rc) {
+        if (c->has_mpi) MPI_Finalize();
+        free(c);
+        return rc;
     }
     *out = c;
     return 0;
 }
 
+int qw_comm_device(const qw_comm *c) { return c->kind == K_NCCL; }
+
 int qw_comm_finalize(qw_comm *c)
 {
     if (!c) return 0;
     int st = 0;
-    if (c->kind == K_MPI) {
+#ifdef QW_HAVE_NCCL
+    if (c->nc && qw_nccl_free(c->nc)) st = qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why());
+#endif
+    if (c->has_mpi) {
         int rc = c->world ? MPI_Finalize() : MPI_Comm_free(&c->mc);
         if (rc != MPI_SUCCESS) st = mpi_fail(c->world ? "MPI_Finalize" : "MPI_Comm_free", rc);
     }
@@ -303,7 +398,14 @@ int qw_comm_finalize(qw_comm *c)
 
 int qw_comm_rank(const qw_comm *c) { return c->rank; }
 int qw_comm_size(const qw_comm *c) { return c->size; }
-const char *qw_comm_kind(const qw_comm *c) { return c->kind == K_MPI ? "mpi" : "single"; }
+const char *qw_comm_kind(const qw_comm *c) { return c->kind == K_MPI ? "mpi" : c->kind == K_NCCL ? "nccl" : "single"; }
+
+#ifdef QW_HAVE_NCCL
+/* a device collective queued (the deadline covers the queueing; the
+ * waiting happens in qw_comm_wait and the host-value collectives) */
+#define NCCL_DO(op, call) do { wd_enter(c, op); int r_ = (call); wd_leave(); \
+        if (r_) return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why()); return 0; } while (0)
+#endif
 
 int qw_comm_split(qw_comm *c, int color, int key, qw_comm **out)
 {
@@ -311,7 +413,18 @@ int qw_comm_split(qw_comm *c, int color, int key, qw_comm **out)
     qw_comm *s = qw_calloc(1, sizeof *s);
     s->kind = c->kind;
     s->size = 1;
-    if (c->kind == K_MPI) {
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) {
+        wd_enter(c, "ncclCommSplit");
+        int rc = qw_nccl_split(c->nc, color, key, &s->nc);
+        wd_leave();
+        if (rc) { free(s); return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why()); }
+        s->rank = qw_nccl_rank(s->nc);
+        s->size = qw_nccl_size(s->nc);
+    }
+#endif
+    if (c->has_mpi) {
+        s->has_mpi = 1;
         wd_enter(c, "MPI_Comm_split");
         int rc = MPI_Comm_split(c->mc, color, key, &s->mc);
         wd_leave();
@@ -326,13 +439,34 @@ int qw_comm_split(qw_comm *c, int color, int key, qw_comm **out)
 
 int qw_comm_barrier(qw_comm *c)
 {
-    if (c->kind == K_MPI) MPI_TRY("MPI_Barrier", MPI_Barrier(c->mc));
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) {
+        int rc = qw_comm_wait(c);
+        double one = 1;
+        if (!rc && !c->has_mpi) rc = qw_comm_allreduce_f64(c, &one, 1);
+        if (rc || !c->has_mpi) return rc;
+    }
+#endif
+    if (c->has_mpi) MPI_TRY("MPI_Barrier", MPI_Barrier(c->mc));
+    return 0;
+}
+
+int qw_comm_wait(qw_comm *c)
+{
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) {
+        wd_enter(c, "NCCL stream");
+        int rc = qw_nccl_wait(c->nc);
+        wd_leave();
+        if (rc) return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why());
+    }
+#endif
     return 0;
 }
 
 static int allreduce(qw_comm *c, void *buf, size_t n, size_t elem, MPI_Datatype t)
 {
-    if (c->kind != K_MPI) return 0;
+    if (!c->has_mpi) return 0;
     for (size_t off = 0; off < n; off += qw_comm_chunk) {
         size_t k = n - off < qw_comm_chunk ? n - off : qw_comm_chunk;
         MPI_TRY("MPI_Allreduce", MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)k, t, MPI_SUM, c->mc));
@@ -340,12 +474,28 @@ static int allreduce(qw_comm *c, void *buf, size_t n, size_t elem, MPI_Datatype 
     return 0;
 }
 
-int qw_comm_allreduce_f32(qw_comm *c, float *buf, size_t n) { return allreduce(c, buf, n, sizeof *buf, MPI_FLOAT); }
-int qw_comm_allreduce_f64(qw_comm *c, double *buf, size_t n) { return allreduce(c, buf, n, sizeof *buf, MPI_DOUBLE); }
+int qw_comm_allreduce_f32(qw_comm *c, float *buf, size_t n)
+{
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclAllReduce", qw_nccl_allreduce_f32(c->nc, buf, n));
+#endif
+    return allreduce(c, buf, n, sizeof *buf, MPI_FLOAT);
+}
+
+int qw_comm_allreduce_f64(qw_comm *c, double *buf, size_t n)
+{
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL && !c->has_mpi) NCCL_DO("ncclAllReduce (host values)", qw_nccl_allreduce_host_f64(c->nc, buf, n));
+#endif
+    return allreduce(c, buf, n, sizeof *buf, MPI_DOUBLE);
+}
 
 int qw_comm_bcast(qw_comm *c, void *buf, size_t bytes, int root)
 {
     if (root < 0 || root >= c->size) return qw_error(QW_EXIT_USAGE, "'bcast': root %d of %d ranks", root, c->size);
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclBroadcast", qw_nccl_bcast(c->nc, buf, bytes, root));
+#endif
     if (c->kind != K_MPI) return 0;
     for (size_t off = 0; off < bytes; off += qw_comm_chunk) {
         size_t k = bytes - off < qw_comm_chunk ? bytes - off : qw_comm_chunk;
@@ -356,6 +506,9 @@ int qw_comm_bcast(qw_comm *c, void *buf, size_t bytes, int root)
 
 int qw_comm_allgather(qw_comm *c, const void *send, void *recv, size_t bytes)
 {
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclAllGather", qw_nccl_allgather(c->nc, send, recv, bytes));
+#endif
     char *mine = (char *)recv + (size_t)c->rank * bytes;
     if (c->kind != K_MPI) {
         if (send != mine) memmove(mine, send, bytes);
@@ -382,6 +535,9 @@ int qw_comm_allgather(qw_comm *c, const void *send, void *recv, size_t bytes)
 
 int qw_comm_reduce_scatter_f32(qw_comm *c, const float *send, float *recv, size_t n)
 {
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclReduceScatter", qw_nccl_reduce_scatter_f32(c->nc, send, recv, n));
+#endif
     if (c->kind != K_MPI) {
         memcpy(recv, send, n * sizeof *recv);
         return 0;
@@ -409,6 +565,9 @@ int qw_comm_reduce_scatter_f32(qw_comm *c, const float *send, float *recv, size_
 int qw_comm_reduce_f32(qw_comm *c, float *buf, size_t n, int root)
 {
     if (root < 0 || root >= c->size) return qw_error(QW_EXIT_USAGE, "'reduce': root %d of %d ranks", root, c->size);
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclReduce", qw_nccl_reduce_f32(c->nc, buf, n, root));
+#endif
     if (c->kind != K_MPI) return 0;
     for (size_t off = 0; off < n; off += qw_comm_chunk) {
         size_t k = n - off < qw_comm_chunk ? n - off : qw_comm_chunk;
@@ -420,15 +579,18 @@ int qw_comm_reduce_f32(qw_comm *c, float *buf, size_t n, int root)
 
 static int p2p_check(const qw_comm *c, const char *op, int peer, int tag)
 {
-    if (c->kind != K_MPI || peer < 0 || peer >= c->size || peer == c->rank || tag < 0 || tag > 32767)
+    if (c->kind == K_SINGLE || peer < 0 || peer >= c->size || peer == c->rank || tag < 0 || tag > 32767)
         return qw_error(QW_EXIT_USAGE, "'%s': peer %d, tag %d: not another rank of these %d (%s)", op, peer, tag,
-                        c->size, c->kind == K_MPI ? "mpi" : "single");
+                        c->size, qw_comm_kind(c));
     return 0;
 }
 
 int qw_comm_send(qw_comm *c, const void *buf, size_t bytes, int peer, int tag)
 {
     if (p2p_check(c, "send", peer, tag)) return qw_error_status();
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclSend", qw_nccl_send(c->nc, buf, bytes, peer));
+#endif
     for (size_t off = 0; off < bytes || off == 0; off += qw_comm_chunk) {
         size_t k = bytes - off < qw_comm_chunk ? bytes - off : qw_comm_chunk;
         MPI_TRY("MPI_Send", MPI_Send((const char *)buf + off, (int)k, MPI_BYTE, peer, tag, c->mc));
@@ -440,6 +602,9 @@ int qw_comm_send(qw_comm *c, const void *buf, size_t bytes, int peer, int tag)
 int qw_comm_recv(qw_comm *c, void *buf, size_t bytes, int peer, int tag)
 {
     if (p2p_check(c, "recv", peer, tag)) return qw_error_status();
+#ifdef QW_HAVE_NCCL
+    if (c->kind == K_NCCL) NCCL_DO("ncclRecv", qw_nccl_recv(c->nc, buf, bytes, peer));
+#endif
     for (size_t off = 0; off < bytes || off == 0; off += qw_comm_chunk) {
         size_t k = bytes - off < qw_comm_chunk ? bytes - off : qw_comm_chunk;
         MPI_TRY("MPI_Recv", MPI_Recv((char *)buf + off, (int)k, MPI_BYTE, peer, tag, c->mc, MPI_STATUS_IGNORE));

@@ -81,7 +81,7 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     OPT("ep", 0, QW_OPT_INT, &o->mesh[QW_AXIS_EP], "E", "expert-parallel ranks, within dp (default 1; more: not implemented yet)");
     OPT("cp", 0, QW_OPT_INT, &o->mesh[QW_AXIS_CP], "C", "context-parallel ranks (default 1; more: not implemented yet)");
     OPT("zero", 0, QW_OPT_INT, &o->zero, "Z", "ZeRO stage over data parallel: 0, 1 (sharded moments), 2 (and gradients) (default 0)");
-    OPT("comm", 0, QW_OPT_STR, &o->comm, "KIND", "collectives: auto, mpi or single (default auto; nccl: not implemented yet)");
+    OPT("comm", 0, QW_OPT_STR, &o->comm, "KIND", "collectives: auto, mpi, nccl (GPU buffers) or single (default auto)");
     static const qw_opt common[] = {QW_COMMON_OPTS, {0}};
     for (size_t i = 0; i < sizeof common / sizeof *common; i++) table[n++] = common[i];
 #undef OPT
@@ -116,12 +116,12 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     o->quiet = qw_common_opts.quiet;
     if (all_tokens) o->require_mask = 0;
     if (qw_sched_check(&o->sched)) qw_die_last();
+    qw_backend_share_gpus(share_gpus);
+    if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, deterministic, &o->ops)) qw_die_last();
     /* the layout against the launcher's rank count, before MPI starts */
     qw_launch l;
     if (qw_launch_detect(&l)) qw_die_last();
     if (qw_train_check_layout(o, l.launcher ? l.size : 1)) qw_usage_error("%s", qw_error_msg());
-    qw_backend_share_gpus(share_gpus);
-    if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, deterministic, &o->ops)) qw_die_last();
 }
 
 int qw_train_check_layout(const qw_train_opts *o, int ranks)
@@ -130,11 +130,15 @@ int qw_train_check_layout(const qw_train_opts *o, int ranks)
     if (o->zero == 3)
         return qw_error(QW_EXIT_USAGE, "--zero 3 (sharded parameters): not implemented yet; --zero 1 or 2 shard the "
                         "optimizer state and gradients");
-    if (o->comm && strcmp(o->comm, "auto") && strcmp(o->comm, "mpi") && strcmp(o->comm, "single")) {
-        if (!strcmp(o->comm, "nccl"))
-            return qw_error(QW_EXIT_USAGE, "--comm nccl: not implemented yet (the collectives run over MPI: --comm mpi or auto)");
-        return qw_error(QW_EXIT_USAGE, "--comm '%s': not auto, mpi or single", o->comm);
-    }
+    if (o->comm && strcmp(o->comm, "auto") && strcmp(o->comm, "mpi") && strcmp(o->comm, "single") &&
+        strcmp(o->comm, "nccl"))
+        return qw_error(QW_EXIT_USAGE, "--comm '%s': not auto, mpi, nccl or single", o->comm);
+#ifndef QW_HAVE_NCCL
+    if (o->comm && !strcmp(o->comm, "nccl"))
+        return qw_error(QW_EXIT_USAGE, "--comm nccl: this build has no NCCL (a CUDA build with nccl.h has)");
+#endif
+    if (o->comm && !strcmp(o->comm, "nccl") && o->ops && !strcmp(o->ops->name, "cpu"))
+        return qw_error(QW_EXIT_USAGE, "--comm nccl: needs --device cuda (NCCL sums GPU buffers)");
     for (int a = 0; a < QW_AXES; a++)
         if (o->mesh[a] < 0) return qw_error(QW_EXIT_USAGE, "--%s %d: must be at least 1", qw_axis_names[a], o->mesh[a]);
     for (int a = 0; a < QW_AXES; a++)

@@ -37,8 +37,9 @@ struct qw_trainer {
     int zero;
     size_t *shard;             /* [size + 1] */
     float *m_sh, *v_sh;
-    float *stage;              /* device arenas: host staging of one shard (the largest) */
+    float *stage;              /* staged collectives: host staging of one shard (the largest) */
     size_t stage_n;
+    float *dev_stage;          /* NCCL, rank 0: device staging of one shard, for saves */
     qw_model *model;
     qw_metrics *metrics;
     uint64_t identity;         /* tokenizer identity of the data */
@@ -195,8 +196,11 @@ static int check_resumed_run(const qw_trainer *t)
     return 0;
 }
 
-/* The backend's memory is host memory: MPI reads and writes it directly. */
+/* The backend's memory is host memory. */
 static int host_memory(const qw_ops *ops) { return !strcmp(ops->name, "cpu"); }
+/* The communicator reads and writes the arenas where they are: host
+ * memory for MPI, device memory for NCCL; else they are staged. */
+static int direct(const qw_trainer *t) { return host_memory(t->o->ops) != qw_comm_device(t->comm); }
 
 /* ---- ZeRO over data parallel (qw/trainer.h) ---- */
 
@@ -226,9 +230,13 @@ static int zero_setup(qw_trainer *t)
     qw_params_free(&t->V);
     memset(&t->M, 0, sizeof t->M);
     memset(&t->V, 0, sizeof t->V);
-    if (!host_memory(ops)) {
+    if (!direct(t)) {
         t->stage_n = most ? most : 1;
         t->stage = qw_malloc(t->stage_n * sizeof(float));
+    }
+    if (qw_comm_device(t->comm) && t->rank == 0) {   /* where the other ranks' moments land at a save */
+        t->dev_stage = ops->alloc((most ? most : 1) * sizeof(float));
+        if (!t->dev_stage) return qw_error(QW_EXIT_FAIL, "out of memory for %zu bytes of staging", most * sizeof(float));
     }
     return 0;
 }
@@ -241,11 +249,11 @@ static int zero_reduce(qw_trainer *t)
 {
     const qw_ops *ops = t->o->ops;
     float *g = t->G.data;
-    if (t->zero == 1 && host_memory(ops)) return qw_comm_allreduce_f32(t->comm, g, t->G.total);
+    if (t->zero == 1 && direct(t)) return qw_comm_allreduce_f32(t->comm, g, t->G.total);
     for (int r = 0; r < t->size; r++) {
         size_t lo = t->shard[r], k = t->shard[r + 1] - lo;
         int rc;
-        if (host_memory(ops)) {
+        if (direct(t)) {
             rc = qw_comm_reduce_f32(t->comm, g + lo, k, r);
         } else {
             ops->download(t->stage, g + lo, k * sizeof(float));
@@ -266,7 +274,7 @@ static int zero_gather_params(qw_trainer *t)
     for (int r = 0; r < t->size; r++) {
         size_t lo = t->shard[r], k = t->shard[r + 1] - lo;
         int rc;
-        if (host_memory(ops)) {
+        if (direct(t)) {
             rc = qw_comm_bcast(t->comm, t->P.data + lo, k * sizeof(float), r);
         } else {
             if (r == t->rank) ops->download(t->stage, t->P.data + lo, k * sizeof(float));
@@ -313,15 +321,24 @@ static int zero_gather_moments(qw_trainer *t, qw_params *M, qw_params *V)
         if (t->rank == 0) {
             float *dst = w ? V->data : M->data;
             if (k) ops->download(dst + lo, mine, k * sizeof(float));
-            for (int r = 1; r < t->size && !rc; r++)
-                rc = qw_comm_recv(t->comm, dst + t->shard[r], (t->shard[r + 1] - t->shard[r]) * sizeof(float), r, 1 + w);
+            for (int r = 1; r < t->size && !rc; r++) {
+                size_t kr = t->shard[r + 1] - t->shard[r];
+                if (!qw_comm_device(t->comm)) {
+                    rc = qw_comm_recv(t->comm, dst + t->shard[r], kr * sizeof(float), r, 1 + w);
+                    continue;
+                }
+                rc = qw_comm_recv(t->comm, t->dev_stage, kr * sizeof(float), r, 1 + w);
+                if (!rc) rc = qw_comm_wait(t->comm);
+                if (!rc) ops->download(dst + t->shard[r], t->dev_stage, kr * sizeof(float));
+            }
         } else {
             const float *src = mine;
-            if (!host_memory(ops)) {
+            if (!direct(t)) {
                 if (k) ops->download(t->stage, mine, k * sizeof(float));
                 src = t->stage;
             }
             rc = qw_comm_send(t->comm, src, k * sizeof(float), 0, 1 + w);
+            if (!rc) rc = qw_comm_wait(t->comm);
         }
     }
     return rc;
@@ -358,7 +375,7 @@ int qw_trainer_begin(qw_trainer *t, const qw_trainer_batch *b)
     if (rc || (rc = qw_params_alloc_like(&t->G, &t->P))) return rc;
     t->have_grads = 1;
     t->cur_step = t->start;
-    if (t->size > 1 && !t->zero && !host_memory(o->ops)) t->host_grads = qw_malloc(t->G.total * sizeof(float));
+    if (t->size > 1 && !t->zero && !direct(t)) t->host_grads = qw_malloc(t->G.total * sizeof(float));
     qw_model_opts mo = {.capacity_factor = o->capacity_factor, .recompute = o->recompute};
     if ((rc = qw_model_new(o->ops, &t->P, b->micro_rows, b->seq_len, &mo, &t->model))) return rc;
     if (t->rank == 0 && o->log && t->start > 0 && (rc = qw_metrics_truncate(o->log, t->start))) return rc;
@@ -400,7 +417,7 @@ int qw_trainer_reduce(qw_trainer *t, double *sums, int n)
         rc = zero_reduce(t);
         return !rc && n ? qw_comm_allreduce_f64(t->comm, sums, n) : rc;
     }
-    /* MPI sums host buffers: device arenas are staged through one */
+    /* MPI sums host buffers, NCCL device ones: arenas elsewhere are staged */
     const qw_ops *ops = t->o->ops;
     float *g = t->host_grads ? t->host_grads : t->G.data;
     if (t->host_grads) ops->download(t->host_grads, t->G.data, t->G.total * sizeof(float));
@@ -529,6 +546,7 @@ int qw_trainer_close(qw_trainer *t, int status)
     if (t->v_sh) t->o->ops->free(t->v_sh);
     free(t->shard);
     free(t->stage);
+    if (t->dev_stage) t->o->ops->free(t->dev_stage);
     qw_metrics_close(t->metrics);
     qw_train_state_free(&t->state);
     free(t->host_grads);

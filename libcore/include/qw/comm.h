@@ -3,8 +3,26 @@
  * One interface, several implementations chosen at init:
  *   single  one process: rank 0 of 1; collectives are copies or no-ops.
  *   mpi     MPI over CPU buffers (MPI_COMM_WORLD or a split of it).
- * (NCCL for GPU buffers will be a third, behind the same calls; it is not
- * built yet, and "nccl" is refused with QW_EXIT_USAGE.)
+ *   nccl    NCCL over GPU buffers (CUDA builds with nccl.h: QW_HAVE_NCCL;
+ *           elsewhere asking for it is QW_EXIT_USAGE).  Every buffer of a
+ *           collective or point-to-point call is a device pointer of the
+ *           current GPU, except qw_comm_allreduce_f64's (host values: loss
+ *           sums, counts), which go through MPI when there is MPI, else
+ *           through NCCL staged.  Calls queue the work on the
+ *           communicator's own CUDA stream, ordered after the work already
+ *           queued on the default stream (where the CUDA backend computes)
+ *           and before any queued after, and return without waiting;
+ *           qw_comm_wait waits.  Bootstrap: under an MPI launcher, MPI
+ *           starts (as for "mpi", which then serves the host-value calls
+ *           and barrier) and rank 0's ncclUniqueId is broadcast over it;
+ *           without MPI (one process per GPU from a job script, or srun
+ *           without --mpi) the rank and count come from the launcher's
+ *           environment (qw_launch_detect, including QW_RANK and
+ *           QW_WORLD_SIZE) and rank 0 writes the id atomically into the
+ *           file QW_NCCL_RENDEZVOUS names (a path every rank sees, new for
+ *           each run), which the others read when it appears (waiting up
+ *           to the watchdog's timeout).  QW_NCCL_RENDEZVOUS set also
+ *           forces the file under an MPI launcher.  One rank needs neither.
  *
  * qw_comm_init picks mpi when the process was started by a launcher
  * (qw_launch_detect: Open MPI's mpirun, PMIx, or more than one rank by
@@ -47,10 +65,14 @@ typedef struct qw_comm qw_comm;
  *                        else unknown (0)
  *   srun (any --mpi)     SLURM_PROCID, SLURM_NTASKS, when SLURM_STEP_ID is
  *                        set (a batch script outside srun runs alone)
+ *   a job script         QW_RANK, QW_WORLD_SIZE (and QW_LOCAL_RANK,
+ *                        QW_LOCAL_SIZE): processes started one per GPU
+ *                        without a launcher; no MPI, only "nccl" joins them
  * The rank and count on this node come from the first of
  * OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, PMIX_LOCAL_RANK,
- * SLURM_LOCALID and of OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS,
- * PMIX_LOCAL_SIZE, SLURM_STEP_TASKS_PER_NODE at SLURM_NODEID.
+ * SLURM_LOCALID, QW_LOCAL_RANK and of OMPI_COMM_WORLD_LOCAL_SIZE,
+ * MPI_LOCALNRANKS, PMIX_LOCAL_SIZE, QW_LOCAL_SIZE,
+ * SLURM_STEP_TASKS_PER_NODE at SLURM_NODEID.
  * No launcher: launcher NULL, rank 0 of 1, local rank 0 of 1.
  * Errors: QW_EXIT_FAIL for a value that is not a number or a rank out of
  * its range (the message names the variable). */
@@ -74,11 +96,13 @@ int qw_launch_detect(qw_launch *out);
  * allocation (qw_backend_select). */
 int qw_launch_gpu(const qw_launch *l, int n_visible, int share, int *dev);
 
-/* The world communicator: "mpi" under an MPI launcher, else "single". */
+/* The world communicator: "mpi" under an MPI launcher, "nccl" for
+ * several ranks of a job script (QW_RANK), else "single". */
 int qw_comm_init(qw_comm **out);
 /* The same with the implementation named: "auto" (as qw_comm_init),
- * "single" (even under mpirun: every rank works alone) or "mpi"; "nccl"
- * is QW_EXIT_USAGE (not implemented yet). */
+ * "single" (even under mpirun: every rank works alone), "mpi" or "nccl"
+ * (QW_EXIT_USAGE in a build without NCCL, and for several ranks without
+ * MPI or QW_NCCL_RENDEZVOUS). */
 int qw_comm_init_kind(const char *kind, qw_comm **out);
 /* Free a communicator; for the world communicator of "mpi" this also
  * finalizes MPI, so free split communicators first.  NULL is a no-op. */
@@ -86,7 +110,12 @@ int qw_comm_finalize(qw_comm *c);
 
 int qw_comm_rank(const qw_comm *c);
 int qw_comm_size(const qw_comm *c);
-const char *qw_comm_kind(const qw_comm *c);    /* "single" or "mpi" */
+const char *qw_comm_kind(const qw_comm *c);    /* "single", "mpi" or "nccl" */
+/* 1 when the buffers of the collectives are device pointers (nccl). */
+int qw_comm_device(const qw_comm *c);
+/* Wait until every collective queued on c has finished (nccl; a no-op
+ * for the others, whose calls are blocking). */
+int qw_comm_wait(qw_comm *c);
 
 /* Ranks with the same color form a new communicator, ordered by key (ties:
  * by rank here) — MPI_Comm_split; for mesh axes (dp, tp, pp …). */
