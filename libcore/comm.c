@@ -404,7 +404,7 @@ const char *qw_comm_kind(const qw_comm *c) { return c->kind == K_MPI ? "mpi" : c
 /* a device collective queued (the deadline covers the queueing; the
  * waiting happens in qw_comm_wait and the host-value collectives) */
 #define NCCL_DO(op, call) do { wd_enter(c, op); int r_ = (call); wd_leave(); \
-        if (r_) return qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why()); return 0; } while (0)
+        return r_ ? qw_error(QW_EXIT_FAIL, "%s", qw_nccl_why()) : 0; } while (0)
 #endif
 
 int qw_comm_split(qw_comm *c, int color, int key, qw_comm **out)

@@ -134,7 +134,7 @@ int qw_trainer_open(const qw_train_opts *o, qw_trainer **out)
     t->rank = qw_comm_rank(t->comm);
     t->size = qw_comm_size(t->comm);
     if ((rc = qw_train_check_layout(o, t->size)) || (rc = qw_mesh_make(t->size, t->rank, o->mesh, &t->mesh))) return rc;
-    t->zero = t->size > 1 ? o->zero : 0;
+    t->zero = o->zero;   /* on one rank too: one part, the same arithmetic (and NCCL's calls exercised on one GPU) */
     if (t->rank != 0) t->prog.enabled = 0;
     if (o->batch_tokens / o->seq_len < t->size)
         return qw_error(QW_EXIT_USAGE, "--batch-tokens %lld gives %lld rows per step, fewer than the %d ranks",

@@ -36,7 +36,7 @@
  * built: every rank holds the whole model and takes its share of the
  * batch; other axes larger than 1 are QW_EXIT_USAGE at open.
  *
- * ZeRO (o->zero on more than one rank).  The arena is cut into one
+ * ZeRO (o->zero; on one rank the one part is the whole arena).  The arena is cut into one
  * contiguous range per rank (about total / ranks elements, boundaries at
  * multiples of 16 floats, across tensor boundaries where they fall); rank
  * r owns range r's AdamW moments and updates only that range of the fp32
