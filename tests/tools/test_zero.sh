@@ -9,7 +9,7 @@
 # rank killed mid-run or stopped makes the job end with a clear message
 # within 60 s, the last checkpoint whole.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 36
+plan 38
 cd "$tmp"
 
 cat >cfg.json <<'JSON'
@@ -42,6 +42,8 @@ expect_status "2 ranks, plain data parallel" 0 mpirun -np 2 qw-pretrain "${commo
 expect_status "2 ranks, --zero 1" 0 mpirun -np 2 qw-pretrain "${common[@]}" --out z1 --log z1.jsonl --zero 1 --save-every 10
 expect_status "2 ranks, --zero 2" 0 mpirun -np 2 qw-pretrain "${common[@]}" --out z2 --log z2.jsonl --zero 2 --dp 2
 check "--zero 1 follows the one-process curve" curves one.jsonl z1.jsonl
+expect_status "--zero 2 on one process" 0 qw-pretrain "${common[@]}" --out onez --log onez.jsonl --zero 2
+check "is the one-process run, bit for bit" cmp -s one/step-000020/model.safetensors onez/step-000020/model.safetensors
 check "--zero 2 follows the one-process curve" curves one.jsonl z2.jsonl
 check "--zero 1 saves the weights plain data parallel saves" cmp -s dp/step-000020/model.safetensors z1/step-000020/model.safetensors
 check "--zero 1 saves the moments plain data parallel saves (gathered by name)" \
