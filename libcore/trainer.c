@@ -28,10 +28,10 @@ struct qw_trainer {
     int stopped;               /* ended by SIGINT/SIGTERM (after saving) */
     qw_params P, G, M, V;      /* on the backend after begin (host until then) */
     int have_params, have_grads;
-    float *host_grads;         /* several ranks, device arenas: the gradients staged for the allreduce */
+    float *host_grads;         /* several ranks, arenas the communicator cannot reach: the gradients staged */
     qw_mesh mesh;              /* the layout (data parallel only so far) */
     long cur_step;             /* the step being taken (for the watchdog's messages) */
-    /* ZeRO (zero > 0 on several ranks): this rank owns the elements
+    /* ZeRO (zero > 0; one part on one rank): this rank owns the elements
      * [shard[rank], shard[rank + 1]) of every arena; M and V are freed
      * and its moments live in m_sh, v_sh (backend memory) */
     int zero;

@@ -29,7 +29,7 @@
  * Memory: weights, gradients and moments live on the backend (o->ops);
  * with several ranks on a GPU backend the gradients are staged through a
  * host buffer for the MPI collectives (the CPU backend's arenas are given
- * to MPI directly).  Checkpoints are written by rank 0 from the device
+ * to MPI directly, and a GPU backend's to NCCL with --comm nccl).  Checkpoints are written by rank 0 from the device
  * arenas; a resumed run loads on the host, then moves.
  *
  * Layout (o->mesh, o->zero; qw/comm.h's mesh).  Only data parallel is
