@@ -18,6 +18,9 @@
 #      bf16 with --recompute follows the bf16 curve within 1e-3 at every step.
 #   c. --deterministic: two bf16 runs of 20 steps log the same losses and
 #      write the same weights and optimizer moments, bit for bit.
+#   c2. --comm nccl on one GPU: the same losses, weights and moments as c,
+#      bit for bit, without and with --zero 2 (NCCL's device reduce and
+#      broadcast on one rank), and through the QW_NCCL_RENDEZVOUS path.
 #   d. compute-sanitizer memcheck over a 2-step qw-pretrain run is clean.
 #   f. qw-grpo's whole update on the device against PyTorch + transformers
 #      (tests/golden/post, as tests/tools/test_post_parity.sh on the CPU):
@@ -118,6 +121,26 @@ check gpu_deterministic_weights_identical cmp -s det1/step-000020/model.safetens
 check gpu_deterministic_moments_identical cmp -s det1/step-000020/trainer_state/optimizer.safetensors \
     det2/step-000020/trainer_state/optimizer.safetensors
 note "determinism done"
+
+# ---- c2. NCCL on one GPU (qw/comm.h "nccl"): one rank trains as without
+# it, bit for bit; --zero 2 on it queues NCCL's reduce and broadcast of the
+# device arenas (one part: the whole arena) and stages nothing through the host
+if [ "$dev" = cuda ] && qw-pretrain --help | grep -q -- '--comm'; then
+    expect_status gpu_nccl_one_rank_runs 0 "${limit[@]}" qw-pretrain "${det[@]}" --comm nccl --out nc1 --log nc1.jsonl
+    check gpu_nccl_one_rank_losses_identical cmp -s <(col det1.jsonl) <(col nc1.jsonl)
+    check gpu_nccl_one_rank_weights_identical cmp -s det1/step-000020/model.safetensors nc1/step-000020/model.safetensors
+    expect_status gpu_nccl_zero2_runs 0 "${limit[@]}" qw-pretrain "${det[@]}" --comm nccl --zero 2 --out nz2 --log nz2.jsonl
+    check gpu_nccl_zero2_losses_identical cmp -s <(col det1.jsonl) <(col nz2.jsonl)
+    check gpu_nccl_zero2_weights_identical cmp -s det1/step-000020/model.safetensors nz2/step-000020/model.safetensors
+    check gpu_nccl_zero2_moments_identical cmp -s det1/step-000020/trainer_state/optimizer.safetensors \
+        nz2/step-000020/trainer_state/optimizer.safetensors
+    expect_status gpu_nccl_rendezvous_one_rank_runs 0 env QW_RANK=0 QW_WORLD_SIZE=1 QW_NCCL_RENDEZVOUS="$tmp/rv" \
+        "${limit[@]}" qw-pretrain "${det[@]}" --comm nccl --zero 1 --out nr --log nr.jsonl
+    check gpu_nccl_rendezvous_same_losses cmp -s <(col det1.jsonl) <(col nr.jsonl)
+    note "nccl done"
+else
+    echo "SKIP gpu_nccl (not on cuda, or a build without --comm)"
+fi
 
 # ---- d. memcheck
 if [ "$dev" = cuda ] && command -v compute-sanitizer >/dev/null; then

@@ -27,12 +27,49 @@
  * the step's loss (e.g. 1/(targets of the global batch) for a token mean).
  *
  * Memory: weights, gradients and moments live on the backend (o->ops);
- * with several ranks the gradients are staged through a host buffer for
- * the MPI allreduce.  Checkpoints are written by rank 0 from the device
+ * with several ranks on a GPU backend the gradients are staged through a
+ * host buffer for the MPI collectives (the CPU backend's arenas are given
+ * to MPI directly, and a GPU backend's to NCCL with --comm nccl).  Checkpoints are written by rank 0 from the device
  * arenas; a resumed run loads on the host, then moves.
  *
+ * Layout (o->mesh, o->zero; qw/comm.h's mesh).  Only data parallel is
+ * built: every rank holds the whole model and takes its share of the
+ * batch; other axes larger than 1 are QW_EXIT_USAGE at open.
+ *
+ * ZeRO (o->zero; on one rank the one part is the whole arena).  The arena is cut into one
+ * contiguous range per rank (about total / ranks elements, boundaries at
+ * multiples of 16 floats, across tensor boundaries where they fall); rank
+ * r owns range r's AdamW moments and updates only that range of the fp32
+ * weights (qw_adamw_step_shard); then each range is broadcast from its
+ * owner (the allgather of the parameters) and the compute copy refreshed.
+ *   zero 1  the moments are sharded (2/ranks of the one-process optimizer
+ *           memory); the gradient is summed over the ranks whole
+ *           (allreduce), as without ZeRO, so the global norm is computed
+ *           as there.
+ *   zero 2  and the gradient is reduce-scattered: each range is summed on
+ *           its owner only (one reduce per range, rooted at the owner),
+ *           halving the traffic of the allreduce; the norm is the sum of
+ *           the ranges' Σ g² over the ranks.  After qw_trainer_reduce only
+ *           the rank's own range of qw_trainer_grads is the summed
+ *           gradient.  The reduce runs after the whole backward (the model
+ *           has no per-layer hook yet to start it bucket by bucket during
+ *           the backward), and the backward still accumulates the rank's
+ *           whole gradient arena, so the gradient memory is that of zero 1
+ *           except for the staging of a GPU backend (one range instead of
+ *           the whole arena).
+ *   zero 3  (sharded parameters, gathered per layer ahead of use) is not
+ *           built: it needs per-layer hooks in the model's forward and
+ *           backward; QW_EXIT_USAGE.
+ * Every element gets the arithmetic of the unsharded update, so losses
+ * follow the one-process run within the reordering of the sums.
+ * Checkpoints stay whole and keyed by name (qw/ckpt.h): rank 0 gathers
+ * the moments' ranges from the other ranks (point to point, one range at a
+ * time into whole host arenas), saves, and frees them; a resumed run loads
+ * the whole checkpoint on every rank and keeps its range.  So a run saved
+ * under one layout resumes under any other, or on one process.
+ *
  * Collective calls (every rank calls them, in the same order): open,
- * begin, reduce, allreduce, end_step, close.  Errors: 0 or QW_EXIT_* with
+ * begin, reduce, allreduce, update (under ZeRO), end_step, close.  Errors: 0 or QW_EXIT_* with
  * a message (qw/cli.h); bad checkpoints or data are QW_EXIT_DATA.
  */
 #ifndef QW_TRAINER_H
@@ -122,6 +159,11 @@ int qw_trainer_allreduce(qw_trainer *t, double *v, int n);
  * clipping) into *norm, the schedule's learning rate into *lr, clipping to
  * o->clip, AdamW.  Waits for the backend, so the caller's clock includes it. */
 void qw_trainer_update(qw_trainer *t, long step, double *norm, double *lr);
+
+/* This rank's bytes of the weights (fp32 master and the compute copy),
+ * the gradients (the arena and any host staging) and the optimizer state
+ * (AdamW's two moments: all of them, or the shard under ZeRO). */
+void qw_trainer_memory(const qw_trainer *t, double *params, double *grads, double *optim);
 
 /* Write metrics for `step` (rank 0; nothing without --log/--tensorboard). */
 int qw_trainer_log(qw_trainer *t, long step, const qw_metric *m, int n);
