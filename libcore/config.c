@@ -435,7 +435,7 @@ void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active)
 {
     int64_t H = c->hidden_size, d = c->head_dim, V = c->vocab_size;
     int64_t attn = 2 * H + (int64_t)c->num_attention_heads * d * H * 2 + (int64_t)c->num_key_value_heads * d * H * 2 + 2 * d;
-    int64_t t = V * H * (c->tie_word_embeddings ? 1 : 2) + H, a = t;
+    int64_t t = V * H * (c->score_head || c->tie_word_embeddings ? 1 : 2) + H + (c->score_head ? H : 0), a = t;
     for (int i = 0; i < c->num_hidden_layers; i++) {
         t += attn;
         a += attn;
