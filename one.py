@@ -1,2 +1,0 @@
-import sys
-for l in sys.stdin: print("{\"reward\": 1}", flush=True)
