@@ -526,6 +526,7 @@ static const struct { const char *name; size_t off; int dbl; } config_fields[] =
     INT_FIELD(yarn_truncate), INT_FIELD(num_experts), INT_FIELD(num_experts_per_tok),
     INT_FIELD(moe_intermediate_size), INT_FIELD(decoder_sparse_step), INT_FIELD(norm_topk_prob),
     DBL_FIELD(router_aux_loss_coef), INT_FIELD(output_router_logits), INT_FIELD(n_mlp_only_layers),
+    INT_FIELD(score_head),
 };
 
 static int check_config(const char *dir, const qw_config *run)

@@ -283,6 +283,36 @@ static int check_sizes(const qw_config *c, const char *name, const char *pre)
     return 0;
 }
 
+/* A sequence-classification architecture is a reward model when it has
+ * one label; transformers counts the labels from id2label, else
+ * num_labels, else 2 (PretrainedConfig's default). */
+static int parse_head(const cJSON *root, const char *name, qw_config *c)
+{
+    const cJSON *a = item(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, 0) : NULL;
+    if (!cJSON_IsString(a0) || !strstr(a0->valuestring, "ForSequenceClassification")) return 0;
+    if (strncmp(c->model_type, "qwen3_vl", 8))
+        c->score_head = 1;
+    else
+        return qw_error(QW_EXIT_DATA, "'%s': key 'architectures': %s: a Qwen3-VL reward model is not supported", name,
+                        a0->valuestring);
+    const cJSON *id2 = item(root, "id2label"), *nl = item(root, "num_labels");
+    int labels = 2;
+    const char *key = "num_labels";
+    if (id2) {
+        if (!cJSON_IsObject(id2)) return qw_error(QW_EXIT_DATA, "'%s': key 'id2label': expected an object", name);
+        labels = cJSON_GetArraySize(id2);
+        key = "id2label";
+    } else if (nl) {
+        if (!cJSON_IsNumber(nl)) return qw_error(QW_EXIT_DATA, "'%s': key 'num_labels': expected a number", name);
+        labels = nl->valuedouble == 1 ? 1 : nl->valuedouble > 1 && nl->valuedouble < 1e6 ? (int)nl->valuedouble : 0;
+    }
+    if (labels != 1)
+        return qw_error(QW_EXIT_DATA, "'%s': key '%s': %s with %d labels%s; a reward model has one (num_labels 1)", name,
+                        key, a0->valuestring, labels, id2 || nl ? "" : " (the default without id2label)");
+    return 0;
+}
+
 static int parse(const cJSON *root, const char *name, qw_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -357,6 +387,7 @@ static int parse(const cJSON *root, const char *name, qw_config *c)
     for (int i = 0; i < c->num_hidden_layers && !any_dense; i++) any_dense = !qw_config_layer_is_moe(c, i);
     if ((rc = get_int(&s, "intermediate_size", any_dense, 0, any_dense, &c->intermediate_size))) return rc;
     if ((rc = check_sizes(c, name, s.prefix))) return rc;
+    if ((rc = parse_head(root, name, c))) return rc;
     return parse_rope(&s, c, k->theta);
 }
 
@@ -404,7 +435,7 @@ void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active)
 {
     int64_t H = c->hidden_size, d = c->head_dim, V = c->vocab_size;
     int64_t attn = 2 * H + (int64_t)c->num_attention_heads * d * H * 2 + (int64_t)c->num_key_value_heads * d * H * 2 + 2 * d;
-    int64_t t = V * H * (c->tie_word_embeddings ? 1 : 2) + H, a = t;
+    int64_t t = V * H * (c->score_head || c->tie_word_embeddings ? 1 : 2) + H + (c->score_head ? H : 0), a = t;
     for (int i = 0; i < c->num_hidden_layers; i++) {
         t += attn;
         a += attn;
@@ -461,8 +492,17 @@ int qw_config_save(const qw_config *c, const char *path)
     int n = 0;
 #define PUT(k, v) (it[n].key = (k), it[n++].val = (v))
     cJSON *arch = cJSON_CreateArray();
-    cJSON_AddItemToArray(arch, cJSON_CreateString(moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM"));
+    cJSON_AddItemToArray(arch, cJSON_CreateString(c->score_head ? (moe ? "Qwen3MoeForSequenceClassification"
+                                                                          : "Qwen3ForSequenceClassification")
+                                                               : (moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM")));
     PUT("architectures", arch);
+    if (c->score_head) {   /* one label, as transformers writes it */
+        cJSON *id2 = cJSON_CreateObject(), *l2id = cJSON_CreateObject();
+        cJSON_AddStringToObject(id2, "0", "LABEL_0");
+        cJSON_AddNumberToObject(l2id, "LABEL_0", 0);
+        PUT("id2label", id2);
+        PUT("label2id", l2id);
+    }
     PUT("attention_bias", cJSON_CreateBool(c->attention_bias));
     PUT("attention_dropout", num(0.0));
     if (c->bos_token_id >= 0) PUT("bos_token_id", cJSON_CreateNumber(c->bos_token_id));

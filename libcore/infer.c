@@ -55,6 +55,8 @@ static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
 int qw_engine_new(const qw_ops *ops, const qw_params *P, const qw_engine_opts *opts, qw_engine **out)
 {
     const qw_config *c = &P->cfg;
+    if (!P->lm_head)
+        return qw_error(QW_EXIT_DATA, "a reward model (score.weight, no LM head) cannot generate text");
     if (!ops->kv_write || !ops->attn_paged || !ops->sample)
         return qw_error(QW_EXIT_FAIL, "the %s backend has no decode path yet", ops->name);
     if (P->ops ? P->ops != ops : strcmp(ops->name, "cpu"))

@@ -31,6 +31,7 @@ struct qw_model {
     int plan_overflow;          /* the plan's bytes overflow size_t */
 
     int32_t *ids, *pos, *kvs, *tgt;   /* device [N] */
+    int32_t *vidx;                    /* device [N]: the rows of forward_hidden */
     float *coef, *logp, *lse_ce;      /* device [N] */
     float *cs, *sn, *inv_freq;        /* RoPE [N,d/2] ×2, [d/2] */
     void **x;                         /* host array of L+1 residual streams [N,H] */
@@ -48,6 +49,7 @@ struct qw_model {
 
     /* host copies of the batch */
     int32_t *h_pos, *h_kvs, *h_tgt;
+    int n_vidx;                       /* rows of the last forward_hidden */
     float *h_coef, *h_logp, *h_count, *h_psum;
     double pairs, aux;
     int have_forward;
@@ -90,6 +92,7 @@ static void plan(qw_model *m)
         if (m->n_moe < m->L) { r_g = TAKE_A(m, N * I); r_u = TAKE_A(m, N * I); r_a = TAKE_A(m, N * I); }
     }
     m->ids = TAKE_I(m, N); m->pos = TAKE_I(m, N); m->kvs = TAKE_I(m, N); m->tgt = TAKE_I(m, N);
+    m->vidx = TAKE_I(m, N);
     m->coef = TAKE_F(m, N); m->logp = TAKE_F(m, N); m->lse_ce = TAKE_F(m, N);
     m->cs = TAKE_F(m, N * m->d / 2); m->sn = TAKE_F(m, N * m->d / 2); m->inv_freq = TAKE_F(m, m->d / 2);
     for (int l = 0; l <= m->L; l++) m->x[l] = TAKE_A(m, N * H);
@@ -328,12 +331,12 @@ static void head_backward(qw_model *m, qw_params *G, int c0, int rows)
                       m->P->lm_head, rows, V, H, 0, m->inv_temp);
 }
 
-/* The forward; with G, the LM head's gradient as well (qw_model_step). */
-static int forward(qw_model *m, const qw_batch *b, float *logits, float *logp, qw_model_out *out, qw_params *G)
+/* Everything up to the final norm's output hf, and the MoE statistics. */
+static int trunk(qw_model *m, const qw_batch *b)
 {
     const qw_ops *ops = m->ops;
     const qw_params *P = m->P;
-    int N = m->N, H = m->H, V = m->V, E = m->E;
+    int N = m->N, H = m->H, E = m->E;
     m->have_forward = 0;
     int st = prepare_batch(m, b);
     if (st) return st;
@@ -345,6 +348,27 @@ static int forward(qw_model *m, const qw_batch *b, float *logits, float *logp, q
     }
     for (int l = 0; l < m->L; l++) layer_forward(m, l);
     ops->rmsnorm_fwd(m->hf, m->rstd_f, m->x[m->L], P->final_norm, N, H, m->eps);
+    m->aux = 0;
+    if (m->n_moe) {
+        ops->download(m->h_count, m->aux_count, E * sizeof(float));
+        ops->download(m->h_psum, m->aux_psum, E * sizeof(float));
+        double rows = (double)m->n_moe * N;
+        for (int e = 0; e < E; e++) m->aux += (m->h_count[e] / rows) * (m->h_psum[e] / rows);
+        m->aux *= E;
+    }
+    return 0;
+}
+
+/* The forward; with G, the LM head's gradient as well (qw_model_step). */
+static int forward(qw_model *m, const qw_batch *b, float *logits, float *logp, qw_model_out *out, qw_params *G)
+{
+    const qw_ops *ops = m->ops;
+    int N = m->N, V = m->V;
+    m->have_forward = 0;
+    if (!m->P->lm_head)
+        return qw_error(QW_EXIT_DATA, "model: a reward model (score.weight, no LM head) has no token log-probabilities");
+    int st = trunk(m, b);
+    if (st) return st;
     for (int c0 = 0; c0 < N; c0 += m->chunk) {
         int rows = c0 + m->chunk < N ? m->chunk : N - c0;
         lm_head(m, c0, rows);
@@ -359,14 +383,6 @@ static int forward(qw_model *m, const qw_batch *b, float *logits, float *logp, q
     for (int i = 0; i < N; i++) {
         loss -= (double)m->h_coef[i] * m->h_logp[i];
         nt += m->h_tgt[i] >= 0;
-    }
-    m->aux = 0;
-    if (m->n_moe) {
-        ops->download(m->h_count, m->aux_count, E * sizeof(float));
-        ops->download(m->h_psum, m->aux_psum, E * sizeof(float));
-        double rows = (double)m->n_moe * N;
-        for (int e = 0; e < E; e++) m->aux += (m->h_count[e] / rows) * (m->h_psum[e] / rows);
-        m->aux *= E;
     }
     out->loss = loss;
     out->aux_loss = m->aux;
@@ -506,9 +522,65 @@ int qw_model_set_temperature(qw_model *m, double temperature)
     return 0;
 }
 
+/* Rows of fp32 [rows,H] that fit m->logits at once (fp32 staging). */
+static int stage_rows(const qw_model *m)
+{
+    size_t r = (size_t)m->chunk * m->V / m->H;
+    return r > (size_t)m->N ? m->N : r < 1 ? 1 : (int)r;
+}
+
+int qw_model_forward_hidden(qw_model *m, const qw_batch *b, const int32_t *idx, int n, float *h, qw_model_out *out)
+{
+    const qw_ops *ops = m->ops;
+    int H = m->H;
+    m->have_forward = 0;
+    if (n < 1 || n > m->N) return qw_error(QW_EXIT_FAIL, "model: %d hidden rows asked of a batch of %d", n, m->N);
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= m->N)
+            return qw_error(QW_EXIT_FAIL, "model: hidden row %d is outside the batch of %d tokens", idx[i], m->N);
+    if ((size_t)m->chunk * m->V < (size_t)H)
+        return qw_error(QW_EXIT_FAIL, "model: hidden size %d is more than the logits chunk (%d x %d)", H, m->chunk, m->V);
+    int st = trunk(m, b);
+    if (st) return st;
+    ops->upload(m->vidx, idx, (size_t)n * sizeof *idx);
+    ops->gather_rows(m->dxn, m->hf, m->vidx, n, H);
+    for (int j0 = 0, cap = stage_rows(m); j0 < n; j0 += cap) {
+        int rows = j0 + cap < n ? cap : n - j0;
+        ops->from_act(m->logits, at(m, m->dxn, (size_t)j0 * H), (size_t)rows * H);
+        ops->download(h + (size_t)j0 * H, m->logits, (size_t)rows * H * sizeof *h);
+    }
+    m->n_vidx = n;
+    if (out) {
+        out->loss = 0;
+        out->aux_loss = m->aux;
+        out->n_targets = 0;
+    }
+    m->have_forward = 2;
+    return 0;
+}
+
+int qw_model_backward_hidden(qw_model *m, qw_params *grads, const float *dh)
+{
+    const qw_ops *ops = m->ops;
+    int H = m->H, n = m->n_vidx;
+    if (m->have_forward != 2) return qw_error(QW_EXIT_FAIL, "model: backward_hidden without forward_hidden");
+    int st = check_grads(m, grads);
+    if (st) return st;
+    for (int j0 = 0, cap = stage_rows(m); j0 < n; j0 += cap) {
+        int rows = j0 + cap < n ? cap : n - j0;
+        ops->upload(m->logits, dh + (size_t)j0 * H, (size_t)rows * H * sizeof *dh);
+        ops->to_act(at(m, m->dx, (size_t)j0 * H), m->logits, (size_t)rows * H);
+    }
+    ops->zero(m->dxn, (size_t)m->N * H * m->as);
+    ops->scatter_add_rows(m->dxn, m->dx, m->vidx, n, H);
+    backward_body(m, grads, 0);
+    m->have_forward = 0;
+    return 0;
+}
+
 int qw_model_set_coef(qw_model *m, const float *coef)
 {
-    if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: coefficients without a forward");
+    if (m->have_forward != 1) return qw_error(QW_EXIT_FAIL, "model: coefficients without a forward");
     memcpy(m->h_coef, coef, m->N * sizeof *m->h_coef);
     m->ops->upload(m->coef, m->h_coef, m->N * sizeof *m->coef);
     return 0;
@@ -516,7 +588,7 @@ int qw_model_set_coef(qw_model *m, const float *coef)
 
 int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef)
 {
-    if (!m->have_forward) return qw_error(QW_EXIT_FAIL, "model: backward without a forward");
+    if (m->have_forward != 1) return qw_error(QW_EXIT_FAIL, "model: backward without a forward");
     int st = check_grads(m, grads);
     if (st) return st;
     /* LM head and cross-entropy, chunk by chunk, logits recomputed */
@@ -542,7 +614,7 @@ int qw_model_step(qw_model *m, const qw_batch *b, qw_params *grads, float aux_co
 double qw_model_matmul_flops(const qw_model *m)
 {
     const qw_config *c = m->c;
-    double per_tok = (double)m->V * m->H;   /* LM head */
+    double per_tok = m->P->lm_head ? (double)m->V * m->H : 0;   /* LM head */
     for (int l = 0; l < m->L; l++) {
         per_tok += (double)m->H * (2.0 * m->Q + 2.0 * m->KV);
         if (m->P->layer[l].is_moe) per_tok += (double)m->E * m->H + 3.0 * m->k * m->H * m->Ie;

@@ -126,8 +126,9 @@ static void set_views(qw_params *P)
     P->embed = P->data + P->p[0].offset;
     snprintf(f, sizeof f, "%snorm.weight", pre);
     P->final_norm = P->data + qw_params_find(P, f)->offset;
-    const qw_param *head = qw_params_find(P, "lm_head.weight");
-    P->lm_head = head ? P->data + head->offset : P->embed;
+    const qw_param *head = qw_params_find(P, "lm_head.weight"), *score = qw_params_find(P, "score.weight");
+    P->lm_head = head ? P->data + head->offset : c->score_head ? NULL : P->embed;
+    P->score = score ? P->data + score->offset : NULL;
 }
 
 static size_t arena_bytes(const qw_params *P) { return (P->total ? P->total : 1) * sizeof(float); }
@@ -194,7 +195,8 @@ static int build_layout(qw_params *P, const qw_config *c)
         }
     }
     add(&b, 1, 1, H, 0, 1, "%snorm.weight", pre);
-    if (!c->tie_word_embeddings) add(&b, 1, 2, c->vocab_size, H, 0, "lm_head.weight");
+    if (c->score_head) add(&b, 1, 2, 1, H, 0, "score.weight");
+    else if (!c->tie_word_embeddings) add(&b, 1, 2, c->vocab_size, H, 0, "lm_head.weight");
     build_index(P);
     return 0;
 }
@@ -294,6 +296,14 @@ void qw_params_init_random(qw_params *P, uint64_t seed)
     }
 }
 
+void qw_params_init_head(qw_params *P, uint64_t seed)
+{
+    const qw_param *p = qw_params_find(P, "score.weight");
+    if (p)
+        qw_rng_fill_normal(P->data + p->offset, (size_t)p->numel, seed, qw_hash64(QW_HASH64_INIT, p->name, strlen(p->name)),
+                           0.0f, (float)P->cfg.initializer_range);
+}
+
 /* ---- loading ---- */
 
 static int check_tensor(const qw_st_tensor *t, int nd, const int64_t *want)
@@ -386,8 +396,10 @@ static void scatter_fused(const qw_params *P, const qw_st_tensor *t, int layer, 
     free(tmp);
 }
 
-/* Match every tensor of st against the layout; copy the values when P has an arena. */
-static int walk(qw_params *P, const qw_st *st, int allow_extra)
+/* Match every tensor of st against the layout; copy the values when P has
+ * an arena.  backbone: the file is a causal LM loaded into a reward
+ * model's layout: its lm_head.weight is skipped, score.weight not needed. */
+static int walk(qw_params *P, const qw_st *st, int allow_extra, int backbone)
 {
     char *got = qw_calloc(P->n + 1, 1);
     int rc = 0;
@@ -405,11 +417,11 @@ static int walk(qw_params *P, const qw_st *st, int allow_extra)
             rc = f == 1 ? 0 : f;
             continue;
         }
-        if (P->cfg.tie_word_embeddings && !strcmp(t->name, "lm_head.weight")) continue;
+        if ((P->cfg.tie_word_embeddings || backbone) && !strcmp(t->name, "lm_head.weight")) continue;
         if (!allow_extra) rc = qw_error(QW_EXIT_DATA, "'%s': unexpected tensor '%s'", t->file, t->name);
     }
     for (int i = 0; i < P->n && !rc; i++)
-        if (!got[i]) rc = qw_error(QW_EXIT_DATA, "'%s': missing tensor '%s'", qw_st_path(st), P->p[i].name);
+        if (!got[i] && !(backbone && !strcmp(P->p[i].name, "score.weight"))) rc = qw_error(QW_EXIT_DATA, "'%s': missing tensor '%s'", qw_st_path(st), P->p[i].name);
     free(got);
     return rc;
 }
@@ -418,14 +430,22 @@ int qw_params_load(qw_params *P, const qw_st *st, int allow_extra)
 {
     if (P->ops) return qw_error(QW_EXIT_FAIL, "'%s': parameters on the %s backend are loaded on the host first",
                                 qw_st_path(st), P->ops->name);
-    return walk(P, st, allow_extra);
+    return walk(P, st, allow_extra, 0);
+}
+
+int qw_params_load_backbone(qw_params *P, const qw_st *st)
+{
+    if (P->ops) return qw_error(QW_EXIT_FAIL, "'%s': parameters on the %s backend are loaded on the host first",
+                                qw_st_path(st), P->ops->name);
+    if (!P->cfg.score_head) return qw_error(QW_EXIT_FAIL, "'%s': loading a backbone needs a reward model's layout", qw_st_path(st));
+    return walk(P, st, 0, 1);
 }
 
 int qw_params_check(const qw_config *c, const qw_st *st, int allow_extra)
 {
     qw_params P;
     int rc = build_layout(&P, c);
-    if (!rc) rc = walk(&P, st, allow_extra);
+    if (!rc) rc = walk(&P, st, allow_extra, 0);
     qw_params_free(&P);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "qw/cli.h"
 #include "qw/comm.h"
 #include "qw/config.h"
+#include "qw/rm.h"
 #include "qw/signals.h"
 #include "qw/st.h"
 #include "qw/tok.h"
@@ -41,6 +42,8 @@ struct qw_trainer {
     size_t stage_n;
     float *dev_stage;          /* NCCL, rank 0: device staging of one shard, for saves */
     qw_model *model;
+    float *vh;                 /* the value path: the hidden rows of the last forward_value */
+    int vn, vcap;
     qw_metrics *metrics;
     uint64_t identity;         /* tokenizer identity of the data */
     char *tokenizer_dir;       /* copied into checkpoints */
@@ -107,6 +110,11 @@ static int setup_params(qw_trainer *t)
     const char *cfg_src = o->config_path ? o->config_path : t->model_dir ? t->model_dir : resume_dir;
     if (!cfg_src) return qw_error(QW_EXIT_USAGE, "give --config, --model or --resume");
     if (qw_config_load(cfg_src, &cfg)) return qw_error_status();
+    int backbone = o->value_head && !cfg.score_head;   /* a causal LM becomes a reward model */
+    if (backbone) cfg.score_head = 1;
+    if (!o->value_head && cfg.score_head)
+        return qw_error(QW_EXIT_DATA, "'%s' is a reward model (score.weight, no LM head): 'qw-reward train' trains it",
+                        cfg_src);
     if ((!resume_dir || o->config_path || o->model_dir) && apply_overrides(o, &cfg)) return qw_error_status();
     if (qw_params_init(&t->P, &cfg)) return qw_error_status();
     t->have_params = 1;
@@ -114,9 +122,10 @@ static int setup_params(qw_trainer *t)
     if (t->model_dir && !resume_dir) {
         qw_st *st;
         if (qw_st_open(t->model_dir, &st)) return qw_error_status();
-        int rc = qw_params_load(&t->P, st, 0);
+        int rc = backbone ? qw_params_load_backbone(&t->P, st) : qw_params_load(&t->P, st, 0);
         qw_st_close(st);
         if (rc) return rc;
+        if (backbone) qw_params_init_head(&t->P, o->seed);
     } else if (!resume_dir) {
         qw_params_init_random(&t->P, o->seed);
     }
@@ -409,6 +418,31 @@ int qw_trainer_backward(qw_trainer *t, const float *coef)
     return rc ? rc : qw_model_backward(t->model, &t->G, qw_trainer_aux_weight(t));
 }
 
+int qw_trainer_forward_value(qw_trainer *t, const qw_batch *b, const int32_t *idx, int n, float *r)
+{
+    size_t need = (size_t)n * t->P.cfg.hidden_size;
+    if (n > t->vcap) {
+        free(t->vh);
+        t->vh = qw_malloc(need * sizeof *t->vh);
+        t->vcap = n;
+    }
+    t->vn = 0;
+    int rc = qw_rm_forward(t->model, &t->P, b, idx, n, t->vh, r);
+    if (!rc) t->vn = n;
+    return rc;
+}
+
+int qw_trainer_backward_value(qw_trainer *t, const float *dr)
+{
+    if (!t->vn) return qw_error(QW_EXIT_FAIL, "trainer: backward_value without forward_value");
+    float *dh = qw_malloc((size_t)t->vn * t->P.cfg.hidden_size * sizeof *dh);
+    int rc = qw_rm_head_backward(&t->P, &t->G, t->vh, dr, t->vn, dh);
+    if (!rc) rc = qw_model_backward_hidden(t->model, &t->G, dh);
+    free(dh);
+    t->vn = 0;
+    return rc;
+}
+
 int qw_trainer_reduce(qw_trainer *t, double *sums, int n)
 {
     if (t->size <= 1) return 0;
@@ -550,6 +584,7 @@ int qw_trainer_close(qw_trainer *t, int status)
     qw_metrics_close(t->metrics);
     qw_train_state_free(&t->state);
     free(t->host_grads);
+    free(t->vh);
     free(t->tokenizer_dir);
     free(t->model_dir);
     free(t->resume_dir);

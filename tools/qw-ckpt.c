@@ -75,6 +75,11 @@ static int inspect(int argc, char **argv)
         printf("rope: theta %.10g\n", c.rope_theta);
     printf("max_position_embeddings: %d\ntied_embeddings: %s\n", c.max_position_embeddings,
            c.tie_word_embeddings ? "yes" : "no");
+    if (c.score_head)
+        printf("head: score [1, %d] (a reward model: Qwen3ForSequenceClassification, pooled at the last token that is "
+               "not pad_token_id %d)\n", c.hidden_size, c.pad_token_id);
+    else
+        printf("head: lm_head [%d, %d]%s\n", c.vocab_size, c.hidden_size, c.tie_word_embeddings ? " (the embedding)" : "");
     char list[4096];
     if (c.arch == QW_ARCH_MOE) {
         printf("experts: %d, top-%d, width %d, norm_topk_prob %s, aux_loss_coef %g\n", c.num_experts,

@@ -27,6 +27,11 @@
 #      the loss and every gradient, fp32 within 1e-4 of each tensor's scale,
 #      bf16 within 5e-2; qw-dpo's the same way (sigmoid and IPO, the
 #      reference model beside the policy on the device).
+#   g. the reward model on the device against transformers + TRL
+#      (tests/golden/rm, as tests/tools/test_reward_model.sh on the CPU):
+#      qw-reward train's first-step gradient, fp32 within 1e-4 of each
+#      tensor's scale, bf16 within 5e-2; --verifier model's rewards within
+#      1e-4 (fp32) and 5e-2 (bf16) of transformers'.
 #   e. --precision bogus is a usage error (2); a model whose activations
 #      cannot fit on the device fails with exit 1 and "out of" with a byte
 #      count, and leaves the checkpoint directory it was given untouched.
@@ -188,6 +193,47 @@ for prec in fp32 bf16; do
     done
 done
 note "dpo done"
+
+# ---- g. the reward model against transformers + TRL
+R=$QW_SRCDIR/tests/golden/rm
+python3 - "$R/pairs.jsonl" >rm_recs.jsonl <<'PY'
+import json, sys
+for i, l in enumerate(open(sys.argv[1])):
+    p = json.loads(l)
+    for w in ("chosen", "rejected"):
+        print(json.dumps({"idx": i, "which": w, "prompt_ids": p["prompt_ids"], "completion_ids": p[w + "_ids"]}))
+PY
+python3 - "$R/expected.safetensors" >rm_want.st <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n]); hdr.pop("__metadata__", None)
+data, out, off, h = raw[8 + n:], [], 0, {}
+for k in sorted(k for k in hdr if k.startswith("grad.")):
+    a, b = hdr[k]["data_offsets"]
+    h[k] = {"dtype": hdr[k]["dtype"], "shape": hdr[k]["shape"], "data_offsets": [off, off + b - a]}
+    out.append(data[a:b]); off += b - a
+j = json.dumps(h).encode()
+sys.stdout.buffer.write(struct.pack("<Q", len(j)) + j + b"".join(out))
+PY
+for prec in fp32 bf16; do
+    tol=1e-4; [ $prec = bf16 ] && tol=5e-2
+    expect_status "gpu_rm_train_${prec}_runs" 0 "${limit[@]}" qw-reward train --device "$dev" --precision $prec \
+        -m "$R/model" -o rm_$prec --steps 1 --batch-pairs 4 --lr 1e-9 --margin-field margin --center-rewards 0.01 \
+        --dump-grads rm_$prec.st -q "$R/pairs.jsonl"
+    out=$(python3 "$QW_SRCDIR/tests/tools/eval_st.py" close rm_want.st rm_$prec.st $tol 2>&1); st=$?
+    echo "    $out"
+    if [ $st = 0 ]; then pass "gpu_rm_train_${prec}_matches_torch"; else fail "gpu_rm_train_${prec}_matches_torch" "$out"; fi
+done
+expect_status gpu_rm_score_runs 0 "${limit[@]}" qw-reward --verifier model --model "$R/model" --device "$dev" -q \
+    -o rm_scored.jsonl rm_recs.jsonl
+check gpu_rm_score_matches_torch python3 -c '
+import json, sys
+want = json.load(open(sys.argv[2]))
+worst = max(abs(r["reward"] - want["rewards_" + r["which"]][r["idx"]]) for r in map(json.loads, open(sys.argv[1])))
+print("    worst reward difference %.3g" % worst)
+assert worst <= 5e-2, worst' rm_scored.jsonl "$R/meta.json"
+note "reward model done"
 
 # ---- e. bad input and out of memory
 expect_status gpu_bogus_precision_is_usage_error 2 "${limit[@]}" qw-pretrain --device "$dev" --precision bogus "${short[@]}" --steps 1 --out bogus

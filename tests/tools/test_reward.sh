@@ -127,8 +127,8 @@ printf '%s\n' '{"answer": "1"}' >nocomp.jsonl
 expect_status "no completion" 3 qw-reward --verifier think nocomp.jsonl
 expect_status "code: a record without entry_point" 3 qw-reward --verifier code think.jsonl
 expect_stderr "  names the line and the field" "line 1: no \"prompt\""
-expect_status "--verifier model is not built yet" 2 qw-reward --verifier model --model x gold.jsonl
-expect_stderr "  says so" "not built yet"
+expect_status "--verifier model without --model" 2 qw-reward --verifier model gold.jsonl
+expect_stderr "  says so" "needs --model"
 expect_status "--verifier bogus" 2 qw-reward --verifier math,bogus gold.jsonl
 expect_status "--verifier cmd without --cmd" 2 qw-reward --verifier cmd gold.jsonl
 

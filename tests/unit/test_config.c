@@ -248,7 +248,46 @@ static int same(const qw_config *a, const qw_config *b)
            a->output_router_logits == b->output_router_logits && a->n_mlp_only_layers == b->n_mlp_only_layers &&
            !memcmp(a->mlp_only_layers, b->mlp_only_layers, a->n_mlp_only_layers * sizeof(int)) &&
            a->bos_token_id == b->bos_token_id && a->eos_token_id == b->eos_token_id &&
-           a->pad_token_id == b->pad_token_id;
+           a->pad_token_id == b->pad_token_id && a->score_head == b->score_head;
+}
+
+/* A reward model: Qwen3ForSequenceClassification with one label (id2label,
+ * or num_labels); other label counts (transformers' default is 2) refused;
+ * saved back as transformers writes one label. */
+TEST(reward_model_head)
+{
+    char json[4096];
+    qw_config c, d;
+    const char *arch = "\"architectures\":[\"Qwen3ForCausalLM\"]";
+    const char *rest = strstr(qwen3_8b, arch) + strlen(arch);
+    CHECK(qw_config_parse(qwen3_8b, "lm", &c) == 0 && c.score_head == 0);
+    snprintf(json, sizeof json, "{\"architectures\":[\"Qwen3ForSequenceClassification\"],\"id2label\":{\"0\":\"LABEL_0\"}%s", rest);
+    CHECK(qw_config_parse(json, "rm", &c) == 0 && c.score_head == 1);
+    snprintf(json, sizeof json, "{\"architectures\":[\"Qwen3ForSequenceClassification\"],\"num_labels\":1%s", rest);
+    CHECK(qw_config_parse(json, "rm", &c) == 0 && c.score_head == 1);
+    snprintf(json, sizeof json, "{\"architectures\":[\"Qwen3ForSequenceClassification\"]%s", rest);
+    CHECK(parse_fails(json, "2 labels (the default without id2label)"));
+    snprintf(json, sizeof json, "{\"architectures\":[\"Qwen3ForSequenceClassification\"],"
+             "\"id2label\":{\"0\":\"A\",\"1\":\"B\",\"2\":\"C\"}%s", rest);
+    CHECK(parse_fails(json, "key 'id2label'") && strstr(qw_error_msg(), "3 labels"));
+    int64_t t0, t1, a;
+    qw_config lm;
+    CHECK(qw_config_parse(qwen3_8b, "lm", &lm) == 0);
+    qw_config_param_counts(&lm, &t0, &a);
+    qw_config_param_counts(&c, &t1, &a);
+    CHECK(t0 - t1 == (int64_t)lm.vocab_size * lm.hidden_size - lm.hidden_size);   /* an LM head less, a score head more */
+    char dir[] = "/tmp/qw-test-config-rm.XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(0); return; }
+    CHECK(qw_config_save(&c, dir) == 0 && qw_config_load(dir, &d) == 0 && same(&c, &d));
+    char p[256], text[8192] = {0};
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "r");
+    size_t k = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    CHECK(k > 0 && strstr(text, "\"Qwen3ForSequenceClassification\"") && strstr(text, "\"LABEL_0\"") &&
+          strstr(text, "\"label2id\""));
+    unlink(p);
+    rmdir(dir);
 }
 
 TEST(save_round_trip)
@@ -300,7 +339,7 @@ TEST(golden_configs_both_generations)
 
 int main(void)
 {
-    PLAN(9);
+    PLAN(10);
     RUN(hub_generation_dense);
     RUN(v5_generation_moe_yarn);
     RUN(rope_variants);
@@ -310,5 +349,6 @@ int main(void)
     RUN(absurd_sizes);
     RUN(save_round_trip);
     RUN(golden_configs_both_generations);
+    RUN(reward_model_head);
     return qwtest_finish();
 }

@@ -17,6 +17,7 @@
 #include "qw/model.h"
 #include "qw/objective.h"
 #include "qw/params.h"
+#include "qw/rm.h"
 #include "qw/st.h"
 
 #include <stdint.h>
@@ -654,6 +655,115 @@ static int compare(const char *exp_path, const char *got_path, const double tol[
     return bad;
 }
 
+
+/* The value path (a reward model's backbone): forward_hidden returns the
+ * final normed hidden states (the LM head applied to them gives the
+ * logits), and backward_hidden with ∂loss/∂h = the LM head's chain rule,
+ * computed here on the host, gives the LM path's gradient of every
+ * backbone tensor; then a reward model's score head (qw/rm.h): the head's
+ * and the Bradley–Terry loss's gradients against central differences. */
+TEST(hidden_path_is_the_lm_path_without_its_head)
+{
+    char json[2048];
+    snprintf(json, sizeof json, MOE_FMT, "true");
+    const char *cfgs[] = {DENSE, json};
+    for (int ci = 0; ci < 2; ci++) {
+        qw_params P, G1, G2;
+        make_params(&P, cfgs[ci], 17);
+        CHECK(!qw_params_alloc_like(&G1, &P) && !qw_params_alloc_like(&G2, &P));
+        int32_t ids[10] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3}, seg[10] = {0, 0, 0, 1, 1, 1, 1, 2, 2, 2}, tgt[10], idx[10];
+        int n = qw_objective_next_token(ids, seg, 2, 5, tgt), V = P.cfg.vocab_size, H = P.cfg.hidden_size;
+        float coef[10], logits[10 * 19], h[10 * 16], dh[10 * 16];
+        for (int i = 0; i < 10; i++) coef[i] = tgt[i] >= 0 ? (i % 2 ? 1.0f : 0.5f) / n : 0, idx[i] = i;
+        qw_batch b = {.ids = ids, .seg = seg, .targets = tgt, .coef = coef};
+        qw_model *m;
+        qw_model_out o;
+        CHECK(!qw_model_new(qw_ops_cpu(), &P, 2, 5, NULL, &m));
+        CHECK(qw_model_backward_hidden(m, &G2, dh) == QW_EXIT_FAIL);   /* no forward_hidden yet */
+        CHECK(!qw_model_forward(m, &b, logits, NULL, &o) && !qw_model_backward(m, &G1, 0));
+        CHECK(!qw_model_forward_hidden(m, &b, idx, 10, h, &o));
+        double worst = 0;
+        for (int i = 0; i < 10; i++) {
+            double mx = -1e30, se = 0;
+            for (int v = 0; v < V; v++) {   /* the LM head on h gives the logits */
+                double z = 0;
+                for (int j = 0; j < H; j++) z += (double)P.lm_head[(size_t)v * H + j] * h[i * H + j];
+                worst = fmax(worst, fabs(z - logits[i * V + v]));
+                mx = fmax(mx, logits[i * V + v]);
+            }
+            for (int v = 0; v < V; v++) se += exp(logits[i * V + v] - mx);
+            for (int j = 0; j < H; j++) {
+                double g = 0;
+                for (int v = 0; tgt[i] >= 0 && v < V; v++)
+                    g += coef[i] * (exp(logits[i * V + v] - mx) / se - (v == tgt[i])) * P.lm_head[(size_t)v * H + j];
+                dh[i * H + j] = (float)g;
+            }
+        }
+        CHECK_MSG(worst < 1e-5, "logits from h differ by %g", worst);
+        CHECK(!qw_model_backward_hidden(m, &G2, dh));
+        double rel = 0;
+        for (int k = 0; k < P.n; k++) {
+            if (!strcmp(P.p[k].name, "lm_head.weight")) continue;
+            const float *a = qw_params_ptr(&G1, &P.p[k]), *c = qw_params_ptr(&G2, &P.p[k]);
+            double d = 0, sc = 0;
+            for (int64_t j = 0; j < P.p[k].numel; j++) d = fmax(d, fabs(a[j] - c[j])), sc = fmax(sc, fabs(a[j]));
+            rel = fmax(rel, sc > 0 ? d / sc : d);
+        }
+        CHECK_MSG(rel < 1e-5, "backbone gradients differ by %g of their scale", rel);
+        qw_model_free(m);
+        qw_params_free(&P); qw_params_free(&G1); qw_params_free(&G2);
+    }
+    /* a reward model: layout, head, pooling, loss */
+    qw_config c;
+    CHECK(!qw_config_parse(DENSE, "rm", &c));
+    c.score_head = 1;
+    qw_params P, G;
+    CHECK(!qw_params_init(&P, &c) && !qw_params_alloc_like(&G, &P));
+    CHECK(P.score && !P.lm_head && qw_params_find(&P, "score.weight") && !qw_params_find(&P, "lm_head.weight"));
+    qw_params_init_random(&P, 3);
+    int32_t ids[10] = {3, 1, 4, 1, 5, 9, 2, 6, 0, 0}, idx[2];
+    idx[0] = qw_rm_pool(ids, 5, 0);
+    idx[1] = 5 + qw_rm_pool(ids + 5, 5, 0);
+    CHECK(idx[0] == 4 && idx[1] == 7 && qw_rm_pool(ids + 8, 2, 0) == 0 && qw_rm_pool(ids, 5, -1) == 4);
+    qw_model *m;
+    float h[2 * 16], r[2], dc, drj, dh[2 * 16];
+    qw_batch b = {.ids = ids};
+    CHECK(!qw_model_new(qw_ops_cpu(), &P, 2, 5, NULL, &m));
+    qw_error_clear();
+    qw_model_out o;
+    CHECK(qw_model_forward(m, &b, NULL, NULL, &o) == QW_EXIT_DATA && strstr(qw_error_msg(), "reward model"));
+    CHECK(!qw_rm_forward(m, &P, &b, idx, 2, h, r));
+    float margin = 0.3f;
+    qw_rm_sums sm = {0};
+    qw_rm_bt_loss(&r[0], &r[1], &margin, 1, 2, 0.1, &dc, &drj, &sm);
+    double e = 1e-3, num_c, num_r;
+    {
+        qw_rm_sums a = {0}, z = {0};
+        float t1, t2, cp = r[0] + (float)e, cm = r[0] - (float)e;
+        qw_rm_bt_loss(&cp, &r[1], &margin, 1, 2, 0.1, &t1, &t2, &a);
+        qw_rm_bt_loss(&cm, &r[1], &margin, 1, 2, 0.1, &t1, &t2, &z);
+        num_c = (a.loss - z.loss) / ((double)cp - cm);
+        float rp = r[1] + (float)e, rmn = r[1] - (float)e;
+        a = z = (qw_rm_sums){0};
+        qw_rm_bt_loss(&r[0], &rp, &margin, 1, 2, 0.1, &t1, &t2, &a);
+        qw_rm_bt_loss(&r[0], &rmn, &margin, 1, 2, 0.1, &t1, &t2, &z);
+        num_r = (a.loss - z.loss) / ((double)rp - rmn);
+    }
+    CHECK_NEAR(dc, num_c, 1e-4);
+    CHECK_NEAR(drj, num_r, 1e-4);
+    double z = r[0] - r[1] - margin, s2 = r[0] + r[1];
+    CHECK_NEAR(sm.loss, (log1p(exp(-z)) + 0.1 * s2 * s2) / 2, 1e-6);
+    float drs[2] = {dc, drj};
+    CHECK(!qw_rm_head_backward(&P, &G, h, drs, 2, dh));
+    for (int j = 0; j < 16; j++) {
+        CHECK_NEAR(G.score[j], dc * h[j] + drj * h[16 + j], 1e-6);
+        CHECK_NEAR(dh[j], dc * P.score[j], 1e-7);
+    }
+    CHECK(!qw_model_backward_hidden(m, &G, dh));
+    qw_model_free(m);
+    qw_params_free(&P); qw_params_free(&G);
+}
+
 int main(int argc, char **argv)
 {
     double tol[3] = {1e-4, 1e-5, 1e-3};
@@ -665,7 +775,7 @@ int main(int argc, char **argv)
         }
         return compare(argv[4], argv[5], tol);
     }
-    PLAN(11);
+    PLAN(12);
     RUN(dense_untied_gradients);
     RUN(dense_tied_yarn_documents_gradients);
     RUN(moe_gradients);
@@ -677,5 +787,6 @@ int main(int argc, char **argv)
     RUN(backward_takes_coefficients_after_the_forward);
     RUN(recompute_is_exact);
     RUN(rope_tables_match_hf);
+    RUN(hidden_path_is_the_lm_path_without_its_head);
     return qwtest_finish();
 }

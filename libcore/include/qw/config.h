@@ -79,6 +79,11 @@ typedef struct {
     int mlp_only_layers[QW_CONFIG_MAX_LAYERS];
 
     int bos_token_id, eos_token_id, pad_token_id;   /* -1 when absent */
+    /* A reward model: architectures ["Qwen3ForSequenceClassification"]
+     * with one label (id2label of one entry, or num_labels 1): the
+     * backbone, then `score.weight` [1,H] instead of the LM head
+     * (qw/params.h, qw/rm.h).  0 for a causal LM. */
+    int score_head;
     char torch_dtype[16];       /* "bfloat16", "float32" … ("" if absent) */
 
     /* Qwen3-VL only (top level of config.json; -1 / 0 when absent) */
@@ -91,7 +96,10 @@ int qw_config_load(const char *path, qw_config *c);   /* path: config.json or a 
 /* Parse from a JSON string; `name` is used in messages. */
 int qw_config_parse(const char *json, const char *name, qw_config *c);
 /* Write config.json in the Hub (transformers 4.5x) generation of keys:
- * architectures ["Qwen3ForCausalLM"] or ["Qwen3MoeForCausalLM"], rope_theta,
+ * architectures ["Qwen3ForCausalLM"] or ["Qwen3MoeForCausalLM"] (with
+ * score_head: ["Qwen3ForSequenceClassification"] or
+ * ["Qwen3MoeForSequenceClassification"] and id2label {"0": "LABEL_0"},
+ * label2id {"LABEL_0": 0}, as transformers writes one label), rope_theta,
  * rope_scaling (null, or the yarn object), num_experts …, keys sorted,
  * "transformers_version": "4.51.0" (the generation the keys belong to),
  * torch_dtype when set.  path: a file, or an existing directory (then
@@ -103,7 +111,7 @@ int qw_config_save(const qw_config *c, const char *path);
 int qw_config_layer_is_moe(const qw_config *c, int layer);
 /* Parameter counts: all, and active per token (MoE: k of E experts; the
  * router, attention, norms, embedding and LM head count fully; a tied LM
- * head counts once). */
+ * head counts once; a reward model counts its score head, H, instead). */
 void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active);
 
 #endif

@@ -103,7 +103,8 @@ void qw_model_free(qw_model *m);
 /* Bytes of device memory the activation plan holds. */
 size_t qw_model_plan_bytes(const qw_model *m);
 
-/* Forward pass.  `logits` (host, [B·T, V]) and `logp` (host, [B·T]: log
+/* Forward pass (QW_EXIT_DATA for a reward model, which has no LM head).
+ * `logits` (host, [B·T, V]) and `logp` (host, [B·T]: log
  * p(target) per token, 0 where there is no target) are written when not
  * NULL.  Keeps what the backward needs; the batch arrays need not outlive
  * the call. */
@@ -130,6 +131,21 @@ int qw_model_set_coef(qw_model *m, const float *coef);
  * is bit for bit the model without it.  QW_EXIT_USAGE unless T is finite
  * and > 0.  Forgets the last forward. */
 int qw_model_set_temperature(qw_model *m, double temperature);
+
+/* Value heads (a reward model: qw/rm.h).  The forward up to the final
+ * RMSNorm, returning its output at n chosen token positions: idx (host
+ * [n], flat indices r·T + t into the batch, 1 ≤ n ≤ B·T, repeats allowed)
+ * and h (host, fp32 [n·H], row i the normed hidden state at idx[i]).  No
+ * LM head runs (the parameters may have none); `out` (may be NULL) gets
+ * loss 0, n_targets 0 and the MoE aux_loss.  Then the backward of a loss
+ * whose gradient with respect to those rows is dh (host, fp32 [n·H]): the
+ * gradient of every backbone parameter is ADDED to `grads` (nothing to an
+ * LM head; the value head's own gradient is the caller's).  There is no
+ * load-balancing term (transformers' sequence classification adds none).
+ * Errors: an index outside the batch, backward_hidden without
+ * forward_hidden: QW_EXIT_FAIL; bad ids as qw_model_forward. */
+int qw_model_forward_hidden(qw_model *m, const qw_batch *b, const int32_t *idx, int n, float *h, qw_model_out *out);
+int qw_model_backward_hidden(qw_model *m, qw_params *grads, const float *dh);
 
 /* Forward and backward of one batch, for training: `out` as the forward
  * gives it, and the gradient ADDED to `grads` as the backward does, with

@@ -8,9 +8,12 @@
  * come first (one [E][Ie][H] block), then all up_proj ([E][Ie][H]), then all
  * down_proj ([E][H][Ie]), so the compute code indexes experts by offset.
  * Tied models have no lm_head tensor: lm_head points at embed_tokens.
+ * A reward model (cfg.score_head: Qwen3ForSequenceClassification, one
+ * label) has no LM head at all (lm_head NULL) but "score.weight" [1,H]
+ * (score), the value head that qw/rm.h applies to the final hidden state.
  * Order in the arena: embedding; per layer input norm, q, k, v, o, q_norm,
  * k_norm, post norm, then the MLP (dense gate, up, down; or router and the
- * three expert blocks); final norm; lm_head.  Every tensor (every expert
+ * three expert blocks); final norm; lm_head (or score).  Every tensor (every expert
  * block) starts on a 64-byte boundary; the gaps stay zero.
  * Qwen3-VL configs name the text model "model.language_model.*" as the
  * published checkpoints do (lm_head stays "lm_head.weight").
@@ -77,7 +80,8 @@ typedef struct {
     size_t total;
     float *embed;            /* [V,H] */
     float *final_norm;       /* [H] */
-    float *lm_head;          /* [V,H]; == embed when tied */
+    float *lm_head;          /* [V,H]; == embed when tied; NULL for a reward model */
+    float *score;            /* [1,H]: a reward model's value head; NULL otherwise */
     qw_layer_params *layer;  /* [L], owned */
     void *index;             /* private: name lookup */
     const qw_ops *ops;       /* the backend whose memory holds the arena; NULL: host */
@@ -118,6 +122,11 @@ static inline float *qw_params_ptr(const qw_params *P, const qw_param *p) { retu
  * name), so a tensor's values do not depend on the rest of the layout. */
 void qw_params_init_random(qw_params *P, uint64_t seed);
 
+/* Draw a reward model's score.weight as transformers initialises a new
+ * head: normal(0, initializer_range), from its own stream of seed (as
+ * qw_params_init_random would draw it).  A no-op without one. */
+void qw_params_init_head(qw_params *P, uint64_t seed);
+
 /* Load from an open checkpoint into a host arena (QW_EXIT_FAIL on a
  * device arena).  Accepts the Hub per-expert layout and the
  * fused expert layout of transformers 5.x ("mlp.experts.gate_up_proj"
@@ -128,6 +137,13 @@ void qw_params_init_random(qw_params *P, uint64_t seed);
  * use are an error unless allow_extra.  A tensor given twice (per-expert
  * and fused) or of a non-float dtype is QW_EXIT_DATA. */
 int qw_params_load(qw_params *P, const qw_st *st, int allow_extra);
+
+/* Start a reward model (cfg.score_head) from a causal LM's checkpoint:
+ * load the backbone as qw_params_load does, skip the file's
+ * lm_head.weight and leave score.weight as it is (qw_params_init_head
+ * draws it).  A reward-model file works too (its score.weight is loaded).
+ * Errors as qw_params_load; QW_EXIT_FAIL on a layout without score. */
+int qw_params_load_backbone(qw_params *P, const qw_st *st);
 
 /* The checks of qw_params_load (names, shapes, float dtypes, both expert
  * layouts, nothing missing or unexpected) without allocating an arena or

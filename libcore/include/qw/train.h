@@ -64,6 +64,9 @@ typedef struct {
     double capacity_factor;    /* MoE expert capacity (0: none) */
     int recompute;             /* activation recomputation (qw_model_opts.recompute) */
     double aux_coef;           /* < 0: router_aux_loss_coef of the config */
+    int value_head;            /* a reward model (qw/rm.h): a causal LM start loses its LM head and gets a new
+                                  score.weight (qw_params_init_head, seed); a reward-model start keeps its own.
+                                  0: a reward model is refused (it has no LM head) */
 
     /* data */
     const char *const *data;   /* shard files or qw-pack directories */

@@ -16,6 +16,10 @@
  *             qw_trainer_forward(t, batch, logp, …)      per-token log-probs
  *             … coef = f(logp) …
  *             qw_trainer_backward(t, coef, …)
+ *         or, for a reward model (o->value_head; qw/rm.h):
+ *             qw_trainer_forward_value(t, batch, idx, n, r)  a reward per pooled position
+ *             … dr = ∂loss/∂r …
+ *             qw_trainer_backward_value(t, dr)
  *         qw_trainer_reduce(t, sums, n)      sum gradients (and the loop's sums) over ranks
  *         qw_trainer_update(t, step, …)      clip, AdamW
  *         qw_trainer_log(t, step + 1, …)     metrics (rank 0)
@@ -89,7 +93,10 @@ typedef struct qw_trainer qw_trainer;
 /* Start MPI (qw/comm.h), install the signal handlers, and build the
  * parameters from o->config_path (random init by o->seed), o->model_dir or
  * o->resume (weights, moments and state loaded); the model overrides
- * (rope_theta, YaRN) apply unless resuming alone.  The tokenizer identity
+ * (rope_theta, YaRN) apply unless resuming alone.  With o->value_head a
+ * causal-LM start becomes a reward model (its LM head dropped, a new
+ * score.weight drawn from o->seed); without it a reward model is
+ * QW_EXIT_DATA.  The tokenizer identity
  * comes from o->tokenizer, else from the checkpoint started from, else
  * stays 0 (unknown).  `o` must outlive the trainer.  On failure *out is
  * still set (pass it to qw_trainer_close with the status). */
@@ -140,6 +147,16 @@ int qw_trainer_accumulate(qw_trainer *t, const qw_batch *b, qw_model_out *out);
  * now (host [B·T]); the gradient is added to the step's. */
 int qw_trainer_forward(qw_trainer *t, const qw_batch *b, float *logp, qw_model_out *out);
 int qw_trainer_backward(qw_trainer *t, const float *coef);
+/* The value path of a reward model (o->value_head): the forward of a
+ * batch to the rewards r (host [n]) at the n flat positions idx (host,
+ * r·T + t; qw_rm_pool chooses them), then the backward for dr =
+ * ∂loss/∂r (host [n]): the score head's and the backbone's gradients are
+ * added to the step's.  The trainer keeps the n hidden rows in between
+ * (n·H floats of host memory).  Errors: as qw_model_forward_hidden; a
+ * model without score.weight is QW_EXIT_DATA; backward_value without
+ * forward_value is QW_EXIT_FAIL. */
+int qw_trainer_forward_value(qw_trainer *t, const qw_batch *b, const int32_t *idx, int n, float *r);
+int qw_trainer_backward_value(qw_trainer *t, const float *dr);
 /* The step's gradient (on the backend; after qw_trainer_reduce it is the
  * sum over ranks), e.g. to dump it for a check (qw_params_host). */
 const qw_params *qw_trainer_grads(const qw_trainer *t);

@@ -19,3 +19,19 @@ for line in sys.stdin:
     r = json.loads(line)
     print(json.dumps({"reward": 1.0 / (1 + len(r["completion"]))}), flush=True)
 PY
+# The reward-model examples: the tiny causal LM of the test suite, separable pairs and held-out records.
+mkdir -p lm && cp "$QW_SRCDIR/tests/golden/dense_tied/model/"* lm/
+python3 - <<'PY'
+import json, random
+rng = random.Random(5)
+def pair():
+    p = [rng.randint(10, 200) for _ in range(rng.randint(1, 4))]
+    return p, [rng.randint(10, 200) for _ in range(rng.randint(0, 4))] + [7], [rng.randint(10, 200) for _ in range(rng.randint(1, 5))]
+with open("pairs.jsonl", "w") as f:
+    for _ in range(32):
+        p, c, r = pair(); f.write(json.dumps({"prompt_ids": p, "chosen_ids": c, "rejected_ids": r}) + "\n")
+with open("held.jsonl", "w") as f:
+    for i in range(8):
+        p, c, r = pair()
+        for w, x in (("chosen", c), ("rejected", r)): f.write(json.dumps({"idx": i, "which": w, "prompt_ids": p, "completion_ids": x}) + "\n")
+PY
