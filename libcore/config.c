@@ -186,6 +186,87 @@ static int parse_rope(const src *s, qw_config *c, double default_theta)
     return 0;
 }
 
+/* ---- the Qwen3-VL vision tower ---- */
+
+static int parse_vision(const cJSON *root, const char *name, qw_config *c)
+{
+    const cJSON *vc = item(root, "vision_config");
+    if (vc && !cJSON_IsObject(vc)) return qw_error(QW_EXIT_DATA, "'%s': key 'vision_config': expected an object", name);
+    if (!vc) return 0;   /* the language model alone: no vision tower */
+    cJSON *empty = NULL;
+    src s = {vc, vc, name, "vision_config."};
+    int rc;
+    typeof(c->vision) *v = &c->vision;
+    if ((rc = get_int(&s, "depth", 0, 27, 1, &v->depth)) ||
+        (rc = get_int(&s, "hidden_size", 0, 1152, 1, &v->hidden_size)) ||
+        (rc = get_int(&s, "num_heads", 0, 16, 1, &v->num_heads)) ||
+        (rc = get_int(&s, "intermediate_size", 0, 4304, 1, &v->intermediate_size)) ||
+        (rc = get_int(&s, "out_hidden_size", 0, 3584, 1, &v->out_hidden_size)) ||
+        (rc = get_int(&s, "in_channels", 0, 3, 1, &v->in_channels)) ||
+        (rc = get_int(&s, "patch_size", 0, 16, 1, &v->patch_size)) ||
+        (rc = get_int(&s, "temporal_patch_size", 0, 2, 1, &v->temporal_patch_size)) ||
+        (rc = get_int(&s, "spatial_merge_size", 0, 2, 1, &v->spatial_merge_size)) ||
+        (rc = get_int(&s, "num_position_embeddings", 0, 2304, 1, &v->num_position_embeddings)) ||
+        (rc = get_double(&s, "initializer_range", 0.02, &v->initializer_range)))
+        goto out;
+    v->rope_theta = 10000;
+    const cJSON *rp = item(vc, "rope_parameters");
+    if (cJSON_IsObject(rp) && cJSON_IsNumber(item(rp, "rope_theta"))) v->rope_theta = item(rp, "rope_theta")->valuedouble;
+    const cJSON *act = item(vc, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu_pytorch_tanh"))) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.hidden_act': only gelu_pytorch_tanh is supported", name);
+        goto out;
+    }
+    int hd = v->hidden_size / v->num_heads, side = (int)lround(sqrt((double)v->num_position_embeddings));
+    if (v->hidden_size % v->num_heads || hd % 4) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.num_heads': hidden_size %d / %d heads must be a whole "
+                      "multiple of 4 (2-D RoPE)", name, v->hidden_size, v->num_heads);
+        goto out;
+    }
+    if (side * side != v->num_position_embeddings) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.num_position_embeddings': %d is not a square", name,
+                      v->num_position_embeddings);
+        goto out;
+    }
+    if (v->spatial_merge_size != 2) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.spatial_merge_size': only 2 is supported", name);
+        goto out;
+    }
+    const cJSON *ds = item(vc, "deepstack_visual_indexes");
+    if (!ds) {
+        static const int def[3] = {8, 16, 24};
+        v->n_deepstack = 3;
+        memcpy(v->deepstack, def, sizeof def);
+    } else {
+        const cJSON *e;
+        if (!cJSON_IsArray(ds)) {
+            rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.deepstack_visual_indexes': expected a list", name);
+            goto out;
+        }
+        cJSON_ArrayForEach(e, ds) {
+            long long x;
+            if (json_int(e, &x) || x < 0 || x >= v->depth || v->n_deepstack == 8 ||
+                v->n_deepstack >= c->num_hidden_layers) {
+                rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.deepstack_visual_indexes': expected at most 8 "
+                              "block indices below depth %d (and no more than the %d decoder layers)", name, v->depth,
+                              c->num_hidden_layers);
+                goto out;
+            }
+            v->deepstack[v->n_deepstack++] = (int)x;
+        }
+    }
+    int msum = c->mrope_section[0] + c->mrope_section[1] + c->mrope_section[2];
+    if (msum && msum != c->head_dim / 2) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'text_config.rope_scaling.mrope_section': %d + %d + %d is not head_dim/2 "
+                      "= %d", name, c->mrope_section[0], c->mrope_section[1], c->mrope_section[2], c->head_dim / 2);
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(empty);
+    return rc;
+}
+
 /* ---- parsing ---- */
 
 typedef struct {
@@ -357,7 +438,8 @@ static int parse(const cJSON *root, const char *name, qw_config *c)
     for (int i = 0; i < c->num_hidden_layers && !any_dense; i++) any_dense = !qw_config_layer_is_moe(c, i);
     if ((rc = get_int(&s, "intermediate_size", any_dense, 0, any_dense, &c->intermediate_size))) return rc;
     if ((rc = check_sizes(c, name, s.prefix))) return rc;
-    return parse_rope(&s, c, k->theta);
+    if ((rc = parse_rope(&s, c, k->theta))) return rc;
+    return k->vl ? parse_vision(root, name, c) : 0;
 }
 
 int qw_config_parse(const char *json, const char *name, qw_config *c)
