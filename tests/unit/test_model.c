@@ -248,7 +248,7 @@ static void check_model(const qw_params *P, const scenario *s)
     int32_t ids[64], kvs[64], tgt[64];
     float coef[64];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)((urand() + 1) / 2 * V);
-    qw_batch b = {ids, s->pos, s->seg, s->targets, s->coef};
+    qw_batch b = {.ids = ids, .pos = s->pos, .seg = s->seg, .targets = s->targets, .coef = s->coef};
     qw_model_opts o = {.capacity_factor = s->capacity_factor};
     qw_model *m;
     CHECK(!qw_model_new(qw_ops_cpu(), P, s->B, s->T, &o, &m));
