@@ -214,7 +214,7 @@ void qw_vision_free(qw_vision *v)
 }
 
 int qw_vision_patches(const qw_vision *v) { return v->S; }
-int qw_vision_rows(const qw_vision *v) { return v->R; }
+int qw_vision_merged_rows(const qw_vision *v) { return v->R; }
 const float *qw_vision_merged(const qw_vision *v) { return v->mm.out; }
 const float *qw_vision_deepstack(const qw_vision *v, int j) { return v->md[j].out; }
 const float *qw_vision_embedded(const qw_vision *v) { return v->x0; }

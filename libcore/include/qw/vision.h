@@ -49,7 +49,7 @@ int qw_vision_new(const qw_params *P, int n, const int32_t *thw, const char *wha
 void qw_vision_free(qw_vision *v);
 
 int qw_vision_patches(const qw_vision *v);   /* S */
-int qw_vision_rows(const qw_vision *v);      /* S/4: merged rows = image pad tokens */
+int qw_vision_merged_rows(const qw_vision *v);      /* S/4: merged rows = image pad tokens */
 
 /* pixels [S, C·tp·p·p] (copied: it need not outlive the call). */
 void qw_vision_forward(qw_vision *v, const float *pixels);
