@@ -536,15 +536,16 @@ static void add_sorted(cJSON *obj, kv *items, int n)
 
 int qw_config_save(const qw_config *c, const char *path)
 {
-    int moe = c->arch == QW_ARCH_MOE;
-    if (strcmp(c->model_type, moe ? "qwen3_moe" : "qwen3"))
-        return qw_error(QW_EXIT_FAIL, "'%s': cannot write a %s config (only qwen3 and qwen3_moe)", path, c->model_type);
+    int moe = c->arch == QW_ARCH_MOE, vl = !strncmp(c->model_type, "qwen3_vl", 8);
+    if (strcmp(c->model_type, moe ? "qwen3_moe" : "qwen3") && strcmp(c->model_type, moe ? "qwen3_vl_moe" : "qwen3_vl"))
+        return qw_error(QW_EXIT_FAIL, "'%s': cannot write a %s config", path, c->model_type);
     kv it[48];
     int n = 0;
 #define PUT(k, v) (it[n].key = (k), it[n++].val = (v))
     cJSON *arch = cJSON_CreateArray();
-    cJSON_AddItemToArray(arch, cJSON_CreateString(moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM"));
-    PUT("architectures", arch);
+    cJSON_AddItemToArray(arch, cJSON_CreateString(vl ? (moe ? "Qwen3VLMoeForConditionalGeneration" : "Qwen3VLForConditionalGeneration")
+                                                     : moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM"));
+    if (!vl) PUT("architectures", arch);
     PUT("attention_bias", cJSON_CreateBool(c->attention_bias));
     PUT("attention_dropout", num(0.0));
     if (c->bos_token_id >= 0) PUT("bos_token_id", cJSON_CreateNumber(c->bos_token_id));
@@ -556,8 +557,8 @@ int qw_config_save(const qw_config *c, const char *path)
     PUT("initializer_range", num(c->initializer_range));
     PUT("intermediate_size", cJSON_CreateNumber(c->intermediate_size));
     PUT("max_position_embeddings", cJSON_CreateNumber(c->max_position_embeddings));
-    PUT("max_window_layers", cJSON_CreateNumber(c->num_hidden_layers));
-    PUT("model_type", cJSON_CreateString(c->model_type));
+    if (!vl) PUT("max_window_layers", cJSON_CreateNumber(c->num_hidden_layers));
+    PUT("model_type", cJSON_CreateString(!vl ? c->model_type : moe ? "qwen3_vl_moe_text" : "qwen3_vl_text"));
     PUT("num_attention_heads", cJSON_CreateNumber(c->num_attention_heads));
     PUT("num_hidden_layers", cJSON_CreateNumber(c->num_hidden_layers));
     PUT("num_key_value_heads", cJSON_CreateNumber(c->num_key_value_heads));
@@ -578,15 +579,26 @@ int qw_config_save(const qw_config *c, const char *path)
         if (!c->yarn_truncate) r[m++] = (kv){"truncate", cJSON_CreateFalse()};
         add_sorted(rs, r, m);
         PUT("rope_scaling", rs);
+    } else if (vl && c->mrope_section[0] + c->mrope_section[1] + c->mrope_section[2] > 0) {
+        kv r[3];
+        cJSON *rs = cJSON_CreateObject(), *sec = cJSON_CreateArray();
+        for (int i = 0; i < 3; i++) cJSON_AddItemToArray(sec, cJSON_CreateNumber(c->mrope_section[i]));
+        r[0] = (kv){"rope_type", cJSON_CreateString("default")};
+        r[1] = (kv){"mrope_section", sec};
+        r[2] = (kv){"mrope_interleaved", cJSON_CreateBool(c->mrope_interleaved)};
+        add_sorted(rs, r, 3);
+        PUT("rope_scaling", rs);
     } else {
         PUT("rope_scaling", cJSON_CreateNull());
     }
-    PUT("sliding_window", cJSON_CreateNull());
+    if (!vl) {
+        PUT("sliding_window", cJSON_CreateNull());
+        PUT("use_sliding_window", cJSON_CreateFalse());
+    }
     PUT("tie_word_embeddings", cJSON_CreateBool(c->tie_word_embeddings));
-    if (c->torch_dtype[0]) PUT("torch_dtype", cJSON_CreateString(c->torch_dtype));
-    PUT("transformers_version", cJSON_CreateString("4.51.0"));
+    if (c->torch_dtype[0] && !vl) PUT("torch_dtype", cJSON_CreateString(c->torch_dtype));
+    if (!vl) PUT("transformers_version", cJSON_CreateString("4.51.0"));
     PUT("use_cache", cJSON_CreateTrue());
-    PUT("use_sliding_window", cJSON_CreateFalse());
     PUT("vocab_size", cJSON_CreateNumber(c->vocab_size));
     if (moe) {
         cJSON *mlp = cJSON_CreateArray();
@@ -600,8 +612,46 @@ int qw_config_save(const qw_config *c, const char *path)
         PUT("output_router_logits", cJSON_CreateBool(c->output_router_logits));
         PUT("router_aux_loss_coef", num(c->router_aux_loss_coef));
     }
-#undef PUT
     cJSON *root = cJSON_CreateObject();
+    if (vl) {   /* the nested Qwen3-VL form: the text keys above go to text_config */
+        cJSON *text = cJSON_CreateObject();
+        add_sorted(text, it, n);
+        n = 0;
+        PUT("architectures", arch);
+        PUT("model_type", cJSON_CreateString(c->model_type));
+        PUT("text_config", text);
+        PUT("tie_word_embeddings", cJSON_CreateBool(c->tie_word_embeddings));
+        if (c->torch_dtype[0]) PUT("torch_dtype", cJSON_CreateString(c->torch_dtype));
+        PUT("transformers_version", cJSON_CreateString("4.57.0"));
+        if (c->image_token_id >= 0) PUT("image_token_id", cJSON_CreateNumber(c->image_token_id));
+        if (c->video_token_id >= 0) PUT("video_token_id", cJSON_CreateNumber(c->video_token_id));
+        if (c->vision_start_token_id >= 0) PUT("vision_start_token_id", cJSON_CreateNumber(c->vision_start_token_id));
+        if (c->vision_end_token_id >= 0) PUT("vision_end_token_id", cJSON_CreateNumber(c->vision_end_token_id));
+        if (c->vision.depth > 0) {
+            const typeof(c->vision) *v = &c->vision;
+            kv r[16];
+            int m = 0;
+            cJSON *vc = cJSON_CreateObject(), *ds = cJSON_CreateArray();
+            for (int i = 0; i < v->n_deepstack; i++) cJSON_AddItemToArray(ds, cJSON_CreateNumber(v->deepstack[i]));
+            r[m++] = (kv){"deepstack_visual_indexes", ds};
+            r[m++] = (kv){"depth", cJSON_CreateNumber(v->depth)};
+            r[m++] = (kv){"hidden_act", cJSON_CreateString("gelu_pytorch_tanh")};
+            r[m++] = (kv){"hidden_size", cJSON_CreateNumber(v->hidden_size)};
+            r[m++] = (kv){"in_channels", cJSON_CreateNumber(v->in_channels)};
+            r[m++] = (kv){"initializer_range", num(v->initializer_range)};
+            r[m++] = (kv){"intermediate_size", cJSON_CreateNumber(v->intermediate_size)};
+            r[m++] = (kv){"model_type", cJSON_CreateString(c->model_type)};
+            r[m++] = (kv){"num_heads", cJSON_CreateNumber(v->num_heads)};
+            r[m++] = (kv){"num_position_embeddings", cJSON_CreateNumber(v->num_position_embeddings)};
+            r[m++] = (kv){"out_hidden_size", cJSON_CreateNumber(v->out_hidden_size)};
+            r[m++] = (kv){"patch_size", cJSON_CreateNumber(v->patch_size)};
+            r[m++] = (kv){"spatial_merge_size", cJSON_CreateNumber(v->spatial_merge_size)};
+            r[m++] = (kv){"temporal_patch_size", cJSON_CreateNumber(v->temporal_patch_size)};
+            add_sorted(vc, r, m);
+            PUT("vision_config", vc);
+        }
+    }
+#undef PUT
     add_sorted(root, it, n);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
