@@ -485,6 +485,36 @@ static void gemm_rate(const qw_ops *ops, int n, double *wall_gflops, double *cpu
     free(h);
 }
 
+/* The vision tower's seconds per 448×448 image (grid 1×28×28), forward
+ * and forward+backward, best of `steps` after a warm-up. */
+static void vision_rate(const qw_params *P, qw_params *G, int steps, double *fwd_s, double *fb_s, double *fwd_cpu_s)
+{
+    const qw_config *c = &P->cfg;
+    int32_t thw[3] = {1, 448 / c->vision.patch_size, 448 / c->vision.patch_size};
+    qw_vision *v;
+    if (qw_vision_new(P, 1, thw, "bench", &v)) qw_die_last();
+    int S = qw_vision_patches(v), R = qw_vision_merged_rows(v), O = c->vision.out_hidden_size;
+    int K = c->vision.in_channels * c->vision.temporal_patch_size * c->vision.patch_size * c->vision.patch_size;
+    float *pix = qw_malloc((size_t)S * K * sizeof *pix), *d = qw_malloc((size_t)R * O * sizeof *d);
+    for (size_t i = 0; i < (size_t)S * K; i++) pix[i] = (float)((i * 2654435761u) % 1000) / 500 - 1;
+    for (size_t i = 0; i < (size_t)R * O; i++) d[i] = (float)((i * 40503u) % 1000) / 1e6f;
+    *fwd_s = *fb_s = *fwd_cpu_s = INFINITY;
+    for (int r = 0; r <= steps; r++) {
+        double t0 = qw_now(), c0 = cpu_now();
+        qw_vision_forward(v, pix);
+        double t1 = qw_now(), c1 = cpu_now();
+        if (r > 0 && c1 - c0 < *fwd_cpu_s) *fwd_cpu_s = c1 - c0;
+        qw_vision_backward(v, d, NULL, G);
+        double t2 = qw_now();
+        if (r == 0) continue;
+        if (t1 - t0 < *fwd_s) *fwd_s = t1 - t0;
+        if (t2 - t0 < *fb_s) *fb_s = t2 - t0;
+    }
+    qw_vision_free(v);
+    free(pix);
+    free(d);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     if (argc > 0) qw_usage_error("unexpected argument '%s'", argv[0]);
@@ -524,6 +554,12 @@ static int cmd_bench(int argc, char **argv)
     gemm_rate(ops, 2048, &gemm, &gemm_cpu);
     int64_t total, active;
     qw_config_param_counts(&cfg, &total, &active);
+    if (cfg.vision.depth > 0 && !strcmp(ops->name, "cpu")) {   /* the vision tower: CPU only for now */
+        double fs, fbs, fcs;
+        vision_rate(&P, &G, steps, &fs, &fbs, &fcs);
+        printf("{\"vision_image_px\":448,\"vision_fwd_s\":%.4f,\"vision_fwd_cpu_s\":%.4f,\"vision_images_per_s\":%.4f,"
+               "\"vision_fwd_bwd_s\":%.4f,\"vision_train_images_per_s\":%.4f}\n", fs, fcs, 1 / fs, fbs, 1 / fbs);
+    }
     printf("{\"device\":\"%s\",\"threads\":%d,\"params\":%lld,\"active_params\":%lld,\"batch\":%d,\"seq_len\":%d,"
            "\"steps\":%d,\"activation_bytes\":%zu,\"step_s\":%.4f,\"step_cpu_s\":%.4f,\"tokens_per_s\":%.1f,"
            "\"matmul_gflop_per_step\":%.3f,\"matmul_gflops\":%.2f,\"gemm_gflops\":%.2f,\"gemm_fraction\":%.3f,"
