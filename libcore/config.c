@@ -499,6 +499,16 @@ void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active)
             a += 3 * (int64_t)c->intermediate_size * H;
         }
     }
+    if (c->vision.depth > 0) {   /* the vision tower: every image token uses all of it */
+        int64_t Hv = c->vision.hidden_size, Iv = c->vision.intermediate_size, M = 4 * Hv, O = c->vision.out_hidden_size;
+        int64_t K = (int64_t)c->vision.in_channels * c->vision.temporal_patch_size * c->vision.patch_size *
+                    c->vision.patch_size;
+        int64_t blk = 4 * Hv + 3 * Hv * Hv + 3 * Hv + Hv * Hv + Hv + Iv * Hv + Iv + Hv * Iv + Hv;
+        int64_t mrg = M * M + M + O * M + O;
+        int64_t vis = Hv * K + Hv + (int64_t)c->vision.num_position_embeddings * Hv + c->vision.depth * blk +
+                      2 * Hv + mrg + c->vision.n_deepstack * (2 * M + mrg);
+        t += vis, a += vis;
+    }
     if (total) *total = t;
     if (active) *active = a;
 }

@@ -298,8 +298,8 @@ static void read_vision(const char *path, const qw_params *P, const fwd_input *x
         return;
     }
     if (c->vision.depth <= 0)
-        qw_die(QW_EXIT_DATA, "'%s': pixel_values and image_grid_thw, but the model (%s) has no vision tower", path,
-               c->model_type);
+        qw_die(QW_EXIT_DATA, "'%s': vision inputs (pixel_values, image_grid_thw), but the model (%s) has no vision "
+               "tower", path, c->model_type);
     if (x->pos) qw_die(QW_EXIT_DATA, "'%s': position_ids: a Qwen3-VL model computes its own (MRoPE)", path);
     if (!px != !g) qw_die(QW_EXIT_DATA, "'%s': pixel_values and image_grid_thw come together", path);
     size_t N = (size_t)B * T;

@@ -117,6 +117,10 @@ TEST(vision_layout_and_grids)
     CHECK(qw_params_find(&P, "model.visual.deepstack_merger_list.0.norm.weight") &&
           !qw_params_find(&P, "model.visual.deepstack_merger_list.1.norm.weight"));
     CHECK(qw_params_find(&P, "model.visual.merger.linear_fc1.weight")->shape[0] == 32);
+    int64_t sum = 0, total, active;
+    for (int i = 0; i < P.n; i++) sum += P.p[i].numel;
+    qw_config_param_counts(&c, &total, &active);
+    CHECK_MSG(total == sum && active == sum, "counted %lld, layout %lld", (long long)total, (long long)sum);
     qw_params_init_random(&P, 3);
     CHECK(qw_params_ptr(&P, qw_params_find(&P, "model.visual.blocks.1.norm2.weight"))[0] == 1.0f);
     CHECK(qw_params_ptr(&P, qw_params_find(&P, "model.visual.blocks.1.attn.qkv.bias"))[5] == 0.0f);

@@ -123,7 +123,7 @@ int qw_config_save(const qw_config *c, const char *path);
 int qw_config_layer_is_moe(const qw_config *c, int layer);
 /* Parameter counts: all, and active per token (MoE: k of E experts; the
  * router, attention, norms, embedding and LM head count fully; a tied LM
- * head counts once). */
+ * head counts once; a vision tower counts fully). */
 void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active);
 
 #endif
