@@ -120,6 +120,8 @@ bench-gpu:
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/rollout_cuda.sh
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/mc_cuda.sh
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/grpo_cuda.sh
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) QW_BENCH_DATA=$(or $(QW_BENCH_DATA),build/bench-data) bash tests/bench/moe_cuda.sh
 
 # Fuzzing (doc/fuzzing.md): one libFuzzer program per reader of outside
 # bytes, tests/fuzz/fuzz_<target>.c, linked against libcore's C sources built

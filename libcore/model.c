@@ -418,30 +418,49 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
 
 /* ---- backward ---- */
 
+/* The experts' linear_bwd as grouped products (expert e: rows off[e] ≤ r <
+ * off[e+1] of dy [·,out] and x [·,in]; W_e = W + e·out·in):
+ * dx (+)= dy·W_e; dW_e += dyᵀ·x. */
+static void experts_bwd(const qw_model *m, void *dx, float *dW, const void *dy, const void *x, const float *W,
+                        const int32_t *off, int out, int in, int acc)
+{
+    int E = m->E;
+    int *dims = qw_malloc(3 * (size_t)E * sizeof *dims);
+    const void **ptr = qw_malloc(3 * (size_t)E * sizeof *ptr);
+    int *rows = dims, *outs = dims + E, *ins = dims + 2 * E;
+    for (int e = 0; e < E; e++) {
+        rows[e] = off[e + 1] - off[e], outs[e] = out, ins[e] = in;
+        ptr[e] = at(m, dy, (size_t)off[e] * out);
+        ptr[E + e] = cw(m, W + (size_t)e * out * in);
+        ptr[2 * E + e] = at(m, dx, (size_t)off[e] * in);
+    }
+    qw_layer_gemm_grouped(m->ops, 0, 0, E, rows, ins, outs, 1, ptr, out, ptr + E, in, acc ? 1 : 0,
+                          (void *const *)(ptr + 2 * E), in, 0);
+    for (int e = 0; e < E; e++) {   /* dW_e [out,in] += dy_eᵀ·x_e: the rows are the reduction */
+        ptr[E + e] = at(m, x, (size_t)off[e] * in);
+        ptr[2 * E + e] = dW + (size_t)e * out * in;
+    }
+    qw_layer_gemm_grouped(m->ops, 1, 0, E, outs, ins, rows, 1, ptr, out, ptr + E, in, 1, (void *const *)(ptr + 2 * E),
+                          in, 1);
+    free(ptr);
+    free(dims);
+}
+
 static void moe_backward(qw_model *m, const qw_layer_params *W, qw_layer_params *G, layer_act *A, int aux)
 {
     const qw_ops *ops = m->ops;
     int N = m->N, H = m->H, E = m->E, k = m->k, Ie = m->Ie;
     const int32_t *off = A->offsets;
     ops->gather_rows(m->dyg, m->dx, A->rows, A->kept, H);
-    for (int e = 0; e < E; e++) {   /* down projection: da (still unweighted by w) and dW */
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        size_t we = (size_t)e * H * Ie;
-        linear_bwd(m, at(m, m->da, (size_t)o0 * Ie), G->exp_down + we, at(m, m->dyg, (size_t)o0 * H),
-                   at(m, A->aw, (size_t)o0 * Ie), W->exp_down + we, ne, H, Ie, 0);
-    }
+    /* down projection: da (still unweighted by w) and dW */
+    experts_bwd(m, m->da, G->exp_down, m->dyg, A->aw, W->exp_down, off, H, Ie, 0);
     ops->zero(m->dw, (size_t)N * k * sizeof(float));
     ops->row_dot(m->dw, m->da, A->a, A->slots, A->kept, Ie);
     ops->scale_rows(m->da, m->da, A->w, A->slots, A->kept, Ie);
     ops->swiglu_bwd(m->da, m->du, m->da, A->g, A->u, (size_t)A->kept * Ie);
-    for (int e = 0; e < E; e++) {   /* gate and up projections, input gradient into dyg */
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        size_t we = (size_t)e * Ie * H;
-        void *dxg = at(m, m->dyg, (size_t)o0 * H);
-        const void *xg = at(m, A->xg, (size_t)o0 * H);
-        linear_bwd(m, dxg, G->exp_gate + we, at(m, m->da, (size_t)o0 * Ie), xg, W->exp_gate + we, ne, Ie, H, 0);
-        linear_bwd(m, dxg, G->exp_up + we, at(m, m->du, (size_t)o0 * Ie), xg, W->exp_up + we, ne, Ie, H, 1);
-    }
+    /* gate and up projections, input gradient into dyg */
+    experts_bwd(m, m->dyg, G->exp_gate, m->da, A->xg, W->exp_gate, off, Ie, H, 0);
+    experts_bwd(m, m->dyg, G->exp_up, m->du, A->xg, W->exp_up, off, Ie, H, 1);
     ops->zero(m->dxn, (size_t)N * H * m->as);
     ops->scatter_add_rows(m->dxn, m->dyg, A->rows, A->kept, H);
     ops->moe_route_bwd(m->drl, m->dw, A->probs, A->sel, A->w, aux ? m->aux_dprobs : NULL, N, E, k,

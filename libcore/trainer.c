@@ -363,3 +363,68 @@ int qw_trainer_close(qw_trainer *t, int status)
     qw_comm_finalize(comm);
     return status;
 }
+
+int qw_trainer_dump_grads(const qw_trainer *t, const char *path)
+{
+    if (t->rank != 0) return 0;
+    const qw_params *G = &t->G;
+    float *owned = NULL;
+    const float *g = qw_params_host(G, &owned);
+    qw_st_writer *w = qw_st_writer_new();
+    for (int i = 0; i < G->n; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "grad.%s", G->p[i].name);
+        qw_st_writer_add(w, name, QW_DT_F32, G->p[i].ndim, G->p[i].shape, g + G->p[i].offset);
+    }
+    int rc = qw_st_writer_write(w, path);
+    qw_st_writer_free(w);
+    free(owned);
+    return rc;
+}
+
+struct qw_frozen {
+    qw_params P;
+    qw_model *m;
+};
+
+int qw_frozen_open(const char *dir, const qw_ops *ops, int vocab, int rows, int seq_len, qw_frozen **out)
+{
+    *out = NULL;
+    char *md = NULL;
+    if (qw_ckpt_model_dir(dir, &md)) return qw_error_status();
+    qw_frozen *f = qw_calloc(1, sizeof *f);
+    qw_config c;
+    qw_st *st = NULL;
+    int rc = qw_config_load(md, &c);
+    if (!rc && c.vocab_size != vocab)
+        rc = qw_error(QW_EXIT_DATA, "'%s': vocabulary %d, the policy's is %d (another model?)", dir, c.vocab_size, vocab);
+    int have = 0;
+    if (!rc && !(rc = qw_params_init(&f->P, &c))) have = 1;
+    if (!rc) rc = qw_st_open(md, &st);
+    if (!rc) rc = qw_params_load(&f->P, st, 0);
+    if (st) qw_st_close(st);
+    free(md);
+    if (!rc) rc = qw_params_to_device(&f->P, ops);
+    if (!rc) rc = qw_model_new(ops, &f->P, rows, seq_len, NULL, &f->m);
+    if (rc) {
+        if (have) qw_params_free(&f->P);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int qw_frozen_forward(qw_frozen *f, const qw_batch *b, float *logp)
+{
+    qw_model_out mo;
+    return qw_model_forward(f->m, b, NULL, logp, &mo);
+}
+
+void qw_frozen_free(qw_frozen *f)
+{
+    if (!f) return;
+    qw_model_free(f->m);
+    qw_params_free(&f->P);
+    free(f);
+}

@@ -131,22 +131,6 @@ static double quantile(const float *v, long n, double q)
     return v[i] + (h - i) * (v[i + 1] - v[i]);
 }
 
-static void dump_grads(qw_trainer *t, const char *path)
-{
-    const qw_params *G = qw_trainer_grads(t);
-    float *owned = NULL;
-    const float *g = qw_params_host(G, &owned);
-    qw_st_writer *w = qw_st_writer_new();
-    for (int i = 0; i < G->n; i++) {
-        char name[160];
-        snprintf(name, sizeof name, "grad.%s", G->p[i].name);
-        qw_st_writer_add(w, name, QW_DT_F32, G->p[i].ndim, G->p[i].shape, g + G->p[i].offset);
-    }
-    if (qw_st_writer_write(w, path)) qw_die_last();
-    qw_st_writer_free(w);
-    free(owned);
-}
-
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
@@ -339,31 +323,19 @@ int main(int argc, char **argv)
             }                                                                                \
         } while (0)
     if (beta > 0) {   /* reference log-probs, once */
-        const char *rd = ref_dir ? ref_dir : o.model_dir;
-        qw_config rcfg;
-        qw_params RP;
-        qw_st *st;
-        qw_model *rm;
-        if (qw_config_load(rd, &rcfg) || qw_params_init(&RP, &rcfg) || qw_st_open(rd, &st) || qw_params_load(&RP, st, 0))
-            return qw_trainer_close(t, qw_error_status());
-        qw_st_close(st);
-        if (rcfg.vocab_size != V)
-            return qw_trainer_close(t, qw_error(QW_EXIT_DATA, "'%s': vocabulary %d, the policy's is %d", rd, rcfg.vocab_size, V));
-        if (qw_params_to_device(&RP, o.ops) || qw_model_new(o.ops, &RP, B, T, NULL, &rm))
-            return qw_trainer_close(t, qw_error_status());
+        qw_frozen *rm;
+        if (qw_frozen_open(ref_dir ? ref_dir : o.model_dir, o.ops, V, B, T, &rm)) return qw_trainer_close(t, qw_error_status());
         ref = qw_malloc((ntok ? ntok : 1) * sizeof *ref);
-        qw_model_out mo;
         for (int m = 0; m < n_micro; m++) {
             FILL(m);
             qw_batch b = {.ids = ids, .targets = tg};
-            if (qw_model_forward(rm, &b, NULL, logp, &mo)) return qw_trainer_close(t, qw_error_status());
+            if (qw_frozen_forward(rm, &b, logp)) return qw_trainer_close(t, qw_error_status());
             for (int r = 0; r < B && (long)m * B + r < n; r++) {
                 const rec *x = &R[(long)m * B + r];
                 memcpy(ref + off[(long)m * B + r], logp + (size_t)r * T + x->np - 1, x->nc * sizeof *ref);
             }
         }
-        qw_model_free(rm);
-        qw_params_free(&RP);
+        qw_frozen_free(rm);
     }
 
     long long tokens = 0;
@@ -399,7 +371,7 @@ int main(int argc, char **argv)
             rc = qw_trainer_backward(t, coefBT);
         }
         if (rc || (rc = qw_trainer_reduce(t, sums, 6))) break;
-        if (step == 0 && dump) dump_grads(t, dump);
+        if (step == 0 && dump && (rc = qw_trainer_dump_grads(t, dump))) break;
         double norm, lr;
         qw_trainer_update(t, step, &norm, &lr);
         clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -2,7 +2,7 @@
  * gradients, AdamW moments, gradient accumulation, the reduction over MPI
  * ranks, clipping, the optimizer step, metrics, checkpoints that resume
  * bit-exactly, and SIGINT/SIGTERM.  A program's loop (qw/train.h's shard
- * loop for qw-pretrain and qw-sft; later the GRPO and DPO loops) owns its
+ * loop for qw-pretrain and qw-sft; qw-grpo's and qw-dpo's loops) owns its
  * data and its objective and drives the trainer step by step:
  *
  *     qw_trainer_open(o, &t)                 model, moments, resume state
@@ -107,6 +107,12 @@ int qw_trainer_backward(qw_trainer *t, const float *coef);
  * sum over ranks), e.g. to dump it for a check (qw_params_host). */
 const qw_params *qw_trainer_grads(const qw_trainer *t);
 
+/* Write the step's gradient (as it is now: call it after qw_trainer_reduce
+ * for the global one) to `path` as safetensors, one F32 tensor grad.NAME
+ * per parameter (rank 0 writes; others do nothing).  For checks against an
+ * independent reference (qw-grpo, qw-dpo --dump-grads). */
+int qw_trainer_dump_grads(const qw_trainer *t, const char *path);
+
 /* Sum the step's gradients over the ranks, and the loop's n sums (losses,
  * counts) with them; nothing to do on one rank. */
 int qw_trainer_reduce(qw_trainer *t, double *sums, int n);
@@ -134,5 +140,18 @@ int qw_trainer_end_step(qw_trainer *t, long step, long long tokens);
  * several ranks exits the process (MPI not finalized, so mpirun ends the
  * job) instead of leaving the other ranks waiting in a collective. */
 int qw_trainer_close(qw_trainer *t, int status);
+
+/* A frozen model: a reference policy (the KL of GRPO, DPO's reference
+ * log-probs).  Weights only (the arena and its compute copy, qw/params.h),
+ * on the backend: no gradients, no moments; forward only.  `dir` is a model directory or a training --out
+ * directory (its latest step; qw_ckpt_model_dir).  Its vocabulary must be
+ * `vocab` (else QW_EXIT_DATA naming dir: another model); it runs batches of
+ * `rows` × `seq_len`.  Errors: 0 or QW_EXIT_* with a message; *out is NULL
+ * on failure. */
+typedef struct qw_frozen qw_frozen;
+int qw_frozen_open(const char *dir, const qw_ops *ops, int vocab, int rows, int seq_len, qw_frozen **out);
+/* log p(target) per token of b (host [rows·seq_len]; 0 where no target). */
+int qw_frozen_forward(qw_frozen *f, const qw_batch *b, float *logp);
+void qw_frozen_free(qw_frozen *f);
 
 #endif
