@@ -186,6 +186,87 @@ static int parse_rope(const src *s, qw_config *c, double default_theta)
     return 0;
 }
 
+/* ---- the Qwen3-VL vision tower ---- */
+
+static int parse_vision(const cJSON *root, const char *name, qw_config *c)
+{
+    const cJSON *vc = item(root, "vision_config");
+    if (vc && !cJSON_IsObject(vc)) return qw_error(QW_EXIT_DATA, "'%s': key 'vision_config': expected an object", name);
+    if (!vc) return 0;   /* the language model alone: no vision tower */
+    cJSON *empty = NULL;
+    src s = {vc, vc, name, "vision_config."};
+    int rc;
+    typeof(c->vision) *v = &c->vision;
+    if ((rc = get_int(&s, "depth", 0, 27, 1, &v->depth)) ||
+        (rc = get_int(&s, "hidden_size", 0, 1152, 1, &v->hidden_size)) ||
+        (rc = get_int(&s, "num_heads", 0, 16, 1, &v->num_heads)) ||
+        (rc = get_int(&s, "intermediate_size", 0, 4304, 1, &v->intermediate_size)) ||
+        (rc = get_int(&s, "out_hidden_size", 0, 3584, 1, &v->out_hidden_size)) ||
+        (rc = get_int(&s, "in_channels", 0, 3, 1, &v->in_channels)) ||
+        (rc = get_int(&s, "patch_size", 0, 16, 1, &v->patch_size)) ||
+        (rc = get_int(&s, "temporal_patch_size", 0, 2, 1, &v->temporal_patch_size)) ||
+        (rc = get_int(&s, "spatial_merge_size", 0, 2, 1, &v->spatial_merge_size)) ||
+        (rc = get_int(&s, "num_position_embeddings", 0, 2304, 1, &v->num_position_embeddings)) ||
+        (rc = get_double(&s, "initializer_range", 0.02, &v->initializer_range)))
+        goto out;
+    v->rope_theta = 10000;
+    const cJSON *rp = item(vc, "rope_parameters");
+    if (cJSON_IsObject(rp) && cJSON_IsNumber(item(rp, "rope_theta"))) v->rope_theta = item(rp, "rope_theta")->valuedouble;
+    const cJSON *act = item(vc, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu_pytorch_tanh"))) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.hidden_act': only gelu_pytorch_tanh is supported", name);
+        goto out;
+    }
+    int hd = v->hidden_size / v->num_heads, side = (int)lround(sqrt((double)v->num_position_embeddings));
+    if (v->hidden_size % v->num_heads || hd % 4) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.num_heads': hidden_size %d / %d heads must be a whole "
+                      "multiple of 4 (2-D RoPE)", name, v->hidden_size, v->num_heads);
+        goto out;
+    }
+    if (side * side != v->num_position_embeddings) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.num_position_embeddings': %d is not a square", name,
+                      v->num_position_embeddings);
+        goto out;
+    }
+    if (v->spatial_merge_size != 2) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.spatial_merge_size': only 2 is supported", name);
+        goto out;
+    }
+    const cJSON *ds = item(vc, "deepstack_visual_indexes");
+    if (!ds) {
+        static const int def[3] = {8, 16, 24};
+        v->n_deepstack = 3;
+        memcpy(v->deepstack, def, sizeof def);
+    } else {
+        const cJSON *e;
+        if (!cJSON_IsArray(ds)) {
+            rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.deepstack_visual_indexes': expected a list", name);
+            goto out;
+        }
+        cJSON_ArrayForEach(e, ds) {
+            long long x;
+            if (json_int(e, &x) || x < 0 || x >= v->depth || v->n_deepstack == 8 ||
+                v->n_deepstack >= c->num_hidden_layers) {
+                rc = qw_error(QW_EXIT_DATA, "'%s': key 'vision_config.deepstack_visual_indexes': expected at most 8 "
+                              "block indices below depth %d (and no more than the %d decoder layers)", name, v->depth,
+                              c->num_hidden_layers);
+                goto out;
+            }
+            v->deepstack[v->n_deepstack++] = (int)x;
+        }
+    }
+    int msum = c->mrope_section[0] + c->mrope_section[1] + c->mrope_section[2];
+    if (msum && msum != c->head_dim / 2) {
+        rc = qw_error(QW_EXIT_DATA, "'%s': key 'text_config.rope_scaling.mrope_section': %d + %d + %d is not head_dim/2 "
+                      "= %d", name, c->mrope_section[0], c->mrope_section[1], c->mrope_section[2], c->head_dim / 2);
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(empty);
+    return rc;
+}
+
 /* ---- parsing ---- */
 
 typedef struct {
@@ -388,7 +469,8 @@ static int parse(const cJSON *root, const char *name, qw_config *c)
     if ((rc = get_int(&s, "intermediate_size", any_dense, 0, any_dense, &c->intermediate_size))) return rc;
     if ((rc = check_sizes(c, name, s.prefix))) return rc;
     if ((rc = parse_head(root, name, c))) return rc;
-    return parse_rope(&s, c, k->theta);
+    if ((rc = parse_rope(&s, c, k->theta))) return rc;
+    return k->vl ? parse_vision(root, name, c) : 0;
 }
 
 int qw_config_parse(const char *json, const char *name, qw_config *c)
@@ -448,6 +530,16 @@ void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active)
             a += 3 * (int64_t)c->intermediate_size * H;
         }
     }
+    if (c->vision.depth > 0) {   /* the vision tower: every image token uses all of it */
+        int64_t Hv = c->vision.hidden_size, Iv = c->vision.intermediate_size, M = 4 * Hv, O = c->vision.out_hidden_size;
+        int64_t K = (int64_t)c->vision.in_channels * c->vision.temporal_patch_size * c->vision.patch_size *
+                    c->vision.patch_size;
+        int64_t blk = 4 * Hv + 3 * Hv * Hv + 3 * Hv + Hv * Hv + Hv + Iv * Hv + Iv + Hv * Iv + Hv;
+        int64_t mrg = M * M + M + O * M + O;
+        int64_t vis = Hv * K + Hv + (int64_t)c->vision.num_position_embeddings * Hv + c->vision.depth * blk +
+                      2 * Hv + mrg + c->vision.n_deepstack * (2 * M + mrg);
+        t += vis, a += vis;
+    }
     if (total) *total = t;
     if (active) *active = a;
 }
@@ -485,17 +577,18 @@ static void add_sorted(cJSON *obj, kv *items, int n)
 
 int qw_config_save(const qw_config *c, const char *path)
 {
-    int moe = c->arch == QW_ARCH_MOE;
-    if (strcmp(c->model_type, moe ? "qwen3_moe" : "qwen3"))
-        return qw_error(QW_EXIT_FAIL, "'%s': cannot write a %s config (only qwen3 and qwen3_moe)", path, c->model_type);
+    int moe = c->arch == QW_ARCH_MOE, vl = !strncmp(c->model_type, "qwen3_vl", 8);
+    if (strcmp(c->model_type, moe ? "qwen3_moe" : "qwen3") && strcmp(c->model_type, moe ? "qwen3_vl_moe" : "qwen3_vl"))
+        return qw_error(QW_EXIT_FAIL, "'%s': cannot write a %s config", path, c->model_type);
     kv it[48];
     int n = 0;
 #define PUT(k, v) (it[n].key = (k), it[n++].val = (v))
     cJSON *arch = cJSON_CreateArray();
-    cJSON_AddItemToArray(arch, cJSON_CreateString(c->score_head ? (moe ? "Qwen3MoeForSequenceClassification"
-                                                                          : "Qwen3ForSequenceClassification")
-                                                               : (moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM")));
-    PUT("architectures", arch);
+    cJSON_AddItemToArray(arch, cJSON_CreateString(vl ? (moe ? "Qwen3VLMoeForConditionalGeneration" : "Qwen3VLForConditionalGeneration")
+                                                     : c->score_head ? (moe ? "Qwen3MoeForSequenceClassification"
+                                                                            : "Qwen3ForSequenceClassification")
+                                                     : moe ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM"));
+    if (!vl) PUT("architectures", arch);
     if (c->score_head) {   /* one label, as transformers writes it */
         cJSON *id2 = cJSON_CreateObject(), *l2id = cJSON_CreateObject();
         cJSON_AddStringToObject(id2, "0", "LABEL_0");
@@ -514,8 +607,8 @@ int qw_config_save(const qw_config *c, const char *path)
     PUT("initializer_range", num(c->initializer_range));
     PUT("intermediate_size", cJSON_CreateNumber(c->intermediate_size));
     PUT("max_position_embeddings", cJSON_CreateNumber(c->max_position_embeddings));
-    PUT("max_window_layers", cJSON_CreateNumber(c->num_hidden_layers));
-    PUT("model_type", cJSON_CreateString(c->model_type));
+    if (!vl) PUT("max_window_layers", cJSON_CreateNumber(c->num_hidden_layers));
+    PUT("model_type", cJSON_CreateString(!vl ? c->model_type : moe ? "qwen3_vl_moe_text" : "qwen3_vl_text"));
     PUT("num_attention_heads", cJSON_CreateNumber(c->num_attention_heads));
     PUT("num_hidden_layers", cJSON_CreateNumber(c->num_hidden_layers));
     PUT("num_key_value_heads", cJSON_CreateNumber(c->num_key_value_heads));
@@ -536,15 +629,26 @@ int qw_config_save(const qw_config *c, const char *path)
         if (!c->yarn_truncate) r[m++] = (kv){"truncate", cJSON_CreateFalse()};
         add_sorted(rs, r, m);
         PUT("rope_scaling", rs);
+    } else if (vl && c->mrope_section[0] + c->mrope_section[1] + c->mrope_section[2] > 0) {
+        kv r[3];
+        cJSON *rs = cJSON_CreateObject(), *sec = cJSON_CreateArray();
+        for (int i = 0; i < 3; i++) cJSON_AddItemToArray(sec, cJSON_CreateNumber(c->mrope_section[i]));
+        r[0] = (kv){"rope_type", cJSON_CreateString("default")};
+        r[1] = (kv){"mrope_section", sec};
+        r[2] = (kv){"mrope_interleaved", cJSON_CreateBool(c->mrope_interleaved)};
+        add_sorted(rs, r, 3);
+        PUT("rope_scaling", rs);
     } else {
         PUT("rope_scaling", cJSON_CreateNull());
     }
-    PUT("sliding_window", cJSON_CreateNull());
+    if (!vl) {
+        PUT("sliding_window", cJSON_CreateNull());
+        PUT("use_sliding_window", cJSON_CreateFalse());
+    }
     PUT("tie_word_embeddings", cJSON_CreateBool(c->tie_word_embeddings));
-    if (c->torch_dtype[0]) PUT("torch_dtype", cJSON_CreateString(c->torch_dtype));
-    PUT("transformers_version", cJSON_CreateString("4.51.0"));
+    if (c->torch_dtype[0] && !vl) PUT("torch_dtype", cJSON_CreateString(c->torch_dtype));
+    if (!vl) PUT("transformers_version", cJSON_CreateString("4.51.0"));
     PUT("use_cache", cJSON_CreateTrue());
-    PUT("use_sliding_window", cJSON_CreateFalse());
     PUT("vocab_size", cJSON_CreateNumber(c->vocab_size));
     if (moe) {
         cJSON *mlp = cJSON_CreateArray();
@@ -558,8 +662,46 @@ int qw_config_save(const qw_config *c, const char *path)
         PUT("output_router_logits", cJSON_CreateBool(c->output_router_logits));
         PUT("router_aux_loss_coef", num(c->router_aux_loss_coef));
     }
-#undef PUT
     cJSON *root = cJSON_CreateObject();
+    if (vl) {   /* the nested Qwen3-VL form: the text keys above go to text_config */
+        cJSON *text = cJSON_CreateObject();
+        add_sorted(text, it, n);
+        n = 0;
+        PUT("architectures", arch);
+        PUT("model_type", cJSON_CreateString(c->model_type));
+        PUT("text_config", text);
+        PUT("tie_word_embeddings", cJSON_CreateBool(c->tie_word_embeddings));
+        if (c->torch_dtype[0]) PUT("torch_dtype", cJSON_CreateString(c->torch_dtype));
+        PUT("transformers_version", cJSON_CreateString("4.57.0"));
+        if (c->image_token_id >= 0) PUT("image_token_id", cJSON_CreateNumber(c->image_token_id));
+        if (c->video_token_id >= 0) PUT("video_token_id", cJSON_CreateNumber(c->video_token_id));
+        if (c->vision_start_token_id >= 0) PUT("vision_start_token_id", cJSON_CreateNumber(c->vision_start_token_id));
+        if (c->vision_end_token_id >= 0) PUT("vision_end_token_id", cJSON_CreateNumber(c->vision_end_token_id));
+        if (c->vision.depth > 0) {
+            const typeof(c->vision) *v = &c->vision;
+            kv r[16];
+            int m = 0;
+            cJSON *vc = cJSON_CreateObject(), *ds = cJSON_CreateArray();
+            for (int i = 0; i < v->n_deepstack; i++) cJSON_AddItemToArray(ds, cJSON_CreateNumber(v->deepstack[i]));
+            r[m++] = (kv){"deepstack_visual_indexes", ds};
+            r[m++] = (kv){"depth", cJSON_CreateNumber(v->depth)};
+            r[m++] = (kv){"hidden_act", cJSON_CreateString("gelu_pytorch_tanh")};
+            r[m++] = (kv){"hidden_size", cJSON_CreateNumber(v->hidden_size)};
+            r[m++] = (kv){"in_channels", cJSON_CreateNumber(v->in_channels)};
+            r[m++] = (kv){"initializer_range", num(v->initializer_range)};
+            r[m++] = (kv){"intermediate_size", cJSON_CreateNumber(v->intermediate_size)};
+            r[m++] = (kv){"model_type", cJSON_CreateString(c->model_type)};
+            r[m++] = (kv){"num_heads", cJSON_CreateNumber(v->num_heads)};
+            r[m++] = (kv){"num_position_embeddings", cJSON_CreateNumber(v->num_position_embeddings)};
+            r[m++] = (kv){"out_hidden_size", cJSON_CreateNumber(v->out_hidden_size)};
+            r[m++] = (kv){"patch_size", cJSON_CreateNumber(v->patch_size)};
+            r[m++] = (kv){"spatial_merge_size", cJSON_CreateNumber(v->spatial_merge_size)};
+            r[m++] = (kv){"temporal_patch_size", cJSON_CreateNumber(v->temporal_patch_size)};
+            add_sorted(vc, r, m);
+            PUT("vision_config", vc);
+        }
+    }
+#undef PUT
     add_sorted(root, it, n);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

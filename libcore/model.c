@@ -8,6 +8,7 @@
 
 #include "qw/cli.h"
 #include "qw/layer.h"
+#include "qw/mrope.h"
 #include "qw/objective.h"
 #include "qw/size.h"
 
@@ -46,6 +47,13 @@ struct qw_model {
     void *dx, *dxn, *dq, *dk, *dv, *dout, *dkp, *da, *du, *dyg;
     float *drl, *dw;                  /* MoE: router logits, then their gradient [N,E]; ∂/∂w [N,k] */
     void *drl_act;                    /* MoE: the router logits' gradient as an activation [N,E] */
+
+    /* Qwen3-VL: image tokens (device [N], host copy), the vision inputs of
+     * the last forward, host RoPE tables for MRoPE and the inverse frequencies */
+    int32_t *vrows, *h_vrows;
+    qw_batch_vision vis;
+    int have_vis;
+    float *h_cs, *h_sn, *h_inv;
 
     /* host copies of the batch */
     int32_t *h_pos, *h_kvs, *h_tgt;
@@ -91,6 +99,7 @@ static void plan(qw_model *m)
         r_xn1 = TAKE_A(m, N * H); r_xn2 = TAKE_A(m, N * H);
         if (m->n_moe < m->L) { r_g = TAKE_A(m, N * I); r_u = TAKE_A(m, N * I); r_a = TAKE_A(m, N * I); }
     }
+    m->vrows = TAKE_I(m, N);
     m->ids = TAKE_I(m, N); m->pos = TAKE_I(m, N); m->kvs = TAKE_I(m, N); m->tgt = TAKE_I(m, N);
     m->vidx = TAKE_I(m, N);
     m->coef = TAKE_F(m, N); m->logp = TAKE_F(m, N); m->lse_ce = TAKE_F(m, N);
@@ -229,9 +238,10 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
     m->h_logp = qw_malloc(m->N * sizeof *m->h_logp);
     m->h_count = qw_calloc(m->E + 1, sizeof *m->h_count);
     m->h_psum = qw_calloc(m->E + 1, sizeof *m->h_psum);
-    float inv[m->d / 2];
-    qw_model_rope(c, inv, &m->rope_scale);
-    ops->upload(m->inv_freq, inv, sizeof inv);
+    m->h_inv = qw_malloc(m->d / 2 * sizeof *m->h_inv);
+    qw_model_rope(c, m->h_inv, &m->rope_scale);
+    ops->upload(m->inv_freq, m->h_inv, m->d / 2 * sizeof *m->h_inv);
+    m->h_vrows = qw_malloc(m->N * sizeof *m->h_vrows);
     *out = m;
     return 0;
 }
@@ -244,6 +254,7 @@ void qw_model_free(qw_model *m)
     free(m->act); free(m->x);
     free(m->h_pos); free(m->h_kvs); free(m->h_tgt); free(m->h_coef); free(m->h_logp);
     free(m->h_count); free(m->h_psum);
+    free(m->h_vrows); free(m->h_inv); free(m->h_cs); free(m->h_sn);
     free(m);
 }
 
@@ -298,6 +309,26 @@ static int prepare_batch(qw_model *m, const qw_batch *b)
             return qw_error(QW_EXIT_DATA, "target %d at row %d, position %d is outside the vocabulary (%d)",
                             b->targets[i], i / T, i % T, V);
     }
+    m->have_vis = 0;
+    if (b->mpos)
+        for (size_t i = 0; i < 3 * (size_t)m->N; i++)
+            if (b->mpos[i] < 0)
+                return qw_error(QW_EXIT_DATA, "MRoPE position id %d (axis %zu) at row %zu, position %zu is negative",
+                                b->mpos[i], i / m->N, i % m->N / T, i % m->N % T);
+    if (b->vision) {
+        const qw_batch_vision *v = b->vision;
+        if (v->n < 0 || v->n > m->N || v->n_deepstack < 0 || v->n_deepstack > m->L || (v->n && !v->embeds))
+            return qw_error(QW_EXIT_DATA, "vision inputs: %d image tokens and %d DeepStack inputs for %d tokens and "
+                            "%d layers", v->n, v->n_deepstack, m->N, m->L);
+        for (int a = 0; a < v->n; a++) {
+            if (v->rows[a] < 0 || v->rows[a] >= m->N)
+                return qw_error(QW_EXIT_DATA, "vision inputs: image token %d at index %d is outside the batch", a, v->rows[a]);
+            m->h_vrows[a] = v->rows[a];
+        }
+        m->vis = *v;
+        m->have_vis = v->n > 0;
+        if (m->have_vis) m->ops->upload(m->vrows, m->h_vrows, v->n * sizeof *m->vrows);
+    }
     m->pairs = 0;
     for (int r = 0; r < B; r++)
         for (int t = 0; t < T; t++) {
@@ -340,13 +371,28 @@ static int trunk(qw_model *m, const qw_batch *b)
     m->have_forward = 0;
     int st = prepare_batch(m, b);
     if (st) return st;
-    ops->rope_table(m->cs, m->sn, m->pos, N, m->inv_freq, m->d / 2, m->rope_scale);
+    if (b->mpos) {   /* Qwen3-VL: angles from the three position axes, built on the host */
+        size_t tb = (size_t)N * (m->d / 2) * sizeof(float);
+        if (!m->h_cs) m->h_cs = qw_malloc(tb), m->h_sn = qw_malloc(tb);
+        qw_mrope_table(m->c, b->mpos, N, m->h_inv, m->rope_scale, m->h_cs, m->h_sn);
+        ops->upload(m->cs, m->h_cs, tb);
+        ops->upload(m->sn, m->h_sn, tb);
+    } else {
+        ops->rope_table(m->cs, m->sn, m->pos, N, m->inv_freq, m->d / 2, m->rope_scale);
+    }
     ops->embed_fwd(m->x[0], P->embed, m->ids, N, H);
+    if (m->have_vis)   /* image tokens take the vision features */
+        for (int a = 0; a < m->vis.n; a++)
+            ops->copy(at(m, m->x[0], (size_t)m->h_vrows[a] * H), at(m, m->vis.embeds, (size_t)a * H), (size_t)H * m->as);
     if (m->n_moe) {
         ops->zero(m->aux_count, E * sizeof(float));
         ops->zero(m->aux_psum, E * sizeof(float));
     }
-    for (int l = 0; l < m->L; l++) layer_forward(m, l);
+    for (int l = 0; l < m->L; l++) {
+        layer_forward(m, l);
+        if (m->have_vis && l < m->vis.n_deepstack)   /* DeepStack */
+            ops->scatter_add_rows(m->x[l + 1], m->vis.deepstack[l], m->vrows, m->vis.n, H);
+    }
     ops->rmsnorm_fwd(m->hf, m->rstd_f, m->x[m->L], P->final_norm, N, H, m->eps);
     m->aux = 0;
     if (m->n_moe) {
@@ -509,7 +555,16 @@ static void backward_body(qw_model *m, qw_params *grads, float aux_coef)
         for (int e = 0; e < E; e++) g[e] = (float)(aux_coef * E * (m->h_count[e] / rows) / rows);
         ops->upload(m->aux_dprobs, g, E * sizeof *g);
     }
-    for (int l = m->L - 1; l >= 0; l--) layer_backward(m, grads, l, aux);
+    const qw_batch_vision *v = &m->vis;
+    for (int l = m->L - 1; l >= 0; l--) {
+        if (m->have_vis && l < v->n_deepstack && v->d_deepstack && v->d_deepstack[l])
+            ops->gather_rows(v->d_deepstack[l], m->dx, m->vrows, v->n, H);
+        layer_backward(m, grads, l, aux);
+    }
+    if (m->have_vis) {   /* the image tokens' embeddings were replaced: their gradient goes to the vision tower */
+        if (v->d_embeds) ops->gather_rows(v->d_embeds, m->dx, m->vrows, v->n, H);
+        for (int a = 0; a < v->n; a++) ops->zero(at(m, m->dx, (size_t)m->h_vrows[a] * H), (size_t)H * m->as);
+    }
     ops->embed_bwd(grads->embed, m->dx, m->ids, N, H);
 }
 

@@ -87,10 +87,50 @@ add(builder *b, int align, int nd, int64_t d0, int64_t d1, int no_decay, const c
     p->shape[0] = d0;
     p->shape[1] = d1;
     p->numel = nd == 1 ? d0 : d0 * d1;
+    for (int k = 2; k < QW_ST_MAX_DIMS; k++) p->shape[k] = 0;
     p->no_decay = no_decay;
     if (align) P->total = (P->total + 15) & ~(size_t)15;
     p->offset = P->total;
     P->total += (size_t)p->numel;
+}
+
+/* The Qwen3-VL vision tower, after the language model. */
+static void add_vision(builder *b, const qw_config *c)
+{
+    int64_t Hv = c->vision.hidden_size, Iv = c->vision.intermediate_size, M = 4 * Hv, O = c->vision.out_hidden_size;
+    int64_t C = c->vision.in_channels, tp = c->vision.temporal_patch_size, ps = c->vision.patch_size;
+    const char *v = "model.visual.";
+    add(b, 1, 2, Hv, C * tp * ps * ps, 0, "%spatch_embed.proj.weight", v);
+    qw_param *pe = &b->P->p[b->P->n - 1];
+    pe->ndim = 5;
+    pe->shape[1] = C, pe->shape[2] = tp, pe->shape[3] = ps, pe->shape[4] = ps;
+    add(b, 1, 1, Hv, 0, 1, "%spatch_embed.proj.bias", v);
+    add(b, 1, 2, c->vision.num_position_embeddings, Hv, 1, "%spos_embed.weight", v);
+    for (int i = 0; i < c->vision.depth; i++) {
+        add(b, 1, 1, Hv, 0, 1, "%sblocks.%d.norm1.weight", v, i);
+        add(b, 1, 1, Hv, 0, 1, "%sblocks.%d.norm1.bias", v, i);
+        add(b, 1, 1, Hv, 0, 1, "%sblocks.%d.norm2.weight", v, i);
+        add(b, 1, 1, Hv, 0, 1, "%sblocks.%d.norm2.bias", v, i);
+        add(b, 1, 2, 3 * Hv, Hv, 0, "%sblocks.%d.attn.qkv.weight", v, i);
+        add(b, 1, 1, 3 * Hv, 0, 1, "%sblocks.%d.attn.qkv.bias", v, i);
+        add(b, 1, 2, Hv, Hv, 0, "%sblocks.%d.attn.proj.weight", v, i);
+        add(b, 1, 1, Hv, 0, 1, "%sblocks.%d.attn.proj.bias", v, i);
+        add(b, 1, 2, Iv, Hv, 0, "%sblocks.%d.mlp.linear_fc1.weight", v, i);
+        add(b, 1, 1, Iv, 0, 1, "%sblocks.%d.mlp.linear_fc1.bias", v, i);
+        add(b, 1, 2, Hv, Iv, 0, "%sblocks.%d.mlp.linear_fc2.weight", v, i);
+        add(b, 1, 1, Hv, 0, 1, "%sblocks.%d.mlp.linear_fc2.bias", v, i);
+    }
+    for (int j = -1; j < c->vision.n_deepstack; j++) {   /* -1: the merger */
+        char m[64];
+        if (j < 0) snprintf(m, sizeof m, "merger");
+        else snprintf(m, sizeof m, "deepstack_merger_list.%d", j);
+        add(b, 1, 1, j < 0 ? Hv : M, 0, 1, "%s%s.norm.weight", v, m);
+        add(b, 1, 1, j < 0 ? Hv : M, 0, 1, "%s%s.norm.bias", v, m);
+        add(b, 1, 2, M, M, 0, "%s%s.linear_fc1.weight", v, m);
+        add(b, 1, 1, M, 0, 1, "%s%s.linear_fc1.bias", v, m);
+        add(b, 1, 2, O, M, 0, "%s%s.linear_fc2.weight", v, m);
+        add(b, 1, 1, O, 0, 1, "%s%s.linear_fc2.bias", v, m);
+    }
 }
 
 static void set_views(qw_params *P)
@@ -197,6 +237,7 @@ static int build_layout(qw_params *P, const qw_config *c)
     add(&b, 1, 1, H, 0, 1, "%snorm.weight", pre);
     if (c->score_head) add(&b, 1, 2, 1, H, 0, "score.weight");
     else if (!c->tie_word_embeddings) add(&b, 1, 2, c->vocab_size, H, 0, "lm_head.weight");
+    if (c->vision.depth > 0) add_vision(&b, c);
     build_index(P);
     return 0;
 }
@@ -288,10 +329,15 @@ void qw_params_init_random(qw_params *P, uint64_t seed)
     for (int i = 0; i < P->n; i++) {
         const qw_param *p = &P->p[i];
         float *x = P->data + p->offset;
-        if (ends_with(p->name, "norm.weight")) {
+        int visual = !strncmp(p->name, "model.visual.", 13);
+        if (ends_with(p->name, "norm.weight") || (visual && (ends_with(p->name, "norm1.weight") ||
+                                                              ends_with(p->name, "norm2.weight")))) {
             for (int64_t j = 0; j < p->numel; j++) x[j] = 1.0f;
+        } else if (ends_with(p->name, ".bias")) {
+            for (int64_t j = 0; j < p->numel; j++) x[j] = 0.0f;
         } else {
-            qw_rng_fill_normal(x, (size_t)p->numel, seed, qw_hash64(QW_HASH64_INIT, p->name, strlen(p->name)), 0.0f, std);
+            qw_rng_fill_normal(x, (size_t)p->numel, seed, qw_hash64(QW_HASH64_INIT, p->name, strlen(p->name)), 0.0f,
+                               visual ? (float)P->cfg.vision.initializer_range : std);
         }
     }
 }
@@ -350,7 +396,14 @@ static int load_fused(const qw_params *P, char *got, const qw_st_tensor *t)
     snprintf(want, sizeof want, "%slayers.%d.mlp.experts.%s", pre, layer, what);
     if ((!gate_up && !down) || strcmp(want, t->name)) return 0;
     int64_t E = c->num_experts, Ie = c->moe_intermediate_size, H = c->hidden_size;
-    int transposed = !strcmp(c->model_type, "qwen3_vl_moe");   /* the Hub form of Qwen3-VL-MoE */
+    /* Qwen3-VL-MoE: the Hub form is transposed ([E,H,2·Ie], [E,Ie,H]);
+     * transformers 5.x writes the plain form; the shape tells them apart
+     * (the Hub form when both fit: H = 2·Ie, or H = Ie for down_proj) */
+    int transposed = !strcmp(c->model_type, "qwen3_vl_moe");
+    if (transposed && t->ndim == 3 && t->shape[0] == E &&
+        !(t->shape[1] == (gate_up ? H : Ie) && t->shape[2] == (gate_up ? 2 * Ie : H)) &&
+        t->shape[1] == (gate_up ? 2 * Ie : H) && t->shape[2] == (gate_up ? H : Ie))
+        transposed = 0;
     int64_t shape[3] = {E, gate_up ? (transposed ? H : 2 * Ie) : (transposed ? Ie : H),
                         gate_up ? (transposed ? 2 * Ie : H) : (transposed ? H : Ie)};
     int rc = check_tensor(t, 3, shape);

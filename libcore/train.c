@@ -139,7 +139,7 @@ static int evaluate(run *r, double *val_loss, long long *val_tokens)
         if (rc) break;
         stage_micro(r, tok, seg, pos, loss, 0, n, 1.0);   /* coefficient 1: a sum of −log p */
         qw_model_out out;
-        qw_batch batch = {r->ids, r->pos, r->seg, r->targets, r->coef};
+        qw_batch batch = {.ids = r->ids, .pos = r->pos, .seg = r->seg, .targets = r->targets, .coef = r->coef};
         if ((rc = qw_model_forward(r->model, &batch, NULL, NULL, &out))) break;
         sum += out.loss;
         count += c;
@@ -185,7 +185,7 @@ static int train_loop(run *r, long start_step, long long tokens)
             int n = r->rows_local - first < r->micro ? r->rows_local - first : r->micro;
             stage_micro(r, r->step_tokens, r->step_seg, r->step_pos, r->step_loss, first, n, inv);
             qw_model_out out;
-            qw_batch batch = {r->ids, r->pos, r->seg, r->targets, r->coef};
+            qw_batch batch = {.ids = r->ids, .pos = r->pos, .seg = r->seg, .targets = r->targets, .coef = r->coef};
             if ((rc = qw_trainer_accumulate(t, &batch, &out))) break;
             loss_aux[0] += out.loss;
             loss_aux[1] += out.aux_loss / r->micro_global;

@@ -2,7 +2,7 @@
 # test_eval.sh — qw-eval: forward outputs (names, dtypes, shapes, tied and
 # MoE variants, I32 input), bad inputs and usage errors, bench, man page.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 66
+plan 73
 st() { python3 "$QW_SRCDIR/tests/tools/eval_st.py" "$@"; }
 g=$QW_SRCDIR/tests/golden
 
@@ -47,8 +47,22 @@ run_bad ids_1d 3 "shape must be \[B,T\]" "input_ids:I64:4:1,2,3,4"
 run_bad one_token 3 "T >= 2" "input_ids:I64:2,1:1,2"
 run_bad id_too_big 3 "input_ids\[1\]\[0\] = 256 is outside the vocabulary \(256\)" "input_ids:I64:2,2:1,2,256,3"
 run_bad negative_id 3 "outside the vocabulary" "input_ids:I32:1,2:-1,2"
-run_bad vision 1 "vision inputs .* not supported" "input_ids:I64:1,2:1,2" "pixel_values:F32:1,2:0,0"
+run_bad vision 3 "vision inputs .* no vision tower" "input_ids:I64:1,2:1,2" "pixel_values:F32:1,2:0,0"
 check bad_input_no_output test ! -e "$tmp/x.st"
+# Qwen3-VL: pad tokens that do not match the grids, an odd grid, position_ids
+vl=$g/vl/model px=$(printf '0,%.0s' $(seq 1535))0
+st write "$tmp/vl1.st" "input_ids:I64:1,4:1,252,252,2" "image_grid_thw:I64:1,3:1,2,2" "pixel_values:F32:4,1536:$px,$px,$px,$px"
+expect_status vl_pad_count 3 qw-eval forward -m "$vl" -i "$tmp/vl1.st" -o "$tmp/x.st"
+expect_stderr vl_pad_count_msg "2 image pad tokens, but image 0 \(grid 1×2×2\) makes 1"
+st write "$tmp/vl2.st" "input_ids:I64:1,4:1,252,2,3" "image_grid_thw:I64:1,3:1,1,4" "pixel_values:F32:4,1536:$px,$px,$px,$px"
+expect_status vl_odd_grid 3 qw-eval forward -m "$vl" -i "$tmp/vl2.st" -o "$tmp/x.st"
+expect_stderr vl_odd_grid_msg "image_grid_thw\[0\] = \(1, 1, 4\)"
+st write "$tmp/vl3.st" "input_ids:I64:1,4:1,252,2,3" "image_grid_thw:I64:1,3:1,2,2" "pixel_values:F32:4,1536:$px,$px,$px,$px"
+expect_status vl_one_image 0 qw-eval forward -m "$vl" -i "$tmp/vl3.st" -o "$tmp/x.st" --grads
+st header "$tmp/x.st" >"$tmp/vl.hdr"
+check vl_one_image_outputs grep -q '^grad.model.visual.pos_embed.weight F32 16,32$' "$tmp/vl.hdr"
+check vl_one_image_positions grep -q '^position_ids I64 3,1,4$' "$tmp/vl.hdr"
+rm -f "$tmp/x.st"
 expect_status missing_input 1 qw-eval forward -m "$g/dense_tied/model" -i "$tmp/nonexistent.st" -o "$tmp/x.st"
 expect_status missing_model 1 qw-eval forward -m "$tmp/nonexistent" -i "$g/dense_tied/input.safetensors" -o "$tmp/x.st"
 printf '{"model_type": "qwen3", "vocab_size": 4}' >"$tmp/bad_cfg.json"

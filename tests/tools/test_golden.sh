@@ -3,20 +3,20 @@
 # tests/golden/*/ fixture against what transformers computed
 # (expected.safetensors): logits max|diff| <= 1e-4 of max|logits|, loss and
 # aux_loss |diff| <= 1e-5, every gradient relative error <= 1e-3 (sft: the masked,
-# packed loss of TRL, with labels and position_ids).  The fused
-# MoE layout (model_fused/) must give what model/ gives.  Prints the worst
-# numbers of each fixture.
+# packed loss of TRL, with labels and position_ids; vl, vl_moe: Qwen3-VL with
+# three images, also its MRoPE position ids and vision intermediates).  The
+# fused MoE layout (model_fused/) and the transformers-5 checkpoint
+# (model_v5/) must give what model/ gives.  Prints the worst numbers of
+# each fixture.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 12
+plan 22
 compare=$QW_SRCDIR/build/tests/test_model
 n=0
 for dir in "$QW_SRCDIR"/tests/golden/*/; do
     [ -f "$dir/expected.safetensors" ] && [ -f "$dir/input.safetensors" ] || continue
-    # the Qwen3-VL fixtures (vl/, vl_moe/) have their own test
-    grep -q '"vision_config"' "$dir/model/config.json" 2>/dev/null && continue
     name=$(basename "$dir")
     n=$((n + 1))
-    for variant in model model_fused; do
+    for variant in model model_fused model_v5; do
         [ -d "$dir/$variant" ] || continue
         out=$tmp/$name-$variant.st
         expect_status "${name}_${variant}_runs" 0 qw-eval forward --model "$dir/$variant" \
@@ -28,8 +28,9 @@ for dir in "$QW_SRCDIR"/tests/golden/*/; do
         if [ $st -eq 0 ]; then pass "${name}_${variant}_matches_hf"
         else fail "${name}_${variant}_matches_hf" "$(tr '\n' ';' <"$tmp/cmp")"; fi
     done
-    if [ -d "$dir/model_fused" ]; then
-        check "${name}_fused_same_logits" "$compare" --compare "$tmp/$name-model.st" "$tmp/$name-model_fused.st"
-    fi
+    for variant in model_fused model_v5; do
+        [ -d "$dir/$variant" ] || continue
+        check "${name}_${variant}_same_logits" "$compare" --compare "$tmp/$name-model.st" "$tmp/$name-$variant.st"
+    done
 done
 check golden_fixtures_found test "$n" -ge 3

@@ -249,7 +249,7 @@ static void check_model(const qw_params *P, const scenario *s)
     int32_t ids[64], kvs[64], tgt[64];
     float coef[64];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)((urand() + 1) / 2 * V);
-    qw_batch b = {ids, s->pos, s->seg, s->targets, s->coef};
+    qw_batch b = {.ids = ids, .pos = s->pos, .seg = s->seg, .targets = s->targets, .coef = s->coef};
     qw_model_opts o = {.capacity_factor = s->capacity_factor};
     qw_model *m;
     CHECK(!qw_model_new(qw_ops_cpu(), P, s->B, s->T, &o, &m));
@@ -601,6 +601,109 @@ TEST(rope_tables_match_hf)
 
 /* ------------------------------------------------ golden comparison mode */
 
+/* The fused expert gradient `name` (…mlp.experts.gate_up_proj or
+ * …down_proj, as transformers 5 names it) assembled from GOT's per-expert
+ * gradients in the shape of e ([E,2Ie,H] / [E,H,Ie], or the transposed
+ * Qwen3-VL-MoE Hub form [E,H,2Ie] / [E,Ie,H]); NULL when it cannot be. */
+static float *fused_grad(const qw_st *got, const qw_st_tensor *e)
+{
+    const char *x = strstr(e->name, ".mlp.experts.");
+    if (!x || e->ndim != 3) return NULL;
+    const char *what = x + 13;
+    int gu = !strcmp(what, "gate_up_proj");
+    if (!gu && strcmp(what, "down_proj")) return NULL;
+    int64_t E = e->shape[0];
+    char pre[200], nm[260];
+    snprintf(pre, sizeof pre, "%.*s", (int)(x - e->name + 13), e->name);
+    snprintf(nm, sizeof nm, "%s0.%s.weight", pre, gu ? "gate_proj" : "down_proj");
+    const qw_st_tensor *p0 = qw_st_find(got, nm);
+    if (!p0 || p0->ndim != 2) return NULL;
+    int64_t r = p0->shape[0], c = p0->shape[1];   /* one expert's [rows, cols] */
+    int transposed = gu ? e->shape[1] != 2 * r : e->shape[1] != r;
+    float *out = qw_malloc(e->numel * sizeof *out), *tmp = qw_malloc(r * c * sizeof *tmp);
+    for (int64_t k = 0; k < E; k++)
+        for (int part = 0; part < (gu ? 2 : 1); part++) {
+            snprintf(nm, sizeof nm, "%s%lld.%s.weight", pre, (long long)k, gu ? (part ? "up_proj" : "gate_proj") : "down_proj");
+            const qw_st_tensor *t = qw_st_find(got, nm);
+            if (!t || t->numel != r * c) { free(out); free(tmp); return NULL; }
+            qw_st_to_f32(t, tmp);
+            for (int64_t i = 0; i < r; i++)
+                for (int64_t j = 0; j < c; j++) {
+                    int64_t row = part * r + i;   /* in the fused [rows·parts, c] block */
+                    size_t at = transposed ? (size_t)(k * c * (gu ? 2 * r : r) + j * (gu ? 2 * r : r) + row)
+                                           : (size_t)(k * (gu ? 2 * r : r) * c + row * c + j);
+                    out[at] = tmp[i * c + j];
+                }
+        }
+    free(tmp);
+    return out;
+}
+
+/* A per-expert gradient that the expected file holds fused. */
+static int fused_in(const qw_st *exp, const char *name)
+{
+    const char *x = strstr(name, ".mlp.experts.");
+    if (!x) return 0;
+    char nm[260];
+    const char *w = strrchr(name, '.');
+    int down = w && w - name > 9 && !strncmp(w - 9, "down_proj", 9);
+    snprintf(nm, sizeof nm, "%.*s%s", (int)(x - name + 13), name, down ? "down_proj" : "gate_up_proj");
+    return qw_st_find(exp, nm) != NULL;
+}
+
+/* max|a − b| and max|a| of two tensors of n values */
+static void diff_of(const qw_st_tensor *e, const qw_st_tensor *g, double *dmax, double *amax)
+{
+    float *a = qw_malloc(e->numel * sizeof *a), *b = qw_malloc(e->numel * sizeof *b);
+    qw_st_to_f32(e, a);
+    qw_st_to_f32(g, b);
+    *dmax = *amax = 0;
+    for (int64_t j = 0; j < e->numel; j++) *dmax = fmax(*dmax, fabs(a[j] - b[j])), *amax = fmax(*amax, fabs(a[j]));
+    free(a); free(b);
+}
+
+/* Intermediates, when both files have them: position_ids exactly,
+ * vision.patch_embed to max|diff| <= 1e-4 of max|value|.  The merger and
+ * DeepStack outputs (vision.merged, vision.deepstack.<j>) are matched by
+ * value to one of GOT's, to the same limit: the vl fixtures label them
+ * one place off (transformers 5.17 returns the merger's output split per
+ * image, so make_vl_golden.py took the two DeepStack outputs for merged
+ * and deepstack.0); the merger's output itself is checked through the
+ * logits and gradients. */
+static int compare_extra(const qw_st *exp, const qw_st *got)
+{
+    int bad = 0;
+    for (int i = 0; i < qw_st_count(exp); i++) {
+        const qw_st_tensor *e = qw_st_at(exp, i);
+        int exact = !strcmp(e->name, "position_ids"), named = exact || !strcmp(e->name, "vision.patch_embed");
+        if (!named && strncmp(e->name, "vision.", 7)) continue;
+        double dmax = 0, amax = 0;
+        const char *as = NULL;
+        if (named) {
+            const qw_st_tensor *g = qw_st_find(got, e->name);
+            if (!g) continue;
+            if (g->numel != e->numel) { printf("bad %s: wrong shape\n", e->name); bad = 1; continue; }
+            diff_of(e, g, &dmax, &amax);
+            as = e->name;
+        } else {
+            double best = INFINITY;
+            for (int k = 0; k < qw_st_count(got); k++) {
+                const qw_st_tensor *g = qw_st_at(got, k);
+                if (strncmp(g->name, "vision.", 7) || g->numel != e->numel || !strcmp(g->name, "vision.patch_embed")) continue;
+                double d, m;
+                diff_of(e, g, &d, &m);
+                if (d < best) best = d, dmax = d, amax = m, as = g->name;
+            }
+            if (!as) continue;
+        }
+        int ok = exact ? dmax == 0 : dmax <= 1e-4 * amax;
+        printf("%s%s (as %s) max|diff| %.3g (limit %s)\n", ok ? "" : "bad ", e->name, as, dmax,
+               exact ? "0" : "1e-4 of max|value|");
+        bad |= !ok;
+    }
+    return bad;
+}
+
 static int compare(const char *exp_path, const char *got_path, const double tol[3])
 {
     qw_st *exp, *got;
@@ -616,14 +719,20 @@ static int compare(const char *exp_path, const char *got_path, const double tol[
         int is_grad = !strncmp(e->name, "grad.", 5);
         if (!is_grad && strcmp(e->name, "logits") && strcmp(e->name, "loss") && strcmp(e->name, "aux_loss")) continue;
         const qw_st_tensor *g = qw_st_find(got, e->name);
-        if (!g || g->numel != e->numel || g->ndim != e->ndim || memcmp(g->shape, e->shape, e->ndim * sizeof *e->shape)) {
+        float *b = NULL;
+        if (!g && is_grad) b = fused_grad(got, e);
+        if (!b && (!g || g->numel != e->numel || g->ndim != e->ndim ||
+                   memcmp(g->shape, e->shape, e->ndim * sizeof *e->shape))) {
             printf("bad %s: %s in the output\n", e->name, g ? "wrong shape" : "missing");
             bad = 1;
             continue;
         }
-        float *a = qw_malloc(e->numel * sizeof *a), *b = qw_malloc(e->numel * sizeof *b);
+        float *a = qw_malloc(e->numel * sizeof *a);
         qw_st_to_f32(e, a);
-        qw_st_to_f32(g, b);
+        if (!b) {
+            b = qw_malloc(e->numel * sizeof *b);
+            qw_st_to_f32(g, b);
+        }
         double num = 0, den = 0, dmax = 0, amax = 0;
         for (int64_t j = 0; j < e->numel; j++) {
             num += (double)(a[j] - b[j]) * (a[j] - b[j]), den += (double)a[j] * a[j];
@@ -644,11 +753,12 @@ static int compare(const char *exp_path, const char *got_path, const double tol[
     }
     for (int i = 0; i < qw_st_count(got); i++) {
         const qw_st_tensor *g = qw_st_at(got, i);
-        if (!strncmp(g->name, "grad.", 5) && !qw_st_find(exp, g->name)) {
+        if (!strncmp(g->name, "grad.", 5) && !qw_st_find(exp, g->name) && !fused_in(exp, g->name)) {
             printf("bad %s: not in the expected output\n", g->name);
             bad = 1;
         }
     }
+    bad |= compare_extra(exp, got);
     printf("worst gradient relative error %.3g (%s, limit %g)\n", worst_grad, worst_name, tol[2]);
     qw_st_close(exp);
     qw_st_close(got);

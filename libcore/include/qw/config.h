@@ -29,6 +29,12 @@
  * text_config (messages say "text_config.KEY"), falling back to the top
  * level; tie_word_embeddings, torch_dtype and the vision token ids are read
  * from the top level first.  eos_token_id may be a list (its first id).
+ * Qwen3-VL also reads vision_config (qw_config.vision; messages say
+ * "vision_config.KEY"): hidden_act must be gelu_pytorch_tanh, hidden_size a
+ * multiple of num_heads with an even head size divisible by 4 (2-D RoPE),
+ * num_position_embeddings a perfect square, every deepstack index a block
+ * below depth (at most 8, and no more than the decoder has layers); the
+ * text mrope_section must sum to head_dim/2.
  */
 #ifndef QW_CONFIG_H
 #define QW_CONFIG_H
@@ -90,12 +96,28 @@ typedef struct {
     int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
     int mrope_section[3];       /* rope mrope_section, e.g. 24 20 20 */
     int mrope_interleaved;
+    /* Qwen3-VL vision tower (vision_config; depth 0 for text-only models
+     * and for a qwen3_vl* config without vision_config: its language model
+     * alone).  Keys absent from vision_config take the defaults of
+     * transformers' Qwen3VLVisionConfig. */
+    struct {
+        int depth, hidden_size, num_heads, intermediate_size, out_hidden_size;
+        int in_channels, patch_size, temporal_patch_size, spatial_merge_size;
+        int num_position_embeddings;       /* a square grid: its side is the square root */
+        int n_deepstack, deepstack[8];     /* deepstack_visual_indexes: blocks whose output feeds decoder layer j */
+        double rope_theta;                 /* 2-D RoPE base, 10000 */
+        double initializer_range;
+    } vision;
 } qw_config;
 
 int qw_config_load(const char *path, qw_config *c);   /* path: config.json or a model dir */
 /* Parse from a JSON string; `name` is used in messages. */
 int qw_config_parse(const char *json, const char *name, qw_config *c);
-/* Write config.json in the Hub (transformers 4.5x) generation of keys:
+/* Write config.json in the Hub (transformers 4.5x) generation of keys
+ * (Qwen3-VL: the nested form of the published checkpoints: top-level
+ * architectures, token ids, tie_word_embeddings; text_config with
+ * rope_theta and rope_scaling {rope_type, mrope_section,
+ * mrope_interleaved}; vision_config):
  * architectures ["Qwen3ForCausalLM"] or ["Qwen3MoeForCausalLM"] (with
  * score_head: ["Qwen3ForSequenceClassification"] or
  * ["Qwen3MoeForSequenceClassification"] and id2label {"0": "LABEL_0"},
@@ -103,15 +125,14 @@ int qw_config_parse(const char *json, const char *name, qw_config *c);
  * rope_scaling (null, or the yarn object), num_experts …, keys sorted,
  * "transformers_version": "4.51.0" (the generation the keys belong to),
  * torch_dtype when set.  path: a file, or an existing directory (then
- * path/config.json).  Atomic (qw/st.h).  Only qwen3 and qwen3_moe configs
- * can be written (a qwen3_vl* config is QW_EXIT_FAIL: its vision part is
- * not kept). */
+ * path/config.json).  Atomic (qw/st.h). */
 int qw_config_save(const qw_config *c, const char *path);
 /* Layer i uses the MoE block (doc/model.md §3 "Which layers"). */
 int qw_config_layer_is_moe(const qw_config *c, int layer);
 /* Parameter counts: all, and active per token (MoE: k of E experts; the
  * router, attention, norms, embedding and LM head count fully; a tied LM
- * head counts once; a reward model counts its score head, H, instead). */
+ * head counts once; a reward model counts its score head, H, instead; a
+ * vision tower counts fully). */
 void qw_config_param_counts(const qw_config *c, int64_t *total, int64_t *active);
 
 #endif

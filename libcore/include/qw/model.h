@@ -78,6 +78,24 @@ typedef struct {
     int recompute;
 } qw_model_opts;
 
+/* The image inputs of a Qwen3-VL batch (qw/vision.h computes them).  The
+ * embedding of token rows[a] is replaced by embeds row a (HF's
+ * masked_scatter of the image features into the pad tokens), and
+ * deepstack[j] row a is added to that token's hidden state after decoder
+ * layer j (DeepStack).  The pad tokens' embedding rows get no gradient.
+ * The backward writes ∂/∂embeds and ∂/∂deepstack[j] where those pointers
+ * are not NULL; the struct and the buffers it points at must stay valid
+ * until the backward. */
+typedef struct {
+    int n;                          /* image tokens */
+    const int32_t *rows;            /* host [n]: their indices in the batch (row-major), distinct */
+    const void *embeds;             /* device activations [n,H] */
+    int n_deepstack;                /* ≤ the number of layers */
+    const void *const *deepstack;   /* [n_deepstack] device activations [n,H] */
+    void *d_embeds;                 /* backward: device [n,H], or NULL */
+    void *const *d_deepstack;       /* backward: [n_deepstack] device [n,H] (entries may be NULL), or NULL */
+} qw_batch_vision;
+
 /* One batch, in host memory, each array [B·T] row-major. */
 typedef struct {
     const int32_t *ids;       /* token ids, 0 ≤ id < V (required) */
@@ -86,6 +104,11 @@ typedef struct {
     const int32_t *targets;   /* the token to predict at each position, −1 = none;
                                  NULL: the next token of the row (all B·(T−1) positions) */
     const float *coef;        /* loss coefficient per token; NULL: 1/(number of targets) */
+    /* Qwen3-VL (NULL otherwise): MRoPE position ids [3][B·T] (t, h, w rows;
+     * qw/mrope.h), used for the RoPE angles instead of pos (which, with
+     * seg, still delimits the documents); and the image inputs. */
+    const int32_t *mpos;
+    const qw_batch_vision *vision;
 } qw_batch;
 
 typedef struct {

@@ -16,7 +16,12 @@
  * three expert blocks); final norm; lm_head (or score).  Every tensor (every expert
  * block) starts on a 64-byte boundary; the gaps stay zero.
  * Qwen3-VL configs name the text model "model.language_model.*" as the
- * published checkpoints do (lm_head stays "lm_head.weight").
+ * published checkpoints do (lm_head stays "lm_head.weight"); with a vision
+ * tower (cfg.vision.depth > 0) its tensors "model.visual.*" follow lm_head
+ * in the arena, in the Hub's names and shapes (qw/vision.h lists them;
+ * patch_embed.proj.weight keeps its 5-D shape [Hv, C, tp, p, p]).  Their
+ * init: LayerNorm weights ones, biases zeros, the rest
+ * normal(0, vision_config.initializer_range).
  *
  * The same layout serves weights, gradients and optimizer moments: make a
  * second qw_params with qw_params_alloc_like and index both the same way.
@@ -54,7 +59,7 @@
 typedef struct {
     char name[128];          /* HF name, Hub layout */
     int ndim;
-    int64_t shape[3];
+    int64_t shape[QW_ST_MAX_DIMS];   /* patch_embed.proj.weight has 5 dimensions */
     int64_t numel;
     size_t offset;           /* in floats, from the start of the arena */
     int no_decay;            /* norms, biases and embeddings: no weight decay */
@@ -131,7 +136,8 @@ void qw_params_init_head(qw_params *P, uint64_t seed);
  * device arena).  Accepts the Hub per-expert layout and the
  * fused expert layout of transformers 5.x ("mlp.experts.gate_up_proj"
  * [E,2·Ie,H] gate rows first, "mlp.experts.down_proj" [E,H,Ie]; for
- * qwen3_vl_moe the transposed Hub form [E,H,2·Ie] / [E,Ie,H]), any float
+ * qwen3_vl_moe also the transposed Hub form [E,H,2·Ie] / [E,Ie,H], told
+ * apart by shape, the Hub form where both fit), any float
  * dtype.  With tied embeddings an lm_head.weight in the file is ignored.
  * Every tensor of the layout must be present; tensors the model does not
  * use are an error unless allow_extra.  A tensor given twice (per-expert
