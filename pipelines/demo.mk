@@ -36,6 +36,7 @@ S3_T = 128
 S3_BATCH = 512
 S3_STEPS = 2
 EVAL_EVERY = 3
+HELDOUT_N = 16
 S1_WARMUP = 2
 S3_WARMUP = 0
 else
@@ -51,7 +52,14 @@ S3_T = 1024
 S3_BATCH = 4096
 S3_STEPS = 16
 EVAL_EVERY = 20
+HELDOUT_N = 500
 endif
+
+# the post-training task (pipelines/post.mk): operands of 2 to TASK_DIGITS
+# digits; HELDOUT_N problems never trained on
+TASK_DIGITS ?= 3
+HELDOUT = $(OUT)/tasks/heldout.jsonl
+TASK_OPTS = --max-digits $(TASK_DIGITS) --exclude $(HELDOUT)
 
 S1_LR = 3e-3
 S1_WARMUP ?= 16
@@ -89,18 +97,18 @@ report:
 $(OUT)/corpus/general.jsonl:
 	@mkdir -p $(@D)
 	$(PY) pipelines/gen_corpus.py --stage general --docs $(DOCS_GENERAL) --seed 1 >$@
-$(OUT)/corpus/reasoning.jsonl:
+$(OUT)/corpus/reasoning.jsonl: $(HELDOUT)
 	@mkdir -p $(@D)
-	$(PY) pipelines/gen_corpus.py --stage reasoning --docs $(DOCS_REASONING) --seed 1 >$@
+	$(PY) pipelines/gen_corpus.py --stage reasoning --docs $(DOCS_REASONING) --seed 1 $(TASK_OPTS) >$@
 $(OUT)/corpus/long.jsonl:
 	@mkdir -p $(@D)
 	$(PY) pipelines/gen_corpus.py --stage long --docs $(DOCS_LONG) --seed 1 >$@
 
 # the tokenizer learns from held-in text of the first two stages (seed 2)
-$(OUT)/corpus/tok-train.jsonl:
+$(OUT)/corpus/tok-train.jsonl: $(HELDOUT)
 	@mkdir -p $(@D)
 	{ $(PY) pipelines/gen_corpus.py --stage general --docs $(DOCS_GENERAL) --seed 2; \
-	  $(PY) pipelines/gen_corpus.py --stage reasoning --docs $(DOCS_REASONING) --seed 2; } >$@
+	  $(PY) pipelines/gen_corpus.py --stage reasoning --docs $(DOCS_REASONING) --seed 2 $(TASK_OPTS); } >$@
 
 $(TOKENIZER)/tokenizer.json: $(OUT)/corpus/tok-train.jsonl
 	$(QW_BIN)/qw-tokenize --train --vocab-size $(VOCAB) --jsonl -o $(TOKENIZER) -q $<
@@ -120,6 +128,12 @@ $(OUT)/data/s2/index.json: $(OUT)/streams/reasoning.qwt $(OUT)/streams/general.q
 $(OUT)/data/s3/index.json: $(OUT)/streams/long.qwt
 	rm -rf $(@D) && mkdir -p $(OUT)/data
 	$(QW_BIN)/qw-pack -q -T $(S3_T) --val-frac 0.1 --seed 3 -o $(@D) $<
+
+# the post-training task's held-out problems: generated first, from their
+# own seed; every other file of the task excludes their questions
+$(HELDOUT):
+	@mkdir -p $(@D)
+	$(PY) pipelines/gen_corpus.py --stage problems --docs $(HELDOUT_N) --seed 100 --max-digits $(TASK_DIGITS) >$@
 
 clean:
 	rm -rf $(OUT)
