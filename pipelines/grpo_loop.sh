@@ -14,9 +14,10 @@
 # ITERS × P lines: iteration i takes lines (i-1)·P+1 … i·P, so no prompt is
 # seen twice.  Iteration i writes OUT/it-NNN/: the scored rollouts
 # (scored.jsonl), qw-grpo's checkpoint (step-000001…, latest) and metrics
-# (grpo.jsonl), and `done` once finished; the last one's directory is the
-# trained policy.  Run again, the loop skips finished iterations (an
-# unfinished one starts over), so an interrupted loop resumes.
+# (grpo.jsonl), the wall-clock seconds it took (seconds), and `done` once
+# finished; the last one's checkpoint is the trained policy.  Run again,
+# the loop skips finished iterations (an unfinished one starts over), so an
+# interrupted loop resumes.
 #
 # Environment: QW_BIN (the programs' directory, default bin), MAX_NEW
 # (tokens per completion, default 192), THREADS (--threads, default 0: all
@@ -50,6 +51,7 @@ for ((i = 1; i <= iters; i++)); do
     if [ ! -e "$dir/done" ]; then
         rm -rf "$dir"
         mkdir -p "$dir"
+        start=$(date +%s.%N)
         sed -n "$(((i - 1) * per + 1)),$((i * per))p" "$prompts" >"$dir/prompts.jsonl"
         "$bin/qw-rollout" -m "$policy" -p "$dir/prompts.jsonl" -n "$group" --temperature 1 --chat \
             --max-new-tokens "$max_new" --seed $((seed + i - 1)) --threads "$threads" -q |
@@ -57,6 +59,7 @@ for ((i = 1; i <= iters; i++)); do
             tee "$dir/scored.jsonl" |
             "$bin/qw-grpo" --model "$policy" --out "$dir" --num-generations "$group" \
                 --log "$dir/grpo.jsonl" --threads "$threads" -q "$@"
+        awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", e - s }' >"$dir/seconds"
         touch "$dir/done"
         echo "grpo_loop.sh: iteration $i/$iters: $(sed -n '1s/.*"reward_mean":\([^,}]*\).*/reward_mean \1/p' "$dir/grpo.jsonl")" >&2
     fi
