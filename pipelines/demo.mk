@@ -70,16 +70,16 @@ S3_BATCH = 4096
 S3_STEPS = 16
 EVAL_EVERY = 20
 HELDOUT_N = 500
-COT_N = 6000
+COT_N = 8000
 FUSION_N = 2000
-SFT_T = 256
-COLD_BATCH = 4096
-COLD_STEPS = 400
-FUSION_STEPS = 60
-GRPO_ITERS = 30
+SFT_T = 128
+COLD_BATCH = 1024
+COLD_STEPS = 500
+FUSION_STEPS = 100
+GRPO_ITERS = 24
 GRPO_PROMPTS = 16
 GRPO_G = 8
-TASK_MAX_NEW = 160
+TASK_MAX_NEW = 96
 DPO_PROMPTS = 128
 DPO_SAMPLES = 4
 DPO_STEPS = 20
@@ -87,10 +87,12 @@ DPO_BATCH = 8
 endif
 
 # the post-training task (pipelines/post.mk): operands of 2 to TASK_DIGITS
-# digits; HELDOUT_N problems never trained on
+# digits, TASK_WORD_FRAC of them word problems; HELDOUT_N problems never
+# trained on
 TASK_DIGITS ?= 2
+TASK_WORD_FRAC ?= 0
 HELDOUT = $(OUT)/tasks/heldout.jsonl
-TASK_OPTS = --max-digits $(TASK_DIGITS) --exclude $(HELDOUT)
+TASK_OPTS = --max-digits $(TASK_DIGITS) --word-frac $(TASK_WORD_FRAC) --exclude $(HELDOUT)
 
 S1_LR = 3e-3
 S1_WARMUP ?= 16
@@ -101,15 +103,15 @@ S2_SCHED = --schedule wsd --decay-frac 0.5 --decay-shape sqrt --min-lr-ratio 0.0
 # rates; GRPO: ITERS iterations of PROMPTS prompts × G samples; DPO: pairs
 # from PROMPTS prompts × SAMPLES samples, BATCH pairs a step
 SFT_VAL_FRAC ?= 0.02
-COLD_LR = 1e-3
+COLD_LR = 2e-3
 COLD_WARMUP ?= 10
 FUSION_BATCH = $(COLD_BATCH)
-FUSION_LR = 3e-4
+FUSION_LR = 5e-4
 FUSION_WARMUP = 0
 NO_THINK_FRAC = 0.5
 SFT_EVAL_EVERY ?= 100
 SFT_SAVE_EVERY = 0
-GRPO_OPTS = --lr 3e-4
+GRPO_OPTS = --lr 1e-4
 DPO_BETA = 0.1
 DPO_LR = 1e-4
 
@@ -135,7 +137,8 @@ define report
 	    --title "qw demo: S1 S2 S3" -o $(OUT)/loss.svg --png $(OUT)/loss.png
 	$(QW_BIN)/qw-eval plot grpo=$(OUT)/logs/grpo.jsonl --keys reward_mean,loss,frac_reward_zero_std,completion_length \
 	    --title "qw demo: GRPO, per iteration" -o $(OUT)/grpo.svg --png $(OUT)/grpo.png
-	$(if $(HAVE_DPO),$(QW_BIN)/qw-eval plot dpo=$(OUT)/logs/dpo.jsonl --title "qw demo: DPO" -o $(OUT)/dpo.svg --png $(OUT)/dpo.png)
+	$(if $(HAVE_DPO),$(QW_BIN)/qw-eval plot dpo=$(OUT)/logs/dpo.jsonl --title "qw demo: DPO" \
+	    --keys loss,rewards/margins,rewards/accuracies,rewards/chosen,rewards/rejected -o $(OUT)/dpo.svg --png $(OUT)/dpo.png)
 endef
 
 all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/done) post
@@ -183,7 +186,8 @@ $(OUT)/data/s3/index.json: $(OUT)/streams/long.qwt
 # own seed; every other file of the task excludes their questions
 $(HELDOUT):
 	@mkdir -p $(@D)
-	$(PY) pipelines/gen_corpus.py --stage problems --docs $(HELDOUT_N) --seed 100 --max-digits $(TASK_DIGITS) >$@
+	$(PY) pipelines/gen_corpus.py --stage problems --docs $(HELDOUT_N) --seed 100 --max-digits $(TASK_DIGITS) \
+	    --word-frac $(TASK_WORD_FRAC) >$@
 
 clean:
 	rm -rf $(OUT)

@@ -25,9 +25,10 @@ Writes JSONL documents ({"text": ...}) to stdout for one of three stages:
 The reasoning stage holds the task too, as text ("Question: …", the trace,
 the boxed answer), so that the tokenizer and the pretrained model know its
 words.  --max-digits D sets the task's difficulty (operands of 2 to D
-digits).  --exclude FILE (a problems file, repeatable) keeps every question
-in it out of the output: the held-out problems are generated first, from
-their own seed, and everything trained on excludes them.
+digits), --word-frac F its share of word problems.  --exclude FILE (a
+problems file, repeatable) keeps every question in it out of the output:
+the held-out problems are generated first, from their own seed, and
+everything trained on excludes them.
 
 Deterministic: the same --seed and --docs give byte-identical output.
 Only the Python standard library is used.
@@ -175,8 +176,9 @@ def column_trace(x, y, op):
     return "\n".join(lines), result
 
 
-def task(r, max_digits):
-    """One problem of the post-training task: (question, reasoning, answer)."""
+def task(r, max_digits, word_frac):
+    """One problem of the post-training task: (question, reasoning, answer);
+    a word problem with probability word_frac, else a bare sum or difference."""
     def operand():
         d = r.randint(2, max_digits)
         return r.randint(10 ** (d - 1), 10 ** d - 1)
@@ -184,12 +186,11 @@ def task(r, max_digits):
     op = r.choice("+-")
     if op == "-" and y > x:
         x, y = y, x
-    if x < y:  # column addition reads the longer number first
+    if len(str(x)) < len(str(y)):  # the columns follow the longer number
         first, second = y, x
     else:
         first, second = x, y
-    form = r.choice(["bare", "word"])
-    if form == "bare":
+    if r.random() >= word_frac:
         question = f"What is {x} {op} {y}?"
         setup = ""
     else:
@@ -251,6 +252,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--long-chars", type=int, default=6000, help="characters per long document")
     ap.add_argument("--max-digits", type=int, default=3, help="the task's operands have 2 to D digits")
+    ap.add_argument("--word-frac", type=float, default=0.5, help="the task's share of word problems (default 0.5)")
     ap.add_argument("--exclude", action="append", default=[], metavar="FILE",
                     help="a problems file whose questions are never written (repeatable)")
     args = ap.parse_args()
@@ -268,7 +270,7 @@ def main():
         # a problem not excluded and, within one output, not repeated (the
         # space of problems is large: a few draws at most)
         for _ in range(1000):
-            q, reasoning, answer = task(r, args.max_digits)
+            q, reasoning, answer = task(r, args.max_digits, args.word_frac)
             if q not in excluded and q not in seen:
                 seen.add(q)
                 return q, reasoning, answer
