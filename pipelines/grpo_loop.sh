@@ -14,10 +14,11 @@
 # ITERS × P lines: iteration i takes lines (i-1)·P+1 … i·P, so no prompt is
 # seen twice.  Iteration i writes OUT/it-NNN/: the scored rollouts
 # (scored.jsonl), qw-grpo's checkpoint (step-000001…, latest) and metrics
-# (grpo.jsonl), the wall-clock seconds it took (seconds), and `done` once
-# finished; the last one's checkpoint is the trained policy.  Run again,
-# the loop skips finished iterations (an unfinished one starts over), so an
-# interrupted loop resumes.
+# (grpo.jsonl), the checkpoint it sampled from and updated (policy), the
+# wall-clock seconds it took (seconds), and `done` once finished; the last
+# one's checkpoint is the trained policy.  Run again, the loop skips
+# finished iterations (an unfinished one starts over), so an interrupted
+# loop resumes.
 #
 # Environment: QW_BIN (the programs' directory, default bin), MAX_NEW
 # (tokens per completion, default 192), THREADS (--threads, default 0: all
@@ -52,6 +53,7 @@ for ((i = 1; i <= iters; i++)); do
         rm -rf "$dir"
         mkdir -p "$dir"
         start=$(date +%s.%N)
+        echo "$policy" >"$dir/policy"
         sed -n "$(((i - 1) * per + 1)),$((i * per))p" "$prompts" >"$dir/prompts.jsonl"
         "$bin/qw-rollout" -m "$policy" -p "$dir/prompts.jsonl" -n "$group" --temperature 1 --chat \
             --max-new-tokens "$max_new" --seed $((seed + i - 1)) --threads "$threads" -q |
