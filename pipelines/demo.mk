@@ -137,8 +137,9 @@ define report
 	    --title "qw demo: S1 S2 S3" -o $(OUT)/loss.svg --png $(OUT)/loss.png
 	$(QW_BIN)/qw-eval plot grpo=$(OUT)/logs/grpo.jsonl --keys reward_mean,loss,frac_reward_zero_std,completion_length \
 	    --title "qw demo: GRPO, per iteration" -o $(OUT)/grpo.svg --png $(OUT)/grpo.png
-	$(if $(HAVE_DPO),$(QW_BIN)/qw-eval plot dpo=$(OUT)/logs/dpo.jsonl --title "qw demo: DPO" \
-	    --keys loss,rewards/margins,rewards/accuracies,rewards/chosen,rewards/rejected -o $(OUT)/dpo.svg --png $(OUT)/dpo.png)
+	$(if $(HAVE_DPO),if [ -s $(OUT)/logs/dpo.jsonl ]; then $(QW_BIN)/qw-eval plot dpo=$(OUT)/logs/dpo.jsonl \
+	    --title "qw demo: DPO" --keys loss,rewards/margins,rewards/accuracies,rewards/chosen,rewards/rejected \
+	    -o $(OUT)/dpo.svg --png $(OUT)/dpo.png; fi)
 endef
 
 all: $(foreach m,$(MODELS),$(OUT)/ckpt/$(m)/s3/done) post

@@ -91,11 +91,19 @@ $(OUT)/dpo/scored.jsonl: $(OUT)/ckpt/sft/fusion/done $(TASKS)/dpo.jsonl
 	$(TIMED)dpo $(QW)qw-reward --verifier math -q -o $@ $(OUT)/dpo/rollouts.jsonl
 $(OUT)/dpo/pairs.jsonl: $(OUT)/dpo/scored.jsonl
 	$(PY) pipelines/dpo_pairs.py $< >$@
+# (no pair at all — every prompt's samples all right or all wrong, as with
+# the smoke run's untrained model — leaves the fusion model as it is)
 $(OUT)/ckpt/dpo/done: $(OUT)/dpo/pairs.jsonl
 	rm -rf $(@D) $(OUT)/logs/dpo.jsonl && mkdir -p $(OUT)/logs
-	$(TIMED)dpo $(QW)qw-dpo -m $(OUT)/ckpt/sft/fusion/$$(cat $(OUT)/ckpt/sft/fusion/latest) -o $(@D) \
-	    --ref $(OUT)/ckpt/sft/fusion/$$(cat $(OUT)/ckpt/sft/fusion/latest) --beta $(DPO_BETA) --lr $(DPO_LR) \
-	    --steps $(DPO_STEPS) --batch-pairs $(DPO_BATCH) --log $(OUT)/logs/dpo.jsonl --threads $(THREADS) -q $<
+	fusion=$(OUT)/ckpt/sft/fusion/$$(cat $(OUT)/ckpt/sft/fusion/latest); \
+	if [ -s $< ]; then \
+	    $(TIMED)dpo $(QW)qw-dpo -m $$fusion -o $(@D) --ref $$fusion --beta $(DPO_BETA) --lr $(DPO_LR) \
+	        --steps $(DPO_STEPS) --batch-pairs $(DPO_BATCH) --log $(OUT)/logs/dpo.jsonl --threads $(THREADS) -q $<; \
+	else \
+	    echo "post.mk: no preference pairs in $<: DPO skipped, the fusion model kept" >&2; \
+	    mkdir -p $(@D) && cp -r $$fusion $(@D)/step-000000 && echo step-000000 >$(@D)/latest && \
+	    : >$(OUT)/logs/dpo.jsonl; \
+	fi
 	touch $@
 
 # held-out accuracy: greedy completions of every held-out problem, thinking
