@@ -131,6 +131,7 @@ TRAIN_OPTS = --threads $(THREADS) --eval-rows 64 -q
 comma := ,
 PLOT_RUNS = $(foreach m,$(MODELS),$(m)=$(subst $(eval) ,$(comma),$(foreach s,1 2 3,$(OUT)/logs/$(m)-s$(s).jsonl)))
 
+DPO_PLOT_KEYS = loss,rewards/margins,rewards/accuracies,rewards/chosen,rewards/rejected
 define report
 	$(PY) pipelines/demo_report.py --out $(OUT) --models "$(MODELS)" --post
 	$(QW_BIN)/qw-eval plot $(PLOT_RUNS) --keys loss,val_loss,lr,grad_norm,tok_per_s \
@@ -138,7 +139,7 @@ define report
 	$(QW_BIN)/qw-eval plot grpo=$(OUT)/logs/grpo.jsonl --keys reward_mean,loss,frac_reward_zero_std,completion_length \
 	    --title "qw demo: GRPO, per iteration" -o $(OUT)/grpo.svg --png $(OUT)/grpo.png
 	$(if $(HAVE_DPO),if [ -s $(OUT)/logs/dpo.jsonl ]; then $(QW_BIN)/qw-eval plot dpo=$(OUT)/logs/dpo.jsonl \
-	    --title "qw demo: DPO" --keys loss,rewards/margins,rewards/accuracies,rewards/chosen,rewards/rejected \
+	    --title "qw demo: DPO" --keys $(DPO_PLOT_KEYS) \
 	    -o $(OUT)/dpo.svg --png $(OUT)/dpo.png; fi)
 endef
 
