@@ -38,7 +38,9 @@ UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 UNITS      = $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
 HEADERS    = $(wildcard libcore/include/qw/*.h) $(wildcard libcore/*.h) $(wildcard kernels/cpu/*.h) $(wildcard kernels/*.h kernels/cuda/*.cuh kernels/cuda/*.h)
 
-CUDA_SRC   = $(wildcard kernels/cuda/*.cu)
+# NCCL (kernels/cuda/nccl.cu, qw/comm.h's "nccl" kind) when its header is found
+NCCL_H    := $(firstword $(wildcard /usr/local/cuda/include/nccl.h /usr/include/nccl.h))
+CUDA_SRC   = $(filter-out $(if $(NCCL_H),,kernels/cuda/nccl.cu),$(wildcard kernels/cuda/*.cu))
 CUDA_OBJ   = $(patsubst %.cu,build/%.o,$(CUDA_SRC))
 CUDA_LIB   = kernels/cuda/libqwcuda.a
 NVCCFLAGS ?= -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ilibcore/include -Xcompiler -fPIC
@@ -46,7 +48,8 @@ ifeq ($(CUDA),1)
 ifneq ($(CUDA_SRC),)
 ALL_CUDA   = $(CUDA_LIB)
 QW_CFLAGS += -DQW_HAVE_CUDA=1
-QW_LIBS   += -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+QW_LIBS   += -L/usr/local/cuda/lib64 $(if $(NCCL_H),-lnccl) -lcublasLt -lcublas -lcudart -lstdc++
+QW_CFLAGS += $(if $(NCCL_H),-DQW_HAVE_NCCL=1)
 endif
 endif
 
@@ -120,6 +123,8 @@ bench-gpu:
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/train_cuda.sh
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/rollout_cuda.sh
 	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/mc_cuda.sh
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) bash tests/bench/grpo_cuda.sh
+	$(Q)QW_BIN=$(or $(QW_BIN),$(CURDIR)/bin) QW_BENCH_DATA=$(or $(QW_BENCH_DATA),build/bench-data) bash tests/bench/moe_cuda.sh
 
 # Fuzzing (doc/fuzzing.md): one libFuzzer program per reader of outside
 # bytes, tests/fuzz/fuzz_<target>.c, linked against libcore's C sources built
@@ -131,8 +136,8 @@ bench-gpu:
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_QW_CFLAGS = $(filter-out -DQW_HAVE_CUDA=1,$(QW_CFLAGS))
-FUZZ_LIBS     = $(filter-out -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++,$(QW_LIBS))
+FUZZ_QW_CFLAGS = $(filter-out -DQW_HAVE_CUDA=1 -DQW_HAVE_NCCL=1,$(QW_CFLAGS))
+FUZZ_LIBS     = $(filter-out -L/usr/local/cuda/lib64 -lnccl -lcublasLt -lcublas -lcudart -lstdc++,$(QW_LIBS))
 FUZZ_TARGETS  = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS     = $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_LIB      = build/fuzz/libqwcore.a

@@ -144,7 +144,7 @@ static int decode_png(const uint8_t *data, size_t n, const char *name, qw_image 
     png_uint_32 w, h;
     int depth, ctype;
     png_get_IHDR(png, info, &w, &h, &depth, &ctype, NULL, NULL, NULL);
-    if ((uint64_t)w * h > (1u << 28)) png_error(png, "image too large");
+    if ((uint64_t)w * h > QW_IMAGE_MAX_PIXELS) png_error(png, "image too large (a decompression bomb?)");
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     else if ((ctype == PNG_COLOR_TYPE_GRAY) && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     png_set_interlace_handling(png);
@@ -253,9 +253,10 @@ static int decode_jpeg(const uint8_t *data, size_t n, const char *name, qw_image
     default: ci.out_color_space = JCS_RGB; break;
     }
     ci.dct_method = JDCT_ISLOW;
-    if ((uint64_t)ci.image_width * ci.image_height > (1u << 28)) {
+    if ((uint64_t)ci.image_width * ci.image_height > QW_IMAGE_MAX_PIXELS) {
         jpeg_destroy_decompress(&ci);
-        return qw_error(QW_EXIT_DATA, "'%s': image too large (%ux%u)", name, ci.image_width, ci.image_height);
+        return qw_error(QW_EXIT_DATA, "'%s': image too large (%ux%u pixels, above %lld: a decompression bomb?)", name,
+                        ci.image_width, ci.image_height, (long long)QW_IMAGE_MAX_PIXELS);
     }
     jpeg_start_decompress(&ci);
     int W = (int)ci.output_width, H = (int)ci.output_height, C = ci.output_components;

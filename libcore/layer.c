@@ -2,6 +2,10 @@
  * the inference engine (qw/layer.h). */
 #include "qw/layer.h"
 
+#include <stdlib.h>
+
+#include "qw/cli.h"
+
 static inline void *at(const qw_layer_dims *D, const void *p, size_t i) { return (char *)p + i * D->as; }
 
 void qw_layer_dims_init(qw_layer_dims *D, const qw_ops *ops, const qw_params *P)
@@ -43,6 +47,37 @@ void qw_layer_mlp_in(const qw_layer_dims *D, int l, qw_layer_act *A, int n)
     D->ops->swiglu_fwd(A->a, A->g, A->u, (size_t)n * I);
 }
 
+void qw_layer_gemm_grouped(const qw_ops *ops, int ta, int tb, int G, const int *m, const int *n, const int *k,
+                           float alpha, const void *const *A, int lda, const void *const *B, int ldb, float beta,
+                           void *const *C, int ldc, int c_f32)
+{
+    if (ops->gemm_grouped) {
+        ops->gemm_grouped(ta, tb, G, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, c_f32);
+        return;
+    }
+    for (int g = 0; g < G; g++)
+        if (m[g] > 0 && n[g] > 0) ops->gemm(ta, tb, m[g], n[g], k[g], alpha, A[g], lda, B[g], ldb, beta, C[g], ldc, c_f32);
+}
+
+void qw_layer_experts_linear(const qw_layer_dims *D, void *y, const void *x, const float *W, const int32_t *off,
+                             int out, int in, int acc)
+{
+    int E = D->E;
+    int *dims = qw_malloc(3 * (size_t)E * sizeof *dims);
+    const void **ptr = qw_malloc(3 * (size_t)E * sizeof *ptr);
+    int *m = dims, *n = dims + E, *k = dims + 2 * E;
+    for (int e = 0; e < E; e++) {
+        m[e] = off[e + 1] - off[e], n[e] = out, k[e] = in;
+        ptr[e] = at(D, x, (size_t)off[e] * in);
+        ptr[E + e] = qw_layer_cw(D, W + (size_t)e * out * in);
+        ptr[2 * E + e] = at(D, y, (size_t)off[e] * out);
+    }
+    qw_layer_gemm_grouped(D->ops, 0, 1, E, m, n, k, 1, ptr, in, ptr + E, in, acc ? 1 : 0, (void *const *)(ptr + 2 * E),
+                          out, 0);
+    free(ptr);
+    free(dims);
+}
+
 static void moe_forward(const qw_layer_dims *D, const qw_layer_params *W, qw_layer_act *A, void *xo, int n,
                         int capacity, float *aux_count, float *aux_psum)
 {
@@ -53,20 +88,11 @@ static void moe_forward(const qw_layer_dims *D, const qw_layer_params *W, qw_lay
     if (aux_count) ops->moe_aux_stats(aux_count, aux_psum, A->probs, A->sel, n, E, k);
     A->kept = ops->moe_dispatch(A->offsets, A->rows, A->slots, A->sel, n, E, k, capacity);
     ops->gather_rows(A->xg, A->xn2, A->rows, A->kept, H);
-    const int32_t *off = A->offsets;
-    for (int e = 0; e < E; e++) {
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        const void *xg = at(D, A->xg, (size_t)o0 * H);
-        qw_layer_linear(D, at(D, A->g, (size_t)o0 * Ie), xg, W->exp_gate + (size_t)e * Ie * H, ne, Ie, H, 0);
-        qw_layer_linear(D, at(D, A->u, (size_t)o0 * Ie), xg, W->exp_up + (size_t)e * Ie * H, ne, Ie, H, 0);
-    }
+    qw_layer_experts_linear(D, A->g, A->xg, W->exp_gate, A->offsets, Ie, H, 0);
+    qw_layer_experts_linear(D, A->u, A->xg, W->exp_up, A->offsets, Ie, H, 0);
     ops->swiglu_fwd(A->a, A->g, A->u, (size_t)A->kept * Ie);
     ops->scale_rows(A->aw, A->a, A->w, A->slots, A->kept, Ie);
-    for (int e = 0; e < E; e++) {
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        qw_layer_linear(D, at(D, A->expert_out, (size_t)o0 * H), at(D, A->aw, (size_t)o0 * Ie),
-                        W->exp_down + (size_t)e * H * Ie, ne, H, Ie, 0);
-    }
+    qw_layer_experts_linear(D, A->expert_out, A->aw, W->exp_down, A->offsets, H, Ie, 0);
     ops->scatter_add_rows(xo, A->expert_out, A->rows, A->kept, H);
 }
 

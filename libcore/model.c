@@ -25,6 +25,7 @@ struct qw_model {
     size_t as;                        /* ops->act_size */
     int B, T, N, H, Q, KV, nh, nkv, d, V, L, E, k, Ie, n_moe, capacity, chunk, recompute;
     float eps, rope_scale, sm_scale;
+    float inv_temp;                   /* 1/temperature: the LM head's logits are z·inv_temp (1 by default) */
     char *arena;
     size_t arena_bytes;
     int plan_overflow;          /* the plan's bytes overflow size_t */
@@ -185,6 +186,7 @@ int qw_model_new(const qw_ops *ops, const qw_params *P, int B, int T, const qw_m
     m->Q = m->nh * m->d, m->KV = m->nkv * m->d, m->V = c->vocab_size, m->L = c->num_hidden_layers;
     m->E = c->num_experts, m->k = c->num_experts_per_tok, m->Ie = c->moe_intermediate_size;
     m->eps = (float)c->rms_norm_eps, m->sm_scale = 1 / sqrtf((float)m->d);
+    m->inv_temp = 1;
     for (int l = 0; l < m->L; l++) m->n_moe += P->layer[l].is_moe;
     m->capacity = m->N;
     m->recompute = opts && opts->recompute;
@@ -247,17 +249,24 @@ size_t qw_model_plan_bytes(const qw_model *m) { return m->arena_bytes; }
 /* ---- forward ---- */
 
 /* dx[n,in] (+)= dy·W;  dW += dyᵀ·x into the fp32 gradient arena */
+static void linear_bwd_scaled(const qw_model *m, void *dx, float *dW, const void *dy, const void *x, const float *W,
+                              int n, int out, int in, int acc, float alpha)
+{
+    m->ops->gemm(0, 0, n, in, out, alpha, dy, out, cw(m, W), in, acc ? 1 : 0, dx, in, 0);
+    m->ops->gemm(1, 0, out, in, n, alpha, dy, out, x, in, 1, dW, in, 1);
+}
+
 static void linear_bwd(const qw_model *m, void *dx, float *dW, const void *dy, const void *x, const float *W,
                        int n, int out, int in, int acc)
 {
-    m->ops->gemm(0, 0, n, in, out, 1, dy, out, cw(m, W), in, acc ? 1 : 0, dx, in, 0);
-    m->ops->gemm(1, 0, out, in, n, 1, dy, out, x, in, 1, dW, in, 1);
+    linear_bwd_scaled(m, dx, dW, dy, x, W, n, out, in, acc, 1);
 }
 
-/* logits[rows,V] (fp32) of the final hidden states from row c0 */
+/* logits[rows,V] (fp32) of the final hidden states from row c0, divided
+ * by the temperature (the GEMM's alpha: 1 by default, so nothing changes) */
 static void lm_head(const qw_model *m, int c0, int rows)
 {
-    m->ops->gemm(0, 1, rows, m->V, m->H, 1, at(m, m->hf, (size_t)c0 * m->H), m->H, cw(m, m->P->lm_head), m->H, 0,
+    m->ops->gemm(0, 1, rows, m->V, m->H, m->inv_temp, at(m, m->hf, (size_t)c0 * m->H), m->H, cw(m, m->P->lm_head), m->H, 0,
                  m->logits, m->V, 1);
 }
 
@@ -314,8 +323,9 @@ static void head_backward(qw_model *m, qw_params *G, int c0, int rows)
 {
     int H = m->H, V = m->V;
     m->ops->ce_bwd(m->dlogits, m->logits, m->lse_ce + c0, m->tgt + c0, m->coef + c0, rows, V);
-    linear_bwd(m, at(m, m->dxn, (size_t)c0 * H), G->lm_head, m->dlogits, at(m, m->hf, (size_t)c0 * H),
-               m->P->lm_head, rows, V, H, 0);
+    /* d/dz of log_softmax(z/T) = (1/T)·(d/d(z/T)): the 1/T rides on the GEMMs' alpha */
+    linear_bwd_scaled(m, at(m, m->dxn, (size_t)c0 * H), G->lm_head, m->dlogits, at(m, m->hf, (size_t)c0 * H),
+                      m->P->lm_head, rows, V, H, 0, m->inv_temp);
 }
 
 /* The forward; with G, the LM head's gradient as well (qw_model_step). */
@@ -372,30 +382,49 @@ int qw_model_forward(qw_model *m, const qw_batch *b, float *logits, float *logp,
 
 /* ---- backward ---- */
 
+/* The experts' linear_bwd as grouped products (expert e: rows off[e] ≤ r <
+ * off[e+1] of dy [·,out] and x [·,in]; W_e = W + e·out·in):
+ * dx (+)= dy·W_e; dW_e += dyᵀ·x. */
+static void experts_bwd(const qw_model *m, void *dx, float *dW, const void *dy, const void *x, const float *W,
+                        const int32_t *off, int out, int in, int acc)
+{
+    int E = m->E;
+    int *dims = qw_malloc(3 * (size_t)E * sizeof *dims);
+    const void **ptr = qw_malloc(3 * (size_t)E * sizeof *ptr);
+    int *rows = dims, *outs = dims + E, *ins = dims + 2 * E;
+    for (int e = 0; e < E; e++) {
+        rows[e] = off[e + 1] - off[e], outs[e] = out, ins[e] = in;
+        ptr[e] = at(m, dy, (size_t)off[e] * out);
+        ptr[E + e] = cw(m, W + (size_t)e * out * in);
+        ptr[2 * E + e] = at(m, dx, (size_t)off[e] * in);
+    }
+    qw_layer_gemm_grouped(m->ops, 0, 0, E, rows, ins, outs, 1, ptr, out, ptr + E, in, acc ? 1 : 0,
+                          (void *const *)(ptr + 2 * E), in, 0);
+    for (int e = 0; e < E; e++) {   /* dW_e [out,in] += dy_eᵀ·x_e: the rows are the reduction */
+        ptr[E + e] = at(m, x, (size_t)off[e] * in);
+        ptr[2 * E + e] = dW + (size_t)e * out * in;
+    }
+    qw_layer_gemm_grouped(m->ops, 1, 0, E, outs, ins, rows, 1, ptr, out, ptr + E, in, 1, (void *const *)(ptr + 2 * E),
+                          in, 1);
+    free(ptr);
+    free(dims);
+}
+
 static void moe_backward(qw_model *m, const qw_layer_params *W, qw_layer_params *G, layer_act *A, int aux)
 {
     const qw_ops *ops = m->ops;
     int N = m->N, H = m->H, E = m->E, k = m->k, Ie = m->Ie;
     const int32_t *off = A->offsets;
     ops->gather_rows(m->dyg, m->dx, A->rows, A->kept, H);
-    for (int e = 0; e < E; e++) {   /* down projection: da (still unweighted by w) and dW */
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        size_t we = (size_t)e * H * Ie;
-        linear_bwd(m, at(m, m->da, (size_t)o0 * Ie), G->exp_down + we, at(m, m->dyg, (size_t)o0 * H),
-                   at(m, A->aw, (size_t)o0 * Ie), W->exp_down + we, ne, H, Ie, 0);
-    }
+    /* down projection: da (still unweighted by w) and dW */
+    experts_bwd(m, m->da, G->exp_down, m->dyg, A->aw, W->exp_down, off, H, Ie, 0);
     ops->zero(m->dw, (size_t)N * k * sizeof(float));
     ops->row_dot(m->dw, m->da, A->a, A->slots, A->kept, Ie);
     ops->scale_rows(m->da, m->da, A->w, A->slots, A->kept, Ie);
     ops->swiglu_bwd(m->da, m->du, m->da, A->g, A->u, (size_t)A->kept * Ie);
-    for (int e = 0; e < E; e++) {   /* gate and up projections, input gradient into dyg */
-        int o0 = off[e], ne = off[e + 1] - off[e];
-        size_t we = (size_t)e * Ie * H;
-        void *dxg = at(m, m->dyg, (size_t)o0 * H);
-        const void *xg = at(m, A->xg, (size_t)o0 * H);
-        linear_bwd(m, dxg, G->exp_gate + we, at(m, m->da, (size_t)o0 * Ie), xg, W->exp_gate + we, ne, Ie, H, 0);
-        linear_bwd(m, dxg, G->exp_up + we, at(m, m->du, (size_t)o0 * Ie), xg, W->exp_up + we, ne, Ie, H, 1);
-    }
+    /* gate and up projections, input gradient into dyg */
+    experts_bwd(m, m->dyg, G->exp_gate, m->da, A->xg, W->exp_gate, off, Ie, H, 0);
+    experts_bwd(m, m->dyg, G->exp_up, m->du, A->xg, W->exp_up, off, Ie, H, 1);
     ops->zero(m->dxn, (size_t)N * H * m->as);
     ops->scatter_add_rows(m->dxn, m->dyg, A->rows, A->kept, H);
     ops->moe_route_bwd(m->drl, m->dw, A->probs, A->sel, A->w, aux ? m->aux_dprobs : NULL, N, E, k,
@@ -466,6 +495,15 @@ static void backward_body(qw_model *m, qw_params *grads, float aux_coef)
     }
     for (int l = m->L - 1; l >= 0; l--) layer_backward(m, grads, l, aux);
     ops->embed_bwd(grads->embed, m->dx, m->ids, N, H);
+}
+
+int qw_model_set_temperature(qw_model *m, double temperature)
+{
+    if (!(temperature > 0) || !isfinite(temperature))
+        return qw_error(QW_EXIT_USAGE, "model: temperature %g (need a finite value > 0)", temperature);
+    m->inv_temp = temperature == 1 ? 1.0f : (float)(1 / temperature);
+    m->have_forward = 0;
+    return 0;
 }
 
 int qw_model_set_coef(qw_model *m, const float *coef)

@@ -19,6 +19,12 @@ static const qw_ops *ops_of(const qw_params *P) { return P->ops ? P->ops : qw_op
 void qw_adamw_step(const qw_adamw *o, qw_params *P, const qw_params *G, qw_params *M, qw_params *V,
                    long step, double lr, double grad_scale)
 {
+    qw_adamw_step_shard(o, P, G, M->data, V->data, 0, P->total, step, lr, grad_scale);
+}
+
+void qw_adamw_step_shard(const qw_adamw *o, qw_params *P, const qw_params *G, float *m, float *v,
+                         size_t lo, size_t hi, long step, double lr, double grad_scale)
+{
     const qw_ops *ops = ops_of(P);
     qw_adamw_scalars s = {
         .beta1 = (float)o->beta1, .beta2 = (float)o->beta2, .eps = (float)o->eps, .grad_scale = (float)grad_scale,
@@ -27,13 +33,16 @@ void qw_adamw_step(const qw_adamw *o, qw_params *P, const qw_params *G, qw_param
     };
     const float decay = (float)(1.0 - lr * o->weight_decay);
     char *act = P->compute != (void *)P->data ? P->compute : NULL;
-    /* one op per run of tensors with the same decay flag (the gaps between them are zero) */
+    /* one op per run of tensors with the same decay flag (the gaps between
+     * them are zero), cut to [lo, hi) */
     for (int i = 0, j; i < P->n; i = j) {
         for (j = i + 1; j < P->n && P->p[j].no_decay == P->p[i].no_decay; j++) {}
-        size_t lo = P->p[i].offset, hi = P->p[j - 1].offset + (size_t)P->p[j - 1].numel;
+        size_t a = P->p[i].offset, b = P->p[j - 1].offset + (size_t)P->p[j - 1].numel;
+        if (a < lo) a = lo;
+        if (b > hi) b = hi;
+        if (a >= b) continue;
         s.decay = P->p[i].no_decay ? 1.0f : decay;
-        ops->adamw(P->data + lo, act ? act + lo * ops->act_size : NULL, G->data + lo, M->data + lo, V->data + lo,
-                   hi - lo, &s);
+        ops->adamw(P->data + a, act ? act + a * ops->act_size : NULL, G->data + a, m + (a - lo), v + (a - lo), b - a, &s);
     }
 }
 

@@ -123,3 +123,98 @@ int qw_rollout_record(qw_buf *b, long idx, int sample, const char *prompt, const
     qw_buf_adds(b, "}\n");
     return 0;
 }
+
+/* ---- prompts ---- */
+
+void qw_prompts_free(qw_prompt_rec *v, long n)
+{
+    for (long i = 0; i < n; i++) {
+        cJSON_Delete(v[i].rec);
+        free(v[i].prompt);
+        qw_ids_free(&v[i].ids);
+    }
+    free(v);
+}
+
+static int read_prompt(const char *s, size_t len, const qw_prompt_opts *o, const char *where, qw_prompt_rec *it)
+{
+    cJSON *rec = qw_chat_json_parse(s, len, where);
+    if (!rec) return qw_error_status();
+    it->rec = rec;
+    if (!cJSON_IsObject(rec)) return qw_error(QW_EXIT_DATA, "%s: not a JSON object", where);
+    cJSON *p = cJSON_GetObjectItemCaseSensitive(rec, "prompt");
+    cJSON *pi = cJSON_GetObjectItemCaseSensitive(rec, "prompt_ids");
+    cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
+    qw_buf text = {0};
+    int rc = 0;
+    if (o->chat) {
+        if (!msgs) return qw_error(QW_EXIT_DATA, "%s: no \"messages\" (--chat)", where);
+        qw_chat_opts co = { .add_generation_prompt = 1, .thinking_off = o->thinking_off, .where = where };
+        if ((rc = qw_chat_render(msgs, cJSON_GetObjectItemCaseSensitive(rec, "tools"), &co, &text, NULL))) goto out;
+    } else if (cJSON_IsString(p)) {
+        qw_buf_adds(&text, p->valuestring);
+    } else if (p) {
+        return qw_error(QW_EXIT_DATA, "%s: \"prompt\" is not a string", where);
+    } else if (pi) {
+        if (!cJSON_IsArray(pi)) return qw_error(QW_EXIT_DATA, "%s: \"prompt_ids\" is not an array", where);
+        cJSON *x;
+        long k = 0;
+        cJSON_ArrayForEach(x, pi) {
+            if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
+                x->valuedouble >= o->vocab_size)
+                return qw_error(QW_EXIT_DATA, "%s: prompt_ids[%ld] is not a token id of the model (0 to %d)", where, k,
+                                o->vocab_size - 1);
+            qw_ids_push(&it->ids, (int32_t)x->valuedouble);
+            k++;
+        }
+    } else {
+        return qw_error(QW_EXIT_DATA, "%s: no \"prompt\" (or \"prompt_ids\")", where);
+    }
+    if (!it->ids.n && (text.n || !pi)) {
+        if (!o->tok) {
+            rc = qw_error(QW_EXIT_USAGE, "no tokenizer: give --tokenizer (the model directory has no tokenizer.json)");
+            goto out;
+        }
+        if (qw_tok_encode(o->tok, text.p ? text.p : "", text.n, &it->ids)) {
+            rc = qw_error(QW_EXIT_DATA, "%s: %s", where, qw_error_msg());
+            goto out;
+        }
+        it->prompt = qw_strdup(qw_buf_cstr(&text));
+    } else if (o->tok) {
+        if ((rc = qw_tok_decode(o->tok, it->ids.v, it->ids.n, 0, &text))) goto out;
+        it->prompt = qw_strdup(qw_buf_cstr(&text));
+    }
+    if (!it->ids.n) rc = qw_error(QW_EXIT_DATA, "%s: the prompt is empty", where);
+    else if (it->ids.n >= (size_t)o->max_context)
+        rc = qw_error(QW_EXIT_DATA, "%s: the prompt has %zu tokens; the model's context is %d (max_position_embeddings), "
+                      "so nothing is left to generate", where, it->ids.n, o->max_context);
+out:
+    qw_buf_free(&text);
+    return rc;
+}
+
+int qw_prompts_read(const qw_buf *b, const qw_prompt_opts *o, qw_prompt_rec **out, long *n_out)
+{
+    qw_prompt_rec *v = NULL;
+    long n = 0, cap = 0, line = 0;
+    char where[4200];
+    int rc = 0;
+    for (size_t at = 0; at < b->n && !rc; line++) {
+        const char *s = b->p + at, *nl = memchr(s, '\n', b->n - at);
+        size_t len = nl ? (size_t)(nl - s) : b->n - at;
+        at += len + (nl != NULL);
+        if (len && s[len - 1] == '\r') len--;
+        snprintf(where, sizeof where, "'%s': line %ld", o->src, line + 1);
+        if (n == cap) v = qw_realloc(v, (cap = cap ? 2 * cap : 64) * sizeof *v);
+        qw_prompt_rec *it = &v[n++];
+        memset(it, 0, sizeof *it);
+        it->line = line;
+        rc = read_prompt(s, len, o, where, it);
+    }
+    if (rc) {
+        qw_prompts_free(v, n);
+        return rc;
+    }
+    *out = v, *n_out = n;
+    return 0;
+}

@@ -199,7 +199,7 @@ static int train_loop(run *r, long start_step, long long tokens)
         o->ops->mem_stats(&in_use, &peak);
         const qw_params *P = qw_trainer_params(t);
         float aux_coef = qw_trainer_aux_coef(t);
-        qw_metric m[9];
+        qw_metric m[12];
         int k = 0;
         m[k++] = (qw_metric){"loss", loss_aux[0] + aux_coef * loss_aux[1]};
         m[k++] = (qw_metric){"lr", lr};
@@ -207,6 +207,11 @@ static int train_loop(run *r, long start_step, long long tokens)
         m[k++] = (qw_metric){"tokens", (double)tokens};
         m[k++] = (qw_metric){"tok_per_s", r->R * (double)T / dt};
         m[k++] = (qw_metric){"mem_peak_bytes", (double)peak};
+        double mp, mg, mo;
+        qw_trainer_memory(t, &mp, &mg, &mo);
+        m[k++] = (qw_metric){"mem_params_bytes", mp};
+        m[k++] = (qw_metric){"mem_grads_bytes", mg};
+        m[k++] = (qw_metric){"mem_optim_bytes", mo};
         if (P->cfg.arch == QW_ARCH_MOE) {
             m[k++] = (qw_metric){"aux_loss", loss_aux[1]};
             m[k++] = (qw_metric){"ce_loss", loss_aux[0]};

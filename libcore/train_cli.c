@@ -27,7 +27,7 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     static int seq_len, deterministic, share_gpus, all_tokens;
     static double lr;
     lr = o->sched.lr;
-    qw_opt table[64];
+    qw_opt table[80];
     int n = 0;
 #define OPT(...) (table[n++] = (qw_opt){__VA_ARGS__})
     OPT(NULL, 0, QW_OPT_HEADER, NULL, NULL, "Model:");
@@ -74,6 +74,14 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     OPT("deterministic", 0, QW_OPT_FLAG, &deterministic, NULL, "bit-identical results run to run (may be slower on cuda)");
     OPT("recompute", 0, QW_OPT_FLAG, &o->recompute, NULL, "recompute norms and dense-MLP activations in the backward (less memory)");
     OPT("share-gpus", 0, QW_OPT_FLAG, &share_gpus, NULL, "let ranks of a node share GPUs (default: one GPU per rank, the node-local rank's)");
+    OPT(NULL, 0, QW_OPT_HEADER, NULL, NULL, "Parallel layout (under mpirun or srun):");
+    OPT("dp", 0, QW_OPT_INT, &o->mesh[QW_AXIS_DP], "D", "data-parallel ranks (default: the ranks started / (tp·pp·cp))");
+    OPT("tp", 0, QW_OPT_INT, &o->mesh[QW_AXIS_TP], "T", "tensor-parallel ranks (default 1; more: not implemented yet)");
+    OPT("pp", 0, QW_OPT_INT, &o->mesh[QW_AXIS_PP], "P", "pipeline stages (default 1; more: not implemented yet)");
+    OPT("ep", 0, QW_OPT_INT, &o->mesh[QW_AXIS_EP], "E", "expert-parallel ranks, within dp (default 1; more: not implemented yet)");
+    OPT("cp", 0, QW_OPT_INT, &o->mesh[QW_AXIS_CP], "C", "context-parallel ranks (default 1; more: not implemented yet)");
+    OPT("zero", 0, QW_OPT_INT, &o->zero, "Z", "ZeRO stage over data parallel: 0, 1 (sharded moments), 2 (and gradients) (default 0)");
+    OPT("comm", 0, QW_OPT_STR, &o->comm, "KIND", "collectives: auto, mpi, nccl (GPU buffers) or single (default auto)");
     static const qw_opt common[] = {QW_COMMON_OPTS, {0}};
     for (size_t i = 0; i < sizeof common / sizeof *common; i++) table[n++] = common[i];
 #undef OPT
@@ -110,4 +118,35 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     if (qw_sched_check(&o->sched)) qw_die_last();
     qw_backend_share_gpus(share_gpus);
     if (qw_backend_select(qw_common_opts.device, precision, qw_common_opts.threads, deterministic, &o->ops)) qw_die_last();
+    /* the layout against the launcher's rank count, before MPI starts */
+    qw_launch l;
+    if (qw_launch_detect(&l)) qw_die_last();
+    if (qw_train_check_layout(o, l.launcher ? l.size : 1)) qw_usage_error("%s", qw_error_msg());
+}
+
+int qw_train_check_layout(const qw_train_opts *o, int ranks)
+{
+    if (o->zero < 0 || o->zero > 3) return qw_error(QW_EXIT_USAGE, "--zero %d: must be 0, 1, 2 or 3", o->zero);
+    if (o->zero == 3)
+        return qw_error(QW_EXIT_USAGE, "--zero 3 (sharded parameters): not implemented yet; --zero 1 or 2 shard the "
+                        "optimizer state and gradients");
+    if (o->comm && strcmp(o->comm, "auto") && strcmp(o->comm, "mpi") && strcmp(o->comm, "single") &&
+        strcmp(o->comm, "nccl"))
+        return qw_error(QW_EXIT_USAGE, "--comm '%s': not auto, mpi, nccl or single", o->comm);
+#ifndef QW_HAVE_NCCL
+    if (o->comm && !strcmp(o->comm, "nccl"))
+        return qw_error(QW_EXIT_USAGE, "--comm nccl: this build has no NCCL (a CUDA build with nccl.h has)");
+#endif
+    if (o->comm && !strcmp(o->comm, "nccl") && o->ops && !strcmp(o->ops->name, "cpu"))
+        return qw_error(QW_EXIT_USAGE, "--comm nccl: needs --device cuda (NCCL sums GPU buffers)");
+    for (int a = 0; a < QW_AXES; a++)
+        if (o->mesh[a] < 0) return qw_error(QW_EXIT_USAGE, "--%s %d: must be at least 1", qw_axis_names[a], o->mesh[a]);
+    for (int a = 0; a < QW_AXES; a++)
+        if (a != QW_AXIS_DP && o->mesh[a] > 1)
+            return qw_error(QW_EXIT_USAGE, "--%s %d: %s parallel is not implemented yet (data parallel with --zero is)",
+                            qw_axis_names[a], o->mesh[a],
+                            a == QW_AXIS_TP ? "tensor" : a == QW_AXIS_PP ? "pipeline" : a == QW_AXIS_EP ? "expert" : "context");
+    if (ranks <= 0) return 0;
+    qw_mesh m;
+    return qw_mesh_make(ranks, 0, o->mesh, &m);
 }

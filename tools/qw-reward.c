@@ -18,6 +18,7 @@
 #include "qw/file.h"
 #include "qw/reward.h"
 #include "qw/sandbox.h"
+#include "qw/score.h"
 #include "qw/signals.h"
 
 static const char *o_verifier, *o_answer_field = "answer", *o_model, *o_cmd, *o_out, *o_sandbox, *o_python;
@@ -50,41 +51,10 @@ static const qw_prog_info info = {
     opts,
 };
 
-/* ---- verifiers named by --verifier ---- */
+/* ---- verifiers named by --verifier (qw/score.h) ---- */
 
-enum { V_MATH, V_THINK, V_CODE, V_MODEL, V_CMD, N_KINDS };
-static const char *const kind_names[N_KINDS] = { "math", "think", "code", "model", "cmd" };
-
-typedef struct {
-    int kind;
-    double weight;
-} verifier;
-
-static verifier ver[N_KINDS];
-static int n_ver, uses[N_KINDS];
-
-static void parse_verifiers(const char *spec)
-{
-    char *s = qw_strdup(spec), *save = NULL;
-    for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *colon = strchr(tok, ':');
-        double w = 1;
-        if (colon) {
-            *colon = 0;
-            char *end;
-            w = strtod(colon + 1, &end);
-            if (end == colon + 1 || *end || !isfinite(w)) qw_usage_error("--verifier: '%s' is not a weight", colon + 1);
-        }
-        int k = 0;
-        while (k < N_KINDS && strcmp(tok, kind_names[k])) k++;
-        if (k == N_KINDS) qw_usage_error("--verifier: '%s' is not math, think, code, model or cmd", tok);
-        if (uses[k]) qw_usage_error("--verifier: '%s' is named twice", tok);
-        uses[k] = 1;
-        ver[n_ver++] = (verifier){ k, w };
-    }
-    free(s);
-    if (!n_ver) qw_usage_error("--verifier: name at least one verifier");
-}
+static qw_scorer sc;
+#define uses sc.uses
 
 /* ---- records ---- */
 
@@ -94,24 +64,10 @@ typedef struct {
     size_t len;
     cJSON *rec;
     const char *completion;
-    double value[N_KINDS];
-    char *extracted;          /* math: the answer found (NULL: none) */
-    qw_code_result code;
-    cJSON *reply;             /* cmd: the program's reply */
+    qw_score score;
 } item;
 
 static const char *src_name(const char *path) { return path && strcmp(path, "-") ? path : "<stdin>"; }
-
-static const char *str_field(cJSON *rec, const char *name, const char *where, int required)
-{
-    cJSON *f = cJSON_GetObjectItemCaseSensitive(rec, name);
-    if (!f) {
-        if (required) qw_die(QW_EXIT_DATA, "%s: no \"%s\" (needed by --verifier %s)", where, name, o_verifier);
-        return NULL;
-    }
-    if (!cJSON_IsString(f)) qw_die(QW_EXIT_DATA, "%s: \"%s\" is not a string", where, name);
-    return f->valuestring;
-}
 
 static item *read_records(const qw_buf *b, const char *path, long *n_items)
 {
@@ -132,18 +88,7 @@ static item *read_records(const qw_buf *b, const char *path, long *n_items)
         item *it = &v[n++];
         memset(it, 0, sizeof *it);
         it->line = line, it->text = s, it->len = len, it->rec = rec;
-        it->completion = str_field(rec, "completion", where, uses[V_MATH] || uses[V_THINK] || uses[V_CODE]);
-        if (uses[V_MATH]) {
-            cJSON *g = cJSON_GetObjectItemCaseSensitive(rec, o_answer_field);
-            if (!g) qw_die(QW_EXIT_DATA, "%s: no \"%s\" (the gold answer of --verifier math; see --answer-field)", where, o_answer_field);
-            if (!cJSON_IsString(g) && !cJSON_IsNumber(g))
-                qw_die(QW_EXIT_DATA, "%s: \"%s\" is neither a string nor a number", where, o_answer_field);
-        }
-        if (uses[V_CODE]) {
-            str_field(rec, "prompt", where, 1);
-            str_field(rec, "test", where, 1);
-            str_field(rec, "entry_point", where, 1);
-        }
+        if (qw_scorer_check(&sc, rec, where, &it->completion)) qw_die_last();
     }
     *n_items = n;
     return v;
@@ -151,7 +96,7 @@ static item *read_records(const qw_buf *b, const char *path, long *n_items)
 
 /* ---- scoring: math, think and code by the workers; cmd in order by the main thread ---- */
 
-static qw_sandbox_opts sbx;
+#define sbx sc.sandbox
 static item *items;
 static long n_items, next_item;
 static char *done_flags;
@@ -160,20 +105,6 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
 static int cancelled(void) { return stop_all || qw_signals_stop(); }
-
-static void score_math(item *it)
-{
-    cJSON *g = cJSON_GetObjectItemCaseSensitive(it->rec, o_answer_field);
-    qw_buf gold = {0}, got = {0};
-    if (cJSON_IsString(g)) qw_math_gold(g->valuestring, strlen(g->valuestring), &gold);
-    else if (g->valuestring) qw_buf_adds(&gold, g->valuestring);   /* the number's literal */
-    else qw_chat_float(g->valuedouble, &gold);
-    qw_math_form f = qw_math_extract(it->completion, strlen(it->completion), &got);
-    it->value[V_MATH] = f != QW_MATH_NONE && qw_math_equal(got.p ? got.p : "", got.n, gold.p ? gold.p : "", gold.n);
-    if (f != QW_MATH_NONE) it->extracted = qw_strdup(qw_buf_cstr(&got));
-    qw_buf_free(&gold);
-    qw_buf_free(&got);
-}
 
 static void *worker(void *arg)
 {
@@ -184,16 +115,7 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&mu);
         if (i >= n_items) break;
         item *it = &items[i];
-        if (uses[V_MATH]) score_math(it);
-        if (uses[V_THINK]) it->value[V_THINK] = qw_think_format(it->completion);
-        if (uses[V_CODE]) {
-            cJSON *r = it->rec;
-            if (qw_code_run(&sbx, cJSON_GetObjectItemCaseSensitive(r, "prompt")->valuestring, it->completion,
-                            cJSON_GetObjectItemCaseSensitive(r, "test")->valuestring,
-                            cJSON_GetObjectItemCaseSensitive(r, "entry_point")->valuestring, &it->code))
-                qw_die_last();
-            it->value[V_CODE] = it->code.verdict == QW_CODE_PASSED;
-        }
+        if (qw_score_local(&sc, it->rec, it->completion, &it->score)) qw_die_last();
         pthread_mutex_lock(&mu);
         done_flags[i] = 1;
         pthread_cond_broadcast(&cv);
@@ -207,120 +129,7 @@ static int score_cmd(qw_coproc *cp, item *it, const char *path, double timeout)
 {
     char where[4200];
     snprintf(where, sizeof where, "'%s': line %ld", src_name(path), it->line);
-    qw_buf reply = {0};
-    int rc = qw_coproc_ask(cp, it->text, it->len, timeout, where, &reply);
-    if (rc) return rc;
-    cJSON *j = qw_chat_json_parse(reply.p ? reply.p : "", reply.n, NULL);
-    cJSON *r = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "reward") : NULL;
-    if (!cJSON_IsNumber(r)) {
-        rc = qw_error(QW_EXIT_DATA, "%s: the reward program's reply is not a JSON object with a number \"reward\": '%.200s'",
-                      where, qw_buf_cstr(&reply));
-        cJSON_Delete(j);
-    } else {
-        it->reply = j;
-        it->value[V_CMD] = r->valuedouble;
-    }
-    qw_buf_free(&reply);
-    return rc;
-}
-
-/* ---- output: the line as read, with the new fields before its closing brace ---- */
-
-typedef struct {
-    const char *key;
-    qw_buf val;
-} field;
-
-static void add_field(field *f, int *n, const char *key)
-{
-    f[*n].key = key;
-    memset(&f[*n].val, 0, sizeof f[*n].val);
-    (*n)++;
-}
-
-static void add_string(qw_buf *b, const char *s)
-{
-    cJSON *j = cJSON_CreateString(s);
-    qw_chat_tojson(j, b);
-    cJSON_Delete(j);
-}
-
-static void format_record(const item *it, qw_buf *b)
-{
-    field f[64];
-    int nf = 0;
-    double total = 0;
-    for (int v = 0; v < n_ver; v++) total += ver[v].weight * it->value[ver[v].kind];
-    if (n_ver == 1) total = it->value[ver[0].kind];
-    add_field(f, &nf, "reward");
-    qw_chat_float(total, &f[nf - 1].val);
-    if (n_ver > 1) {
-        add_field(f, &nf, "rewards");
-        qw_buf *r = &f[nf - 1].val;
-        qw_buf_addc(r, '{');
-        for (int v = 0; v < n_ver; v++) {
-            if (v) qw_buf_adds(r, ", ");
-            add_string(r, kind_names[ver[v].kind]);
-            qw_buf_adds(r, ": ");
-            qw_chat_float(it->value[ver[v].kind], r);
-        }
-        qw_buf_addc(r, '}');
-    }
-    if (uses[V_MATH]) {
-        add_field(f, &nf, "extracted");
-        if (it->extracted) add_string(&f[nf - 1].val, it->extracted);
-        else qw_buf_adds(&f[nf - 1].val, "null");
-    }
-    if (uses[V_CODE]) {
-        add_field(f, &nf, "verdict");
-        add_string(&f[nf - 1].val, qw_code_verdict_name(it->code.verdict));
-        add_field(f, &nf, "output");
-        add_string(&f[nf - 1].val, it->code.output ? it->code.output : "");
-    }
-    if (it->reply)   /* the reward program's other fields, unless ours carry the name */
-        for (cJSON *x = it->reply->child; x && nf < 64; x = x->next) {
-            int taken = 0;
-            for (int k = 0; k < nf; k++) if (!strcmp(f[k].key, x->string)) taken = 1;
-            if (taken) continue;
-            add_field(f, &nf, x->string);
-            qw_chat_tojson(x, &f[nf - 1].val);
-        }
-    int clash = 0;
-    for (int k = 0; k < nf; k++) if (cJSON_GetObjectItemCaseSensitive(it->rec, f[k].key)) clash = 1;
-    int first = 1;
-    if (!clash) {   /* the record's own bytes, unchanged */
-        size_t n = it->len;
-        while (n && (it->text[n - 1] == ' ' || it->text[n - 1] == '\t' || it->text[n - 1] == '\r')) n--;
-        qw_buf_add(b, it->text, n - 1);   /* without its '}' */
-        first = it->rec->child == NULL;
-    } else {        /* rebuilt: a field of ours replaces the record's in place, as a Python dict update does */
-        qw_buf_addc(b, '{');
-        for (cJSON *x = it->rec->child; x; x = x->next) {
-            if (!first) qw_buf_adds(b, ", ");
-            first = 0;
-            add_string(b, x->string);
-            qw_buf_adds(b, ": ");
-            int k = 0;
-            while (k < nf && (!f[k].key || strcmp(f[k].key, x->string))) k++;
-            if (k < nf) {
-                qw_buf_add(b, f[k].val.p, f[k].val.n);
-                f[k].key = NULL;
-            } else {
-                qw_chat_tojson(x, b);
-            }
-        }
-    }
-    for (int k = 0; k < nf; k++) {
-        if (f[k].key) {
-            if (!first) qw_buf_adds(b, ", ");
-            first = 0;
-            add_string(b, f[k].key);
-            qw_buf_adds(b, ": ");
-            qw_buf_add(b, f[k].val.p, f[k].val.n);
-        }
-        qw_buf_free(&f[k].val);
-    }
-    qw_buf_adds(b, "}\n");
+    return qw_score_cmd(cp, it->text, it->len, timeout, where, &it->score);
 }
 
 static int read_all(const char *path, qw_buf *b)
@@ -344,12 +153,13 @@ int main(int argc, char **argv)
     if (argc - first > 1) qw_usage_error("unexpected argument '%s' (give one FILE)", argv[first + 1]);
     const char *path = first < argc ? argv[first] : NULL;
     if (!o_verifier) qw_usage_error("give --verifier");
-    parse_verifiers(o_verifier);
-    if (uses[V_MODEL])
+    if (qw_scorer_parse(o_verifier, &sc)) qw_usage_error("%s", qw_error_msg());
+    sc.answer_field = o_answer_field;
+    if (uses[QW_VER_MODEL])
         qw_usage_error("--verifier model: the reward model is not built yet (it needs the trainer; 'qw-reward train' is planned)");
     if (o_model) qw_usage_error("--model is for --verifier model, which is not built yet");
-    if (uses[V_CMD] && !o_cmd) qw_usage_error("--verifier cmd needs --cmd \"PROG ARGS\"");
-    if (o_cmd && !uses[V_CMD]) qw_usage_error("--cmd is for --verifier cmd");
+    if (uses[QW_VER_CMD] && !o_cmd) qw_usage_error("--verifier cmd needs --cmd \"PROG ARGS\"");
+    if (o_cmd && !uses[QW_VER_CMD]) qw_usage_error("--cmd is for --verifier cmd");
     if (o_cmd && !o_cmd[0]) qw_usage_error("--cmd: an empty command");
     if (!o_answer_field[0]) qw_usage_error("--answer-field: an empty name");
     if (o_timeout != -1 && !(o_timeout > 0 && isfinite(o_timeout))) qw_usage_error("--timeout: need S > 0");
@@ -372,19 +182,18 @@ int main(int argc, char **argv)
     if (read_all(path, &in)) qw_die_last();
     items = read_records(&in, path, &n_items);
 
-    if (uses[V_CODE]) {
+    if (uses[QW_VER_CODE]) {
         qw_sandbox_mode mode;
         if (qw_sandbox_probe(want, o_python, &mode)) qw_die_last();
         if (!qw_common_opts.quiet) fprintf(stderr, "%s: code runs in a sandbox: %s\n", qw_prog, qw_sandbox_mode_name(mode));
     }
-    qw_sandbox_defaults(&sbx);
     if (o_timeout > 0) sbx.wall_s = sbx.cpu_s = o_timeout;
     sbx.mem_bytes = (size_t)o_memory;
     sbx.procs = o_max_procs;
     sbx.out_cap = (size_t)o_max_output;
     sbx.cancelled = cancelled;
     qw_coproc *cp = NULL;
-    if (uses[V_CMD] && qw_coproc_start(o_cmd, &cp)) qw_die_last();
+    if (uses[QW_VER_CMD] && qw_coproc_start(o_cmd, &cp)) qw_die_last();
 
     /* output: a regular -o file appears when complete; devices and pipes directly */
     FILE *out = stdout;
@@ -402,7 +211,7 @@ int main(int argc, char **argv)
     qw_signals_install();
     done_flags = qw_calloc(n_items ? n_items : 1, 1);
     int jobs = o_jobs ? o_jobs : qw_thread_count();
-    int n_threads = uses[V_CODE] ? jobs : 1;
+    int n_threads = uses[QW_VER_CODE] ? jobs : 1;
     if (n_threads > n_items) n_threads = n_items ? (int)n_items : 1;
     pthread_t *th = qw_calloc(n_threads, sizeof *th);
     for (int t = 0; t < n_threads; t++)
@@ -430,14 +239,12 @@ int main(int argc, char **argv)
         /* a record finished because the signal cancelled its program is not written */
         if (!ready || qw_signals_stop()) { sig = qw_signals_stop(); break; }
         qw_buf b = {0};
-        format_record(&items[i], &b);
+        qw_score_format(&sc, &items[i].score, items[i].rec, items[i].text, items[i].len, &b);
         if (fwrite(b.p, 1, b.n, out) != b.n) qw_die(QW_EXIT_FAIL, "write error on the output");
         if (!af.f) fflush(out);
         qw_buf_free(&b);
-        double total = 0;
-        for (int v = 0; v < n_ver; v++) total += ver[v].weight * items[i].value[ver[v].kind];
-        sum += n_ver == 1 ? items[i].value[ver[0].kind] : total;
-        if (uses[V_CODE]) verdicts[items[i].code.verdict]++;
+        sum += qw_score_total(&sc, &items[i].score);
+        if (uses[QW_VER_CODE]) verdicts[items[i].score.code.verdict]++;
         written++;
         char a[16];
         qw_progress_update(&pr, (double)written, (double)n_items, "%s/%ld records", qw_human((double)written, a), n_items);
@@ -460,7 +267,7 @@ int main(int argc, char **argv)
     if (!qw_common_opts.quiet) {
         double dt = qw_now() - t0;
         fprintf(stderr, "%s: %ld records, mean reward %.4f, %.1f s", qw_prog, written, written ? sum / written : 0.0, dt);
-        if (uses[V_CODE])
+        if (uses[QW_VER_CODE])
             fprintf(stderr, " (passed %ld, failed %ld, timeout %ld, error %ld)", verdicts[0], verdicts[1], verdicts[2],
                     verdicts[3]);
         fputc('\n', stderr);
@@ -468,9 +275,7 @@ int main(int argc, char **argv)
     if (verdicts[QW_CODE_ERROR]) qw_warn("%ld programs could not be started in the sandbox (verdict \"error\")", verdicts[3]);
     for (long i = 0; i < n_items; i++) {
         cJSON_Delete(items[i].rec);
-        cJSON_Delete(items[i].reply);
-        free(items[i].extracted);
-        qw_code_result_free(&items[i].code);
+        qw_score_free(&items[i].score);
     }
     free(items);
     free(done_flags);

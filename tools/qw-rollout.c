@@ -61,13 +61,7 @@ static const qw_prog_info info = {
     opts,
 };
 
-/* One input record. */
-typedef struct {
-    long line;                /* from 0 */
-    cJSON *rec;
-    char *prompt;             /* the text given to the model (NULL: ids given, no tokenizer) */
-    qw_ids ids;
-} item;
+typedef qw_prompt_rec item;   /* one input record */
 
 static const char *src_name(void) { return strcmp(o_prompts, "-") ? o_prompts : "<stdin>"; }
 
@@ -79,71 +73,6 @@ static int read_all(const char *path, qw_buf *b)
     while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) qw_buf_add(b, chunk, n);
     if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "standard input: read error");
     return 0;
-}
-
-/* Parse and tokenize every record; bad data dies naming file and line. */
-static item *read_prompts(const qw_buf *b, const qw_tok *tok, const qw_config *c, int max_context, long *n_items)
-{
-    item *v = NULL;
-    long n = 0, cap = 0, line = 0;
-    char where[4200];
-    for (size_t at = 0; at < b->n; line++) {
-        const char *s = b->p + at, *nl = memchr(s, '\n', b->n - at);
-        size_t len = nl ? (size_t)(nl - s) : b->n - at;
-        at += len + (nl != NULL);
-        if (len && s[len - 1] == '\r') len--;
-        snprintf(where, sizeof where, "'%s': line %ld", src_name(), line + 1);
-        cJSON *rec = qw_chat_json_parse(s, len, where);
-        if (!rec) qw_die_last();
-        if (!cJSON_IsObject(rec)) qw_die(QW_EXIT_DATA, "%s: not a JSON object", where);
-        if (n == cap) v = qw_realloc(v, (cap = cap ? 2 * cap : 64) * sizeof *v);
-        item *it = &v[n++];
-        memset(it, 0, sizeof *it);
-        it->line = line, it->rec = rec;
-        cJSON *p = cJSON_GetObjectItemCaseSensitive(rec, "prompt");
-        cJSON *pi = cJSON_GetObjectItemCaseSensitive(rec, "prompt_ids");
-        cJSON *msgs = cJSON_GetObjectItemCaseSensitive(rec, "messages");
-        qw_buf text = {0};
-        if (o_chat) {
-            if (!msgs) qw_die(QW_EXIT_DATA, "%s: no \"messages\" (--chat)", where);
-            qw_chat_opts co = { .add_generation_prompt = 1, .thinking_off = o_thinking && !strcmp(o_thinking, "off"),
-                                .where = where };
-            if (qw_chat_render(msgs, cJSON_GetObjectItemCaseSensitive(rec, "tools"), &co, &text, NULL)) qw_die_last();
-        } else if (cJSON_IsString(p)) {
-            qw_buf_adds(&text, p->valuestring);
-        } else if (p) {
-            qw_die(QW_EXIT_DATA, "%s: \"prompt\" is not a string", where);
-        } else if (pi) {
-            if (!cJSON_IsArray(pi)) qw_die(QW_EXIT_DATA, "%s: \"prompt_ids\" is not an array", where);
-            cJSON *x;
-            long k = 0;
-            cJSON_ArrayForEach(x, pi) {
-                if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
-                    x->valuedouble >= c->vocab_size)
-                    qw_die(QW_EXIT_DATA, "%s: prompt_ids[%ld] is not a token id of the model (0 to %d)", where, k,
-                           c->vocab_size - 1);
-                qw_ids_push(&it->ids, (int32_t)x->valuedouble);
-                k++;
-            }
-        } else {
-            qw_die(QW_EXIT_DATA, "%s: no \"prompt\" (or \"prompt_ids\")", where);
-        }
-        if (!it->ids.n && (text.n || !pi)) {
-            if (!tok) qw_die(QW_EXIT_USAGE, "no tokenizer: give --tokenizer (the model directory has no tokenizer.json)");
-            if (qw_tok_encode(tok, text.p ? text.p : "", text.n, &it->ids)) qw_die(QW_EXIT_DATA, "%s: %s", where, qw_error_msg());
-            it->prompt = qw_strdup(qw_buf_cstr(&text));
-        } else if (tok) {
-            if (qw_tok_decode(tok, it->ids.v, it->ids.n, 0, &text)) qw_die_last();
-            it->prompt = qw_strdup(qw_buf_cstr(&text));
-        }
-        qw_buf_free(&text);
-        if (!it->ids.n) qw_die(QW_EXIT_DATA, "%s: the prompt is empty", where);
-        if (it->ids.n >= (size_t)max_context)
-            qw_die(QW_EXIT_DATA, "%s: the prompt has %zu tokens; the model's context is %d (max_position_embeddings), "
-                   "so nothing is left to generate", where, it->ids.n, max_context);
-    }
-    *n_items = n;
-    return v;
 }
 
 /* ---- output ---- */
@@ -270,7 +199,10 @@ int main(int argc, char **argv)
     if (read_all(o_prompts, &in)) qw_die_last();
     long n_items;
     int max_context = cfg.max_position_embeddings;
-    item *items = read_prompts(&in, tok, &cfg, max_context, &n_items);
+    qw_prompt_opts po = { .src = src_name(), .tok = tok, .chat = o_chat, .thinking_off = o_thinking && !strcmp(o_thinking, "off"),
+                          .vocab_size = cfg.vocab_size, .max_context = max_context };
+    item *items;
+    if (qw_prompts_read(&in, &po, &items, &n_items)) qw_die_last();
     qw_buf_free(&in);
     qw_ids stop_ids = {0};
     if (!o_ignore_eos && qw_rollout_eos_ids(o_model, &cfg, &stop_ids)) qw_die_last();
@@ -342,9 +274,9 @@ int main(int argc, char **argv)
                 o_out ? "; continue with --resume" : "");
     qw_engine_free(e);
     qw_params_free(&P);
-    for (long i = 0; i < n_items; i++) { cJSON_Delete(items[i].rec); free(items[i].prompt); qw_ids_free(&items[i].ids); }
+    qw_prompts_free(items, n_items);
     for (long i = 0; i < todo; i++) free(os.text[i]);
-    free(items); free(pr); free(os.text); free(tok_path); free(o_stop.items);
+    free(pr); free(os.text); free(tok_path); free(o_stop.items);
     qw_ids_free(&stop_ids);
     qw_tok_free(tok);
     if (stopped) { fflush(stdout); exit(rc); }

@@ -138,6 +138,82 @@ static void gemm_bf16(int ta, int tb, int m, int n, int k, float alpha, const vo
                       c_f32);
 }
 
+/* ---- grouped GEMM (MoE experts): one cublasGemmGroupedBatchedEx call ----
+ * cuBLAS wants the operand addresses in device arrays.  They are written by
+ * a one-block kernel that gets them as its parameters (copied at launch,
+ * in stream order), so there is no host-side copy to wait for and the
+ * arrays can be reused by the next call: it is ordered after this one's
+ * GEMMs on the same stream. */
+
+#define GROUP_CHUNK 1024   /* groups per call: 3·1024 addresses = 24 KiB of kernel parameters */
+
+struct group_ptrs {
+    const void *p[3 * GROUP_CHUNK];
+};
+
+__global__ void store_group_ptrs(const void **dst, const group_ptrs src, int n)
+{
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src.p[i];
+}
+
+static void gemm_grouped_bf16(int ta, int tb, int G, const int *m, const int *n, const int *k, float alpha,
+                              const void *const *A, int lda, const void *const *B, int ldb, float beta, void *const *C,
+                              int ldc, int c_f32)
+{
+    static const void **dev;
+    static group_ptrs *hp;
+    static int *hi;
+    static float *hf;
+    static cublasOperation_t *hop;
+    if (!dev) {
+        dev = (const void **)qw_cuda_malloc(3 * GROUP_CHUNK * sizeof *dev);
+        hp = (group_ptrs *)malloc(sizeof *hp);
+        hi = (int *)malloc(7 * GROUP_CHUNK * sizeof *hi);
+        hf = (float *)malloc(2 * GROUP_CHUNK * sizeof *hf);
+        hop = (cublasOperation_t *)malloc(2 * GROUP_CHUNK * sizeof *hop);
+        if (!hp || !hi || !hf || !hop) qw_cuda_fatal("gemm_grouped", "out of host memory");
+    }
+    int *gm = hi, *gn = hi + GROUP_CHUNK, *gk = hi + 2 * GROUP_CHUNK, *glda = hi + 3 * GROUP_CHUNK,
+        *gldb = hi + 4 * GROUP_CHUNK, *gldc = hi + 5 * GROUP_CHUNK, *gsize = hi + 6 * GROUP_CHUNK;
+    float *galpha = hf, *gbeta = hf + GROUP_CHUNK;
+    cublasOperation_t *opa = hop, *opb = hop + GROUP_CHUNK;
+    if (c_f32) {
+        /* cuBLAS has no grouped product with bf16 inputs and an fp32 C (the
+         * weight gradients): one cublasGemmEx per group, which keeps no plan
+         * per shape (the experts' row counts change every step) */
+        for (int i = 0; i < G; i++) {
+            if (empty_product(m[i], n[i], k[i], beta, C[i], ldc, 1)) continue;
+            blas_check(cublasGemmEx(qw_cuda_blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                    n[i], m[i], k[i], &alpha, B[i], CUDA_R_16BF, ldb, A[i], CUDA_R_16BF, lda, &beta,
+                                    C[i], CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                       "cublasGemmEx");
+        }
+        return;
+    }
+    int g = 0;
+    while (g < G) {
+        int c = 0;
+        for (; g < G && c < GROUP_CHUNK; g++) {
+            if (empty_product(m[g], n[g], k[g], beta, C[g], ldc, c_f32)) continue;
+            /* row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ */
+            opa[c] = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb[c] = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+            gm[c] = n[g], gn[c] = m[g], gk[c] = k[g];
+            glda[c] = ldb, gldb[c] = lda, gldc[c] = ldc, gsize[c] = 1;
+            galpha[c] = alpha, gbeta[c] = beta;
+            hp->p[c] = B[g], hp->p[GROUP_CHUNK + c] = A[g], hp->p[2 * GROUP_CHUNK + c] = C[g];
+            c++;
+        }
+        if (!c) continue;
+        store_group_ptrs<<<1, 256>>>(dev, *hp, 3 * GROUP_CHUNK);
+        QW_LAUNCHED("gemm_grouped addresses");
+        blas_check(cublasGemmGroupedBatchedEx(qw_cuda_blas, opa, opb, gm, gn, gk, galpha, dev, CUDA_R_16BF, glda,
+                                              dev + GROUP_CHUNK, CUDA_R_16BF, gldb, gbeta,
+                                              (void *const *)(dev + 2 * GROUP_CHUNK), CUDA_R_16BF, gldc, c, gsize,
+                                              CUBLAS_COMPUTE_32F),
+                   "cublasGemmGroupedBatchedEx");
+    }
+}
+
 /* ---- the tables ---- */
 
 static qw_ops tables[2];   /* [0] bf16 activations, [1] fp32 */
@@ -158,6 +234,9 @@ static void fill(qw_ops *t, const char *name, size_t act_size)
     t->set_deterministic = cu_set_deterministic;
     t->mem_stats = cu_mem_stats;
     t->gemm = act_size == 2 ? gemm_bf16 : gemm_f32;
+    /* fp32: gemm per group; QW_CUDA_GROUPED_GEMM=0 (for comparisons) the same on bf16 */
+    const char *gg = getenv("QW_CUDA_GROUPED_GEMM");
+    t->gemm_grouped = act_size == 2 && !(gg && !strcmp(gg, "0")) ? gemm_grouped_bf16 : NULL;
     qw_cuda_fill_elementwise(t);
     qw_cuda_fill_norm(t);
     qw_cuda_fill_attention(t);

@@ -58,6 +58,33 @@ void qw_cuda_flash_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, const uint16_t 
                        const int32_t *kv_start, int B, int T, int nh, int nkv, int d, float scale,
                        int deterministic, void *ws, size_t ws_bytes);
 
+/* ---- NCCL (nccl.cu; built when nccl.h is found: QW_HAVE_NCCL) ----------
+ * The device half of qw/comm.h's "nccl" communicators.  Buffers are device
+ * pointers (allreduce_host_f64: host values, staged and waited for).  Each
+ * communicator has its own non-blocking stream: a collective waits (by an
+ * event) for the work queued so far on the default stream, where every op
+ * runs, and the default stream's later work waits for the collective, so
+ * the host never blocks on one (qw_nccl_wait does).  Errors: 0, or -1 with
+ * the reason in qw_nccl_why(). */
+typedef struct qw_nccl qw_nccl;
+const char *qw_nccl_why(void);
+size_t qw_nccl_id_bytes(void);                 /* sizeof(ncclUniqueId): 128 */
+int qw_nccl_unique_id(void *id);
+int qw_nccl_init(qw_nccl **out, const void *id, int size, int rank);   /* ncclCommInitRank */
+int qw_nccl_split(qw_nccl *c, int color, int key, qw_nccl **out);     /* ncclCommSplit */
+int qw_nccl_rank(const qw_nccl *c);
+int qw_nccl_size(const qw_nccl *c);
+int qw_nccl_free(qw_nccl *c);
+int qw_nccl_allreduce_f32(qw_nccl *c, float *buf, size_t n);
+int qw_nccl_reduce_f32(qw_nccl *c, float *buf, size_t n, int root);
+int qw_nccl_bcast(qw_nccl *c, void *buf, size_t bytes, int root);
+int qw_nccl_allgather(qw_nccl *c, const void *send, void *recv, size_t bytes);
+int qw_nccl_reduce_scatter_f32(qw_nccl *c, const float *send, float *recv, size_t n);
+int qw_nccl_send(qw_nccl *c, const void *buf, size_t bytes, int peer);
+int qw_nccl_recv(qw_nccl *c, void *buf, size_t bytes, int peer);
+int qw_nccl_allreduce_host_f64(qw_nccl *c, double *v, size_t n);
+int qw_nccl_wait(qw_nccl *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,7 +9,10 @@ out=${1:?usage: build.sh OUTDIR}
 mkdir -p "$out"
 cuda=${CUDA_HOME:-/usr/local/cuda}
 flags="-O2 -g -std=gnu11 -fopenmp -Wall -DQW_HAVE_CUDA=1 -Ilibcore/include -Ikernels/cuda -Itests/unit"
-libs="libcore/libqwcore.a kernels/cuda/libqwcuda.a -L$cuda/lib64 -lcublasLt -lcublas -lcudart_static
+# NCCL when the build has it (qw/comm.h's "nccl" kind, kernels/cuda/nccl.cu)
+nccl=
+if [ -f "$cuda/include/nccl.h" ] || [ -f /usr/include/nccl.h ]; then nccl=-lnccl; flags="$flags -DQW_HAVE_NCCL=1"; fi
+libs="libcore/libqwcore.a kernels/cuda/libqwcuda.a -L$cuda/lib64 $nccl -lcublasLt -lcublas -lcudart_static
       -Wl,-Bstatic -lopenblas -Wl,-Bdynamic -lstdc++ -ldl -lrt -lm -lpthread"
 ${CC:-cc} $flags -o "$out/test_ops" tests/gpu/test_ops.c $libs
 # The flash-attention tests carry their own host references: each links its

@@ -68,6 +68,7 @@
 #include <time.h>
 
 #include "qwtest.h"
+#include "qw/layer.h"
 #include "qw/ops.h"
 #include "qwcuda.h"
 #include "bf16_tol.h"
@@ -305,6 +306,58 @@ TEST(gemm_accumulate)
         G->gemm(1, 0, out, in, rows, 1, gdy, out, gx, in, 1, gdW, in, 1);
     }
     cmp_f32("dW += dyT x (twice)", dW, gdW, (size_t)out * in, tol_f32);
+    done();
+}
+
+/* The experts of a MoE layer as one grouped product (ops->gemm_grouped on
+ * the bf16 table; the per-group fallback on the fp32 table), against the
+ * CPU's gemm per group: forward y_e = x_e·W_eᵀ, input gradient dx_e =
+ * dy_e·W_e, and weight gradient dW_e += dy_eᵀ·x_e into fp32 — with groups
+ * of 0 rows (skipped; for dW the empty sum leaves dW_e as it was). */
+TEST(gemm_grouped)
+{
+    enum { E = 9 };
+    int rows[E] = {37, 0, 5, 64, 1, 0, 130, 17, 29}, off[E + 1] = {0};
+    for (int e = 0; e < E; e++) off[e + 1] = off[e] + rows[e];
+    int R = off[E], out = 96, in = 80;
+    size_t a = G->act_size;
+    float *x = hrand((size_t)R * in, -1, 1), *W = hrand((size_t)E * out * in, -1, 1);
+    float *dy = hrand((size_t)R * out, -1, 1), *dW = hrand((size_t)E * out * in, -1, 1);
+    float *y = hrand((size_t)R * out, -1, 1), *dx = hrand((size_t)R * in, -1, 1);
+    void *gx = dact(x, (size_t)R * in), *gW = dact(W, (size_t)E * out * in), *gdy = dact(dy, (size_t)R * out);
+    void *gy = dact(y, (size_t)R * out), *gdx = dact(dx, (size_t)R * in);
+    float *gdW = df32(dW, (size_t)E * out * in);
+    int m[E], n[E], k[E];
+    const void *A[E], *B[E], *hA[E], *hB[E];
+    void *Cg[E], *Ch[E];
+    /* forward: y_e = x_e·W_eᵀ (beta 0) */
+    for (int e = 0; e < E; e++) {
+        m[e] = rows[e], n[e] = out, k[e] = in;
+        A[e] = (char *)gx + (size_t)off[e] * in * a, B[e] = (char *)gW + (size_t)e * out * in * a;
+        Cg[e] = (char *)gy + (size_t)off[e] * out * a;
+        hA[e] = x + (size_t)off[e] * in, hB[e] = W + (size_t)e * out * in, Ch[e] = y + (size_t)off[e] * out;
+    }
+    qw_layer_gemm_grouped(C, 0, 1, E, m, n, k, 1, hA, in, hB, in, 0, Ch, out, 1);
+    qw_layer_gemm_grouped(G, 0, 1, E, m, n, k, 1, A, in, B, in, 0, Cg, out, 0);
+    cmp_bf16("grouped y = x·Wt", y, gy, (size_t)R * out, 1, 0, in * 0x1p-22);
+    /* input gradient: dx_e = dy_e·W_e, accumulated (beta 1) */
+    for (int e = 0; e < E; e++) {
+        m[e] = rows[e], n[e] = in, k[e] = out;
+        A[e] = (char *)gdy + (size_t)off[e] * out * a, Cg[e] = (char *)gdx + (size_t)off[e] * in * a;
+        hA[e] = dy + (size_t)off[e] * out, Ch[e] = dx + (size_t)off[e] * in;
+    }
+    qw_layer_gemm_grouped(C, 0, 0, E, m, n, k, 1, hA, out, hB, in, 1, Ch, in, 1);
+    qw_layer_gemm_grouped(G, 0, 0, E, m, n, k, 1, A, out, B, in, 1, Cg, in, 0);
+    cmp_bf16("grouped dx += dy·W", dx, gdx, (size_t)R * in, 2, 0, out * 0x1p-22);
+    /* weight gradient: dW_e += dy_eᵀ·x_e (fp32), the rows are the reduction */
+    for (int e = 0; e < E; e++) {
+        m[e] = out, n[e] = in, k[e] = rows[e];
+        B[e] = (char *)gx + (size_t)off[e] * in * a, Cg[e] = gdW + (size_t)e * out * in;
+        hB[e] = x + (size_t)off[e] * in, Ch[e] = dW + (size_t)e * out * in;
+    }
+    qw_layer_gemm_grouped(C, 1, 0, E, m, n, k, 1, hA, out, hB, in, 1, Ch, in, 1);
+    qw_layer_gemm_grouped(G, 1, 0, E, m, n, k, 1, A, out, B, in, 1, Cg, in, 1);
+    cmp_f32("grouped dW += dyT·x", dW, gdW, (size_t)E * out * in, tol_f32);
     done();
 }
 
@@ -911,6 +964,33 @@ static int bench(void)
     REPORT("gemm x·Wt 16384x3072x1024 bf16", t, 2.0 * n * I * H / 1e3, "TFLOP/s");
     t = TIME(20, G->gemm(1, 0, I, H, n, 1, y, I, x, H, 1, dW, H, 1));
     REPORT("gemm dW += dyT·x fp32 C", t, 2.0 * n * I * H / 1e3, "TFLOP/s");
+    {   /* Qwen3-30B-A3B experts (H 2048, Ie 768, 128 experts, top-8) for 8192
+         * tokens: 65536 rows in groups of 448..576, one grouped call against a
+         * gemm per expert */
+        enum { NE = 128 };
+        int Hm = 2048, Ie = 768, gm[NE], gn[NE], gk[NE], R = 0;
+        for (int e = 0; e < NE; e++) gm[e] = 448 + (e * 37) % 129, gn[e] = Ie, gk[e] = Hm, R += gm[e];
+        void *gx = dalloc((size_t)R * Hm * a), *gy = dalloc((size_t)R * Ie * a), *gw = dalloc((size_t)NE * Ie * Hm * a);
+        float *gdw = dalloc((size_t)NE * Ie * Hm * 4);
+        const void *pa[NE], *pb[NE], *px[NE];
+        void *pc[NE], *pd[NE];
+        for (int e = 0, o = 0; e < NE; o += gm[e], e++) {
+            pa[e] = (char *)gx + (size_t)o * Hm * a, pb[e] = (char *)gw + (size_t)e * Ie * Hm * a;
+            pc[e] = (char *)gy + (size_t)o * Ie * a, pd[e] = gdw + (size_t)e * Ie * Hm;
+            px[e] = pc[e];
+        }
+        double fl = 2.0 * R * Ie * Hm / 1e3;
+        t = TIME(10, qw_layer_gemm_grouped(G, 0, 1, NE, gm, gn, gk, 1, pa, Hm, pb, Hm, 0, pc, Ie, 0));
+        REPORT("experts x·Wt grouped (30B-A3B)", t, fl, "TFLOP/s");
+        t = TIME(10, for (int e = 0; e < NE; e++) G->gemm(0, 1, gm[e], Ie, Hm, 1, pa[e], Hm, pb[e], Hm, 0, pc[e], Ie, 0));
+        REPORT("experts x·Wt per expert", t, fl, "TFLOP/s");
+        t = TIME(10, qw_layer_gemm_grouped(G, 0, 0, NE, gm, gk, gn, 1, px, Ie, pb, Hm, 0, (void *const *)pa, Hm, 0));
+        REPORT("experts dx = dy·W grouped", t, fl, "TFLOP/s");
+        t = TIME(10, qw_layer_gemm_grouped(G, 1, 0, NE, gn, gk, gm, 1, px, Ie, pa, Hm, 1, pd, Hm, 1));
+        REPORT("experts dW += dyT·x grouped", t, fl, "TFLOP/s");
+        t = TIME(10, for (int e = 0; e < NE; e++) G->gemm(1, 0, Ie, Hm, gm[e], 1, px[e], Ie, pa[e], Hm, 1, pd[e], Hm, 1));
+        REPORT("experts dW += dyT·x per expert", t, fl, "TFLOP/s");
+    }
     t = TIME(50, G->rmsnorm_fwd(y, rs, x, w, n, H, 1e-6f));
     REPORT("rmsnorm_fwd 16384x1024", t, 2.0 * n * H * a, "GB/s");
     t = TIME(50, G->rmsnorm_bwd(z, w, y, x, w, rs, n, H, 0));
@@ -975,7 +1055,7 @@ int main(int argc, char **argv)
     const char *s = getenv("QW_SEED");
     rng = s ? strtoull(s, NULL, 10) : (unsigned long long)time(NULL);
     printf("# test_ops: QW_SEED=%llu\n", rng);
-    PLAN(40);   /* the 20 cases below on each of the two tables */
+    PLAN(42);   /* the 21 cases below on each of the two tables */
     for (int t = 0; t < 2; t++) {
         G = tables[t];
         bf = G->act_size == 2;
@@ -985,6 +1065,7 @@ int main(int argc, char **argv)
         RUN_ON(convert);
         RUN_ON(gemm);
         RUN_ON(gemm_accumulate);
+        RUN_ON(gemm_grouped);
         RUN_ON(embed);
         RUN_ON(rmsnorm);
         RUN_ON(qk_norm_rope);

@@ -18,7 +18,15 @@
 #      bf16 with --recompute follows the bf16 curve within 1e-3 at every step.
 #   c. --deterministic: two bf16 runs of 20 steps log the same losses and
 #      write the same weights and optimizer moments, bit for bit.
+#   c2. --comm nccl on one GPU: the same losses, weights and moments as c,
+#      bit for bit, without and with --zero 2 (NCCL's device reduce and
+#      broadcast on one rank), and through the QW_NCCL_RENDEZVOUS path.
 #   d. compute-sanitizer memcheck over a 2-step qw-pretrain run is clean.
+#   f. qw-grpo's whole update on the device against PyTorch + transformers
+#      (tests/golden/post, as tests/tools/test_post_parity.sh on the CPU):
+#      the loss and every gradient, fp32 within 1e-4 of each tensor's scale,
+#      bf16 within 5e-2; qw-dpo's the same way (sigmoid and IPO, the
+#      reference model beside the policy on the device).
 #   e. --precision bogus is a usage error (2); a model whose activations
 #      cannot fit on the device fails with exit 1 and "out of" with a byte
 #      count, and leaves the checkpoint directory it was given untouched.
@@ -42,7 +50,9 @@ note() { echo "tools.sh: [${SECONDS}s] $*"; }
 # ---- a. parity fixtures
 n=0
 for dir in "$QW_SRCDIR"/tests/golden/*/; do
-    [ -f "$dir/expected.safetensors" ] || continue
+    [ -f "$dir/expected.safetensors" ] && [ -f "$dir/input.safetensors" ] || continue
+    # the Qwen3-VL fixtures (vl/, vl_moe/) have their own test
+    grep -q '"vision_config"' "$dir/model/config.json" 2>/dev/null && continue
     name=$(basename "$dir")
     n=$((n + 1))
     for prec in fp32 bf16; do
@@ -112,6 +122,26 @@ check gpu_deterministic_moments_identical cmp -s det1/step-000020/trainer_state/
     det2/step-000020/trainer_state/optimizer.safetensors
 note "determinism done"
 
+# ---- c2. NCCL on one GPU (qw/comm.h "nccl"): one rank trains as without
+# it, bit for bit; --zero 2 on it queues NCCL's reduce and broadcast of the
+# device arenas (one part: the whole arena) and stages nothing through the host
+if [ "$dev" = cuda ] && qw-pretrain --help | grep -q -- '--comm'; then
+    expect_status gpu_nccl_one_rank_runs 0 "${limit[@]}" qw-pretrain "${det[@]}" --comm nccl --out nc1 --log nc1.jsonl
+    check gpu_nccl_one_rank_losses_identical cmp -s <(col det1.jsonl) <(col nc1.jsonl)
+    check gpu_nccl_one_rank_weights_identical cmp -s det1/step-000020/model.safetensors nc1/step-000020/model.safetensors
+    expect_status gpu_nccl_zero2_runs 0 "${limit[@]}" qw-pretrain "${det[@]}" --comm nccl --zero 2 --out nz2 --log nz2.jsonl
+    check gpu_nccl_zero2_losses_identical cmp -s <(col det1.jsonl) <(col nz2.jsonl)
+    check gpu_nccl_zero2_weights_identical cmp -s det1/step-000020/model.safetensors nz2/step-000020/model.safetensors
+    check gpu_nccl_zero2_moments_identical cmp -s det1/step-000020/trainer_state/optimizer.safetensors \
+        nz2/step-000020/trainer_state/optimizer.safetensors
+    expect_status gpu_nccl_rendezvous_one_rank_runs 0 env QW_RANK=0 QW_WORLD_SIZE=1 QW_NCCL_RENDEZVOUS="$tmp/rv" \
+        "${limit[@]}" qw-pretrain "${det[@]}" --comm nccl --zero 1 --out nr --log nr.jsonl
+    check gpu_nccl_rendezvous_same_losses cmp -s <(col det1.jsonl) <(col nr.jsonl)
+    note "nccl done"
+else
+    echo "SKIP gpu_nccl (not on cuda, or a build without --comm)"
+fi
+
 # ---- d. memcheck
 if [ "$dev" = cuda ] && command -v compute-sanitizer >/dev/null; then
     timeout -k 10 $((2 * lim)) compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
@@ -124,6 +154,40 @@ if [ "$dev" = cuda ] && command -v compute-sanitizer >/dev/null; then
 else
     echo "SKIP gpu_memcheck_pretrain (no compute-sanitizer, or not on cuda)"
 fi
+
+# ---- f. GRPO whole update against PyTorch
+P=$QW_SRCDIR/tests/golden/post
+for prec in fp32 bf16; do
+    tol=1e-4; [ $prec = bf16 ] && tol=5e-2
+    for c in "grpo_dapo_kl_old dapo 0.04 group" "grpo_drgrpo_kl_old dr_grpo 0.04 none"; do
+        set -- $c
+        expect_status "gpu_grpo_${1}_${prec}_runs" 0 "${limit[@]}" qw-grpo --device "$dev" --precision $prec \
+            -m "$QW_SRCDIR/tests/golden/dense_tied/model" --ref "$P/ref_model" -o g_$1_$prec --loss-type $2 --beta $3 \
+            --scale-rewards $4 --old-from-rollout --epsilon 0.2 --epsilon-high 0.28 --max-completion-length 8 \
+            --dump-grads g_$1_$prec.st --log g_$1_$prec.jsonl -q "$P/grpo_t1.jsonl"
+        python3 "$QW_SRCDIR/tests/tools/post_parity.py" $1 g_$1_$prec.st g_$1_$prec.jsonl $tol >cmp 2>&1
+        st=$?
+        sed 's/^/    /' cmp
+        if [ $st = 0 ]; then pass "gpu_grpo_${1}_${prec}_matches_torch"
+        else fail "gpu_grpo_${1}_${prec}_matches_torch" "$(tr '\n' ';' <cmp | head -c 300)"; fi
+    done
+done
+note "grpo done"
+for prec in fp32 bf16; do
+    tol=1e-4; [ $prec = bf16 ] && tol=5e-2
+    for c in "dpo_sigmoid sigmoid 0.1" "dpo_ipo ipo 0.1"; do
+        set -- $c
+        expect_status "gpu_${1}_${prec}_runs" 0 "${limit[@]}" qw-dpo --device "$dev" --precision $prec \
+            -m "$QW_SRCDIR/tests/golden/dense_tied/model" --ref "$P/ref_model" -o d_$1_$prec --loss-type $2 --beta $3 \
+            --batch-pairs 4 --dump-grads d_$1_$prec.st --log d_$1_$prec.jsonl -q "$P/dpo.jsonl"
+        python3 "$QW_SRCDIR/tests/tools/post_parity.py" $1 d_$1_$prec.st d_$1_$prec.jsonl $tol >cmp 2>&1
+        st=$?
+        sed 's/^/    /' cmp
+        if [ $st = 0 ]; then pass "gpu_${1}_${prec}_matches_torch"
+        else fail "gpu_${1}_${prec}_matches_torch" "$(tr '\n' ';' <cmp | head -c 300)"; fi
+    done
+done
+note "dpo done"
 
 # ---- e. bad input and out of memory
 expect_status gpu_bogus_precision_is_usage_error 2 "${limit[@]}" qw-pretrain --device "$dev" --precision bogus "${short[@]}" --steps 1 --out bogus

@@ -10,6 +10,10 @@
     grpo_ref.py grads  A.safetensors B.safetensors REL           the grad.* tensors of A and B agree, each
         within REL of its largest |value| in A; prints the worst relative difference
 
+    grpo_ref.py scale  IN.safetensors NAME FACTOR OUT.safetensors  IN with the F32 tensor NAME multiplied by
+        FACTOR (the rest byte for byte): an untied model whose lm_head is divided by T has the logits z/T
+        of temperature T, and d/dlm_head at temperature T is that model's times 1/T
+
 Rows are the records sorted by idx (then file order); targets are the completion tokens up to and
 including the first EOS (TRL's completion mask).
 """
@@ -65,6 +69,17 @@ def main(argv):
             worst = max(worst, max(abs(x - y) for x, y in zip(a, b)) / scale)
         print("%.3g" % worst)
         return 0 if worst <= float(argv[4]) else 1
+    if argv[1] == "scale":
+        raw = open(argv[2], "rb").read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        hdr = json.loads(raw[8:8 + n])
+        t, f = hdr[argv[3]], float(argv[4])
+        assert t["dtype"] == "F32", t
+        a, b = (8 + n + o for o in t["data_offsets"])
+        v = struct.unpack("<%df" % ((b - a) // 4), raw[a:b])
+        with open(argv[5], "wb") as out:
+            out.write(raw[:a] + struct.pack("<%df" % len(v), *(x * f for x in v)) + raw[b:])
+        return 0
     rs = records(argv[2])
     eos = {int(x) for x in argv[3].split(",")}
     T, ids, labels, masks = rows(rs, eos)

@@ -108,4 +108,4 @@ for c in "noreward:record 6: no numeric \"reward\"" "unequal:expected 4" "vocab:
     expect_stderr "  names the record ($re)" "$re"
 done
 check "  nothing written" test ! -e o_bad -a ! -e m_bad.jsonl
-expect_status "--temperature 0.7 refused (T = 1 only for now)" 2 qw-grpo -m $M -o o_bad --temperature 0.7 s.jsonl
+expect_status "--temperature 0 refused" 2 qw-grpo -m $M -o o_bad --temperature 0 s.jsonl

@@ -54,6 +54,33 @@ static void collectives(qw_comm *c)
     CHECK(qw_comm_reduce_scatter_f32(c, rs, got, K) == 0);
     for (int j = 0; j < K; j++) CHECK(got[j] == (float)(n * (n + 1) / 2) * (float)(100 * r + j));
     free(rs);
+
+    /* reduce to each root in turn: only the root's buffer changes */
+    for (int root = 0; root < n; root++) {
+        float x[K];
+        for (int j = 0; j < K; j++) x[j] = (float)(r + 1) * (float)(j + 1);
+        CHECK(qw_comm_reduce_f32(c, x, K, root) == 0);
+        for (int j = 0; j < K; j++)
+            CHECK(x[j] == (r == root ? (float)(n * (n + 1) / 2) * (float)(j + 1) : (float)(r + 1) * (float)(j + 1)));
+    }
+    /* a ring of point-to-point messages (sends before receives on even
+     * ranks, the other way round on odd ones, so nothing waits forever) */
+    if (n > 1) {
+        unsigned char out[K + 3], in[K + 3];
+        for (int i = 0; i < K + 3; i++) out[i] = (unsigned char)(r * 31 + i);
+        int next = (r + 1) % n, prev = (r + n - 1) % n;
+        if (r % 2 == 0) {
+            CHECK(qw_comm_send(c, out, sizeof out, next, 7) == 0);
+            CHECK(qw_comm_recv(c, in, sizeof in, prev, 7) == 0);
+        } else {
+            CHECK(qw_comm_recv(c, in, sizeof in, prev, 7) == 0);
+            CHECK(qw_comm_send(c, out, sizeof out, next, 7) == 0);
+        }
+        for (int i = 0; i < K + 3; i++) CHECK(in[i] == (unsigned char)(prev * 31 + i));
+    } else {
+        unsigned char b1[2] = {0};
+        CHECK(qw_comm_send(c, b1, 2, 0, 0) == QW_EXIT_USAGE);
+    }
     CHECK(qw_comm_barrier(c) == 0);
 }
 
@@ -99,6 +126,11 @@ TEST(bad_arguments)
     CHECK(strstr(qw_error_msg(), "root") != NULL);
     CHECK(qw_comm_bcast(world, b, 4, -1) == QW_EXIT_USAGE);
     qw_comm *c;
+#ifndef QW_HAVE_NCCL
+    CHECK(qw_comm_init_kind("nccl", &c) == QW_EXIT_USAGE && c == NULL);
+    CHECK(strstr(qw_error_msg(), "this build has no NCCL") != NULL);
+#endif
+    CHECK(qw_comm_reduce_f32(world, (float *)b, 1, N) == QW_EXIT_USAGE);
     CHECK(qw_comm_init_kind("nccl2", &c) == QW_EXIT_USAGE && c == NULL);
     CHECK(strstr(qw_error_msg(), "'nccl2'") != NULL);
     /* alone: no launcher; under mpirun: MPI is already initialised */
@@ -108,13 +140,64 @@ TEST(bad_arguments)
     CHECK(qw_comm_finalize(c) == 0);
 }
 
+/* The mesh: the sizes and the checks (plain arithmetic), then the
+ * communicators of the world's own layout (dp = N, or tp 2 when N is even). */
+TEST(mesh)
+{
+    qw_mesh m;
+    int want[QW_AXES] = {0};
+    want[QW_AXIS_TP] = 2;
+    want[QW_AXIS_PP] = 2;
+    CHECK(qw_mesh_make(8, 5, want, &m) == 0);
+    CHECK(m.size[QW_AXIS_DP] == 2 && m.size[QW_AXIS_TP] == 2 && m.size[QW_AXIS_PP] == 2);
+    /* 5 = ((pp·dp + dp_i)·cp + cp_i)·tp + tp_i with tp innermost: tp 1, dp 0, pp 1 */
+    CHECK(m.coord[QW_AXIS_TP] == 1 && m.coord[QW_AXIS_DP] == 0 && m.coord[QW_AXIS_PP] == 1 && m.coord[QW_AXIS_CP] == 0);
+    CHECK(qw_mesh_rank_of(&m, m.coord) == 5);
+    for (int r = 0; r < 8; r++) {
+        CHECK(qw_mesh_make(8, r, want, &m) == 0);
+        CHECK(qw_mesh_rank_of(&m, m.coord) == r);
+    }
+    want[QW_AXIS_DP] = 3;
+    CHECK(qw_mesh_make(8, 0, want, &m) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "--tp 2 × --pp 2 × --cp 1 × --dp 3 = 12 ranks, but 8 were started") != NULL);
+    want[QW_AXIS_DP] = 0;
+    CHECK(qw_mesh_make(6, 0, want, &m) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "does not divide the 6 ranks") != NULL);
+    int ep[QW_AXES] = {0};
+    ep[QW_AXIS_EP] = 4;
+    CHECK(qw_mesh_make(6, 0, ep, &m) == QW_EXIT_USAGE);
+    CHECK(strstr(qw_error_msg(), "--ep 4 does not divide the data-parallel size 6") != NULL);
+    ep[QW_AXIS_EP] = 2;
+    CHECK(qw_mesh_make(6, 3, ep, &m) == 0 && m.coord[QW_AXIS_DP] == 3 && m.coord[QW_AXIS_EP] == 1);
+    ep[QW_AXIS_TP] = -1;
+    CHECK(qw_mesh_make(6, 0, ep, &m) == QW_EXIT_USAGE);
+
+    /* the world's communicators per axis */
+    int mine[QW_AXES] = {0};
+    if (N % 2 == 0) mine[QW_AXIS_TP] = 2;
+    CHECK(qw_mesh_make(N, R, mine, &m) == 0);
+    qw_comm *ax[QW_AXES];
+    CHECK(qw_mesh_comms(world, &m, ax) == 0);
+    for (int a = 0; a < QW_AXES; a++) {
+        CHECK(qw_comm_size(ax[a]) == m.size[a]);
+        CHECK(qw_comm_rank(ax[a]) == m.coord[a]);
+        /* the sum of the world ranks along the axis: the others differ by the axis's stride */
+        double x = R;
+        CHECK(qw_comm_allreduce_f64(ax[a], &x, 1) == 0);
+        int stride = a == QW_AXIS_TP ? 1 : a == QW_AXIS_DP || a == QW_AXIS_EP ? m.size[QW_AXIS_TP] : 0;
+        int k = m.size[a], first = R - m.coord[a] * stride;
+        CHECK(x == (double)k * first + (double)stride * k * (k - 1) / 2);
+    }
+    for (int a = 0; a < QW_AXES; a++) CHECK(qw_comm_finalize(ax[a]) == 0);
+}
+
 /* ---- launcher detection: each launcher's environment, simulated ---- */
 
 static const char *const launch_vars[] = {
     "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
     "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "PMIX_RANK", "PMIX_LOCAL_RANK",
     "PMIX_LOCAL_SIZE", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
-    "SLURM_STEP_TASKS_PER_NODE", "SLURM_NODEID",
+    "SLURM_STEP_TASKS_PER_NODE", "SLURM_NODEID", "QW_RANK", "QW_WORLD_SIZE", "QW_LOCAL_RANK", "QW_LOCAL_SIZE",
 };
 enum { NV = sizeof launch_vars / sizeof *launch_vars };
 static char *saved[NV];
@@ -258,12 +341,13 @@ int main(void)
     R = qw_comm_rank(world);
     N = qw_comm_size(world);
     printf("comm %s %d %d\n", qw_comm_kind(world), R, N);
-    PLAN(8);
+    PLAN(9);
     RUN(init_matches_launcher);
     RUN(collectives_whole);
     RUN(collectives_in_pieces);
     RUN(split_by_parity);
     RUN(bad_arguments);
+    RUN(mesh);
     RUN(launchers_detected);
     RUN(gpu_per_local_rank);
     RUN(gpu_from_launcher_environment);

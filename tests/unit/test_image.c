@@ -331,6 +331,24 @@ TEST(bad_input)
     qw_image_free(&im);
     CHECK(qw_image_decode(buf, n * 2 / 3, "t.jpg", &im) == QW_EXIT_DATA && strstr(qw_error_msg(), "truncated"));
     CHECK(qw_image_decode(buf, 40, "t.jpg", &im) == QW_EXIT_DATA);
+    /* a decompression bomb: the frame header (SOF) declares 20000 × 20000
+     * pixels, above PIL's limit: refused before decoding, naming the size */
+    size_t sof = 0;
+    for (size_t i = 2; i + 8 < n && !sof; i++)
+        if (buf[i] == 0xFF && (buf[i + 1] == 0xC0 || buf[i + 1] == 0xC2)) sof = i;
+    CHECK(sof > 0);
+    buf[sof + 5] = buf[sof + 7] = 20000 >> 8;
+    buf[sof + 6] = buf[sof + 8] = 20000 & 0xFF;
+    CHECK(qw_image_decode(buf, n, "bomb.jpg", &im) == QW_EXIT_DATA && im.px == NULL);
+    CHECK_MSG(strstr(qw_error_msg(), "'bomb.jpg'") && strstr(qw_error_msg(), "20000x20000") &&
+                  strstr(qw_error_msg(), "decompression bomb"), "%s", qw_error_msg());
+    /* below the limit the header is believed (9000 × 9000): what the data
+     * holds is decoded, the rest filled as libjpeg (and PIL) fill it */
+    buf[sof + 5] = buf[sof + 7] = 9000 >> 8;
+    buf[sof + 6] = buf[sof + 8] = 9000 & 0xFF;
+    int rc = qw_image_decode(buf, n, "big.jpg", &im);
+    CHECK_MSG(rc == 0 && im.w == 9000 && im.h == 9000, "%d %s", rc, qw_error_msg());
+    qw_image_free(&im);
 }
 
 TEST(patch_order)

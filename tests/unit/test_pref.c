@@ -1,6 +1,8 @@
-/* test_pref.c — preference pairs in token-id form (libcore/pref.c): a good
- * record, the ref fields, and each kind of bad record refused with
- * QW_EXIT_DATA and a message naming the line. */
+/* test_pref.c — preference pairs (libcore/pref.c): a good record in token-id
+ * form, the ref fields, and each kind of bad record refused with
+ * QW_EXIT_DATA and a message naming the line; text-form records without a
+ * tokenizer or of mixed kinds refused (their tokenization is checked by
+ * tests/tools/test_dpo.sh). */
 #include "qwtest.h"
 
 #include <string.h>
@@ -14,7 +16,7 @@ TEST(good)
     CHECK(qw_pref_parse_ids("{\"prompt_ids\":[1,2,3],\"chosen_ids\":[4,5],\"rejected_ids\":[255]}", "f", 7, 256, &p) == 0);
     CHECK(p.n_prompt == 3 && p.n_chosen == 2 && p.n_rejected == 1);
     CHECK(p.prompt[2] == 3 && p.chosen[0] == 4 && p.chosen[1] == 5 && p.rejected[0] == 255);
-    CHECK(!p.has_ref);
+    CHECK(!p.has_ref && p.line == 7);
     qw_pref_pair_free(&p);
     CHECK(qw_pref_parse_ids("{\"prompt_ids\":[],\"chosen_ids\":[4],\"rejected_ids\":[9],"
                             "\"ref_chosen_logp\":-1.5,\"ref_rejected_logp\":-2.25}", "f", 1, 256, &p) == 0);
@@ -52,10 +54,30 @@ TEST(bad)
                   "positive"));
 }
 
+TEST(text_forms)
+{
+    CHECK(refused("{\"prompt\":\"a\",\"chosen\":\"b\",\"rejected\":\"c\"}", "a text pair needs the tokenizer"));
+    CHECK(refused("{\"prompt\":\"a\",\"chosen\":\"b\"}", "missing \"rejected\""));
+    CHECK(refused("{\"prompt\":\"a\",\"chosen\":[{\"role\":\"assistant\",\"content\":\"b\"}],\"rejected\":\"c\"}",
+                  "\"chosen\" is not a string"));
+    CHECK(refused("{\"prompt\":[{\"role\":\"user\",\"content\":\"a\"}],\"chosen\":\"b\",\"rejected\":[]}",
+                  "\"chosen\" is not a list of messages"));
+    /* "prompt_ids" decides the form: a record with both is read as ids */
+    qw_pref_pair p;
+    CHECK(qw_pref_parse("{\"prompt\":\"x\",\"prompt_ids\":[1],\"chosen_ids\":[2],\"rejected_ids\":[3]}", "-", 3, 256, NULL, &p) == 0);
+    CHECK(p.n_prompt == 1 && p.line == 3);
+    qw_pref_pair_free(&p);
+    /* stdin is named <stdin> */
+    qw_error_clear();
+    CHECK(qw_pref_parse("{\"prompt_ids\":[1]}", "-", 5, 256, NULL, &p) == QW_EXIT_DATA);
+    CHECK(strstr(qw_error_msg(), "'<stdin>': line 5") != NULL);
+}
+
 int main(void)
 {
-    PLAN(2);
+    PLAN(3);
     RUN(good);
     RUN(bad);
+    RUN(text_forms);
     return qwtest_finish();
 }

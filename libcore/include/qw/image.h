@@ -31,7 +31,8 @@
  * Errors: 0 or QW_EXIT_* (qw/cli.h) with a message naming the file:
  * QW_EXIT_DATA for a missing file, an unreadable, truncated or corrupt
  * image (a PNG or JPEG header with a zero side is corrupt), an unsupported
- * format, or an aspect ratio above 200; QW_EXIT_FAIL for I/O errors other
+ * format, an aspect ratio above 200, or more than QW_IMAGE_MAX_PIXELS
+ * pixels declared in the header (refused before any pixel is decoded); QW_EXIT_FAIL for I/O errors other
  * than a missing file.  There is no lower bound on the size: as in
  * transformers 5, a small image is enlarged to min_pixels (transformers 4
  * refused sides below patch·merge).
@@ -41,6 +42,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The most pixels (width · height) an image may declare: PIL's
+ * decompression-bomb limit, twice Image.MAX_IMAGE_PIXELS (89,478,485), above
+ * which Image.open raises DecompressionBombError.  A header that declares
+ * more is refused before decoding, so a few bytes cannot claim gigabytes. */
+#define QW_IMAGE_MAX_PIXELS 178956970LL
 
 typedef struct {
     int w, h;          /* pixels */

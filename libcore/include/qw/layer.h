@@ -71,6 +71,18 @@ static inline const void *qw_layer_cw(const qw_layer_dims *D, const float *w)
     return (const char *)D->P->compute + (size_t)(w - D->P->data) * D->as;
 }
 
+/* ops->gemm_grouped, or ops->gemm per group when the backend has none. */
+void qw_layer_gemm_grouped(const qw_ops *ops, int ta, int tb, int G, const int *m, const int *n, const int *k,
+                           float alpha, const void *const *A, int lda, const void *const *B, int ldb, float beta,
+                           void *const *C, int ldc, int c_f32);
+
+/* The experts of a MoE layer as one grouped product: expert e's rows
+ * off[e] ≤ r < off[e+1] of x [·,in] times W_e [out,in] (W + e·out·in, a
+ * master view read from the compute copy) into the same rows of y [·,out]:
+ * y = x·W_eᵀ (+ y when acc). */
+void qw_layer_experts_linear(const qw_layer_dims *D, void *y, const void *x, const float *W, const int32_t *off,
+                             int out, int in, int acc);
+
 /* y[n,out] = x[n,in]·Wᵀ (+ y when acc); W a master view, read from the compute copy. */
 void qw_layer_linear(const qw_layer_dims *D, void *y, const void *x, const float *W, int n, int out, int in, int acc);
 

@@ -121,6 +121,16 @@ int qw_model_backward(qw_model *m, qw_params *grads, float aux_coef);
  * forward reported is not recomputed.  QW_EXIT_FAIL without a forward. */
 int qw_model_set_coef(qw_model *m, const float *coef);
 
+/* The temperature T of the LM head: from now on the logits are z/T (z =
+ * the LM head's output), so log-probs, loss and gradients are those of
+ * log_softmax(z/T) — the distribution a sampler at temperature T draws
+ * from (TRL divides the logits by the temperature in GRPO's forward).  The
+ * 1/T is the LM-head GEMM's alpha (forward and backward), nothing else
+ * changes; `logits` returned by the forward are z/T.  T = 1 (the default)
+ * is bit for bit the model without it.  QW_EXIT_USAGE unless T is finite
+ * and > 0.  Forgets the last forward. */
+int qw_model_set_temperature(qw_model *m, double temperature);
+
 /* Forward and backward of one batch, for training: `out` as the forward
  * gives it, and the gradient ADDED to `grads` as the backward does, with
  * the same values.  The LM head's gradient is taken while each chunk's

@@ -131,6 +131,15 @@ typedef struct qw_ops {
      * is gemm(1,0,…, beta=1, c_f32=1). */
     void (*gemm)(int ta, int tb, int m, int n, int k, float alpha, const void *A, int lda,
                  const void *B, int ldb, float beta, void *C, int ldc, int c_f32);
+    /* G independent products C_g = alpha·op(A_g)·op(B_g) + beta·C_g with
+     * gemm's rules, in one call (the experts of a MoE layer): sizes m[g],
+     * n[g], k[g] and operand addresses A[g], B[g], C[g] in HOST arrays of
+     * G; ta, tb, the row strides, alpha, beta and c_f32 shared.  A group
+     * with m or n = 0 is skipped; k = 0 gives beta·C_g.  May be NULL:
+     * qw_layer_gemm_grouped (qw/layer.h) then calls gemm per group. */
+    void (*gemm_grouped)(int ta, int tb, int G, const int *m, const int *n, const int *k, float alpha,
+                         const void *const *A, int lda, const void *const *B, int ldb, float beta, void *const *C,
+                         int ldc, int c_f32);
 
     /* ---- embedding (the table is the fp32 master) ---- */
     void (*embed_fwd)(void *y, const float *table, const int32_t *ids, int n, int H);   /* y[i] = table[ids[i]] */

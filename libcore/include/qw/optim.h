@@ -57,6 +57,14 @@ qw_adamw qw_adamw_defaults(void);
 void qw_adamw_step(const qw_adamw *o, qw_params *P, const qw_params *G, qw_params *M, qw_params *V,
                    long step, double lr, double grad_scale);
 
+/* The same update for the elements [lo, hi) of the arena only (ZeRO: a
+ * rank's shard; qw/trainer.h): m and v hold the moments of those elements
+ * alone (m[0] is element lo's), G must hold the gradient there.  Each
+ * element gets exactly the arithmetic of qw_adamw_step (which is this with
+ * lo 0, hi P->total), so a sharded run updates as an unsharded one. */
+void qw_adamw_step_shard(const qw_adamw *o, qw_params *P, const qw_params *G, float *m, float *v,
+                         size_t lo, size_t hi, long step, double lr, double grad_scale);
+
 /* Σ g² over the whole arena, accumulated in fp64 in a fixed order
  * (ops->sumsq; the gaps between tensors are zero). */
 double qw_grad_sumsq(const qw_params *G);

@@ -40,4 +40,30 @@ int qw_rollout_text(const qw_tok *tok, const qw_completion *c, qw_buf *out);
 int qw_rollout_record(qw_buf *b, long idx, int sample, const char *prompt, const int32_t *prompt_ids,
                       size_t n_prompt, const qw_tok *tok, const qw_completion *c, const cJSON *rec);
 
+/* ---- prompts (qw-rollout(5)'s input) ---- */
+
+/* One prompt record: `prompt` (text), `prompt_ids`, or with chat set
+ * `messages` (and `tools`) rendered by the chat template with the
+ * generation prompt. */
+typedef struct {
+    long line;                /* from 0: its line in the input */
+    cJSON *rec;               /* the record, owned */
+    char *prompt;             /* the text given to the model (NULL: ids given, no tokenizer) */
+    qw_ids ids;
+} qw_prompt_rec;
+
+typedef struct {
+    const char *src;          /* the input's name, for messages */
+    const qw_tok *tok;        /* NULL: prompt_ids only (QW_EXIT_USAGE for text) */
+    int chat;                 /* records hold messages */
+    int thinking_off;         /* chat: enable_thinking false */
+    int vocab_size;           /* ids must be below it */
+    int max_context;          /* a prompt must leave room: fewer tokens than this */
+} qw_prompt_opts;
+
+/* Parse and tokenize every line of b.  QW_EXIT_DATA naming the source and
+ * line for a bad record, an empty prompt or one that fills max_context. */
+int qw_prompts_read(const qw_buf *b, const qw_prompt_opts *o, qw_prompt_rec **out, long *n_out);
+void qw_prompts_free(qw_prompt_rec *v, long n);
+
 #endif

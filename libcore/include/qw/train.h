@@ -25,11 +25,14 @@
  * attends across a document boundary or is predicted across one.
  *
  * Memory.  The weights, gradients and AdamW moments live on the backend
- * (o->ops, qw_params_to_device); with several ranks the gradients are
- * downloaded into a host buffer for the MPI allreduce and uploaded back.
- * Checkpoints are written from the device arenas; a resumed run loads on
- * the host, then moves.  Every step record of the metrics carries
- * mem_peak_bytes, the backend's memory high-water mark (ops->mem_stats).
+ * (o->ops, qw_params_to_device); with several ranks on a GPU the gradients
+ * are downloaded into a host buffer for the MPI collectives and uploaded
+ * back; --zero shards the moments (qw/trainer.h, ZeRO).  Checkpoints are
+ * written from the device arenas; a resumed run loads on the host, then
+ * moves.  Every step record of the metrics carries mem_peak_bytes, the
+ * backend's memory high-water mark (ops->mem_stats), and rank 0's
+ * mem_params_bytes, mem_grads_bytes and mem_optim_bytes
+ * (qw_trainer_memory).
  *
  * Resume.  The data position is a function of the step, the schedule a
  * function of the step, and the arithmetic is deterministic for a given
@@ -46,6 +49,7 @@
 
 #include <stdint.h>
 
+#include "qw/comm.h"
 #include "qw/ops.h"
 #include "qw/optim.h"
 
@@ -88,8 +92,19 @@ typedef struct {
     const char *tb_dir;        /* TensorBoard directory (NULL: none) */
     int quiet;
 
+    /* parallel layout (qw/comm.h's mesh; doc/design.md, Distributed) */
+    int mesh[QW_AXES];         /* --dp --tp --pp --ep --cp, indexed by QW_AXIS_* (0: default; dp 0: inferred) */
+    int zero;                  /* --zero: 0 (replicated optimizer state), 1 or 2 (qw/trainer.h, ZeRO) */
+    const char *comm;          /* --comm: "auto", "mpi" or "single" (NULL: auto) */
+
     const qw_ops *ops;
 } qw_train_opts;
+
+/* Check a layout the way the trainer will (sizes, the product against the
+ * rank count, the layouts built so far: data parallel, with --zero 0, 1 or
+ * 2); ranks 0 when not known yet (only the sizes are checked then).
+ * QW_EXIT_USAGE with a message naming the flags. */
+int qw_train_check_layout(const qw_train_opts *o, int ranks);
 
 /* Fill defaults: AdamW(0.9, 0.95, 1e-8, wd 0.1), cosine schedule with
  * min_lr_ratio 0.1, lr 3e-4, clip 1.0, aux_coef −1, keep_last 3. */

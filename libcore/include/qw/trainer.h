@@ -2,7 +2,7 @@
  * gradients, AdamW moments, gradient accumulation, the reduction over MPI
  * ranks, clipping, the optimizer step, metrics, checkpoints that resume
  * bit-exactly, and SIGINT/SIGTERM.  A program's loop (qw/train.h's shard
- * loop for qw-pretrain and qw-sft; later the GRPO and DPO loops) owns its
+ * loop for qw-pretrain and qw-sft; qw-grpo's and qw-dpo's loops) owns its
  * data and its objective and drives the trainer step by step:
  *
  *     qw_trainer_open(o, &t)                 model, moments, resume state
@@ -27,12 +27,49 @@
  * the step's loss (e.g. 1/(targets of the global batch) for a token mean).
  *
  * Memory: weights, gradients and moments live on the backend (o->ops);
- * with several ranks the gradients are staged through a host buffer for
- * the MPI allreduce.  Checkpoints are written by rank 0 from the device
+ * with several ranks on a GPU backend the gradients are staged through a
+ * host buffer for the MPI collectives (the CPU backend's arenas are given
+ * to MPI directly, and a GPU backend's to NCCL with --comm nccl).  Checkpoints are written by rank 0 from the device
  * arenas; a resumed run loads on the host, then moves.
  *
+ * Layout (o->mesh, o->zero; qw/comm.h's mesh).  Only data parallel is
+ * built: every rank holds the whole model and takes its share of the
+ * batch; other axes larger than 1 are QW_EXIT_USAGE at open.
+ *
+ * ZeRO (o->zero; on one rank the one part is the whole arena).  The arena is cut into one
+ * contiguous range per rank (about total / ranks elements, boundaries at
+ * multiples of 16 floats, across tensor boundaries where they fall); rank
+ * r owns range r's AdamW moments and updates only that range of the fp32
+ * weights (qw_adamw_step_shard); then each range is broadcast from its
+ * owner (the allgather of the parameters) and the compute copy refreshed.
+ *   zero 1  the moments are sharded (2/ranks of the one-process optimizer
+ *           memory); the gradient is summed over the ranks whole
+ *           (allreduce), as without ZeRO, so the global norm is computed
+ *           as there.
+ *   zero 2  and the gradient is reduce-scattered: each range is summed on
+ *           its owner only (one reduce per range, rooted at the owner),
+ *           halving the traffic of the allreduce; the norm is the sum of
+ *           the ranges' Σ g² over the ranks.  After qw_trainer_reduce only
+ *           the rank's own range of qw_trainer_grads is the summed
+ *           gradient.  The reduce runs after the whole backward (the model
+ *           has no per-layer hook yet to start it bucket by bucket during
+ *           the backward), and the backward still accumulates the rank's
+ *           whole gradient arena, so the gradient memory is that of zero 1
+ *           except for the staging of a GPU backend (one range instead of
+ *           the whole arena).
+ *   zero 3  (sharded parameters, gathered per layer ahead of use) is not
+ *           built: it needs per-layer hooks in the model's forward and
+ *           backward; QW_EXIT_USAGE.
+ * Every element gets the arithmetic of the unsharded update, so losses
+ * follow the one-process run within the reordering of the sums.
+ * Checkpoints stay whole and keyed by name (qw/ckpt.h): rank 0 gathers
+ * the moments' ranges from the other ranks (point to point, one range at a
+ * time into whole host arenas), saves, and frees them; a resumed run loads
+ * the whole checkpoint on every rank and keeps its range.  So a run saved
+ * under one layout resumes under any other, or on one process.
+ *
  * Collective calls (every rank calls them, in the same order): open,
- * begin, reduce, allreduce, end_step, close.  Errors: 0 or QW_EXIT_* with
+ * begin, reduce, allreduce, update (under ZeRO), end_step, close.  Errors: 0 or QW_EXIT_* with
  * a message (qw/cli.h); bad checkpoints or data are QW_EXIT_DATA.
  */
 #ifndef QW_TRAINER_H
@@ -107,6 +144,12 @@ int qw_trainer_backward(qw_trainer *t, const float *coef);
  * sum over ranks), e.g. to dump it for a check (qw_params_host). */
 const qw_params *qw_trainer_grads(const qw_trainer *t);
 
+/* Write the step's gradient (as it is now: call it after qw_trainer_reduce
+ * for the global one) to `path` as safetensors, one F32 tensor grad.NAME
+ * per parameter (rank 0 writes; others do nothing).  For checks against an
+ * independent reference (qw-grpo, qw-dpo --dump-grads). */
+int qw_trainer_dump_grads(const qw_trainer *t, const char *path);
+
 /* Sum the step's gradients over the ranks, and the loop's n sums (losses,
  * counts) with them; nothing to do on one rank. */
 int qw_trainer_reduce(qw_trainer *t, double *sums, int n);
@@ -116,6 +159,11 @@ int qw_trainer_allreduce(qw_trainer *t, double *v, int n);
  * clipping) into *norm, the schedule's learning rate into *lr, clipping to
  * o->clip, AdamW.  Waits for the backend, so the caller's clock includes it. */
 void qw_trainer_update(qw_trainer *t, long step, double *norm, double *lr);
+
+/* This rank's bytes of the weights (fp32 master and the compute copy),
+ * the gradients (the arena and any host staging) and the optimizer state
+ * (AdamW's two moments: all of them, or the shard under ZeRO). */
+void qw_trainer_memory(const qw_trainer *t, double *params, double *grads, double *optim);
 
 /* Write metrics for `step` (rank 0; nothing without --log/--tensorboard). */
 int qw_trainer_log(qw_trainer *t, long step, const qw_metric *m, int n);
@@ -134,5 +182,20 @@ int qw_trainer_end_step(qw_trainer *t, long step, long long tokens);
  * several ranks exits the process (MPI not finalized, so mpirun ends the
  * job) instead of leaving the other ranks waiting in a collective. */
 int qw_trainer_close(qw_trainer *t, int status);
+
+/* A frozen model: a reference policy (the KL of GRPO, DPO's reference
+ * log-probs).  Weights only (the arena and its compute copy, qw/params.h),
+ * on the backend: no gradients, no moments; forward only.  `dir` is a model directory or a training --out
+ * directory (its latest step; qw_ckpt_model_dir).  Its vocabulary must be
+ * `vocab` (else QW_EXIT_DATA naming dir: another model); it runs batches of
+ * `rows` × `seq_len`.  Errors: 0 or QW_EXIT_* with a message; *out is NULL
+ * on failure. */
+typedef struct qw_frozen qw_frozen;
+int qw_frozen_open(const char *dir, const qw_ops *ops, int vocab, int rows, int seq_len, qw_frozen **out);
+/* log p(target) per token of b (host [rows·seq_len]; 0 where no target). */
+int qw_frozen_forward(qw_frozen *f, const qw_batch *b, float *logp);
+/* Its model, e.g. to set the sampling temperature (qw_model_set_temperature). */
+qw_model *qw_frozen_model(qw_frozen *f);
+void qw_frozen_free(qw_frozen *f);
 
 #endif
