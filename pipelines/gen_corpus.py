@@ -13,7 +13,22 @@ Writes JSONL documents ({"text": ...}) to stdout for one of three stages:
   chat       conversations for supervised fine-tuning ({"messages": ...}):
              the reasoning stage's arithmetic and list problems as a user
              question and an assistant answer that thinks first
-             (<think>…</think>, then "Answer: N").
+             (<think>…</think>, then "Answer: N");
+  cot        the post-training task as conversations for the cold-start
+             SFT: addition and subtraction of whole numbers, bare ("What is
+             37 + 48?") or as a word problem, answered with a column-by-
+             column trace in <think>…</think>, then "The answer is \\boxed{85}.";
+  problems   the same task as prompts for GRPO and evaluation: {"messages":
+             [the user turn], "answer": "85"}, the gold answer that
+             qw-reward --verifier math checks.
+
+The reasoning stage holds the task too, as text ("Question: …", the trace,
+the boxed answer), so that the tokenizer and the pretrained model know its
+words.  --max-digits D sets the task's difficulty (operands of 2 to D
+digits), --word-frac F its share of word problems.  --exclude FILE (a
+problems file, repeatable) keeps every question in it out of the output:
+the held-out problems are generated first, from their own seed, and
+everything trained on excludes them.
 
 Deterministic: the same --seed and --docs give byte-identical output.
 Only the Python standard library is used.
@@ -128,6 +143,73 @@ def chat(r):
             {"role": "assistant", "content": "<think>" + answer}]
 
 
+THINGS = ["apples", "coins", "stamps", "marbles", "books", "shells", "beads", "cards", "eggs", "pens"]
+PLACE_NAMES = ["ones", "tens", "hundreds", "thousands", "ten-thousands"]
+
+
+def column_trace(x, y, op):
+    """The column-by-column working of x op y (op "+" or "-", x >= y for
+    "-"), right to left, as one line per column."""
+    xs, ys = str(x)[::-1], str(y)[::-1]
+    carry, lines = 0, []
+    for i in range(len(xs)):
+        dx, dy = int(xs[i]), int(ys[i]) if i < len(ys) else 0
+        col = PLACE_NAMES[i]
+        if op == "+":
+            s = dx + dy + carry
+            expr = f"{dx} + {dy}" + (" + 1" if carry else "")
+            carry = s // 10
+            lines.append(f"{col}: {expr} = {s}, write {s % 10}" + (", carry 1." if carry else "."))
+        else:
+            expr = f"{dx} - {dy}" + (" - 1" if carry else "")
+            d = dx - dy - carry
+            if d < 0:
+                lines.append(f"{col}: {expr} needs a borrow: 1{expr} = {d + 10}, write {d + 10}, borrow 1.")
+                carry = 1
+            else:
+                lines.append(f"{col}: {expr} = {d}, write {d}.")
+                carry = 0
+    if op == "+" and carry:
+        lines.append(f"{PLACE_NAMES[len(xs)]}: write 1.")
+    result = x + y if op == "+" else x - y
+    lines.append(f"So {x} {op} {y} = {result}.")
+    return "\n".join(lines), result
+
+
+def task(r, max_digits, word_frac):
+    """One problem of the post-training task: (question, reasoning, answer);
+    a word problem with probability word_frac, else a bare sum or difference."""
+    def operand():
+        d = r.randint(2, max_digits)
+        return r.randint(10 ** (d - 1), 10 ** d - 1)
+    x, y = operand(), operand()
+    op = r.choice("+-")
+    if op == "-" and y > x:
+        x, y = y, x
+    if len(str(x)) < len(str(y)):  # the columns follow the longer number
+        first, second = y, x
+    else:
+        first, second = x, y
+    if r.random() >= word_frac:
+        question = f"What is {x} {op} {y}?"
+        setup = ""
+    else:
+        a, b = r.sample(NAMES, 2)
+        things = r.choice(THINGS)
+        if op == "+":
+            question = f"{a} has {x} {things}. {b} gives {a} {y} more. How many {things} does {a} have now?"
+            setup = f"{a} has {x} and gets {y} more, so add: {x} + {y}.\n"
+        else:
+            question = f"{a} has {x} {things} and gives {y} of them to {b}. How many {things} does {a} have left?"
+            setup = f"{a} has {x} and gives away {y}, so subtract: {x} - {y}.\n"
+    trace, result = column_trace(first, second, op)
+    return question, setup + trace, str(result)
+
+
+def task_text(q, reasoning, answer):
+    return f"<think>\n{reasoning}\n</think>\n\nThe answer is \\boxed{{{answer}}}."
+
+
 def code(r):
     fname = r.choice(["add", "scale", "clamp", "count_even", "first_positive"])
     a, b = r.randint(1, 9), r.randint(1, 9)
@@ -164,20 +246,58 @@ def long_doc(r, target_chars):
 def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stage", choices=["general", "reasoning", "long", "chat"], required=True)
+    ap.add_argument("--stage", choices=["general", "reasoning", "long", "chat", "cot", "problems"],
+                    required=True)
     ap.add_argument("--docs", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--long-chars", type=int, default=6000, help="characters per long document")
+    ap.add_argument("--max-digits", type=int, default=3, help="the task's operands have 2 to D digits")
+    ap.add_argument("--word-frac", type=float, default=0.5, help="the task's share of word problems (default 0.5)")
+    ap.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                    help="a problems file whose questions are never written (repeatable)")
     args = ap.parse_args()
+    if args.max_digits < 2 or args.max_digits > len(PLACE_NAMES) - 1:
+        ap.error(f"--max-digits must be 2 to {len(PLACE_NAMES) - 1}")
+    excluded = set()
+    for name in args.exclude:
+        with open(name, encoding="utf-8") as f:
+            excluded.update(json.loads(line)["messages"][-1]["content"] for line in f if line.strip())
     r = random.Random(f"{args.stage}-{args.seed}")
     out = sys.stdout
+    seen = set()
+
+    def fresh_task():
+        # a problem not excluded and, within one output, not repeated (the
+        # space of problems is large: a few draws at most)
+        for _ in range(1000):
+            q, reasoning, answer = task(r, args.max_digits, args.word_frac)
+            if q not in excluded and q not in seen:
+                seen.add(q)
+                return q, reasoning, answer
+        sys.exit("gen_corpus.py: too few distinct problems left: raise --max-digits or lower --docs")
+
     for _ in range(args.docs):
         if args.stage == "general":
             text = r.choice([story, story, description, dialogue])(r)
         elif args.stage == "reasoning":
-            text = r.choice([arithmetic, arithmetic, list_problem, code])(r)
+            kind = r.choice(["arithmetic", "arithmetic", "list", "code", "task", "task"])
+            if kind == "task":
+                q, reasoning, answer = fresh_task()
+                text = f"Question: {q}\n" + task_text(q, reasoning, answer)
+            else:
+                text = {"arithmetic": arithmetic, "list": list_problem, "code": code}[kind](r)
         elif args.stage == "chat":
             out.write(json.dumps({"messages": chat(r)}, ensure_ascii=False) + "\n")
+            continue
+        elif args.stage == "cot":
+            q, reasoning, answer = fresh_task()
+            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": task_text(q, reasoning, answer)}]
+            out.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+            continue
+        elif args.stage == "problems":
+            q, _, answer = fresh_task()
+            out.write(json.dumps({"messages": [{"role": "user", "content": q}], "answer": answer},
+                                 ensure_ascii=False) + "\n")
             continue
         else:
             text = long_doc(r, args.long_chars)

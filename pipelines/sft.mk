@@ -5,8 +5,8 @@
 #   cold    long chain-of-thought cold start: a short SFT run on verified
 #           problems whose answers think first (<think>…</think>), from the
 #           pretrained model, deliberately few samples and steps;
-#   fusion  thinking-mode fusion: continual SFT, from the cold start (later,
-#           from the reasoning-RL model), on a mix of thinking answers and
+#   fusion  thinking-mode fusion: continual SFT, from the cold start or from
+#           the reasoning-RL model (FUSION_FROM), on a mix of thinking answers and
 #           non-thinking ones — " /no_think" in the user turn and an empty
 #           "<think>\n\n</think>\n\n" block, the block Qwen3's template
 #           writes for enable_thinking=false — with " /think" on some of
@@ -20,7 +20,10 @@
 # Inputs:  SFT_FROM (default --model $(SFT_BASE): a checkpoint or a run's
 #          OUT directory), TOKENIZER (its tokenizer.json or directory),
 #          COT_DATA (chat JSONL with reasoning), FUSION_DATA (chat JSONL
-#          whose answers think; default COT_DATA).
+#          whose answers think; default COT_DATA), FUSION_FROM (the
+#          checkpoint fusion starts from; default the cold start's) and
+#          FUSION_AFTER (the marker it waits for; default the cold start's
+#          `done`).
 # Outputs: $(OUT)/sft/data/{cold,fusion} (qw-pack directories),
 #          $(OUT)/sft/fusion.jsonl, $(OUT)/ckpt/sft/{cold,fusion} (each
 #          with `done` once finished), $(OUT)/logs/sft-{cold,fusion}.jsonl.
@@ -41,6 +44,8 @@ SFT_FROM  ?= --model $(SFT_BASE)
 TOKENIZER ?=
 COT_DATA  ?=
 FUSION_DATA ?= $(COT_DATA)
+FUSION_FROM ?= $(OUT)/ckpt/sft/cold
+FUSION_AFTER ?= $(OUT)/ckpt/sft/cold/done
 TRAIN_OPTS ?=
 
 SFT_T ?= 4096
@@ -96,5 +101,5 @@ endef
 $(OUT)/ckpt/sft/cold/done: $(OUT)/sft/data/cold/index.json
 	$(call sft_stage,cold,$(SFT_FROM),$(COLD_BATCH),$(COLD_STEPS),$(COLD_LR),$(COLD_WARMUP))
 
-$(OUT)/ckpt/sft/fusion/done: $(OUT)/ckpt/sft/cold/done $(OUT)/sft/data/fusion/index.json
-	$(call sft_stage,fusion,--model $(OUT)/ckpt/sft/cold,$(FUSION_BATCH),$(FUSION_STEPS),$(FUSION_LR),$(FUSION_WARMUP))
+$(OUT)/ckpt/sft/fusion/done: $(FUSION_AFTER) $(OUT)/sft/data/fusion/index.json
+	$(call sft_stage,fusion,--model $(FUSION_FROM),$(FUSION_BATCH),$(FUSION_STEPS),$(FUSION_LR),$(FUSION_WARMUP))

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The demo pipeline's smoke version (make demo DEMO_SIZE=smoke): corpus →
 # BPE → streams → shards → three pretraining stages for a dense model and
-# its MoE twin → report.  Every stage must lower its validation loss.
+# its MoE twin → post-training of the dense model (cold-start SFT, a GRPO
+# loop, fusion SFT, DPO, held-out evaluation) → report and summary.json.
+# Every pretraining stage must lower its validation loss; the smoke sizes
+# are too small for the post-training numbers to mean anything, so the
+# summary is checked for its keys, types and ranges (the full run's
+# numbers are in the README).
 #
 # Then an interrupted pipeline: the dense chain again on the same data, its
 # S1 stopped part-way by SIGTERM; qw-pretrain saves and exits 143, S2 does
 # not start, and make run again resumes S1 from its checkpoint and ends
 # with the same losses and the same weights, bit for bit, as the first run.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 46
+plan 55
 
 demo() { make --no-print-directory -C "$QW_SRCDIR" -f pipelines/demo.mk DEMO_SIZE=smoke QW_BIN="$QW_BIN" "$@"; }
 
@@ -31,12 +36,82 @@ for m in dense moe; do
 done
 check "TensorBoard event files" test "$(ls "$out"/tb/*/events.out.tfevents.* | wc -l)" -eq 6
 
+# --- post-training
+check "summary.json: every stage's metrics, sane types and ranges" python3 - "$out/summary.json" "$QW_BIN" <<'PY'
+import json, math, os, sys
+s = json.load(open(sys.argv[1]))
+assert list(s) == ["pretrain", "sft", "grpo", "dpo", "eval"], list(s)
+def prob(x):
+    return isinstance(x, (int, float)) and 0 <= x <= 1
+def se(x, n):
+    return isinstance(x, float) and 0 <= x <= 0.5 / math.sqrt(n) + 1e-12
+assert len(s["pretrain"]) == 6 and all(r["val_loss_after"] < r["val_loss_before"] for r in s["pretrain"])
+for name, steps in (("cold", 6), ("fusion", 3)):
+    st = s["sft"][name]
+    assert st["steps"] == steps and st["tokens"] > 0 and st["seconds"] > 0, st
+    assert all(isinstance(st[k], float) and st[k] > 0 for k in ("val_loss_before", "val_loss_after")), st
+g = s["grpo"]
+assert (g["iterations"], g["prompts_per_iteration"], g["group"], g["heldout_n"], g["heldout_overlap"]) == (2, 4, 4, 16, 0), g
+for k in ("before", "after"):
+    assert prob(g[f"heldout_accuracy_{k}"]) and se(g[f"heldout_accuracy_{k}_stderr"], 16), g
+assert -1 <= g["heldout_accuracy_change"] <= 1 and g["heldout_accuracy_change_stderr"] >= 0
+assert abs(g["heldout_accuracy_change"] - (g["heldout_accuracy_after"] - g["heldout_accuracy_before"])) < 1e-9
+assert len(g["reward_per_iteration"]) == 2 and all(prob(r) for r in g["reward_per_iteration"]), g
+assert len(g["loss_per_iteration"]) == 2 and all(math.isfinite(x) for x in g["loss_per_iteration"]), g
+assert g["seconds"] > 0
+d = s["dpo"]
+if os.path.exists(os.path.join(sys.argv[2], "qw-dpo")):
+    assert d["prompts"] == 8 and 0 <= d["pairs"] <= 8 and prob(d["sample_reward_mean"]), d
+    assert prob(d["heldout_accuracy_thinking_before"]) and prob(d["heldout_accuracy_thinking_after"]), d
+else:
+    assert d is None, d
+e = s["eval"]
+assert e["heldout_n"] == 16 and e["model"] in ("dpo", "fusion"), e
+for mode in ("thinking", "non_thinking"):
+    assert prob(e[mode]["accuracy"]) and se(e[mode]["stderr"], 16) and prob(e[mode]["finished"]), e
+    assert 0 < e[mode]["completion_tokens"] <= 32, e
+assert e["val_loss"] > 0
+PY
+check "report: a table per post-training stage" test "$(grep -c '^## \(Cold-start SFT\|GRPO\|Thinking-mode fusion SFT\|DPO\|Evaluation\)' "$out/report.md")" -eq 5
+check "GRPO plot: reward, loss, zero-std groups, length per iteration" test "$(grep -c '<polyline' "$out/grpo.svg")" -eq 4
+check "GRPO plot as PNG" test "$(head -c 4 "$out/grpo.png" | tail -c 3)" = PNG
+# each GRPO iteration samples from and updates the previous one's checkpoint
+check "GRPO iterations chain: SFT → it-001 → it-002" test \
+    "$(cat "$out/ckpt/grpo/it-001/policy") $(cat "$out/ckpt/grpo/it-002/policy")" = \
+    "$out/ckpt/sft/cold/$(cat "$out/ckpt/sft/cold/latest") $out/ckpt/grpo/it-001/$(cat "$out/ckpt/grpo/it-001/latest")"
+check "GRPO iterations take new prompts" python3 - "$out/ckpt/grpo" <<'PY'
+import json, sys
+a, b = ([l for l in open(f"{sys.argv[1]}/it-00{i}/prompts.jsonl")] for i in (1, 2))
+assert len(a) == len(b) == 4 and not set(a) & set(b)
+PY
+check "held-out problems in no file trained on" python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+def qs(f):
+    return {json.loads(l)["messages"][0]["content"] for l in open(f"{out}/{f}")}
+held = qs("tasks/heldout.jsonl")
+assert len(held) == 16
+import os
+for f in ("tasks/cot.jsonl", "tasks/fusion-src.jsonl", "tasks/grpo.jsonl", "tasks/dpo.jsonl"):
+    if f != "tasks/dpo.jsonl" or os.path.exists(f"{out}/{f}"):   # DPO's prompts: only with qw-dpo
+        assert not held & qs(f), f
+corpus = open(f"{out}/corpus/reasoning.jsonl").read()
+assert not any(json.dumps(f"Question: {q}\n")[1:-1] in corpus for q in held)
+PY
+check "non-thinking evaluation: the empty think block in the prompt" python3 - "$out/eval/fusion-off.rollouts" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(recs) == 16 and all(r["prompt"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n") for r in recs)
+PY
+check "chat base ends sequences at <|im_end|>" test "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["eos_token_id"])' "$out/ckpt/chat-base/config.json")" = \
+    "$(printf '<|im_end|>' | qw-tokenize -q -t "$out/tokenizer" --ids)"
+
 # --- interrupted and resumed: the dense chain in $cut, on the first run's
 # data (copied with its times, so make does not rebuild it).  The launcher
 # hook MPIRUN records the pid of each qw-pretrain it starts.
 cut=$tmp/cut
 mkdir -p "$cut"
-cp -a "$out/corpus" "$out/tokenizer" "$out/streams" "$out/data" "$cut/"
+cp -a "$out/corpus" "$out/tokenizer" "$out/streams" "$out/data" "$out/tasks" "$cut/"
 printf '#!/bin/sh\necho $$ >"%s/pid"\necho "$*" >>"%s/launched"\nexec "$@"\n' "$tmp" "$tmp" >"$tmp/launch"
 chmod +x "$tmp/launch"
 demo OUT="$cut" MODELS=dense MPIRUN="$tmp/launch" >"$tmp/cut1.out" 2>&1 &
