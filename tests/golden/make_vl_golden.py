@@ -216,17 +216,24 @@ def make(name, spec, root, device, log):
         expected["vision.patch_embed"] = cap["patch_embed"].float().cpu().contiguous()
     vt = tensors_of(cap.get("visual_out"))
     meta["visual_output_shapes"] = [list(t.shape) for t in vt]
-    # the merger's output and the DeepStack features: the outputs of shape
-    # [merged tokens, out_hidden_size], in order (older versions return a
-    # tuple (merged, [ds...]); newer ones a ModelOutput that also holds the
-    # blocks' last hidden state, [patches, Hv])
-    n_merged = sum(t * h * w for t, h, w in GRIDS) // 4
-    mt = [t for t in vt if tuple(t.shape) == (n_merged, VISION["out_hidden_size"])]
-    meta["notes"].append(f"visual outputs of shape [{n_merged}, out_hidden]: {len(mt)}")
-    if mt:
-        expected["vision.merged"] = mt[0].detach().float().cpu().contiguous()
-        for j, t in enumerate(mt[1:]):
-            expected[f"vision.deepstack.{j}"] = t.detach().float().cpu().contiguous()
+    # the merger's output and the DeepStack features.  transformers 5.17's
+    # tower returns the merger's output split per image ([merged tokens of
+    # image i, out_hidden] each, in image order) and the DeepStack features
+    # whole ([all merged tokens, out_hidden] each); older versions return
+    # (merged, [ds...]) with the merger's output whole.
+    n_img = [t * h * w // 4 for t, h, w in GRIDS]
+    n_merged, out_h = sum(n_img), VISION["out_hidden_size"]
+    per = [t for t in vt if t.dim() == 2 and t.shape[1] == out_h and t.shape[0] != n_merged]
+    whole = [t for t in vt if tuple(t.shape) == (n_merged, out_h)]
+    if [t.shape[0] for t in per] == n_img:
+        merged, ds = torch.cat(per), whole
+    else:
+        merged, ds = (whole[0], whole[1:]) if whole else (None, [])
+    meta["notes"].append(f"visual outputs: {len(per)} per-image merger parts, {len(whole)} whole [{n_merged}, out_hidden]")
+    if merged is not None:
+        expected["vision.merged"] = merged.detach().float().cpu().contiguous()
+    for j, t in enumerate(ds):
+        expected[f"vision.deepstack.{j}"] = t.detach().float().cpu().contiguous()
     ids, pix, grid, mm, labels = inp_cpu
     save_file({"input_ids": ids, "pixel_values": pix, "image_grid_thw": grid, "mm_token_type_ids": mm,
                "labels": labels}, os.path.join(d, "input.safetensors"))
