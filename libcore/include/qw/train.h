@@ -132,6 +132,29 @@ typedef struct {
  * on a backend failure.  The strings o points at live until exit. */
 void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_opts *o);
 
+/* Option-table entries that the post-training programs (qw-grpo, qw-dpo,
+ * qw-reward train), whose command lines are their own, share; for their
+ * static tables (qw/cli.h's qw_opt, the arguments static storage):
+ *   QW_TRAIN_ADAMW_OPTS(o)       --weight-decay --beta1 --beta2 --clip into
+ *                                qw_train_opts o, documented with TRL's
+ *                                defaults (0, 0.9, 0.999, clip 1.0) that
+ *                                those programs set;
+ *   QW_TRAIN_DUMP_GRADS_OPT(f)   --dump-grads FILE (qw_trainer_dump_grads);
+ *   QW_TRAIN_COMPUTE_OPTS(p, d)  the "Compute:" header, --precision and
+ *                                --deterministic: the strings to hand to
+ *                                qw_backend_select. */
+#define QW_TRAIN_ADAMW_OPTS(o)                                                                                     \
+    {"weight-decay", 0, QW_OPT_DOUBLE, &(o).adamw.weight_decay, "X", "AdamW weight decay (default 0)"},             \
+    {"beta1", 0, QW_OPT_DOUBLE, &(o).adamw.beta1, "X", "AdamW beta1 (default 0.9)"},                                \
+    {"beta2", 0, QW_OPT_DOUBLE, &(o).adamw.beta2, "X", "AdamW beta2 (default 0.999)"},                              \
+    {"clip", 0, QW_OPT_DOUBLE, &(o).clip, "X", "clip the global gradient norm at X (default 1.0; 0: off)"}
+#define QW_TRAIN_DUMP_GRADS_OPT(file)                                                                              \
+    {"dump-grads", 0, QW_OPT_STR, &(file), "FILE", "the first step's gradient as safetensors (grad.NAME), for checks"}
+#define QW_TRAIN_COMPUTE_OPTS(precision, deterministic)                                                            \
+    {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Compute:"},                                                              \
+    {"precision", 0, QW_OPT_STR, &(precision), "fp32|bf16", "activation precision (default: bf16 on cuda, fp32 on cpu)"}, \
+    {"deterministic", 0, QW_OPT_FLAG, &(deterministic), NULL, "bit-identical results run to run"}
+
 /* Run the loop to o->steps and return 0.  On SIGINT/SIGTERM it saves a
  * checkpoint and returns qw_signals_status(sig) (130 or 143; qw/signals.h)
  * with a message naming the step: the run is unfinished and resumes with
