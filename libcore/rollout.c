@@ -172,7 +172,8 @@ static int read_prompt(const char *s, size_t len, const qw_prompt_opts *o, const
     }
     if (!it->ids.n && (text.n || !pi)) {
         if (!o->tok) {
-            rc = qw_error(QW_EXIT_USAGE, "no tokenizer: give --tokenizer (the model directory has no tokenizer.json)");
+            rc = qw_error(QW_EXIT_USAGE, "%s: a text prompt and no tokenizer: give --tokenizer (the model directory has no "
+                          "tokenizer.json)", where);
             goto out;
         }
         if (qw_tok_encode(o->tok, text.p ? text.p : "", text.n, &it->ids)) {

@@ -13,7 +13,7 @@ bin=${QW_BIN:-$root/bin}
 corpus=$root/tests/corpus
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-for d in tokens shard index st config tokenizer jsonl chat state gen image; do
+for d in tokens shard index st config tokenizer jsonl chat state gen image pref prompts; do
     mkdir -p "$corpus/$d"
     rm -f "$corpus/$d"/seed-*
 done
@@ -212,4 +212,15 @@ cc -o "$t/wjpeg" "$t/wjpeg.c" -ljpeg
 "$t/wjpeg" "$corpus/image/seed-progressive.jpg" 3 1 0
 "$t/wjpeg" "$corpus/image/seed-cmyk.jpg" 4 0 0
 "$t/wjpeg" "$corpus/image/seed-exif8.jpg" 3 0 8
+
+# pref: preference records of each form; prompts: prompt records of each kind.
+printf '%s' '{"prompt_ids": [1, 2, 3], "chosen_ids": [4, 5], "rejected_ids": [6], "ref_chosen_logp": -1.5, "ref_rejected_logp": -2.0}' \
+    >"$corpus/pref/seed-ids.json"
+printf '%s' '{"prompt": "What is 2 + 2?", "chosen": " 4", "rejected": " 5"}' >"$corpus/pref/seed-text.json"
+printf '%s' '{"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "hello"}], "rejected": [{"role": "assistant", "content": "go away"}]}' \
+    >"$corpus/pref/seed-chat.json"
+printf '%s\n' '{"prompt_ids": [1, 2, 3]}' '{"prompt": "The quick brown fox"}' '' \
+    '{"messages": [{"role": "user", "content": "2 + 2?"}], "answer": "4"}' >"$corpus/prompts/seed-mixed.jsonl"
+printf '%s\n' '{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "why"}]}' \
+    >"$corpus/prompts/seed-chat.jsonl"
 du -sh "$corpus"

@@ -7,8 +7,8 @@
 # cores.  Each fuzzing case reports its runs and runs per second; an input
 # that fails is kept in build/fuzz/crashes/<target>/.
 source "$(dirname "$0")/lib.sh"
-plan 24
-targets="tokens shard index st config tokenizer jsonl chat state gen image"
+plan 28
+targets="tokens shard index st config tokenizer jsonl chat state gen image pref prompts"
 seconds=${QW_FUZZ_SECONDS:-30}
 cd "$QW_SRCDIR" || exit 1
 export TMPDIR=$tmp   # what a crashed target leaves goes with $tmp
