@@ -43,7 +43,9 @@ NCCL_H    := $(firstword $(wildcard /usr/local/cuda/include/nccl.h /usr/include/
 CUDA_SRC   = $(filter-out $(if $(NCCL_H),,kernels/cuda/nccl.cu),$(wildcard kernels/cuda/*.cu))
 CUDA_OBJ   = $(patsubst %.cu,build/%.o,$(CUDA_SRC))
 CUDA_LIB   = kernels/cuda/libqwcuda.a
-NVCCFLAGS ?= -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ilibcore/include -Xcompiler -fPIC
+# --default-stream per-thread: the ops run on the per-thread default stream,
+# which CUDA graphs can record (the legacy stream 0 cannot be captured)
+NVCCFLAGS ?= -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 --default-stream per-thread -Ilibcore/include -Xcompiler -fPIC
 ifeq ($(CUDA),1)
 ifneq ($(CUDA_SRC),)
 ALL_CUDA   = $(CUDA_LIB)

@@ -5,6 +5,7 @@
 #include "qw/infer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,11 @@ struct qw_engine {
     void *attn_ws, *samp_ws, *fa_ws;
     size_t attn_ws_bytes, fa_ws_bytes;
     int32_t *h_offsets;
+
+    /* decode steps as graphs (qw/infer.h, Graphs): per bucket of rows */
+    int graphs, pad_block, n_buckets;
+    int *bucket_rows, *tries;         /* [n_buckets]: rows; direct runs / recordings tried so far */
+    void **graph;                     /* [n_buckets] */
 };
 
 void qw_engine_get_opts(const qw_engine *e, qw_engine_opts *o) { *o = e->o; }
@@ -59,6 +65,8 @@ int qw_engine_new(const qw_ops *ops, const qw_params *P, const qw_engine_opts *o
         return qw_error(QW_EXIT_DATA, "a reward model (score.weight, no LM head) cannot generate text");
     if (!ops->kv_write || !ops->attn_paged || !ops->sample)
         return qw_error(QW_EXIT_FAIL, "the %s backend has no decode path yet", ops->name);
+    if (opts && opts->batch_invariant && !ops->set_batch_invariant)
+        return qw_error(QW_EXIT_FAIL, "the %s backend cannot compute rows independently of the batch", ops->name);
     if (P->ops ? P->ops != ops : strcmp(ops->name, "cpu"))
         return qw_error(QW_EXIT_FAIL, "engine: the parameters are in %s memory, not %s (qw_params_to_device)",
                         P->ops ? P->ops->name : "host", ops->name);
@@ -82,7 +90,8 @@ int qw_engine_new(const qw_ops *ops, const qw_params *P, const qw_engine_opts *o
     e->sm_scale = 1 / sqrtf((float)e->d);
     size_t pool, bytes;
     uint64_t phys = qw_phys_mem_bytes();
-    if (qw_mul_size((size_t)nb * e->bs, (size_t)e->KV * ops->act_size, &pool) ||
+    /* one block more than the pool hands out: where the rows that pad a graph's bucket write */
+    if (qw_mul_size((size_t)(nb + 1) * e->bs, (size_t)e->KV * ops->act_size, &pool) ||
         qw_mul_size(pool, (size_t)2 * e->L, &bytes) || (!strcmp(ops->name, "cpu") && phys && bytes > phys)) {
         free(e);
         return qw_error(QW_EXIT_FAIL, "engine: a K/V cache of %lld tokens needs more memory than the machine has",
@@ -103,8 +112,28 @@ int qw_engine_new(const qw_ops *ops, const qw_params *P, const qw_engine_opts *o
     qw_model_rope(c, inv, &e->rope_scale);
     ops->upload(e->inv_freq, inv, sizeof inv);
     e->h_offsets = qw_calloc(c->num_experts + 1, sizeof *e->h_offsets);
+    e->pad_block = e->n_blocks;
+    int moe = 0;
+    for (int l = 0; l < e->L; l++) moe |= P->layer[l].is_moe;
+    const char *env = getenv("QW_ENGINE_GRAPHS");
+    e->graphs = ops->graph_begin && !o.no_graphs && !moe && !(env && !strcmp(env, "0"));
+    if (e->graphs) {   /* buckets: 1, 2, 4, 8, then every multiple of 8, up to max_batch */
+        e->bucket_rows = qw_calloc(o.max_batch / 8 + 4, sizeof *e->bucket_rows);
+        for (int r = 1; r < o.max_batch; r = r < 8 ? 2 * r : r + 8) e->bucket_rows[e->n_buckets++] = r;
+        e->bucket_rows[e->n_buckets++] = o.max_batch;
+        e->tries = qw_calloc(e->n_buckets, sizeof *e->tries);
+        e->graph = qw_calloc(e->n_buckets, sizeof *e->graph);
+    }
     *out = e;
     return 0;
+}
+
+static void drop_graphs(qw_engine *e)
+{
+    for (int b = 0; b < e->n_buckets; b++) {
+        e->ops->graph_free(e->graph[b]);
+        e->graph[b] = NULL, e->tries[b] = 0;
+    }
 }
 
 void qw_engine_free(qw_engine *e)
@@ -113,6 +142,8 @@ void qw_engine_free(qw_engine *e)
     if (e->cache) e->ops->free(e->cache);
     if (e->inv_freq) e->ops->free(e->inv_freq);
     if (e->arena) e->ops->free(e->arena);
+    if (e->graphs) drop_graphs(e);
+    free(e->bucket_rows); free(e->tries); free(e->graph);
     free(e->kc); free(e->vc); free(e->h_offsets);
     qw_kv_pool_free(&e->pool);
     free(e);
@@ -186,6 +217,7 @@ static int ensure_rows(qw_engine *e, int R)
     if (cv.over || (!strcmp(e->ops->name, "cpu") && phys && cv.n > phys))
         return qw_error(QW_EXIT_FAIL, "engine: %d rows per step need more memory than the machine has", R);
     if (e->arena) e->ops->free(e->arena);
+    if (e->graphs) drop_graphs(e);   /* they recorded the old activations */
     e->arena = e->ops->alloc(cv.n);
     if (!e->arena) return qw_error(QW_EXIT_FAIL, "out of %s memory for the engine's activations (%zu bytes)", e->ops->name, cv.n);
     e->arena_bytes = cv.n;
@@ -404,6 +436,7 @@ static void forward_rows(qw_engine *e, int n, int nd, int m)
     const qw_ops *ops = e->ops;
     const qw_params *P = e->P;
     const qw_layer_dims *D = &e->D;
+    if (e->o.batch_invariant) nd = n;   /* every row through the paged attention */
     ops->embed_fwd(e->x, P->embed, e->ids, n, e->H);
     ops->rope_table(e->cs, e->sn, e->pos, n, e->inv_freq, e->d / 2, e->rope_scale);
     void *x = e->x, *xo = e->xo;
@@ -425,6 +458,36 @@ static void forward_rows(qw_engine *e, int n, int nd, int m)
     ops->gather_rows(e->hsel, x, e->sel_rows, m, e->H);
     ops->rmsnorm_fwd(e->hn, e->rstd_f, e->hsel, P->final_norm, m, e->H, D->eps);
     ops->gemm(0, 1, m, e->V, e->H, 1, e->hn, e->H, qw_layer_cw(D, P->lm_head), e->H, 0, e->logits, e->V, 1);
+}
+
+/* A step that only decodes n rows, padded to the smallest bucket that holds
+ * them (the caller uploaded the padded rows' inputs): the bucket's graph,
+ * made on its second use; directly when no graph can be made. */
+static int bucket_of(const qw_engine *e, int n)
+{
+    int b = 0;
+    while (e->bucket_rows[b] < n) b++;
+    return b;
+}
+
+static void decode_rows(qw_engine *e, int nb)
+{
+    const qw_ops *ops = e->ops;
+    int b = bucket_of(e, nb);
+    if (e->graph[b]) {
+        if (!ops->graph_launch(e->graph[b])) return;
+        ops->graph_free(e->graph[b]);   /* stale: record it again */
+        e->graph[b] = NULL, e->tries[b] = 1;
+    }
+    /* tries: 0 never run; 1 run directly; 2, 3 recording failed once, twice (then directly from now on) */
+    if (e->tries[b] >= 1 && e->tries[b] <= 2 && !ops->graph_begin()) {
+        forward_rows(e, nb, nb, nb);
+        if ((e->graph[b] = ops->graph_end()) && !ops->graph_launch(e->graph[b])) return;
+        ops->graph_free(e->graph[b]);
+        e->graph[b] = NULL;
+    }
+    e->tries[b]++;
+    forward_rows(e, nb, nb, nb);
 }
 
 static void gen_free(gen *G)
@@ -524,6 +587,13 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
     float temp = (float)g->temperature, top_p = (float)g->top_p;
     int rc = 0;
 
+    if (e->o.batch_invariant) ops->set_batch_invariant(1);
+    /* QW_ENGINE_PROFILE=1: where the time goes (a sync after each phase; stderr at the end) */
+    const char *prof_env = getenv("QW_ENGINE_PROFILE");
+    int prof = prof_env && strcmp(prof_env, "0");
+    double t_host = 0, t_fwd = 0, t_samp = 0, t_mark = prof ? qw_now() : 0;
+    long long decode_steps = 0, graph_rows = 0, real_rows = 0;
+#define PROF_MARK(acc) do { if (prof) { ops->sync(); double t_ = qw_now(); acc += t_ - t_mark; t_mark = t_; } } while (0)
     while (rc == 0 && G.st.prompts_done < n_prompts) {
         int n_pre = 0, pre_rows = 0;
         int nf = admit(&G, fresh, pre, &n_pre, &pre_rows, e->R - B);
@@ -547,6 +617,14 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             h_sel[m++] = n - 1;
             G.st.prompt_tokens += gr->p->n;
         }
+        /* a step that only decodes, padded to its graph's bucket */
+        int padded = e->graphs && n && !n_pre ? e->bucket_rows[bucket_of(e, n)] : 0;
+        for (int i = n; i < padded; i++) {
+            h_ids[i] = 0, h_pos[i] = 0, h_seq[i] = i, h_sel[i] = i;
+            h_slots[i] = e->pad_block * e->bs;   /* the same slot for all: they write equal values */
+            h_tables[(size_t)i * e->max_blocks] = e->pad_block;
+        }
+        if (padded) n = nd = m = padded;
         if (n) {
             ops->upload(e->ids, h_ids, n * sizeof *h_ids);
             ops->upload(e->pos, h_pos, n * sizeof *h_pos);
@@ -557,7 +635,12 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             if (n_pre) ops->upload((char *)e->tables + B * tb, (char *)h_tables + B * tb, n_pre * tb);
             ops->upload(e->sel_rows, h_sel, m * sizeof *h_sel);
             if (n > nd) ops->upload(e->kvs, h_kvs, (n - nd) * sizeof *h_kvs);
-            forward_rows(e, n, nd, m);
+            PROF_MARK(t_host);
+            if (padded) decode_rows(e, n);
+            else forward_rows(e, n, nd, m);
+            PROF_MARK(t_fwd);
+            if (!n_pre) decode_steps++, graph_rows += padded, real_rows += G.n_run;
+            nd = G.n_run;
         }
         /* a group whose samples are not all running keeps its logits */
         for (int k = 0; k < n_pre; k++)
@@ -586,6 +669,7 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
             ops->download(h_tok, e->tok, cnt * sizeof *h_tok);
             ops->download(h_lp, e->logp, cnt * sizeof *h_lp);
             ops->download(h_raw, e->raw, cnt * sizeof *h_raw);
+            PROF_MARK(t_samp);
             for (int i = 0; i < cnt; i++) {
                 seqn *s = pass ? fresh[i] : G.run[i];
                 if (!pass) s->len++;   /* its pending token is in the cache now */
@@ -615,7 +699,13 @@ int qw_engine_generate(qw_engine *e, const qw_gen_prompt *prompts, int n_prompts
         if (!rc && step) rc = step(ctx, &G.st);
     }
     free(fresh); free(pre); free(h_kvs); free(h_ids); free(h_pos); free(h_slots); free(h_seq); free(h_tables); free(h_sel);
+    PROF_MARK(t_host);
+#undef PROF_MARK
+    if (prof)
+        fprintf(stderr, "engine profile: %lld steps (%lld decode only, %lld rows padded to %lld for graphs); host %.3f s, "
+                "forward %.3f s, sampling %.3f s\n", G.st.steps, decode_steps, real_rows, graph_rows, t_host, t_fwd, t_samp);
     free(h_tok); free(h_forced); free(h_lp); free(h_raw); free(h_u);
     gen_free(&G);
+    if (e->o.batch_invariant) ops->set_batch_invariant(0);
     return rc;
 }

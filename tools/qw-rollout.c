@@ -25,7 +25,7 @@
 #include "qw/tokenize.h"
 
 static const char *o_model, *o_prompts, *o_out, *o_tokenizer, *o_thinking;
-static int o_n = 1, o_max_new = 256, o_top_k = 0, o_chat, o_budget = -1, o_max_batch = 64, o_resume, o_ignore_eos;
+static int o_n = 1, o_max_new = 256, o_top_k = 0, o_chat, o_budget = -1, o_max_batch = 64, o_resume, o_ignore_eos, o_deterministic;
 static long long o_cache_tokens;
 static double o_temperature = 1, o_top_p = 1;
 static qw_strlist o_stop;
@@ -48,6 +48,7 @@ static const qw_opt opts[] = {
     { "max-batch", 0, QW_OPT_INT, &o_max_batch, "N", "sequences decoded at once (default 64)" },
     { "cache-tokens", 0, QW_OPT_LONG, &o_cache_tokens, "N", "K/V cache size in tokens (default: enough for max-batch)" },
     { "resume", 0, QW_OPT_FLAG, &o_resume, NULL, "keep the prompts already complete in -o FILE, do the rest" },
+    { "deterministic", 0, QW_OPT_FLAG, &o_deterministic, NULL, "results that do not depend on --max-batch or the other prompts" },
     QW_COMMON_BEGIN, QW_COMMON_DEVICE, QW_COMMON_THREADS, QW_COMMON_SEED, QW_COMMON_QUIET, QW_COMMON_END,
     { 0 },
 };
@@ -176,7 +177,7 @@ int main(int argc, char **argv)
     if (o_resume && !o_out) qw_usage_error("--resume needs -o FILE");
 
     const qw_ops *ops;
-    if (qw_backend_select(qw_common_opts.device ? qw_common_opts.device : "cpu", NULL, qw_common_opts.threads, 0, &ops))
+    if (qw_backend_select(qw_common_opts.device ? qw_common_opts.device : "cpu", NULL, qw_common_opts.threads, o_deterministic, &ops))
         qw_die_last();
     qw_config cfg;
     if (qw_config_load(o_model, &cfg)) qw_die_last();
@@ -239,7 +240,7 @@ int main(int argc, char **argv)
     long long per_seq = (long long)longest + o_max_new;
     if (per_seq > max_context) per_seq = max_context;
     /* the engine's context: what the longest record can use (block tables sized to it, not to the model's) */
-    qw_engine_opts eo = { .max_batch = o_max_batch, .max_context = (int)per_seq,
+    qw_engine_opts eo = { .max_batch = o_max_batch, .max_context = (int)per_seq, .batch_invariant = o_deterministic,
                           .cache_tokens = o_cache_tokens ? o_cache_tokens : (long long)o_max_batch * (per_seq + 16) };
     qw_engine *e;
     if (qw_engine_new(ops, &P, &eo, &e)) qw_die_last();
@@ -267,7 +268,7 @@ int main(int argc, char **argv)
         if (bad) qw_die(QW_EXIT_FAIL, "write error on '%s'", o_out);
     }
     if (!qw_common_opts.quiet)
-        fprintf(stderr, "%s: %ld prompts × %d samples, %lld tokens generated in %.1f s (%.1f tok/s)%s\n", qw_prog,
+        fprintf(stderr, "%s: %ld prompts × %d samples, %lld tokens generated in %.2f s (%.1f tok/s)%s\n", qw_prog,
                 os.next, o_n, os.gen_tokens, dt, dt > 0 ? os.gen_tokens / dt : 0, o_resume && os.first ? ", resumed" : "");
     if (stopped)
         qw_warn("stopped by a signal: %ld of %ld prompts are written%s", os.first + os.next, n_items,

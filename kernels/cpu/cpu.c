@@ -53,6 +53,9 @@ static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
 static void cpu_sync(void) {}
 static void cpu_set_deterministic(int on) {}   /* always deterministic */
+/* Batch invariance: a product's rows computed one at a time (qw_cpu_gemm). */
+static int batch_invariant;
+static void cpu_set_batch_invariant(int on) { batch_invariant = on != 0; }
 static void to_act(void *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof *src); }
 static void from_act(float *dst, const void *src, size_t n) { memcpy(dst, src, n * sizeof *dst); }
 
@@ -89,6 +92,12 @@ void qw_cpu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *
         return;
     }
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (batch_invariant && !ta && m > 1) {   /* BLAS libraries change kernels (and sum orders) with m */
+        #pragma omp parallel for schedule(static) if (nt > 1 && (double)m * n * k >= GEMM_SPLIT_MIN)
+        for (int i = 0; i < m; i++)
+            sgemm1(ta, tb, 1, n, k, alpha, A + (size_t)i * lda, lda, B, ldb, beta, C + (size_t)i * ldc, ldc);
+        return;
+    }
     if (nt <= 1 || (double)m * n * k < GEMM_SPLIT_MIN) {
         sgemm1(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -339,6 +348,7 @@ static const qw_ops cpu_ops = {
     .sync = cpu_sync,
     .set_threads = cpu_set_threads,
     .set_deterministic = cpu_set_deterministic,
+    .set_batch_invariant = cpu_set_batch_invariant,
     .mem_stats = cpu_mem_stats,
     .to_act = to_act,
     .from_act = from_act,

@@ -14,7 +14,9 @@
  * through shared memory.  When the queries × kv heads are too few to fill
  * the GPU (decoding a few long sequences), a query's keys are split over
  * up to 64 blocks, which write partial (max, sum, accumulator) rows to the
- * backend's scratch, and a second kernel merges them (flash-decoding).
+ * backend's scratch, and a second kernel merges them (flash-decoding) —
+ * except under set_batch_invariant(1), where the split would make a query's
+ * result depend on how many other queries share the launch.
  * Head sizes other than 16/32/64/128 (or more than 8 query heads per kv
  * head) go to a plain kernel: a warp per (query, head), keys in turn.
  * Arithmetic is fp32; a score is q·k·scale with scale folded into q.
@@ -262,7 +264,7 @@ static void paged_launch(void *o, const void *q, const void *kc, const void *vc,
     /* splits: enough blocks for about 8 per SM, each split at least 128 keys of the longest context */
     long blocks = (long)n * nkv, want = 8L * sm_count();
     int max_ctx = max_blocks * bs, S = 1;
-    if (blocks < want) {
+    if (blocks < want && !qw_cuda_batch_invariant) {   /* batch invariance: a query's result never depends on the batch */
         S = (int)((want + blocks - 1) / blocks);
         int cap = max_ctx / 128;
         if (S > cap) S = cap;

@@ -107,10 +107,12 @@ __device__ __forceinline__ float qw_block_sum(float v, float *sh)
 
 /* ---- backend state (ops.cu) ---- */
 extern int qw_cuda_deterministic;   /* set_deterministic */
+extern int qw_cuda_batch_invariant; /* set_batch_invariant */
 /* A device buffer of at least `bytes` owned by the backend (grown on
  * demand, counted by mem_stats): per-block partial sums.  Valid until the
  * next call; every op runs on the default stream, in order. */
 void *qw_cuda_scratch(size_t bytes);
+extern unsigned long long qw_cuda_scratch_epoch;   /* counts the scratch's replacements (graph staleness) */
 /* cudaMalloc / cudaFree counted by mem_stats (library workspaces). */
 void *qw_cuda_malloc(size_t bytes);
 void qw_cuda_release(void *p);

@@ -4,7 +4,9 @@
  * mem_stats), the GEMM dispatch and the tables; the other files fill in
  * the ops, each written once over the activation type.
  *
- * Everything runs on the default stream in issue order. */
+ * Everything runs on the per-thread default stream (the build's
+ * --default-stream per-thread; the libraries are handed
+ * cudaStreamPerThread) in issue order, which CUDA graphs can record. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 cublasHandle_t qw_cuda_blas;
 cublasLtHandle_t qw_cuda_lt;
 int qw_cuda_deterministic;
+int qw_cuda_batch_invariant;
 static const char *why = "";
 
 void qw_cuda_fatal(const char *what, const char *reason)
@@ -67,17 +70,22 @@ void qw_cuda_release(void *p)
     QW_CU(cudaFree(p));
 }
 
+unsigned long long qw_cuda_scratch_epoch;
+
 void *qw_cuda_scratch(size_t bytes)
 {
     static void *buf;
     static size_t cap;
     if (bytes > cap) {
+        qw_cuda_scratch_epoch++;   /* graphs that recorded the old buffer are stale */
         qw_cuda_release(buf);
         cap = bytes > 2 * cap ? bytes : 2 * cap;
         buf = qw_cuda_malloc(cap);
     }
     return buf;
 }
+
+extern "C" void qw_cuda_scratch_reserve(size_t bytes) { qw_cuda_scratch(bytes); }
 
 static void *cu_alloc(size_t bytes)
 {
@@ -86,12 +94,78 @@ static void *cu_alloc(size_t bytes)
     return p;
 }
 
-static void cu_zero(void *p, size_t bytes) { QW_CU(cudaMemset(p, 0, bytes)); }
-static void cu_copy(void *dst, const void *src, size_t bytes) { QW_CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice)); }
+/* zero and copy are in stream order without a host wait (as cudaMemset and a
+ * device-to-device cudaMemcpy are), and the Async forms can be recorded */
+static void cu_zero(void *p, size_t bytes) { QW_CU(cudaMemsetAsync(p, 0, bytes, cudaStreamPerThread)); }
+static void cu_copy(void *dst, const void *src, size_t bytes)
+{
+    QW_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cudaStreamPerThread));
+}
 static void cu_upload(void *dst, const void *src, size_t bytes) { QW_CU(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice)); }
 static void cu_download(void *dst, const void *src, size_t bytes) { QW_CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost)); }
 static void cu_set_threads(int n) {}
 static void cu_set_deterministic(int on) { qw_cuda_deterministic = on != 0; }
+static void cu_set_batch_invariant(int on) { qw_cuda_batch_invariant = on != 0; }
+
+/* ---- graphs: the ops between graph_begin and graph_end recorded from the
+ * per-thread stream; stale once the scratch they recorded is replaced ---- */
+
+struct cu_graph {
+    cudaGraphExec_t exec;
+    unsigned long long epoch;
+};
+static unsigned long long capture_epoch;
+
+static int cu_graph_begin(void)
+{
+    capture_epoch = qw_cuda_scratch_epoch;
+    if (cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}
+
+static void *cu_graph_end(void)
+{
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cudaStreamPerThread, &g);
+    if (e != cudaSuccess || !g) {
+        cudaGetLastError();
+        return NULL;
+    }
+    cudaGraphExec_t x;
+    e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    if (capture_epoch != qw_cuda_scratch_epoch) {   /* the scratch moved while recording */
+        cudaGraphExecDestroy(x);
+        return NULL;
+    }
+    cu_graph *r = (cu_graph *)malloc(sizeof *r);
+    if (!r) qw_cuda_fatal("graph", "out of host memory");
+    r->exec = x, r->epoch = capture_epoch;
+    return r;
+}
+
+static int cu_graph_launch(void *graph)
+{
+    cu_graph *g = (cu_graph *)graph;
+    if (g->epoch != qw_cuda_scratch_epoch) return 1;
+    QW_CU(cudaGraphLaunch(g->exec, cudaStreamPerThread));
+    return 0;
+}
+
+static void cu_graph_free(void *graph)
+{
+    cu_graph *g = (cu_graph *)graph;
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    free(g);
+}
 
 static void cu_mem_stats(size_t *use, size_t *pk)
 {
@@ -232,7 +306,12 @@ static void fill(qw_ops *t, const char *name, size_t act_size)
     t->sync = cu_sync;
     t->set_threads = cu_set_threads;
     t->set_deterministic = cu_set_deterministic;
+    t->set_batch_invariant = act_size == 2 ? cu_set_batch_invariant : NULL;   /* fp32: cuBLAS picks by row count */
     t->mem_stats = cu_mem_stats;
+    t->graph_begin = cu_graph_begin;
+    t->graph_end = cu_graph_end;
+    t->graph_launch = cu_graph_launch;
+    t->graph_free = cu_graph_free;
     t->gemm = act_size == 2 ? gemm_bf16 : gemm_f32;
     /* fp32: gemm per group; QW_CUDA_GROUPED_GEMM=0 (for comparisons) the same on bf16 */
     const char *gg = getenv("QW_CUDA_GROUPED_GEMM");
@@ -308,6 +387,7 @@ static bool ready(void)
     }
     /* fp32 GEMMs in full fp32: no TF32 (parity with the CPU reference). */
     blas_check(cublasSetMathMode(qw_cuda_blas, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+    blas_check(cublasSetStream(qw_cuda_blas, cudaStreamPerThread), "cublasSetStream");
     fill(&tables[0], "cuda", 2);
     fill(&tables[1], "cuda-fp32", 4);
     state = 1;

@@ -36,6 +36,11 @@ int qw_cuda_device_count(void);
  * GPU (qw_launch_gpu in qw/comm.h). */
 int qw_cuda_set_device(int dev);
 
+/* Grow the backend's scratch (per-block partial sums of some ops) to at
+ * least `bytes` now.  Graphs recorded before a growth are stale
+ * (qw_ops.graph_launch returns nonzero); reserving ahead avoids that. */
+void qw_cuda_scratch_reserve(size_t bytes);
+
 /* C = alpha·op(A)·op(B) + beta·C, row-major as qw_ops.gemm, with A and B
  * bf16, fp32 accumulation (cuBLASLt, tensor cores), and C fp32 when c_fp32
  * else bf16. */

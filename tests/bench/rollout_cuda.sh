@@ -23,6 +23,9 @@
 #   QW_BENCH_SHAPES      "BATCH:NEW ..." (default "256:256 64:256 256:1024 64:1024")
 #   QW_BENCH_BUDGET      seconds for the whole run (default 360)
 #   QW_BENCH_PART_LIMIT  seconds for one part at most (default 90)
+#   QW_BENCH_VARIANTS    how qw runs, each a line with "variant" (default "graphs
+#                        nographs"): graphs (as it is: decode steps as CUDA graphs),
+#                        nographs (QW_ENGINE_GRAPHS=0), deterministic (--deterministic)
 #   QW_BENCH_TORCH       0: qw only
 #   QW_BENCH_DEVICE      qw's device (default cuda; cpu only to try the script out)
 #   QW_BENCH_RESULTS     where results go (default build/bench-gpu)
@@ -32,6 +35,7 @@ cd "$root" || exit 1
 PATH=${QW_BIN:-$root/bin}:$PATH
 models=${QW_BENCH_MODELS:-qwen3-0.6b qwen3-1.7b}
 shapes=${QW_BENCH_SHAPES:-256:256 64:256 256:1024 64:1024}
+variants=${QW_BENCH_VARIANTS:-graphs nographs}
 budget=${QW_BENCH_BUDGET:-360}
 part_limit=${QW_BENCH_PART_LIMIT:-90}
 torch_new=${QW_BENCH_TORCH_NEW:-256}
@@ -72,18 +76,25 @@ for m in $models; do
         B=${s%%:*} N=${s##*:}
         head -n "$B" "$w/prompts.jsonl" >"$w/p.jsonl"
         rep=("$py" $rt report --model "$name" --config "$cfg" --batch "$B" --prompt $L --new "$N")
-        c=$(lim "$part_limit")
-        if [ "$c" = 0 ]; then
-            "${rep[@]}" --impl qw --error "skipped: time budget spent" | record
-        else
-            say "qw $name B$B N$N (limit ${c}s)"
-            timeout -k 10 "$c" qw-rollout -m "$dir" -p "$w/p.jsonl" --max-new-tokens "$N" --ignore-eos --temperature 0 \
-                --max-batch "$B" --device "$dev" -o "$w/out.jsonl" 2>"$w/qw.log"
+        for v in $variants; do
+            c=$(lim "$part_limit")
+            if [ "$c" = 0 ]; then
+                "${rep[@]}" --impl qw --variant "$v" --error "skipped: time budget spent" | record
+                continue
+            fi
+            env=() opt=()
+            case $v in
+            nographs) env=(QW_ENGINE_GRAPHS=0) ;;
+            deterministic) opt=(--deterministic) ;;
+            esac
+            say "qw $name B$B N$N $v (limit ${c}s)"
+            env "${env[@]}" timeout -k 10 "$c" qw-rollout -m "$dir" -p "$w/p.jsonl" --max-new-tokens "$N" --ignore-eos \
+                --temperature 0 --max-batch "$B" --device "$dev" "${opt[@]}" -o "$w/out.jsonl" 2>"$w/qw.log"
             st=$?
             tr '\r' '\n' <"$w/qw.log" | tail -3 >&2
-            if [ $st = 0 ]; then "${rep[@]}" --impl qw --log "$w/qw.log" | record
-            else "${rep[@]}" --impl qw --error "exit $st: $(tr '\r\n' '  ' <"$w/qw.log" | tail -c 300)" | record; fi
-        fi
+            if [ $st = 0 ]; then "${rep[@]}" --impl qw --variant "$v" --log "$w/qw.log" | record
+            else "${rep[@]}" --impl qw --variant "$v" --error "exit $st: $(tr '\r\n' '  ' <"$w/qw.log" | tail -c 300)" | record; fi
+        done
         [ "${QW_BENCH_TORCH:-1}" = 0 ] && continue
         tn=$N
         [ "$tn" -gt "$torch_new" ] && tn=$torch_new

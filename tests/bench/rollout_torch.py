@@ -14,7 +14,7 @@
         tokens, seconds (between device synchronisations), tokens/s.
     rollout_torch.py report --impl I --model M --batch B --prompt L --new N
                      --config CFG [--log FILE | --tps X --tokens T --seconds S]
-                     [--note TEXT] [--error TEXT]
+                     [--note TEXT] [--variant NAME] [--error TEXT]
         One result line: tokens/s and the share of the HBM roofline: a decode
         step reads the bf16 weights and every running sequence's K/V, so
         bytes per step = 2·params + B·(L + N/2)·kv_bytes_per_token
@@ -111,6 +111,8 @@ def cmd_report(a):
                     "roofline_share": round(tps / roof, 4)})
         if a.run_new != a.new:
             rec["new_tokens_run"] = a.run_new
+    if a.variant:
+        rec["variant"] = a.variant
     if a.note:
         rec["note"] = a.note
     print(json.dumps(rec))
@@ -144,6 +146,7 @@ def main():
     s.add_argument("--tokens", type=int)
     s.add_argument("--seconds", type=float)
     s.add_argument("--note")
+    s.add_argument("--variant", help="how qw ran (graphs, nographs, deterministic)")
     s.add_argument("--error")
     a = p.parse_args()
     if a.cmd == "report" and a.run_new is None:

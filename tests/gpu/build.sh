@@ -18,6 +18,6 @@ ${CC:-cc} $flags -o "$out/test_ops" tests/gpu/test_ops.c $libs
 # The flash-attention tests carry their own host references: each links its
 # kernel file alone.
 for k in fwd bwd; do
-    ${NVCC:-nvcc} -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 -Ilibcore/include -Ikernels/cuda \
+    ${NVCC:-nvcc} -O3 -gencode=arch=compute_90a,code=sm_90a -std=c++17 --default-stream per-thread -Ilibcore/include -Ikernels/cuda \
         -o "$out/test_flash_$k" "tests/gpu/test_flash_$k.cu" "kernels/cuda/flash_$k.cu"
 done

@@ -899,6 +899,94 @@ TEST(deterministic)
     G->set_deterministic(0);
 }
 
+/* set_batch_invariant(1): each row of a product or of a paged-attention
+ * launch is the same bytes whatever rows share it — the GEMM at Qwen3-0.6B's
+ * projection shapes for 1 to 700 rows, at two row offsets; attn_paged for a
+ * query alone and among others with long contexts (where the keys would
+ * otherwise be split by the launch's size).  bf16 table only: cuda-fp32
+ * has no batch-invariant mode (the hook is NULL there). */
+TEST(batch_invariant)
+{
+    if (!bf) {
+        CHECK_MSG(!G->set_batch_invariant, "cuda-fp32 claims batch invariance");
+        done();
+        return;
+    }
+    G->set_batch_invariant(1);
+    static const int shapes[][2] = {{1024, 2048}, {4096, 1024}, {1024, 3072}, {6144, 1024}};   /* n, k */
+    static const int ms[] = {1, 3, 8, 61, 256, 600};
+    int M = 700;
+    for (int si = 0; si < 4; si++) {
+        int n = shapes[si][0], k = shapes[si][1];
+        float *A = hrand((size_t)M * k, -1, 1), *B = hrand((size_t)n * k, -1, 1);
+        void *dA = dact(A, (size_t)M * k), *dB = dact(B, (size_t)n * k), *ref = dnan_act((size_t)M * n);
+        G->gemm(0, 1, M, n, k, 1, dA, k, dB, k, 0, ref, n, 0);
+        for (int mi = 0; mi < 6; mi++)
+            for (int off = 0; off <= 64; off += 64) {
+                int m = ms[mi];
+                void *c = dnan_act((size_t)m * n);
+                G->gemm(0, 1, m, n, k, 1, (char *)dA + (size_t)off * k * 2, k, dB, k, 0, c, n, 0);
+                CHECK_MSG(same_bytes(c, (char *)ref + (size_t)off * n * 2, (size_t)m * n * 2),
+                          "gemm %dx%dx%d at row %d: rows differ from the %d-row product", m, n, k, off, M);
+            }
+    }
+    int lens[] = {2500, 300, 17, 1, 64}, nh = 16, nkv = 8, d = 128, bs = 16, max_blocks = 2500 / bs + 1;
+    int nb = 5 * max_blocks;
+    int32_t *tables = hkeep(malloc((size_t)nb * 4)), seq[5], pos[5];
+    for (int b = 0; b < nb; b++) tables[b] = b;
+    for (int i = 0; i < 5; i++) seq[i] = i, pos[i] = lens[i] - 1;
+    size_t np = (size_t)nb * bs * nkv * d, nq = (size_t)5 * nh * d;
+    float *kc = hrand(np, -2, 2), *vc = hrand(np, -1, 1), *q = hrand(nq, -2, 2);
+    void *gkc = dact(kc, np), *gvc = dact(vc, np), *gq = dact(q, nq), *all = dnan_act(nq);
+    int32_t *gt = dput(tables, (size_t)nb * 4), *gseq = dput(seq, sizeof seq), *gpos = dput(pos, sizeof pos);
+    size_t gwb = G->attn_paged_workspace(nh, nkv, max_blocks * bs);
+    void *gws = gwb ? dalloc(gwb) : NULL;
+    float sc = 1 / sqrtf((float)d);
+    G->attn_paged(all, gq, gkc, gvc, gt, max_blocks, gseq, gpos, 5, nh, nkv, d, bs, sc, gws, gwb);
+    for (int i = 0; i < 5; i++) {
+        void *one = dnan_act((size_t)nh * d);
+        size_t off = (size_t)i * nh * d * 2;
+        G->attn_paged(one, (char *)gq + off, gkc, gvc, gt, max_blocks, gseq + i, gpos + i, 1, nh, nkv, d, bs, sc, gws, gwb);
+        CHECK_MSG(same_bytes(one, (char *)all + off, (size_t)nh * d * 2),
+                  "attn_paged: query %d (context %d) alone differs from it among 5", i, lens[i]);
+    }
+    G->set_batch_invariant(0);
+    done();
+}
+
+/* Graphs: a recorded GEMM + RMSNorm replays on new inputs (uploaded into
+ * the recorded buffers) to the bytes a direct run gives; once the
+ * backend's scratch grows, launching it reports it stale. */
+TEST(graph)
+{
+    int m = 37, n = 256, k = 512;
+    float *A = hrand((size_t)m * k, -1, 1), *B = hrand((size_t)n * k, -1, 1), *w = hrand(n, 0.5f, 1.5f);
+    float *A2 = hrand((size_t)m * k, -1, 1);
+    void *dA = dact(A, (size_t)m * k), *dA2 = dact(A2, (size_t)m * k), *dB = dact(B, (size_t)n * k);
+    void *c = dnan_act((size_t)m * n), *y = dnan_act((size_t)m * n), *c2 = dnan_act((size_t)m * n), *y2 = dnan_act((size_t)m * n);
+    float *dw = df32(w, n), *rstd = dnan(m), *rstd2 = dnan(m);
+    G->gemm(0, 1, m, n, k, 1, dA, k, dB, k, 0, c, n, 0);   /* once directly: plans made before recording */
+    G->rmsnorm_fwd(y, rstd, c, dw, m, n, 1e-6f);
+    CHECK_MSG(G->graph_begin && G->graph_begin() == 0, "graph_begin failed");
+    G->gemm(0, 1, m, n, k, 1, dA, k, dB, k, 0, c, n, 0);
+    G->rmsnorm_fwd(y, rstd, c, dw, m, n, 1e-6f);
+    void *g = G->graph_end();
+    CHECK_MSG(g != NULL, "graph_end made no graph");
+    if (g) {
+        G->copy(dA, dA2, (size_t)m * k * G->act_size);   /* new inputs */
+        CHECK_MSG(G->graph_launch(g) == 0, "graph_launch refused a fresh graph");
+        G->gemm(0, 1, m, n, k, 1, dA2, k, dB, k, 0, c2, n, 0);
+        G->rmsnorm_fwd(y2, rstd2, c2, dw, m, n, 1e-6f);
+        CHECK_MSG(same_bytes(y, y2, (size_t)m * n * G->act_size) && same_bytes(rstd, rstd2, (size_t)m * 4),
+                  "the replay differs from the direct run");
+        static size_t grow = (size_t)1 << 30;   /* larger each call: both tables share the scratch */
+        qw_cuda_scratch_reserve(grow *= 2);
+        CHECK_MSG(G->graph_launch(g) != 0, "a graph recorded before the scratch grew launched");
+        G->graph_free(g);
+    }
+    done();
+}
+
 TEST(mem_stats)
 {
     size_t use0, peak0, use1, peak1, use2, peak2;
@@ -1055,7 +1143,7 @@ int main(int argc, char **argv)
     const char *s = getenv("QW_SEED");
     rng = s ? strtoull(s, NULL, 10) : (unsigned long long)time(NULL);
     printf("# test_ops: QW_SEED=%llu\n", rng);
-    PLAN(42);   /* the 21 cases below on each of the two tables */
+    PLAN(46);   /* the 23 cases below on each of the two tables */
     for (int t = 0; t < 2; t++) {
         G = tables[t];
         bf = G->act_size == 2;
@@ -1083,6 +1171,8 @@ int main(int argc, char **argv)
         RUN_ON(deterministic);
         RUN_ON(mem_stats);
         RUN_ON(out_of_memory);
+        RUN_ON(batch_invariant);
+        RUN_ON(graph);
     }
     return qwtest_finish();
 }

@@ -4,11 +4,12 @@
 # every position and every log-prob is the log-softmax of those logits
 # (≤ 1e-4), for the golden fixtures (dense YaRN, dense tied, MoE) and a
 # demo-like model, with and without shared prefixes (-n), at batch 1 and
-# many; sampled completions do not depend on the batch; stop strings, the
+# many; sampled completions do not depend on the batch (with --deterministic
+# neither do log-probs, nor on the other prompts); stop strings, the
 # chat template, the thinking budget; an interrupted run and --resume; bad
 # input.  (test_rollout_hf.sh checks transformers' generate.)
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 68
+plan 82
 cd "$tmp"
 g=$QW_SRCDIR/tests/golden
 chk() { python3 "$QW_SRCDIR/tests/tools/rollout_check.py" "$@"; }
@@ -33,6 +34,32 @@ for m in dense_yarn dense_tied moe; do
     check "$m: batch 1 and 16 give the same completions" test \
         "$(python3 -c 'import json,sys; print([r["completion_ids"] for r in map(json.loads, open(sys.argv[1])) if r["sample"] == 0])' "g_${m}_1.jsonl")" = \
         "$(python3 -c 'import json,sys; print([r["completion_ids"] for r in map(json.loads, open(sys.argv[1])) if r["sample"] == 0])' "g_${m}_16.jsonl")"
+done
+
+# --deterministic: prompts prefilled through the decode attention, so a sequence's tokens and log-probs do
+# not depend on --max-batch or on the prompts beside it (prompt 3 keeps its line: its random stream)
+python3 - >ids_other.jsonl <<'PY'
+import json
+for i, n in enumerate([9, 2, 30, 17, 5]):
+    ids = [(7 * i + 13 * t + 3) % 256 for t in range(n)] if i == 3 else [(11 * i + 5 * t + 1) % 256 for t in range(n)]
+    print(json.dumps({"prompt_ids": ids, "tag": "q%d" % i}))
+PY
+recs_of() { python3 -c 'import json,sys; print([(r["idx"], r["sample"], r["completion_ids"], r["logprobs"], r["raw_logprobs"]) for r in map(json.loads, open(sys.argv[1])) if len(sys.argv) < 3 or r["idx"] == int(sys.argv[2])])' "$@"; }
+for m in dense_yarn moe; do
+    d=(-m "$g/$m/model" --max-new-tokens 16 --ignore-eos -n 2 --temperature 0.9 --seed 7 --deterministic --threads 1 -q)
+    expect_status "$m: --deterministic, max-batch 16" 0 qw-rollout "${d[@]}" -p ids.jsonl --max-batch 16 -o "d16_$m.jsonl"
+    expect_status "$m: --deterministic, max-batch 1" 0 qw-rollout "${d[@]}" -p ids.jsonl --max-batch 1 -o "d1_$m.jsonl"
+    expect_status "$m: --deterministic, other prompts beside" 0 qw-rollout "${d[@]}" -p ids_other.jsonl --max-batch 16 \
+        -o "do_$m.jsonl"
+    check "$m: --deterministic: max-batch 1 and 16 give the same tokens and log-probs" \
+        test "$(recs_of "d1_$m.jsonl")" = "$(recs_of "d16_$m.jsonl")"
+    check "$m: --deterministic: the same tokens and log-probs beside other prompts" \
+        test "$(recs_of "d16_$m.jsonl" 3)" = "$(recs_of "do_$m.jsonl" 3)"
+    expect_status "$m: --deterministic, greedy" 0 qw-rollout -m "$g/$m/model" -p ids.jsonl --temperature 0 --deterministic \
+        --max-new-tokens 24 --ignore-eos --max-batch 16 -n 2 --threads 1 -q -o "dg_$m.jsonl"
+    if out=$(chk "$g/$m/model" "dg_$m.jsonl" 1e-4 --greedy --logprobs logprobs --logprobs raw_logprobs 2>&1); then
+        pass "$m: --deterministic: argmax and log-softmax of qw-eval forward"; echo "NOTE $m deterministic: $out"
+    else fail "$m: --deterministic: argmax and log-softmax of qw-eval forward" "$out"; fi
 done
 
 # records: input order then sample order, every field, other input fields copied

@@ -27,6 +27,22 @@
  * waits for memory and none is ever preempted.  What does not fit waits;
  * a finished sequence leaves at once and frees its blocks and its place.
  *
+ * Graphs.  On a backend with graph ops (CUDA) and a dense model, a step
+ * that only decodes runs its forward as a recorded graph: the rows are
+ * padded to a bucket (1, 2, 4, 8, then multiples of 8, at most max_batch)
+ * with rows that decode token 0 at position 0 into a block of their own
+ * outside the pool; a bucket's forward runs directly the first time and
+ * is recorded the second, then replayed (one launch instead of a few
+ * hundred).  MoE models route on the host and are not recorded.
+ *
+ * Batch invariance.  With batch_invariant, generate turns the backend's
+ * set_batch_invariant on while it runs (and off before it returns) and
+ * prefills prompts through the paged decode attention rather than the
+ * training attention, so that every row of a step is computed by the same
+ * arithmetic whatever the other rows are: a completion and its log-probs
+ * depend only on its prompt, the seed and the options, not on max_batch
+ * or on the prompts beside it.  Slower (qw/ops.h says where).
+ *
  * Sampling (ops->sample): greedy (temperature 0), temperature, top-k,
  * top-p.  Sample j of prompt p draws its t-th token (t from 0) with the
  * uniform qw_rng_uniform_at(seed, p.index·2^32 + j, t) — a pure function
@@ -85,6 +101,9 @@ typedef struct {
                                  the longest prompt of a generate (0: the longest prompt
                                  on the CPU, where a step's rows should stay few; 8192
                                  on a GPU, where many rows keep it busy) */
+    int batch_invariant;      /* 1: a sequence's tokens and log-probs do not depend on
+                                 the other sequences of its steps (below) */
+    int no_graphs;            /* 1: never record decode steps as graphs (below) */
 } qw_engine_opts;
 
 typedef struct {

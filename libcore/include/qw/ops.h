@@ -48,8 +48,8 @@
  *     (qw_cuda_scratch), the bf16 GEMM's workspace and its plan cache (a
  *     std::map filled on first use of each shape), lazily computed
  *     occupancy values, and the one-time device check behind
- *     qw_ops_cuda/qw_ops_cuda_fp32.  Every op runs on the default stream
- *     of device 0.  So no two calls into the CUDA tables may overlap: not
+ *     qw_ops_cuda/qw_ops_cuda_fp32.  Every op runs on the per-thread default
+ *     stream (of the calling thread) of the process's device.  So no two calls into the CUDA tables may overlap: not
  *     two ops, not an op and alloc/free/mem_stats, not two qw_model
  *     instances on different threads; the first qw_ops_cuda* call must
  *     not race another.  Both CUDA tables share this state (using "cuda"
@@ -110,9 +110,37 @@ typedef struct qw_ops {
     void (*set_threads)(int n);
     /* 1: bit-identical results run to run (see Determinism above). */
     void (*set_deterministic)(int on);
+    /* 1: batch invariance, on top of determinism: each row of a GEMM (op(A)
+     * not transposed), of attn_paged and of sample is computed by the same
+     * arithmetic whatever the other rows and however many there are (for
+     * generation whose results do not depend on the batch: qw/infer.h).
+     * Slower: on the CPU a product's rows go one at a time; on CUDA one GEMM
+     * algorithm serves every row count and attention is not split over keys. */
+    void (*set_batch_invariant)(int on);
     /* Device memory in use and the high-water mark since the backend started,
      * bytes (what ops->alloc handed out, plus library workspaces). */
     void (*mem_stats)(size_t *in_use, size_t *peak);
+
+    /* ---- recorded op sequences (CUDA graphs); NULL on a backend without them ----
+     * graph_begin: the ops called from now until graph_end are recorded,
+     * not run; nonzero when recording cannot start.  What is recorded
+     * must not copy, upload, download, sync, alloc or free, and nothing
+     * may read its outputs before a launch.  Run the same ops once
+     * directly first, with the same shapes, so that the backend's lazily
+     * made state (GEMM plans, its scratch) exists before recording.
+     * graph_end: the recording as a replayable graph, or NULL when none
+     * could be made (then run the ops directly).
+     * graph_launch: run the recorded ops again, on the pointers and sizes
+     * they were recorded with, reading what those buffers hold now (so
+     * the caller changes inputs by uploading into them); in order with
+     * the ops around it.  Returns nonzero and runs nothing when the graph
+     * is stale: the backend replaced a buffer of its own that the graph
+     * uses (its scratch grew for some other op).  Free it and record
+     * again.  graph_free releases a graph (NULL is fine). */
+    int (*graph_begin)(void);
+    void *(*graph_end)(void);
+    int (*graph_launch)(void *graph);
+    void (*graph_free)(void *graph);
 
     /* ---- conversions ---- */
     /* dst[i] = src[i] converted to / from the activation type (a copy when
