@@ -24,6 +24,7 @@
 #include "qw/comm.h"
 #include "qw/config.h"
 #include "qw/file.h"
+#include "qw/json.h"
 #include "qw/model.h"
 #include "qw/online.h"
 #include "qw/params.h"
@@ -56,20 +57,12 @@ static int cmp_rec(const void *a, const void *b)
 
 static int32_t *int_array(cJSON *r, const char *name, long line, int V, int *n)
 {
-    cJSON *a = cJSON_GetObjectItemCaseSensitive(r, name), *x;
-    if (!cJSON_IsArray(a)) qw_die(QW_EXIT_DATA, "%s: record %ld: no \"%s\" array", src, line, name);
-    int k = cJSON_GetArraySize(a), i = 0;
-    int32_t *v = qw_malloc((k ? k : 1) * sizeof *v);
-    cJSON_ArrayForEach(x, a) {
-        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
-            qw_die(QW_EXIT_DATA, "%s: record %ld: %s[%d] is not an integer", src, line, name, i);
-        if (x->valuedouble < 0 || x->valuedouble >= V)
-            qw_die(QW_EXIT_DATA, "%s: record %ld: %s[%d] = %.0f is outside the model's vocabulary (%d): another tokenizer?",
-                   src, line, name, i, x->valuedouble, V);
-        v[i++] = (int32_t)x->valuedouble;
-    }
-    *n = k;
-    return v;
+    char where[300];
+    snprintf(where, sizeof where, "%s: record %ld", src, line);
+    qw_ids v = {0};
+    if (qw_json_ids(cJSON_GetObjectItemCaseSensitive(r, name), name, where, V, 0, &v)) qw_die_last();
+    *n = (int)v.n;
+    return v.v;
 }
 
 static rec *read_records(const qw_buf *b, int V, int need_logprobs, long *n_out)

@@ -19,6 +19,7 @@
 #include "qw/cli.h"
 #include "qw/config.h"
 #include "qw/file.h"
+#include "qw/json.h"
 #include "qw/model.h"
 #include "qw/params.h"
 #include "qw/pref.h"
@@ -101,19 +102,10 @@ static const char *str_field(cJSON *rec, const char *name, const char *where, in
     return f->valuestring;
 }
 
-/* The ids an integer array field appends to *out (range-checked). */
+/* The ids an integer array field appends to *out (range-checked, qw/json.h). */
 static void id_field(cJSON *a, const char *name, const char *where, qw_ids *out)
 {
-    if (!cJSON_IsArray(a)) qw_die(QW_EXIT_DATA, "%s: \"%s\" is not an array of token ids", where, name);
-    int i = 0;
-    for (cJSON *x = a->child; x; x = x->next, i++) {
-        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
-            qw_die(QW_EXIT_DATA, "%s: %s[%d] is not an integer", where, name, i);
-        if (x->valuedouble < 0 || x->valuedouble >= model_vocab)
-            qw_die(QW_EXIT_DATA, "%s: %s[%d] = %.0f is outside the reward model's vocabulary (%d): another tokenizer?",
-                   where, name, i, x->valuedouble, model_vocab);
-        qw_ids_push(out, (int32_t)x->valuedouble);
-    }
+    if (qw_json_ids(a, name, where, model_vocab, 0, out)) qw_die_last();
 }
 
 /* --verifier model: the sequence to score, prompt_ids + completion_ids, or

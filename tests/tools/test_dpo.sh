@@ -199,7 +199,7 @@ a = [dict(p) for p in ps]; a[0]["ref_chosen_logp"] = -3.0; a[0]["ref_rejected_lo
 dump("text.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])
 PY
 for c in "missing:missing.jsonl': line 3: missing \"rejected_ids\"" "empty:empty.jsonl': line 2: \"chosen_ids\" is empty" \
-         "vocab:vocab.jsonl': line 4: \"rejected_ids\"\[[0-9]+\] is not a token id in \[0, 256\)" \
+         "vocab:vocab.jsonl': line 4: \"rejected_ids\"\[[0-9]+\] = 256 is outside the model's vocabulary \(256\)" \
          "long:long.jsonl': line 6: prompt \+ chosen is 207 tokens, over --max-length 64" \
          "someref:someref.jsonl': 1 of 6 pairs carry" "text:text.jsonl': line 1: a text pair needs the tokenizer"; do
     f=${c%%:*} re=${c#*:}
