@@ -50,11 +50,14 @@ typedef struct {
  * steps and sampling options, the verifier options of qw-reward(1) and
  * --save-rollouts.  The number of samples per prompt and the temperature
  * are the programs' own (their meaning for the update differs). */
-#define QW_ONLINE_OPTS(on)                                                                                         \
+#define QW_ONLINE_OPTS(on) QW_ONLINE_OPTS_HEAD(on), QW_ONLINE_OPTS_STEPS(on), QW_ONLINE_OPTS_REST(on)
+/* The same in three parts, for a program whose --steps is its own (qw-dpo). */
+#define QW_ONLINE_OPTS_HEAD(on)                                                                                    \
     {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Online (rollout, reward and update in one process):"},                 \
     {"online", 0, QW_OPT_FLAG, &(on).online, NULL, "generate from the policy being trained, score, update; repeat"}, \
-    {"prompts", 'p', QW_OPT_STR, &(on).prompts, "FILE", "prompt records (qw-rollout(5)'s input)"},                 \
-    {"steps", 0, QW_OPT_INT, &(on).steps, "N", "generation steps (default 1)"},                                  \
+    {"prompts", 'p', QW_OPT_STR, &(on).prompts, "FILE", "prompt records (qw-rollout(5)'s input)"}
+#define QW_ONLINE_OPTS_STEPS(on) {"steps", 0, QW_OPT_INT, &(on).steps, "N", "generation steps (default 1)"}
+#define QW_ONLINE_OPTS_REST(on)                                                                                    \
     {"prompts-per-step", 0, QW_OPT_INT, &(on).per_step, "P", "prompts a step, cycling through FILE (default: all)"}, \
     {"max-new-tokens", 0, QW_OPT_INT, &(on).max_new, "M", "tokens per completion at most (default 256)"},        \
     {"top-k", 0, QW_OPT_INT, &(on).top_k, "K", "sample from the K most likely tokens (default 0: all)"},          \
