@@ -23,6 +23,7 @@
 #include "qw/policy.h"
 #include "qw/pref.h"
 #include "qw/rl.h"
+#include "qw/rng.h"
 #include "qw/rollout.h"
 #include "qw/tok.h"
 #include "qw/tokenize.h"
@@ -225,7 +226,7 @@ int main(int argc, char **argv)
                       *save_ref;
     static int batch_pairs = 8, micro_pairs, epochs = 1, max_len, precompute, deterministic;
     static long long steps, warmup, save_every, mbt = 8192;
-    static int n_samples = 2;
+    static int n_samples = 2, no_shuffle;
     static double temperature = 1, eos_penalty = 0;
     static const char *pairs_out;
     static double beta = 0.1, smoothing = 0;
@@ -249,6 +250,7 @@ int main(int argc, char **argv)
         {"micro-batch-pairs", 0, QW_OPT_INT, &micro_pairs, "P", "pairs per forward/backward (default: as --micro-batch-tokens allows)"},
         {"micro-batch-tokens", 0, QW_OPT_LONG, &mbt, "N", "token positions per forward/backward, both rows of a pair counted (default 8192)"},
         {"epochs", 0, QW_OPT_INT, &epochs, "E", "passes over the pairs (default 1)"},
+        {"no-shuffle", 0, QW_OPT_FLAG, &no_shuffle, NULL, "take the pairs in file order (default: each epoch shuffled by --seed, as TRL)"},
         {"steps", 0, QW_OPT_LONG, &steps, "N", "optimizer steps of the run (default: --epochs passes; --online: 1)"},
         {"lr", 0, QW_OPT_DOUBLE, &o.sched.lr, "X", "peak learning rate (default 1e-6)"},
         {"schedule", 0, QW_OPT_STR, &schedule, "KIND", "linear (to 0), cosine or constant (default linear)"},
@@ -296,6 +298,7 @@ int main(int argc, char **argv)
         if (precompute || save_ref || max_len) qw_usage_error("--precompute-ref, --save-ref and --max-length are for pairs from a file");
         if (epochs != 1) qw_usage_error("--online: give --steps of generation, not --epochs (each step's pairs make one update)");
         on.steps = steps ? (int)steps : 1;
+        if (no_shuffle) qw_usage_error("--no-shuffle is for pairs from a file");
     } else if (on.prompts || on.verifier || on.save || pairs_out || n_samples != 2) {
         qw_usage_error("--prompts, --verifier, -n, --save-rollouts and --pairs-out are for --online");
     }
@@ -474,6 +477,7 @@ int main(int argc, char **argv)
 
     long long tokens = qw_trainer_start_tokens(t);
     long long step_tokens = 0;
+    long *perm = NULL, perm_epoch = -1;
     for (long step = qw_trainer_start_step(t); step < steps && !rc; step++) {
         struct timespec t0, t1;
         int mine = 0;
@@ -495,9 +499,13 @@ int main(int argc, char **argv)
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
         qw_trainer_zero_grad(t);
-        /* this rank's pairs of the step: j ≡ rank (mod size) of step·B … step·B + B − 1, wrapping */
+        /* this rank's pairs of the step: j ≡ rank (mod size) of step·B … step·B + B − 1 of the stream of
+           epochs, each shuffled by (--seed, epoch) unless --no-shuffle (qw_rng_epoch_item) */
         if (!ol)
-            for (int j = rank; j < batch_pairs; j += size) idx[mine++] = (long)((step * (long long)batch_pairs + j) % n);
+            for (int j = rank; j < batch_pairs; j += size) {
+                long k = (long)(step * (long long)batch_pairs + j);
+                idx[mine++] = no_shuffle ? k % n : qw_rng_epoch_item(k, n, o.seed, 0x64706f00ULL << 16, &perm, &perm_epoch);
+            }
         cfg.n_pairs = np_;
         /* loss, rewards c/r, margins, accuracies, logps c/r, scored tokens */
         double sums[8] = {0};
@@ -585,6 +593,7 @@ int main(int argc, char **argv)
     free(ids), free(tg), free(logp), free(coef), free(rlogp), free(idx), free(lp), free(rl);
     qw_frozen_free(ref);
     qw_policy_free(pol);
+    free(perm);
     if (pfile.f) {
         if (rc) qw_afile_abort(&pfile);
         else if (qw_afile_commit(&pfile)) rc = qw_error_status();

@@ -337,22 +337,11 @@ static rm_pair *read_pairs(const char *path, int V, const qw_tok *tok, const cha
     return v;
 }
 
-/* Pair k of the stream of pairs the steps take: epoch k / n in an order
- * shuffled by (seed, epoch) (as a seeded sampler does), so the data
- * position is a function of the step and a resumed run sees what the
- * whole run would have. */
+/* Pair k of the stream of pairs the steps take: epochs shuffled by
+ * (seed, epoch), qw_rng_epoch_item. */
 static long pair_at(long k, long n, uint64_t seed, long **perm, long *perm_epoch)
 {
-    long epoch = k / n;
-    if (!*perm || *perm_epoch != epoch) {
-        if (!*perm) *perm = qw_malloc((size_t)n * sizeof **perm);
-        for (long i = 0; i < n; i++) (*perm)[i] = i;
-        qw_rng r;
-        qw_rng_init(&r, seed, 0x72657761726400ULL + (uint64_t)epoch);
-        qw_rng_shuffle(&r, *perm, (size_t)n, sizeof **perm);
-        *perm_epoch = epoch;
-    }
-    return (*perm)[k % n];
+    return qw_rng_epoch_item(k, n, seed, 0x72657761726400ULL, perm, perm_epoch);
 }
 
 static int train_main(int argc, char **argv)

@@ -45,7 +45,7 @@ got = [json.loads(l) for l in open(sys.argv[2])]
 assert got == want and len(got) >= 2, (got, want)
 PY
 NP=$(wc -l <pairs1.jsonl)
-expect_status "the pairs through qw-dpo offline" 0 qw-dpo -m m -o off1 --steps 1 --batch-pairs $NP --lr 1e-3 --schedule constant \
+expect_status "the pairs through qw-dpo offline (--no-shuffle)" 0 qw-dpo -m m -o off1 --no-shuffle --steps 1 --batch-pairs $NP --lr 1e-3 --schedule constant \
     --micro-batch-pairs 2 --dump-grads goff.st --log moff.jsonl --threads 1 -q pairs1.jsonl
 check "step 1: the gradient = offline's, bit for bit" cmp -s gon.st goff.st
 check "step 1: the updated weights = offline's, bit for bit" cmp -s on1/step-000001/model.safetensors off1/step-000001/model.safetensors
