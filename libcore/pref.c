@@ -13,33 +13,25 @@
 #include "qw/buf.h"
 #include "qw/chat.h"
 #include "qw/cli.h"
+#include "qw/json.h"
 #include "qw/tok.h"
 
 static const char *nm(const char *path) { return strcmp(path, "-") ? path : "<stdin>"; }
 
-/* The id array `key` of o into ids and n; empty allowed when allow_empty. */
+/* The id array `key` of o into ids and n (qw/json.h); empty allowed when allow_empty. */
 static int ids_field(const cJSON *o, const char *key, int vocab, int allow_empty, const char *path, long line,
                      int32_t **ids, int *n)
 {
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!a) return qw_error(QW_EXIT_DATA, "'%s': line %ld: missing \"%s\"", path, line, key);
-    if (!cJSON_IsArray(a)) return qw_error(QW_EXIT_DATA, "'%s': line %ld: \"%s\" is not an array of token ids", path, line, key);
-    int k = cJSON_GetArraySize(a);
-    if (k == 0 && !allow_empty) return qw_error(QW_EXIT_DATA, "'%s': line %ld: \"%s\" is empty (a completion needs a token)", path, line, key);
-    int32_t *v = malloc((size_t)(k ? k : 1) * sizeof *v);
-    if (!v) return qw_error(QW_EXIT_FAIL, "out of memory");
-    int i = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, a) {
-        double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
-        if (!(d >= 0 && d < vocab && d == floor(d))) {
-            free(v);
-            return qw_error(QW_EXIT_DATA, "'%s': line %ld: \"%s\"[%d] is not a token id in [0, %d)", path, line, key, i, vocab);
-        }
-        v[i++] = (int32_t)d;
+    char where[600];
+    snprintf(where, sizeof where, "'%s': line %ld", path, line);
+    qw_ids v = {0};
+    int rc = qw_json_ids(cJSON_GetObjectItemCaseSensitive(o, key), key, where, vocab, allow_empty ? 0 : QW_JSON_IDS_NONEMPTY, &v);
+    if (rc) {
+        qw_ids_free(&v);
+        return rc;
     }
-    *ids = v;
-    *n = k;
+    *ids = v.v;
+    *n = (int)v.n;
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* rng.c — Philox4x32-10, sequential and counter-based draws. */
 #include "qw/rng.h"
+#include "qw/cli.h"
 
 #include <math.h>
 #include <string.h>
@@ -133,4 +134,18 @@ void qw_rng_fill_uniform(float *x, size_t n, uint64_t seed, uint64_t stream, flo
             x[4 * b + j] = v < hi ? v : nextafterf(hi, lo);   /* rounding can reach hi */
         }
     }
+}
+
+long qw_rng_epoch_item(long k, long n, uint64_t seed, uint64_t stream, long **perm, long *perm_epoch)
+{
+    long epoch = k / n;
+    if (!*perm || *perm_epoch != epoch) {
+        if (!*perm) *perm = qw_malloc((size_t)n * sizeof **perm);
+        for (long i = 0; i < n; i++) (*perm)[i] = i;
+        qw_rng r;
+        qw_rng_init(&r, seed, stream + (uint64_t)epoch);
+        qw_rng_shuffle(&r, *perm, (size_t)n, sizeof **perm);
+        *perm_epoch = epoch;
+    }
+    return (*perm)[k % n];
 }

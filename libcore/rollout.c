@@ -8,6 +8,7 @@
 #include "qw/chat.h"
 #include "qw/cli.h"
 #include "qw/file.h"
+#include "qw/json.h"
 #include "qw/rollout.h"
 
 int qw_rollout_eos_ids(const char *dir, const qw_config *c, qw_ids *out)
@@ -156,17 +157,7 @@ static int read_prompt(const char *s, size_t len, const qw_prompt_opts *o, const
     } else if (p) {
         return qw_error(QW_EXIT_DATA, "%s: \"prompt\" is not a string", where);
     } else if (pi) {
-        if (!cJSON_IsArray(pi)) return qw_error(QW_EXIT_DATA, "%s: \"prompt_ids\" is not an array", where);
-        cJSON *x;
-        long k = 0;
-        cJSON_ArrayForEach(x, pi) {
-            if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
-                x->valuedouble >= o->vocab_size)
-                return qw_error(QW_EXIT_DATA, "%s: prompt_ids[%ld] is not a token id of the model (0 to %d)", where, k,
-                                o->vocab_size - 1);
-            qw_ids_push(&it->ids, (int32_t)x->valuedouble);
-            k++;
-        }
+        if ((rc = qw_json_ids(pi, "prompt_ids", where, o->vocab_size, 0, &it->ids))) goto out;
     } else {
         return qw_error(QW_EXIT_DATA, "%s: no \"prompt\" (or \"prompt_ids\")", where);
     }

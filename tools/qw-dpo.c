@@ -17,9 +17,13 @@
 #include "qw/cli.h"
 #include "qw/config.h"
 #include "qw/file.h"
+#include "qw/json.h"
 #include "qw/model.h"
+#include "qw/online.h"
+#include "qw/policy.h"
 #include "qw/pref.h"
 #include "qw/rl.h"
+#include "qw/rng.h"
 #include "qw/rollout.h"
 #include "qw/tok.h"
 #include "qw/tokenize.h"
@@ -118,6 +122,96 @@ static void side_sums(const pair *R, const long *idx, int k, int P, int T, const
         }
 }
 
+/* ---- online: sample, score, pair, update (qw/online.h) ---- */
+
+static qw_online_opts on = QW_ONLINE_DEFAULTS;
+
+/* The pairs of one online step from its scored records (n per prompt, in
+ * order): per prompt the first sample of the highest reward (chosen) and
+ * the first of the lowest (rejected), after subtracting `eos_penalty` from
+ * samples that ended without EOS (finish_reason "length"); null rewards
+ * take no part; no spread, no pair.  R gets the rows; counts into st[]:
+ * groups without spread, samples, reward sum, reward-margin sum, samples
+ * with EOS.  The pairs are appended to *pairs_out (qw-dpo(5) lines) when
+ * it is not NULL. */
+static long make_pairs(const qw_buf *scored, int n, long step, double eos_penalty, pair *R, double *st, qw_buf *pairs_out)
+{
+    long np = 0, line = 0;
+    char where[200];
+    snprintf(where, sizeof where, "step %ld's scored rollouts", step + 1);
+    cJSON **grp = qw_calloc((size_t)n, sizeof *grp);
+    double *rw = qw_malloc((size_t)n * sizeof *rw);
+    int k = 0;
+    for (size_t at = 0; at < scored->n;) {
+        const char *s = scored->p + at, *nl = memchr(s, '\n', scored->n - at);
+        size_t len = nl ? (size_t)(nl - s) : scored->n - at;
+        at += len + (nl != NULL);
+        line++;
+        cJSON *r = cJSON_ParseWithLength(s, len);
+        if (!cJSON_IsObject(r)) qw_die(QW_EXIT_DATA, "%s: record %ld: not a JSON object", where, line);
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(r, "reward"), *fr = cJSON_GetObjectItemCaseSensitive(r, "finish_reason");
+        int eos = !(cJSON_IsString(fr) && !strcmp(fr->valuestring, "length"));
+        rw[k] = cJSON_IsNumber(f) ? f->valuedouble - (eos ? 0 : eos_penalty) : NAN;
+        if (!cJSON_IsNumber(f) && !cJSON_IsNull(f)) qw_die(QW_EXIT_DATA, "%s: record %ld: no numeric \"reward\"", where, line);
+        st[1] += 1, st[4] += eos;
+        if (isfinite(rw[k])) st[2] += rw[k];
+        grp[k++] = r;
+        if (k < n) continue;
+        int best = -1, worst = -1;
+        for (int j = 0; j < n; j++) {
+            if (!isfinite(rw[j])) continue;
+            if (best < 0 || rw[j] > rw[best]) best = j;
+            if (worst < 0 || rw[j] < rw[worst]) worst = j;
+        }
+        if (best < 0 || rw[best] == rw[worst]) {
+            st[0] += 1;
+        } else {
+            char w2[300];
+            snprintf(w2, sizeof w2, "%s: record %ld", where, line - n + 1);
+            qw_ids p = {0}, c = {0}, x = {0};
+            if (qw_json_ids(cJSON_GetObjectItemCaseSensitive(grp[best], "prompt_ids"), "prompt_ids", w2, 1 << 30, 0, &p) ||
+                qw_json_ids(cJSON_GetObjectItemCaseSensitive(grp[best], "completion_ids"), "completion_ids", w2, 1 << 30,
+                            QW_JSON_IDS_NONEMPTY, &c) ||
+                qw_json_ids(cJSON_GetObjectItemCaseSensitive(grp[worst], "completion_ids"), "completion_ids", w2, 1 << 30,
+                            QW_JSON_IDS_NONEMPTY, &x))
+                qw_die_last();
+            pair *q = &R[np++];
+            memset(q, 0, sizeof *q);
+            q->line = line - n + 1;
+            make_row(p.v, (int)p.n, c.v, (int)c.n, 0, TRUNC_REFUSE, q->line, "chosen", &q->side[0]);
+            make_row(p.v, (int)p.n, x.v, (int)x.n, 0, TRUNC_REFUSE, q->line, "rejected", &q->side[1]);
+            st[3] += rw[best] - rw[worst];
+            if (pairs_out) {
+                const qw_ids *v[3] = {&p, &c, &x};
+                static const char *const key[3] = {"prompt_ids", "chosen_ids", "rejected_ids"};
+                char num[64];
+                cJSON *ix = cJSON_GetObjectItemCaseSensitive(grp[best], "idx");
+                snprintf(num, sizeof num, "{\"step\": %ld, \"idx\": %ld", step + 1, cJSON_IsNumber(ix) ? (long)ix->valuedouble : -1L);
+                qw_buf_adds(pairs_out, num);
+                for (int j = 0; j < 3; j++) {
+                    snprintf(num, sizeof num, ", \"%s\": [", key[j]);
+                    qw_buf_adds(pairs_out, num);
+                    for (size_t t = 0; t < v[j]->n; t++) {
+                        snprintf(num, sizeof num, t ? ", %d" : "%d", v[j]->v[t]);
+                        qw_buf_adds(pairs_out, num);
+                    }
+                    qw_buf_adds(pairs_out, "]");
+                }
+                snprintf(num, sizeof num, ", \"chosen_reward\": %.17g", rw[best]);
+                qw_buf_adds(pairs_out, num);
+                snprintf(num, sizeof num, ", \"rejected_reward\": %.17g}\n", rw[worst]);
+                qw_buf_adds(pairs_out, num);
+            }
+            qw_ids_free(&p), qw_ids_free(&c), qw_ids_free(&x);
+        }
+        for (int j = 0; j < n; j++) cJSON_Delete(grp[j]);
+        k = 0;
+    }
+    if (k) qw_die(QW_EXIT_FAIL, "%s: %d records left over (not a multiple of %d)", where, k, n);
+    free(grp), free(rw);
+    return np;
+}
+
 int main(int argc, char **argv)
 {
     qw_set_prog(argv[0]);
@@ -132,6 +226,9 @@ int main(int argc, char **argv)
                       *save_ref;
     static int batch_pairs = 8, micro_pairs, epochs = 1, max_len, precompute, deterministic;
     static long long steps, warmup, save_every, mbt = 8192;
+    static int n_samples = 2, no_shuffle;
+    static double temperature = 1, eos_penalty = 0;
+    static const char *pairs_out;
     static double beta = 0.1, smoothing = 0;
     static const qw_opt table[] = {
         {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Model and data:"},
@@ -153,11 +250,18 @@ int main(int argc, char **argv)
         {"micro-batch-pairs", 0, QW_OPT_INT, &micro_pairs, "P", "pairs per forward/backward (default: as --micro-batch-tokens allows)"},
         {"micro-batch-tokens", 0, QW_OPT_LONG, &mbt, "N", "token positions per forward/backward, both rows of a pair counted (default 8192)"},
         {"epochs", 0, QW_OPT_INT, &epochs, "E", "passes over the pairs (default 1)"},
-        {"steps", 0, QW_OPT_LONG, &steps, "N", "optimizer steps of the run (default: --epochs passes)"},
+        {"no-shuffle", 0, QW_OPT_FLAG, &no_shuffle, NULL, "take the pairs in file order (default: each epoch shuffled by --seed, as TRL)"},
+        {"steps", 0, QW_OPT_LONG, &steps, "N", "optimizer steps of the run (default: --epochs passes; --online: 1)"},
         {"lr", 0, QW_OPT_DOUBLE, &o.sched.lr, "X", "peak learning rate (default 1e-6)"},
         {"schedule", 0, QW_OPT_STR, &schedule, "KIND", "linear (to 0), cosine or constant (default linear)"},
         {"warmup", 0, QW_OPT_LONG, &warmup, "N", "linear warmup steps (default 0)"},
         QW_TRAIN_ADAMW_OPTS(o),
+        QW_ONLINE_OPTS_HEAD(on),
+        QW_ONLINE_OPTS_REST(on),
+        {"num-samples", 'n', QW_OPT_INT, &n_samples, "N", "--online: completions per prompt; best vs worst by reward (default 2)"},
+        {"temperature", 0, QW_OPT_DOUBLE, &temperature, "T", "--online: sampling temperature (default 1)"},
+        {"missing-eos-penalty", 0, QW_OPT_DOUBLE, &eos_penalty, "X", "--online: subtract X from the reward of a completion without EOS"},
+        {"pairs-out", 0, QW_OPT_STR, &pairs_out, "FILE", "--online: every step's pairs (qw-dpo(5), with step and rewards), atomically"},
         {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Output:"},
         {"save-every", 0, QW_OPT_LONG, &save_every, "N", "save every N steps (default: at the end only)"},
         {"keep-last", 0, QW_OPT_INT, &o.keep_last, "K", "keep the newest K checkpoints (default 3; 0: all)"},
@@ -169,10 +273,14 @@ int main(int argc, char **argv)
         {0},
     };
     const qw_prog_info info = {
-        "qw-dpo", "--model DIR --out DIR [--ref DIR] [options] [PAIRS.jsonl]",
+        "qw-dpo",
+        "--model DIR --out DIR [--ref DIR] [options] [PAIRS.jsonl]\n"
+        "       qw-dpo --online --model DIR --out DIR --prompts FILE --verifier V [-n N] [--steps N] [--prompts-per-step P] [options]",
         "Direct Preference Optimization (TRL's DPOTrainer) on preference pairs (qw-dpo(5); stdin without a\n"
         "file): the sigmoid, hinge, IPO or robust loss of the policy's and a frozen reference model's summed\n"
-        "completion log-probs; AdamW, checkpoints that resume, metrics, mpirun data parallel.",
+        "completion log-probs; AdamW, checkpoints that resume, metrics, mpirun data parallel.  Online (--online):\n"
+        "each step samples N completions of the next P prompts from the policy being trained (in memory), scores\n"
+        "them with the verifiers, pairs the best with the worst of each prompt and makes the same update.",
         table};
     if (argc == 1) {
         qw_print_help(&info, stderr);
@@ -181,6 +289,19 @@ int main(int argc, char **argv)
     int first = qw_parse_args(&info, argc, argv);
     if (argc - first > 1) qw_usage_error("unexpected argument '%s'", argv[first + 1]);
     const char *path = first < argc ? argv[first] : "-";
+    if (on.online) {
+        if (first < argc) qw_usage_error("--online reads --prompts, not '%s'", argv[first]);
+        qw_online_check(&on);
+        if (n_samples < 2) qw_usage_error("-n: need at least 2 samples per prompt (a pair)");
+        if (!(temperature > 0) || !isfinite(temperature)) qw_usage_error("--temperature: need a finite value > 0");
+        if (!isfinite(eos_penalty)) qw_usage_error("--missing-eos-penalty: need a finite value");
+        if (precompute || save_ref || max_len) qw_usage_error("--precompute-ref, --save-ref and --max-length are for pairs from a file");
+        if (epochs != 1) qw_usage_error("--online: give --steps of generation, not --epochs (each step's pairs make one update)");
+        on.steps = steps ? (int)steps : 1;
+        if (no_shuffle) qw_usage_error("--no-shuffle is for pairs from a file");
+    } else if (on.prompts || on.verifier || on.save || pairs_out || n_samples != 2) {
+        qw_usage_error("--prompts, --verifier, -n, --save-rollouts and --pairs-out are for --online");
+    }
     src = strcmp(path, "-") ? path : "<stdin>";
     if (!o.model_dir) qw_usage_error("give --model (with --resume too: it is the default reference)");
     if (!o.out) qw_usage_error("give --out");
@@ -240,14 +361,23 @@ int main(int argc, char **argv)
         tx.tok = tok, tx.eos = eos.v[0];
         qw_ids_free(&eos);
     }
-    qw_pref_set in;
-    if (qw_pref_read(path, V, &tx, &in)) qw_die_last();
-    long n = in.n;
+    qw_pref_set in = {0};
+    qw_online *ol = NULL;
+    int per = 0;
+    if (on.online) {
+        if (qw_online_open(&on, md, o.tokenizer, V, mc.max_position_embeddings, &ol)) qw_die_last();
+        per = on.per_step ? on.per_step : (int)qw_online_prompts(ol);
+        batch_pairs = per;
+        steps = on.steps;
+    } else if (qw_pref_read(path, V, &tx, &in)) {
+        qw_die_last();
+    }
+    long n = on.online ? per : in.n;
     pair *R = qw_calloc((size_t)n, sizeof *R);
-    int T = 2;
+    int T = on.online ? qw_online_seq_len(ol) : 2;
     long with_ref = 0;
     double ntok_c = 0, ntok_r = 0;
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < in.n; i++) {
         const qw_pref_pair *q = &in.pairs[i];
         R[i].line = q->line;
         make_row(q->prompt, q->n_prompt, q->chosen, q->n_chosen, max_len, mode, q->line, "chosen", &R[i].side[0]);
@@ -258,10 +388,10 @@ int main(int argc, char **argv)
         with_ref += q->has_ref;
         ntok_c += R[i].side[0].scored, ntok_r += R[i].side[1].scored;
     }
-    if (with_ref && with_ref < n)
+    if (with_ref && with_ref < in.n)
         qw_die(QW_EXIT_DATA, "'%s': %ld of %ld pairs carry ref_chosen_logp/ref_rejected_logp: give them for every pair or none",
                src, with_ref, n);
-    int have_ref = with_ref == n;
+    int have_ref = !on.online && with_ref == n;
     if (have_ref && (ref_dir || precompute))
         qw_usage_error("the pairs carry reference log-probs: --ref, --precompute-ref and --save-ref do not apply");
     if (ref_dir) {
@@ -291,6 +421,7 @@ int main(int argc, char **argv)
     int rc = qw_trainer_open(&o, &t);
     if (rc) return qw_trainer_close(t, rc);
     int rank = qw_trainer_rank(t), size = qw_trainer_size(t);
+    if (on.online && size > 1) return qw_trainer_close(t, qw_error(QW_EXIT_USAGE, "--online: one rank only for now"));
     if (qw_trainer_params(t)->cfg.vocab_size != V) return qw_trainer_close(t, qw_error(QW_EXIT_DATA, "'%s': the vocabulary changed", md));
     int mine_max = (batch_pairs + size - 1) / size;   /* pairs of a step on rank 0, the most of any rank */
     int P = micro_pairs ? micro_pairs : (int)(mbt / (2LL * T));
@@ -332,16 +463,50 @@ int main(int argc, char **argv)
     }
     qw_pref_free(&in);
     cfg.n_pairs = batch_pairs;
+    qw_policy *pol = NULL;
+    qw_buf pbuf = {0};
+    qw_afile pfile = {0};
+    if (ol) {   /* the engine over the weights being trained */
+        qw_engine_opts eo = qw_online_engine_opts(ol);
+        if (!rc) rc = qw_policy_new(t, &eo, &pol);
+        if (!rc && pairs_out) rc = qw_afile_open(pairs_out, &pfile);
+        if (!rc && !o.quiet)
+            qw_trainer_say(t, "online: %ld prompts, %d a step × %d completions, %lld steps; engine cache %.1f MiB",
+                           qw_online_prompts(ol), per, n_samples, steps, qw_engine_cache_bytes(qw_policy_engine(pol)) / 1048576.0);
+    }
 
     long long tokens = qw_trainer_start_tokens(t);
     long long step_tokens = 0;
+    long *perm = NULL, perm_epoch = -1;
     for (long step = qw_trainer_start_step(t); step < steps && !rc; step++) {
         struct timespec t0, t1;
+        int mine = 0;
+        double np_ = batch_pairs, ost[5] = {0};
+        qw_online_times tm = {0};
+        if (ol) {   /* sample from the current policy, score, pair; seed --seed + step */
+            qw_buf scored = {0};
+            if ((rc = qw_online_step(ol, pol, step, per, 0, per, n_samples, temperature, &scored, &tm))) break;
+            for (long i = 0; i < n; i++) free(R[i].side[0].ids), free(R[i].side[1].ids), R[i].side[0].ids = R[i].side[1].ids = NULL;
+            size_t from = pbuf.n;
+            mine = (int)make_pairs(&scored, n_samples, step, eos_penalty, R, ost, pfile.f ? &pbuf : NULL);
+            qw_buf_free(&scored);
+            if (pfile.f && fwrite(pbuf.p + from, 1, pbuf.n - from, pfile.f) != pbuf.n - from) {
+                rc = qw_error(QW_EXIT_FAIL, "write error on '%s'", pairs_out);
+                break;
+            }
+            for (int i = 0; i < mine; i++) idx[i] = i;
+            np_ = mine;
+        }
         clock_gettime(CLOCK_MONOTONIC, &t0);
         qw_trainer_zero_grad(t);
-        /* this rank's pairs of the step: j ≡ rank (mod size) of step·B … step·B + B − 1, wrapping */
-        int mine = 0;
-        for (int j = rank; j < batch_pairs; j += size) idx[mine++] = (long)((step * (long long)batch_pairs + j) % n);
+        /* this rank's pairs of the step: j ≡ rank (mod size) of step·B … step·B + B − 1 of the stream of
+           epochs, each shuffled by (--seed, epoch) unless --no-shuffle (qw_rng_epoch_item) */
+        if (!ol)
+            for (int j = rank; j < batch_pairs; j += size) {
+                long k = (long)(step * (long long)batch_pairs + j);
+                idx[mine++] = no_shuffle ? k % n : qw_rng_epoch_item(k, n, o.seed, 0x64706f00ULL << 16, &perm, &perm_epoch);
+            }
+        cfg.n_pairs = np_;
         /* loss, rewards c/r, margins, accuracies, logps c/r, scored tokens */
         double sums[8] = {0};
         for (int m0 = 0; m0 < mine && !rc; m0 += P) {
@@ -379,16 +544,20 @@ int main(int argc, char **argv)
             }
             rc = qw_trainer_backward(t, coef);
         }
-        if (rc || (rc = qw_trainer_reduce(t, sums, 8))) break;
-        if (step == 0 && dump && (rc = qw_trainer_dump_grads(t, dump))) break;
-        double norm, lr;
-        qw_trainer_update(t, step, &norm, &lr);
+        if (rc) break;
+        double norm = 0, lr = qw_sched_lr(&o.sched, step);
+        if (np_ > 0) {   /* a step without pairs (online) makes no update */
+            if ((rc = qw_trainer_reduce(t, sums, 8))) break;
+            if (step == 0 && dump && (rc = qw_trainer_dump_grads(t, dump))) break;
+            qw_trainer_update(t, step, &norm, &lr);
+        }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         step_tokens = (long long)sums[7];
         tokens += step_tokens;
-        double np_ = batch_pairs;
-        qw_metric mt[16];
+        double dt = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+        qw_metric mt[32];
         int k = 0;
+        if (np_ > 0) {
         mt[k++] = (qw_metric){"loss", sums[0]};
         mt[k++] = (qw_metric){"rewards/chosen", sums[1] / np_};
         mt[k++] = (qw_metric){"rewards/rejected", sums[2] / np_};
@@ -396,12 +565,25 @@ int main(int argc, char **argv)
         mt[k++] = (qw_metric){"rewards/accuracies", sums[4] / np_};
         mt[k++] = (qw_metric){"logps/chosen", sums[5] / np_};
         mt[k++] = (qw_metric){"logps/rejected", sums[6] / np_};
+        }
         mt[k++] = (qw_metric){"grad_norm", norm};
         mt[k++] = (qw_metric){"lr", lr};
         mt[k++] = (qw_metric){"pairs", np_};
         mt[k++] = (qw_metric){"tokens", (double)tokens};
-        mt[k++] = (qw_metric){"tok_per_s", (double)o.batch_tokens / ((t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec))};
+        mt[k++] = (qw_metric){"tok_per_s", 2 * np_ * T / (dt > 0 ? dt : 1e-9)};
+        if (ol) {   /* the generation step: pairs made, groups without spread, the rewards, the time split */
+            double all = tm.gen_s + tm.reward_s + dt;
+            mt[k++] = (qw_metric){"groups_without_spread", ost[0]};
+            mt[k++] = (qw_metric){"reward_mean", ost[1] > 0 ? ost[2] / ost[1] : 0};
+            mt[k++] = (qw_metric){"reward_margin", np_ > 0 ? ost[3] / np_ : 0};
+            mt[k++] = (qw_metric){"contain_eos", ost[1] > 0 ? ost[4] / ost[1] : 0};
+            mt[k++] = (qw_metric){"gen_s", tm.gen_s};
+            mt[k++] = (qw_metric){"reward_s", tm.reward_s};
+            mt[k++] = (qw_metric){"train_s", dt};
+            mt[k++] = (qw_metric){"gen_frac", all > 0 ? tm.gen_s / all : 0};
+        }
         if ((rc = qw_trainer_log(t, step + 1, mt, k))) break;
+        if (np_ <= 0) np_ = 1;
         qw_trainer_progress(t, step + 1, "loss %.4f  margin %.4g  acc %.2f", sums[0], sums[3] / np_, sums[4] / np_);
         if (!o.quiet && (step + 1 == steps || (step + 1) % 10 == 0))
             qw_trainer_say(t, "step %ld/%lld: loss %.6g  margin %.4g  accuracy %.3g  grad_norm %.4g", step + 1, steps, sums[0],
@@ -410,6 +592,14 @@ int main(int argc, char **argv)
     }
     free(ids), free(tg), free(logp), free(coef), free(rlogp), free(idx), free(lp), free(rl);
     qw_frozen_free(ref);
+    qw_policy_free(pol);
+    free(perm);
+    if (pfile.f) {
+        if (rc) qw_afile_abort(&pfile);
+        else if (qw_afile_commit(&pfile)) rc = qw_error_status();
+    }
+    qw_buf_free(&pbuf);
+    rc = qw_online_close(ol, rc);
     for (long i = 0; i < n; i++) free(R[i].side[0].ids), free(R[i].side[1].ids);
     free(R);
     free(md);

@@ -1,8 +1,8 @@
 /* qw-grpo — GRPO, the policy-gradient update of TRL's GRPOTrainer.
  * Offline: from a file of scored rollouts (qw-rollout(5) records with
  * qw-reward's `reward`).  Online (--online): each step samples completions
- * from the weights being trained (qw/policy.h), scores them with the
- * verifiers (qw/score.h: qw-reward's code) and makes the same update.  The
+ * from the weights being trained and scores them with the verifiers
+ * (qw/online.h, shared with qw-dpo --online) and makes the same update.  The
  * objective is qw/rl.h's; the model, optimizer, checkpoint and metrics are
  * the trainer's (qw/trainer.h); this program reads and checks the
  * records, builds the rows (prompt + completion, targets on the completion
@@ -20,17 +20,17 @@
 
 #include "qw/backend.h"
 #include "qw/buf.h"
-#include "qw/chat.h"
 #include "qw/cli.h"
 #include "qw/comm.h"
 #include "qw/config.h"
 #include "qw/file.h"
+#include "qw/json.h"
 #include "qw/model.h"
+#include "qw/online.h"
 #include "qw/params.h"
 #include "qw/policy.h"
 #include "qw/rl.h"
 #include "qw/rollout.h"
-#include "qw/score.h"
 #include "qw/signals.h"
 #include "qw/st.h"
 #include "qw/tok.h"
@@ -57,20 +57,12 @@ static int cmp_rec(const void *a, const void *b)
 
 static int32_t *int_array(cJSON *r, const char *name, long line, int V, int *n)
 {
-    cJSON *a = cJSON_GetObjectItemCaseSensitive(r, name), *x;
-    if (!cJSON_IsArray(a)) qw_die(QW_EXIT_DATA, "%s: record %ld: no \"%s\" array", src, line, name);
-    int k = cJSON_GetArraySize(a), i = 0;
-    int32_t *v = qw_malloc((k ? k : 1) * sizeof *v);
-    cJSON_ArrayForEach(x, a) {
-        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
-            qw_die(QW_EXIT_DATA, "%s: record %ld: %s[%d] is not an integer", src, line, name, i);
-        if (x->valuedouble < 0 || x->valuedouble >= V)
-            qw_die(QW_EXIT_DATA, "%s: record %ld: %s[%d] = %.0f is outside the model's vocabulary (%d): another tokenizer?",
-                   src, line, name, i, x->valuedouble, V);
-        v[i++] = (int32_t)x->valuedouble;
-    }
-    *n = k;
-    return v;
+    char where[300];
+    snprintf(where, sizeof where, "%s: record %ld", src, line);
+    qw_ids v = {0};
+    if (qw_json_ids(cJSON_GetObjectItemCaseSensitive(r, name), name, where, V, 0, &v)) qw_die_last();
+    *n = (int)v.n;
+    return v.v;
 }
 
 static rec *read_records(const qw_buf *b, int V, int need_logprobs, long *n_out)
@@ -472,199 +464,41 @@ static int run_offline(const char *path)
     return rc;
 }
 
-/* ---- online: rollout → reward → update, step after step ---- */
+/* ---- online: rollout → reward → update, step after step (qw/online.h) ---- */
 
-static struct {
-    const char *prompts, *verifier, *answer_field, *cmd, *sandbox, *python, *save, *thinking;
-    int online, steps, per_step, max_new, top_k, max_batch, chat, max_procs;
-    double top_p, timeout;
-    long long memory, max_output;
-} on = {.answer_field = "answer", .steps = 1, .max_new = 256, .top_p = 1, .max_batch = 64, .max_procs = 64,
-        .timeout = -1, .memory = 1LL << 30, .max_output = 16 << 10};
-
-typedef struct {
-    const qw_prompt_rec *const *chunk;   /* this rank's prompts of the step */
-    const qw_tok *tok;
-    int G, j0;                            /* j0: the first one's number in the step */
-    char **text;                          /* per prompt: its G records (qw-rollout(5)) */
-} gen_ctx;
-
-static int on_done(void *ctx, int prompt, const qw_completion *c)
-{
-    gen_ctx *x = ctx;
-    qw_buf b = {0};
-    const qw_prompt_rec *it = x->chunk[prompt];
-    for (int j = 0; j < x->G; j++)
-        if (qw_rollout_record(&b, x->j0 + prompt, j, it->prompt, it->ids.v, it->ids.n, x->tok, &c[j], it->rec)) return QW_EXIT_DATA;
-    x->text[prompt] = (char *)qw_buf_cstr(&b);
-    return 0;
-}
-
-static int on_gen_step(void *ctx, const qw_gen_stats *s)
-{
-    int sig = qw_signals_stop();
-    return sig ? qw_signals_status(sig) : 0;
-}
-
-/* Score the rollouts of one step (lines of `in`) into `out` as qw-reward
- * writes them. */
-static int score_step(const qw_scorer *sc, qw_coproc *cp, long step, const qw_buf *in, qw_buf *out)
-{
-    char where[200];
-    long line = 0;
-    double cmd_timeout = on.timeout > 0 ? on.timeout : 60;
-    for (size_t at = 0; at < in->n;) {
-        const char *s = in->p + at, *nl = memchr(s, '\n', in->n - at);
-        size_t len = nl ? (size_t)(nl - s) : in->n - at;
-        at += len + (nl != NULL);
-        line++;
-        snprintf(where, sizeof where, "step %ld: rollout record %ld", step, line);
-        cJSON *rec = qw_chat_json_parse(s, len, where);
-        if (!rec) return qw_error_status();
-        const char *completion;
-        qw_score score = {0};
-        int rc = qw_scorer_check(sc, rec, where, &completion);
-        if (!rc) rc = qw_score_local(sc, rec, completion, &score);
-        if (!rc && cp) rc = qw_score_cmd(cp, s, len, cmd_timeout, where, &score);
-        if (!rc) qw_score_format(sc, &score, rec, s, len, out);
-        qw_score_free(&score);
-        cJSON_Delete(rec);
-        if (rc) return rc;
-    }
-    return 0;
-}
+static qw_online_opts on = QW_ONLINE_DEFAULTS;
 
 static int run_online(void)
 {
-    if (!on.prompts) qw_usage_error("--online needs --prompts FILE");
-    if (!on.verifier) qw_usage_error("--online needs --verifier");
+    qw_online_check(&on);
     if (!g.G_opt) qw_usage_error("--online needs -G (completions per prompt)");
-    if (on.steps < 1) qw_usage_error("--steps: need at least 1");
-    if (on.per_step < 0) qw_usage_error("--prompts-per-step: need at least 1");
-    if (on.max_new < 1) qw_usage_error("--max-new-tokens: need at least 1");
-    if (on.top_k < 0) qw_usage_error("--top-k: need K >= 0");
-    if (!(on.top_p > 0 && on.top_p <= 1)) qw_usage_error("--top-p: need 0 < P <= 1");
-    if (on.max_batch < 1) qw_usage_error("--max-batch: need at least 1");
-    if (on.thinking && strcmp(on.thinking, "on") && strcmp(on.thinking, "off")) qw_usage_error("--thinking: '%s' is not on or off", on.thinking);
-    if (on.thinking && !on.chat) qw_usage_error("--thinking needs --chat");
     if (g.old_from_rollout) qw_usage_error("--old-from-rollout is for rollouts from a file (online, the sampler's log-probs are the policy's)");
-    qw_scorer sc;
-    if (qw_scorer_parse(on.verifier, &sc)) qw_usage_error("%s", qw_error_msg());
-    sc.answer_field = on.answer_field;
-    if (sc.uses[QW_VER_MODEL]) qw_usage_error("--verifier model: the reward model is not built yet");
-    if (sc.uses[QW_VER_CMD] && !on.cmd) qw_usage_error("--verifier cmd needs --cmd \"PROG ARGS\"");
-    if (on.cmd && !sc.uses[QW_VER_CMD]) qw_usage_error("--cmd is for --verifier cmd");
-    if (!on.answer_field[0]) qw_usage_error("--answer-field: an empty name");
-    if (on.timeout != -1 && !(on.timeout > 0 && isfinite(on.timeout))) qw_usage_error("--timeout: need S > 0");
-    if (on.memory < (16LL << 20)) qw_usage_error("--memory: need at least 16M");
-    qw_sandbox_mode want = 0;
-    if (on.sandbox) {
-        if (!strcmp(on.sandbox, "namespaces")) want = QW_SANDBOX_NAMESPACES;
-        else if (!strcmp(on.sandbox, "rlimits")) want = QW_SANDBOX_RLIMITS;
-        else if (strcmp(on.sandbox, "auto")) qw_usage_error("--sandbox: '%s' is not auto, namespaces or rlimits", on.sandbox);
-    }
-    if (on.timeout > 0) sc.sandbox.wall_s = sc.sandbox.cpu_s = on.timeout;
-    sc.sandbox.mem_bytes = (size_t)on.memory;
-    sc.sandbox.procs = on.max_procs;
-    sc.sandbox.out_cap = (size_t)on.max_output;
-
-    /* the tokenizer: --tokenizer, else the model directory's when it has one (as qw-rollout) */
     qw_config cfg;
     if (qw_config_load(g.o.model_dir, &cfg)) qw_die_last();
-    qw_tok *tok = NULL;
-    char *tok_path = qw_tok_path(g.o.tokenizer ? g.o.tokenizer : g.o.model_dir, NULL);
-    FILE *probe = g.o.tokenizer ? NULL : fopen(tok_path, "r");
-    if (g.o.tokenizer || probe) {
-        if (probe) fclose(probe);
-        if (qw_tok_load(tok_path, &tok)) qw_die_last();
-        if (qw_tok_vocab_size(tok) > cfg.vocab_size)
-            qw_die(QW_EXIT_DATA, "'%s': the tokenizer has %d tokens, more than the model's vocabulary (%d): not this model's tokenizer",
-                   tok_path, qw_tok_vocab_size(tok), cfg.vocab_size);
-    }
-    if (!tok && on.chat) qw_usage_error("--chat needs a tokenizer: '%s' has none (give --tokenizer)", g.o.model_dir);
-
-    /* the prompts, and the fields the verifiers need, before anything is written */
-    const char *psrc = strcmp(on.prompts, "-") ? on.prompts : "<stdin>";
-    qw_buf in = {0};
-    if (read_input(on.prompts, &in)) qw_die_last();
-    int max_context = cfg.max_position_embeddings;
-    qw_prompt_opts po = {.src = psrc, .tok = tok, .chat = on.chat, .thinking_off = on.thinking && !strcmp(on.thinking, "off"),
-                         .vocab_size = cfg.vocab_size, .max_context = max_context};
-    qw_prompt_rec *P;
-    long np;
-    if (qw_prompts_read(&in, &po, &P, &np)) qw_die_last();
-    qw_buf_free(&in);
-    if (!np) qw_die(QW_EXIT_DATA, "%s: no prompts", psrc);
-    for (long i = 0; i < np; i++) {   /* a rollout record holds the prompt record's fields, and a completion */
-        char where[4200];
-        snprintf(where, sizeof where, "'%s': line %ld", psrc, P[i].line + 1);
-        cJSON *r = cJSON_Duplicate(P[i].rec, 1);
-        if (!cJSON_GetObjectItemCaseSensitive(r, "completion")) cJSON_AddStringToObject(r, "completion", "");
-        if (sc.uses[QW_VER_CODE] && !cJSON_GetObjectItemCaseSensitive(r, "prompt") && P[i].prompt)
-            cJSON_AddStringToObject(r, "prompt", P[i].prompt);
-        const char *c;
-        if (qw_scorer_check(&sc, r, where, &c)) qw_die_last();
-        cJSON_Delete(r);
-    }
+    qw_online *ol;
+    int rc = qw_online_open(&on, g.o.model_dir, g.o.tokenizer, cfg.vocab_size, cfg.max_position_embeddings, &ol);
+    if (rc) qw_die_last();
+    long np = qw_online_prompts(ol);
     int per = on.per_step ? on.per_step : (int)np;
     int G = g.G_opt;
-    size_t longest = 1;
-    for (long i = 0; i < np; i++) if (P[i].ids.n > longest) longest = P[i].ids.n;
-    long long per_seq = (long long)longest + on.max_new;
-    if (per_seq > max_context) per_seq = max_context;
-    qw_ids stop_ids = {0};
-    if (qw_rollout_eos_ids(g.o.model_dir, &cfg, &stop_ids)) qw_die_last();
-
-    if (sc.uses[QW_VER_CODE]) {
-        qw_sandbox_mode mode;
-        if (qw_sandbox_probe(want, on.python, &mode)) qw_die_last();
-        if (!qw_common_opts.quiet) fprintf(stderr, "%s: code runs in a sandbox: %s\n", qw_prog, qw_sandbox_mode_name(mode));
-    }
-    qw_afile save = {0};
-    if (on.save && qw_afile_open(on.save, &save)) qw_die_last();
-    qw_coproc *cp = NULL;
-    if (sc.uses[QW_VER_CMD] && qw_coproc_start(on.cmd, &cp)) qw_die_last();
 
     g.o.steps = (long)on.steps * g.epochs;
     g.o.sched.total = g.o.steps;
     g.G = G;
-    int rc = setup((int)per_seq, per * G);
+    rc = setup(qw_online_seq_len(ol), per * G);
     int size = rc ? 1 : qw_trainer_size(g.t), rank = rc ? 0 : qw_trainer_rank(g.t);
     if (!rc && size > 1 && on.save) rc = qw_error(QW_EXIT_USAGE, "--save-rollouts: one rank only for now");
     int j0 = (int)share(per, rank, size), j1 = (int)share(per, rank + 1, size);   /* this rank's prompts of a step */
     qw_policy *pol = NULL;
-    qw_engine_opts eo = {.max_batch = on.max_batch, .max_context = (int)per_seq,
-                         .cache_tokens = (long long)on.max_batch * (per_seq + 16)};
+    qw_engine_opts eo = qw_online_engine_opts(ol);
     if (!rc) rc = qw_policy_new(g.t, &eo, &pol);
     if (!rc && !qw_common_opts.quiet)
         qw_trainer_say(g.t, "online: %ld prompts, %d a step × %d completions, %d steps; engine cache %.1f MiB", np, per, G,
                        on.steps, qw_engine_cache_bytes(qw_policy_engine(pol)) / 1048576.0);
-    const qw_prompt_rec **chunk = qw_malloc(per * sizeof *chunk);
-    qw_gen_prompt *gp = qw_malloc(per * sizeof *gp);
-    char **text = qw_calloc(per, sizeof *text);
     for (long s = 0; s < on.steps && !rc; s++) {
-        for (int j = j0; j < j1; j++) {
-            const qw_prompt_rec *it = &P[(s * per + j) % np];
-            chunk[j - j0] = it;
-            gp[j - j0] = (qw_gen_prompt){it->ids.v, (int)it->ids.n, (uint64_t)j};
-        }
-        qw_gen_opts go = {.n = G, .max_new_tokens = on.max_new, .temperature = g.temperature, .top_k = on.top_k,
-                          .top_p = on.top_p, .seed = (uint64_t)qw_common_opts.seed + (uint64_t)s,
-                          .stop_ids = stop_ids.v, .n_stop_ids = (int)stop_ids.n, .thinking_budget = -1, .tok = tok};
-        gen_ctx gc = {chunk, tok, G, j0, text};
-        double t0 = qw_now();
-        if ((rc = qw_policy_generate(pol, gp, j1 - j0, &go, on_done, on_gen_step, &gc))) break;
-        double t1 = qw_now();
-        qw_buf roll = {0}, scored = {0};
-        for (int j = 0; j < j1 - j0; j++) {
-            qw_buf_adds(&roll, text[j]);
-            free(text[j]);
-            text[j] = NULL;
-        }
-        rc = score_step(&sc, cp, s + 1, &roll, &scored);
-        double t2 = qw_now();
-        if (!rc && save.f && fwrite(scored.p, 1, scored.n, save.f) != scored.n)
-            rc = qw_error(QW_EXIT_FAIL, "write error on '%s'", on.save);
+        qw_buf scored = {0};
+        qw_online_times tm;
+        rc = qw_online_step(ol, pol, s, per, j0, j1, G, g.temperature, &scored, &tm);
         if (!rc) {
             char name[64];
             snprintf(name, sizeof name, "step %ld's scored rollouts", s + 1);
@@ -672,25 +506,15 @@ static int run_online(void)
             long n = 0;
             rec *R = scored.n ? read_records(&scored, g.V, 0, &n) : NULL;
             if (n) group_records(R, n);
-            step_times st = {1, t1 - t0, t2 - t1};
+            step_times st = {1, tm.gen_s, tm.reward_s};
             rc = update(R, n, (long)j0 * G, (long)per * G, G, &st);
             free_records(R, n);
         }
-        qw_buf_free(&roll);
         qw_buf_free(&scored);
     }
     qw_policy_free(pol);
     teardown();
-    qw_coproc_end(cp);
-    if (save.f) {
-        if (rc) qw_afile_abort(&save);
-        else if (qw_afile_commit(&save)) rc = qw_error_status();
-    }
-    free(chunk), free(gp), free(text), free(tok_path);
-    qw_ids_free(&stop_ids);
-    qw_prompts_free(P, np);
-    qw_tok_free(tok);
-    return rc;
+    return qw_online_close(ol, rc);
 }
 
 int main(int argc, char **argv)
@@ -718,27 +542,7 @@ int main(int argc, char **argv)
         {"num-generations", 'G', QW_OPT_INT, &g.G_opt, "G", "completions per prompt (default: the number per idx found)"},
         {"mask-truncated", 0, QW_OPT_FLAG, &g.mask_truncated, NULL, "no loss on completions without EOS (finish_reason length)"},
         {"temperature", 0, QW_OPT_DOUBLE, &g.temperature, "T", "sampling temperature: log-probs of logits/T (default 1)"},
-        {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Online (rollout, reward and update in one process):"},
-        {"online", 0, QW_OPT_FLAG, &on.online, NULL, "generate from the policy being trained, score, update; repeat"},
-        {"prompts", 'p', QW_OPT_STR, &on.prompts, "FILE", "prompt records (qw-rollout(5)'s input)"},
-        {"steps", 0, QW_OPT_INT, &on.steps, "N", "generation steps (default 1)"},
-        {"prompts-per-step", 0, QW_OPT_INT, &on.per_step, "P", "prompts a step, cycling through FILE (default: all)"},
-        {"max-new-tokens", 0, QW_OPT_INT, &on.max_new, "M", "tokens per completion at most (default 256)"},
-        {"top-k", 0, QW_OPT_INT, &on.top_k, "K", "sample from the K most likely tokens (default 0: all)"},
-        {"top-p", 0, QW_OPT_DOUBLE, &on.top_p, "P", "nucleus: the most likely tokens of mass P (default 1: all)"},
-        {"max-batch", 0, QW_OPT_INT, &on.max_batch, "N", "sequences decoded at once (default 64)"},
-        {"chat", 0, QW_OPT_FLAG, &on.chat, NULL, "prompt records hold messages: render them with the chat template"},
-        {"thinking", 0, QW_OPT_STR, &on.thinking, "on|off", "--chat: enable_thinking of the template (default on)"},
-        {"verifier", 0, QW_OPT_STR, &on.verifier, "V", "math, think, code or cmd; several as NAME:WEIGHT,… (qw-reward(1))"},
-        {"answer-field", 0, QW_OPT_STR, &on.answer_field, "NAME", "math: the field of the gold answer (default answer)"},
-        {"cmd", 0, QW_OPT_STR, &on.cmd, "\"PROG ARGS\"", "cmd: the reward program (a coprocess, one JSON line in and out)"},
-        {"timeout", 0, QW_OPT_DOUBLE, &on.timeout, "S", "code: seconds per program (default 10); cmd: per reply (default 60)"},
-        {"memory", 0, QW_OPT_LONG, &on.memory, "BYTES", "code: address space per process (default 1G)"},
-        {"max-procs", 0, QW_OPT_INT, &on.max_procs, "N", "code: processes a program may have at once (default 64)"},
-        {"max-output", 0, QW_OPT_LONG, &on.max_output, "BYTES", "code: output kept per program (default 16k)"},
-        {"sandbox", 0, QW_OPT_STR, &on.sandbox, "auto|namespaces|rlimits", "code: the isolation (default auto)"},
-        {"python", 0, QW_OPT_STR, &on.python, "FILE", "code: the interpreter (default /usr/bin/python3)"},
-        {"save-rollouts", 0, QW_OPT_STR, &on.save, "FILE", "every step's scored rollouts (qw-reward(5) records), atomically"},
+        QW_ONLINE_OPTS(on),
         {NULL, 0, QW_OPT_HEADER, NULL, NULL, "Objective:"},
         {"loss-type", 0, QW_OPT_STR, &loss_type, "TYPE", "grpo, bnpo, dr_grpo or dapo (default dapo)"},
         {"scale-rewards", 0, QW_OPT_STR, &scale, "HOW", "advantage scaling: group, batch or none (default group)"},

@@ -19,6 +19,7 @@
 #include "qw/cli.h"
 #include "qw/config.h"
 #include "qw/file.h"
+#include "qw/json.h"
 #include "qw/model.h"
 #include "qw/params.h"
 #include "qw/pref.h"
@@ -101,19 +102,10 @@ static const char *str_field(cJSON *rec, const char *name, const char *where, in
     return f->valuestring;
 }
 
-/* The ids an integer array field appends to *out (range-checked). */
+/* The ids an integer array field appends to *out (range-checked, qw/json.h). */
 static void id_field(cJSON *a, const char *name, const char *where, qw_ids *out)
 {
-    if (!cJSON_IsArray(a)) qw_die(QW_EXIT_DATA, "%s: \"%s\" is not an array of token ids", where, name);
-    int i = 0;
-    for (cJSON *x = a->child; x; x = x->next, i++) {
-        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
-            qw_die(QW_EXIT_DATA, "%s: %s[%d] is not an integer", where, name, i);
-        if (x->valuedouble < 0 || x->valuedouble >= model_vocab)
-            qw_die(QW_EXIT_DATA, "%s: %s[%d] = %.0f is outside the reward model's vocabulary (%d): another tokenizer?",
-                   where, name, i, x->valuedouble, model_vocab);
-        qw_ids_push(out, (int32_t)x->valuedouble);
-    }
+    if (qw_json_ids(a, name, where, model_vocab, 0, out)) qw_die_last();
 }
 
 /* --verifier model: the sequence to score, prompt_ids + completion_ids, or
@@ -345,22 +337,11 @@ static rm_pair *read_pairs(const char *path, int V, const qw_tok *tok, const cha
     return v;
 }
 
-/* Pair k of the stream of pairs the steps take: epoch k / n in an order
- * shuffled by (seed, epoch) (as a seeded sampler does), so the data
- * position is a function of the step and a resumed run sees what the
- * whole run would have. */
+/* Pair k of the stream of pairs the steps take: epochs shuffled by
+ * (seed, epoch), qw_rng_epoch_item. */
 static long pair_at(long k, long n, uint64_t seed, long **perm, long *perm_epoch)
 {
-    long epoch = k / n;
-    if (!*perm || *perm_epoch != epoch) {
-        if (!*perm) *perm = qw_malloc((size_t)n * sizeof **perm);
-        for (long i = 0; i < n; i++) (*perm)[i] = i;
-        qw_rng r;
-        qw_rng_init(&r, seed, 0x72657761726400ULL + (uint64_t)epoch);
-        qw_rng_shuffle(&r, *perm, (size_t)n, sizeof **perm);
-        *perm_epoch = epoch;
-    }
-    return (*perm)[k % n];
+    return qw_rng_epoch_item(k, n, seed, 0x72657761726400ULL, perm, perm_epoch);
 }
 
 static int train_main(int argc, char **argv)

@@ -9,11 +9,12 @@
 # into a gradient; a wrong loss is told apart; reference log-probs saved by
 # --save-ref equal the reference's forward, and training on them equals
 # training beside the reference; the metrics; steps and epochs; resume from
-# a mid-run checkpoint gives the weights of one run; truncation; text pairs
+# a mid-run checkpoint gives the weights of one run (the pairs shuffled
+# per epoch, the default); --no-shuffle and the seed's order; truncation; text pairs
 # (plain and chat) tokenized as documented; bad input exits 3 naming the
 # file and record, writing nothing.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 61
+plan 62
 cd "$tmp"
 ref() { python3 "$QW_SRCDIR/tests/tools/dpo_ref.py" "$@"; }
 grads() { python3 "$QW_SRCDIR/tests/tools/grpo_ref.py" grads "$@"; }
@@ -127,6 +128,22 @@ for _ in $(seq 100); do [ -s m_sig.jsonl ] && break; sleep 0.1; done
 kill -TERM $pid; wait $pid; st=$?
 check "SIGTERM: exit 143 with a checkpoint to resume from" bash -c "[ $st -eq 143 ] && test -f o_sig/latest && grep -q -- --resume sig.err"
 
+# 5b. shuffling: with lr 0 each step's loss is its pair's, so the logs show the order the pairs were taken in
+for v in "ns --no-shuffle" "s0 --seed 0" "s1 --seed 1"; do
+    set -- $v
+    rm -rf o_$1
+    qw-dpo -m $M --ref $R -o o_$1 --lr 0 --schedule constant --batch-pairs 1 --steps 12 --log l_$1.jsonl --threads 1 -q $2 ${3:-} pairs.jsonl
+done
+check "shuffling: --no-shuffle takes the file order twice; by default each epoch is a new permutation, by --seed" python3 - <<'PY'
+import json
+L = {k: [json.loads(l)["loss"] for l in open("l_%s.jsonl" % k)] for k in ("ns", "s0", "s1")}
+ns, s0, s1 = L["ns"], L["s0"], L["s1"]
+assert len(ns) == len(s0) == len(s1) == 12 and ns[:6] == ns[6:] and len(set(ns[:6])) == 6, ns
+for s in (s0, s1):
+    assert sorted(s[:6]) == sorted(ns[:6]) and sorted(s[6:]) == sorted(ns[:6]), (s, ns)
+assert s0[:6] != ns[:6] and s0[:6] != s0[6:] and s0 != s1, (s0, s1)
+PY
+
 # 6. truncation: the scored tokens counted by the metrics
 for mode in keep-start keep-end; do
     rm -rf o_tr
@@ -199,7 +216,7 @@ a = [dict(p) for p in ps]; a[0]["ref_chosen_logp"] = -3.0; a[0]["ref_rejected_lo
 dump("text.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])
 PY
 for c in "missing:missing.jsonl': line 3: missing \"rejected_ids\"" "empty:empty.jsonl': line 2: \"chosen_ids\" is empty" \
-         "vocab:vocab.jsonl': line 4: \"rejected_ids\"\[[0-9]+\] is not a token id in \[0, 256\)" \
+         "vocab:vocab.jsonl': line 4: \"rejected_ids\"\[[0-9]+\] = 256 is outside the model's vocabulary \(256\)" \
          "long:long.jsonl': line 6: prompt \+ chosen is 207 tokens, over --max-length 64" \
          "someref:someref.jsonl': 1 of 6 pairs carry" "text:text.jsonl': line 1: a text pair needs the tokenizer"; do
     f=${c%%:*} re=${c#*:}

@@ -100,8 +100,8 @@ dump("unequal.jsonl", rs[:-1])
 a = [dict(r) for r in rs]; a[7]["completion_ids"] = a[7]["completion_ids"][:-1] + [300]; dump("vocab.jsonl", a)
 a = [dict(r) for r in rs]; del a[2]["prompt_ids"]; dump("noids.jsonl", a)
 PY
-for c in "noreward:record 6: no numeric \"reward\"" "unequal:expected 4" "vocab:record 8: completion_ids.* outside the model's vocabulary" \
-         "noids:record 3: no \"prompt_ids\""; do
+for c in "noreward:record 6: no numeric \"reward\"" "unequal:expected 4" "vocab:record 8: \"completion_ids\"\[15\] = 300 is outside the model's vocabulary" \
+         "noids:record 3: missing \"prompt_ids\""; do
     f=${c%%:*} re=${c#*:}
     rm -rf o_bad
     expect_status "bad input: $f → 3" 3 qw-grpo -m $M -o o_bad --log m_bad.jsonl --threads 1 -q $f.jsonl

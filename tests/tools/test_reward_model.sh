@@ -215,7 +215,7 @@ expect_stderr "… naming the line" "text.jsonl': line 1: .*tokenizer"
 # bad input
 printf '{"prompt_ids": [1], "completion_ids": [5, 300]}\n' >bad.jsonl
 expect_status "an id beyond the vocabulary: exit 3" 3 qw-reward --verifier model --model r -q -o out.jsonl bad.jsonl
-expect_stderr "… naming the record and the field" "bad.jsonl': line 1: completion_ids\[1\] = 300 is outside"
+expect_stderr "… naming the record and the field" "bad.jsonl': line 1: \"completion_ids\"\[1\] = 300 is outside"
 check "… and nothing written" test ! -e out.jsonl
 expect_status "a causal LM is not a reward model: exit 3" 3 qw-reward --verifier model --model "$M" -q held.jsonl
 expect_stderr "… saying so" "not a reward model"

@@ -228,7 +228,7 @@ bad "invalid JSON" 3 "^qw-rollout: 'badjson.jsonl': line 2: " -m $M -p badjson.j
 bad "model/tokenizer mismatch" 3 "the tokenizer has [0-9]+ tokens, more than the model's vocabulary \(256" \
     -m "$g/dense_tied/model" -t $M/tokenizer.json -p text.jsonl -q
 printf '%s\n' '{"prompt_ids": [1, 256]}' >oov.jsonl
-bad "prompt id outside the vocabulary" 3 "^qw-rollout: 'oov.jsonl': line 1: prompt_ids\[1\] is not a token id" \
+bad "prompt id outside the vocabulary" 3 "^qw-rollout: 'oov.jsonl': line 1: \"prompt_ids\"\[1\] = 256 is outside the model's vocabulary \(256\)" \
     -m "$g/moe/model" -p oov.jsonl -q
 bad "-n 0" 2 "^qw-rollout: -n: 0 samples per prompt" -m "$g/moe/model" -p ids.jsonl -n 0
 # --device cuda: completions on a machine with a GPU (tests/gpu checks them), a

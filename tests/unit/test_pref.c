@@ -46,9 +46,9 @@ TEST(bad)
     CHECK(refused("{\"prompt_ids\":[1],\"rejected_ids\":[9]}", "missing \"chosen_ids\""));
     CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":\"hi\",\"rejected_ids\":[9]}", "\"chosen_ids\" is not an array"));
     CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[4],\"rejected_ids\":[]}", "\"rejected_ids\" is empty"));
-    CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[256],\"rejected_ids\":[9]}", "\"chosen_ids\"[0] is not a token id"));
+    CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[256],\"rejected_ids\":[9]}", "\"chosen_ids\"[0] = 256 is outside the model's vocabulary (256)"));
     CHECK(refused("{\"prompt_ids\":[1,-1],\"chosen_ids\":[4],\"rejected_ids\":[9]}", "\"prompt_ids\"[1]"));
-    CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[4],\"rejected_ids\":[2.5]}", "\"rejected_ids\"[0]"));
+    CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[4],\"rejected_ids\":[2.5]}", "\"rejected_ids\"[0] is not an integer token id"));
     CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[4],\"rejected_ids\":[9],\"ref_chosen_logp\":-1}", "give both"));
     CHECK(refused("{\"prompt_ids\":[1],\"chosen_ids\":[4],\"rejected_ids\":[9],\"ref_chosen_logp\":1,\"ref_rejected_logp\":-1}",
                   "positive"));

@@ -47,6 +47,14 @@ uint64_t qw_rng_below(qw_rng *r, uint64_t n);
 /* Fisher-Yates shuffle of n elements of `size` bytes each. */
 void qw_rng_shuffle(qw_rng *r, void *base, size_t n, size_t size);
 
+/* Element k of an endless stream of epochs over n items, each epoch e =
+ * k / n a permutation of 0 … n−1 shuffled by a generator of (seed,
+ * stream + e) (as a seeded data sampler reshuffles every epoch): a pure
+ * function of (k, n, seed, stream), so a resumed run sees what the whole
+ * run would have.  *perm (n longs, allocated on first use; free it) and
+ * *perm_epoch (start at −1) cache the current epoch's permutation. */
+long qw_rng_epoch_item(long k, long n, uint64_t seed, uint64_t stream, long **perm, long *perm_epoch);
+
 /* One uniform in [0,1) (53 bits) that depends only on (seed, stream,
  * counter): the first two words of the Philox block at that counter, the
  * same bits the sequential generator would draw first from that block.
