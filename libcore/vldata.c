@@ -16,6 +16,7 @@
 #include "qw/cli.h"
 #include "qw/file.h"
 #include "qw/io.h"
+#include "qw/mrope.h"
 
 /* ---- images ---- */
 
@@ -146,6 +147,70 @@ int qw_vl_expand(const qw_config *c, qw_vl_images *im, qw_ids *ids, qw_buf *mask
     free(v);
     free(mk);
     return 0;
+}
+
+/* ---- a batch with images ---- */
+
+struct qw_vl_batch {
+    qw_vision *v;
+    int32_t *pos3, *rows;
+    float *d_embeds, *d_ds[8];
+    const void *ds[8];
+    qw_batch_vision bv;
+};
+
+int qw_vl_batch_new(const qw_params *P, const int32_t *ids, const int32_t *seg, int B, int T, int n,
+                    const int32_t *thw, const float *pixels, const char *what, qw_vl_batch **out)
+{
+    const qw_config *c = &P->cfg;
+    *out = NULL;
+    if (n > 0 && c->vision.depth <= 0)
+        return qw_error(QW_EXIT_DATA, "%s: %d images, but the model (%s) has no vision tower", what, n, c->model_type);
+    qw_vl_batch *b = qw_calloc(1, sizeof *b);
+    size_t N = (size_t)B * T;
+    b->pos3 = qw_malloc(3 * N * sizeof *b->pos3);
+    int st = qw_rope_index_docs(c, ids, seg, B, T, thw, n, what, b->pos3);
+    if (!st && n > 0) st = qw_vision_new(P, n, thw, what, &b->v);
+    if (st) {
+        qw_vl_batch_free(b);
+        return st;
+    }
+    *out = b;
+    if (!n) return 0;
+    qw_vision_forward(b->v, pixels);
+    int R = qw_vision_merged_rows(b->v), H = c->hidden_size;
+    b->rows = qw_malloc((size_t)R * sizeof *b->rows);
+    int k = 0;
+    for (size_t i = 0; i < N; i++)
+        if (ids[i] == c->image_token_id) b->rows[k++] = (int32_t)i;   /* qw_rope_index_docs checked the count */
+    b->d_embeds = qw_malloc((size_t)R * H * sizeof(float));
+    for (int j = 0; j < c->vision.n_deepstack; j++) {
+        b->d_ds[j] = qw_malloc((size_t)R * H * sizeof(float));
+        b->ds[j] = qw_vision_deepstack(b->v, j);
+    }
+    b->bv = (qw_batch_vision){.n = R, .rows = b->rows, .embeds = qw_vision_merged(b->v), .n_deepstack = c->vision.n_deepstack,
+                              .deepstack = b->ds, .d_embeds = b->d_embeds, .d_deepstack = (void *const *)b->d_ds};
+    return 0;
+}
+
+const int32_t *qw_vl_batch_mpos(const qw_vl_batch *b) { return b->pos3; }
+const qw_batch_vision *qw_vl_batch_vision(const qw_vl_batch *b) { return b->v ? &b->bv : NULL; }
+const qw_vision *qw_vl_batch_tower(const qw_vl_batch *b) { return b->v; }
+
+void qw_vl_batch_backward(qw_vl_batch *b, qw_params *G)
+{
+    if (b->v) qw_vision_backward(b->v, b->d_embeds, (const float *const *)b->d_ds, G);
+}
+
+void qw_vl_batch_free(qw_vl_batch *b)
+{
+    if (!b) return;
+    qw_vision_free(b->v);
+    free(b->pos3);
+    free(b->rows);
+    free(b->d_embeds);
+    for (int j = 0; j < 8; j++) free(b->d_ds[j]);
+    free(b);
 }
 
 /* ---- reading samples ---- */

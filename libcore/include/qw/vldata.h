@@ -44,6 +44,9 @@
 #include "qw/buf.h"
 #include "qw/config.h"
 #include "qw/image.h"
+#include "qw/model.h"
+#include "qw/params.h"
+#include "qw/vision.h"
 
 /* The images of one sample (or one batch row), in the order of their pad
  * runs: grid (t, h, w) in patches, the offset of each image's first pad
@@ -84,6 +87,34 @@ int qw_vl_prep(const qw_config *c, const char *dir, qw_vision_prep *p);
  * (QW_EXIT_DATA naming `what` otherwise: text that spells
  * <|image_pad|> itself). */
 int qw_vl_expand(const qw_config *c, qw_vl_images *im, qw_ids *ids, qw_buf *mask, const char *what);
+
+/* ---- a batch with images, for the model (qw/model.h) ---- */
+
+/* What a Qwen3-VL batch needs besides its tokens: the MRoPE position ids of
+ * every token (qw_rope_index_docs: per document), the vision tower run on
+ * the batch's images (qw/vision.h), the rows of the image tokens, and the
+ * buffers the model's backward fills for the tower's.  Host memory (the
+ * tower runs on the CPU). */
+typedef struct qw_vl_batch qw_vl_batch;
+
+/* For ids [B·T] (seg: document ids, or NULL for one per row) whose image
+ * pad runs are, in order, the n images of grids thw [n][3] with patches
+ * pixels [Σ t·h·w][K] (K = the config's 3·tp·p²; copied).  n = 0 gives the
+ * position ids only.  Runs the tower's forward.  QW_EXIT_DATA naming
+ * `what` when the pad runs and the grids disagree, a grid is odd, or the
+ * model has no vision tower while n > 0. */
+int qw_vl_batch_new(const qw_params *P, const int32_t *ids, const int32_t *seg, int B, int T, int n,
+                    const int32_t *thw, const float *pixels, const char *what, qw_vl_batch **out);
+/* MRoPE position ids [3][B·T] (qw_batch.mpos). */
+const int32_t *qw_vl_batch_mpos(const qw_vl_batch *b);
+/* The image inputs (qw_batch.vision), or NULL without images. */
+const qw_batch_vision *qw_vl_batch_vision(const qw_vl_batch *b);
+/* The tower (its intermediates), or NULL without images. */
+const qw_vision *qw_vl_batch_tower(const qw_vl_batch *b);
+/* After the model's backward of this batch: ADD the tower's gradient to G
+ * (host arena of P's layout). */
+void qw_vl_batch_backward(qw_vl_batch *b, qw_params *G);
+void qw_vl_batch_free(qw_vl_batch *b);
 
 /* ---- reading samples ---- */
 
