@@ -293,7 +293,8 @@ typedef struct {
 
 typedef struct {
     int role;
-    const char *content;
+    const char *content;        /* "" when the content is a list of parts */
+    const cJSON *parts;         /* user/system content parts (text, image), or NULL */
     const char *reasoning;      /* reasoning_content, or NULL when absent/null */
     const cJSON *calls;         /* tool_calls array, or NULL */
 } msg;
@@ -349,6 +350,21 @@ static int check_message(const cJSON *m, size_t i, const char *where, msg *out)
         return bad(where, "messages[%zu]: unknown role '%.64s' (not system, user, assistant or tool)", i,
                    role->valuestring);
     if (!content) return bad(where, "messages[%zu]: missing 'content'", i);
+    out->parts = NULL;
+    if (cJSON_IsArray(content) && (out->role == USER || out->role == SYSTEM)) {
+        size_t j = 0;
+        for (const cJSON *c = content->child; c; c = c->next, j++) {
+            int kind = qw_chat_part(c);
+            if (kind < 0)
+                return bad(where, "messages[%zu]: content[%zu] is not a text part {\"type\": \"text\", \"text\": "
+                           "STRING} or an image part {\"type\": \"image\", \"image\": PATH}", i, j);
+        }
+        out->content = "";
+        out->parts = content;
+        out->reasoning = NULL;
+        out->calls = NULL;
+        return 0;
+    }
     if (!cJSON_IsString(content))
         return bad(where, "messages[%zu]: 'content' is %s, not a string (the Qwen3 template renders "
                    "only string content)", i, type_name(content));
@@ -368,6 +384,52 @@ static int check_message(const cJSON *m, size_t i, const char *where, msg *out)
         out->calls = calls->child ? calls : NULL;
     }
     return out->calls ? check_calls(out->calls, i, where) : 0;
+}
+
+int qw_chat_part(const cJSON *part)
+{
+    if (!cJSON_IsObject(part)) return -1;
+    const cJSON *type = field(part, "type"), *text = field(part, "text"), *image = field(part, "image");
+    if (type && !cJSON_IsString(type)) return -1;
+    if (type ? !strcmp(type->valuestring, "image") : image != NULL)
+        return cJSON_IsString(image) || (!image && type) ? QW_CHAT_PART_IMAGE : -1;
+    if ((!type || !strcmp(type->valuestring, "text")) && cJSON_IsString(text)) return QW_CHAT_PART_TEXT;
+    return -1;
+}
+
+const char *qw_chat_part_image(const cJSON *part)
+{
+    const cJSON *image = field(part, "image");
+    return cJSON_IsString(image) ? image->valuestring : NULL;
+}
+
+size_t qw_chat_images(const cJSON *messages, const cJSON **parts, size_t max)
+{
+    size_t n = 0;
+    for (const cJSON *m = cJSON_IsArray(messages) ? messages->child : NULL; m; m = m->next) {
+        const cJSON *content = cJSON_IsObject(m) ? field(m, "content") : NULL;
+        if (!cJSON_IsArray(content)) continue;
+        for (const cJSON *c = content->child; c; c = c->next)
+            if (qw_chat_part(c) == QW_CHAT_PART_IMAGE) {
+                if (n < max) parts[n] = c;
+                n++;
+            }
+    }
+    return n;
+}
+
+/* A message's content: its string, or its parts in order (text as is, an
+ * image as Qwen3-VL's template writes it). */
+static void put_content(qw_buf *out, const msg *m)
+{
+    if (!m->parts) {
+        qw_buf_adds(out, m->content);
+        return;
+    }
+    for (const cJSON *c = m->parts->child; c; c = c->next) {
+        if (qw_chat_part(c) == QW_CHAT_PART_IMAGE) qw_buf_adds(out, QW_CHAT_IMAGE_TEXT);
+        else qw_buf_adds(out, field(c, "text")->valuestring);
+    }
 }
 
 static void render_assistant(const msg *m, int keep_reasoning_turn, int last, qw_buf *out,
@@ -421,7 +483,7 @@ static void render_tools(const msg *first, const cJSON *tools, qw_buf *out)
 {
     qw_buf_adds(out, "<|im_start|>system\n");
     if (first->role == SYSTEM) {
-        qw_buf_adds(out, first->content);
+        put_content(out, first);
         qw_buf_adds(out, "\n\n");
     }
     qw_buf_adds(out, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -458,7 +520,7 @@ int qw_chat_render(const cJSON *messages, const cJSON *tools, const qw_chat_opts
     size_t last_query = n - 1;
     for (i = n; i-- > 0;) {
         span s = whole(m[i].content);
-        if (m[i].role == USER && !(starts(s, "<tool_response>") && ends(s, "</tool_response>"))) {
+        if (m[i].role == USER && (m[i].parts || !(starts(s, "<tool_response>") && ends(s, "</tool_response>")))) {
             last_query = i;
             break;
         }
@@ -467,13 +529,13 @@ int qw_chat_render(const cJSON *messages, const cJSON *tools, const qw_chat_opts
         render_tools(&m[0], tools, out);
     } else if (m[0].role == SYSTEM) {
         qw_buf_adds(out, "<|im_start|>system\n");
-        qw_buf_adds(out, m[0].content);
+        put_content(out, &m[0]);
         qw_buf_adds(out, "<|im_end|>\n");
     }
     for (i = 0; i < n; i++) {
         if (m[i].role == USER || (m[i].role == SYSTEM && i > 0)) {
             qw_buf_adds(out, m[i].role == USER ? "<|im_start|>user\n" : "<|im_start|>system\n");
-            qw_buf_adds(out, m[i].content);
+            put_content(out, &m[i]);
             qw_buf_adds(out, "<|im_end|>\n");
         } else if (m[i].role == ASSISTANT) {
             render_assistant(&m[i], i > last_query, i == n - 1, out, spans);

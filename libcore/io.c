@@ -56,6 +56,8 @@ struct qw_input {
     qw_buf chat, where;         /* chat mode: the rendered conversation; message prefix */
     qw_chat_spans turns;        /* chat mode: the assistant turns of the conversation */
     size_t *spans, spans_cap;   /* chat mode: the document's loss spans, as pairs */
+    const char **images;        /* chat mode: the image parts' paths (NULL: none given) */
+    size_t n_images, images_cap;
     size_t n_spans;
     long index, skipped;
     int done;
@@ -501,6 +503,18 @@ static int render_chat(qw_input *in, qw_doc *doc)
         for (size_t k = 0; !rc && k < in->turns.n; k++) add_span(in, in->turns.v[k].start, in->turns.v[k].end);
     }
     if (rc) return rc;
+    const cJSON *conv = msgs ? msgs : prompt;   /* a prompt/completion's turns were moved into prompt */
+    size_t k = qw_chat_images(conv, NULL, 0);
+    if (k > in->images_cap) {
+        in->images_cap = k;
+        in->images = qw_realloc(in->images, k * sizeof *in->images);
+    }
+    const cJSON **parts = qw_malloc((k ? k : 1) * sizeof *parts);
+    in->n_images = qw_chat_images(conv, parts, k);
+    for (size_t j = 0; j < k; j++) in->images[j] = qw_chat_part_image(parts[j]);
+    free(parts);
+    doc->images = in->images;
+    doc->n_images = in->n_images;
     doc->text = in->chat.p ? in->chat.p : "";
     doc->len = in->chat.n;
     doc->spans = in->spans;
@@ -552,6 +566,8 @@ int qw_input_next(qw_input *in, qw_doc *doc)
     in->rec = NULL;
     doc->spans = NULL;
     doc->n_spans = 0;
+    doc->images = NULL;
+    doc->n_images = 0;
     while (!in->done) {
         if (!in->in_entry) {
             int r = next_entry(in);
@@ -622,6 +638,7 @@ void qw_input_free(qw_input *in)
     qw_buf_free(&in->chat);
     qw_chat_spans_free(&in->turns);
     free(in->spans);
+    free(in->images);
     qw_buf_free(&in->where);
     free(in);
 }

@@ -8,19 +8,26 @@
 int qw_rope_index(const qw_config *c, const int32_t *ids, int B, int T, const int32_t *thw, int n, const char *what,
                   int32_t *pos3)
 {
+    return qw_rope_index_docs(c, ids, NULL, B, T, thw, n, what, pos3);
+}
+
+int qw_rope_index_docs(const qw_config *c, const int32_t *ids, const int32_t *seg, int B, int T, const int32_t *thw,
+                       int n, const char *what, int32_t *pos3)
+{
     size_t N = (size_t)B * T;
     int img = 0, pad = c->image_token_id;
     for (int r = 0; r < B; r++) {
         int64_t next = 0;
         for (int t = 0; t < T;) {
             size_t i = (size_t)r * T + t;
+            if (seg && t > 0 && seg[i] != seg[i - 1]) next = 0;   /* a new document */
             if (pad < 0 || ids[i] != pad) {
                 pos3[i] = pos3[N + i] = pos3[2 * N + i] = (int32_t)next++;
                 t++;
                 continue;
             }
             int run = 0;
-            while (t + run < T && ids[i + run] == pad) run++;
+            while (t + run < T && ids[i + run] == pad && (!seg || !run || seg[i + run] == seg[i])) run++;
             if (img == n)
                 return qw_error(QW_EXIT_DATA, "%s: row %d, position %d: image pad tokens, but the %d images of "
                                 "image_grid_thw are used up", what, r, t, n);

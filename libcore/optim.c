@@ -33,10 +33,11 @@ void qw_adamw_step_shard(const qw_adamw *o, qw_params *P, const qw_params *G, fl
     };
     const float decay = (float)(1.0 - lr * o->weight_decay);
     char *act = P->compute != (void *)P->data ? P->compute : NULL;
-    /* one op per run of tensors with the same decay flag (the gaps between
-     * them are zero), cut to [lo, hi) */
+    /* one op per run of tensors with the same decay and frozen flags (the
+     * gaps between them are zero), cut to [lo, hi); frozen runs are skipped */
     for (int i = 0, j; i < P->n; i = j) {
-        for (j = i + 1; j < P->n && P->p[j].no_decay == P->p[i].no_decay; j++) {}
+        for (j = i + 1; j < P->n && P->p[j].no_decay == P->p[i].no_decay && P->p[j].frozen == P->p[i].frozen; j++) {}
+        if (P->p[i].frozen) continue;
         size_t a = P->p[i].offset, b = P->p[j - 1].offset + (size_t)P->p[j - 1].numel;
         if (a < lo) a = lo;
         if (b > hi) b = hi;

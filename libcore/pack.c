@@ -36,8 +36,44 @@ int qw_docs_add(qw_docs *d, const int32_t *ids, size_t n, const uint8_t *mask)
     return 0;
 }
 
+int qw_docs_add_images(qw_docs *d, const int32_t *ids, size_t n, const uint8_t *mask, const qw_shard_images *im)
+{
+    int st = qw_docs_add(d, ids, n, mask);
+    if (st || !im || !im->n) return st;
+    if (d->n_img && im->K != d->K)
+        return qw_error(QW_EXIT_DATA, "document %zu: patches of %u values, unlike the %u of the images before", d->n_docs - 1,
+                        im->K, d->K);
+    d->K = im->K;
+    uint64_t rows = 0;
+    for (uint32_t k = 0; k < im->n; k++) {
+        if (im->start[k] >= n)
+            return qw_error(QW_EXIT_DATA, "document %zu: image %u starts outside the document", d->n_docs - 1, k);
+        if (d->n_img == d->img_cap) {
+            d->img_cap = d->img_cap ? 2 * d->img_cap : 64;
+            d->img_doc = qw_realloc(d->img_doc, d->img_cap * sizeof *d->img_doc);
+            d->img_at = qw_realloc(d->img_at, d->img_cap * sizeof *d->img_at);
+            d->img_thw = qw_realloc(d->img_thw, 3 * d->img_cap * sizeof *d->img_thw);
+            d->img_row = qw_realloc(d->img_row, d->img_cap * sizeof *d->img_row);
+        }
+        size_t i = d->n_img++;
+        d->img_doc[i] = d->n_docs - 1;
+        d->img_at[i] = im->start[k];
+        memcpy(d->img_thw + 3 * i, im->thw + 3 * k, 3 * sizeof *d->img_thw);
+        d->img_row[i] = d->px_rows + rows;
+        rows += (uint64_t)im->thw[3 * k] * im->thw[3 * k + 1] * im->thw[3 * k + 2];
+    }
+    if (d->px_rows + rows > d->px_cap) {
+        while (d->px_rows + rows > d->px_cap) d->px_cap = d->px_cap ? 2 * d->px_cap : 1024;
+        d->pixels = qw_realloc(d->pixels, d->px_cap * d->K * sizeof *d->pixels);
+    }
+    memcpy(d->pixels + d->px_rows * d->K, im->pixels, rows * d->K * sizeof *d->pixels);
+    d->px_rows += rows;
+    return 0;
+}
+
 void qw_docs_free(qw_docs *d)
 {
+    free(d->img_doc); free(d->img_at); free(d->img_thw); free(d->img_row); free(d->pixels);
     qw_ids_free(&d->tokens);
     qw_buf_free(&d->mask);
     free(d->ends);
@@ -222,6 +258,59 @@ static void plan_fill(const plan *pl, const qw_docs *d, size_t r, size_t L, uint
     }
 }
 
+/* The images of a row: those of its documents, starts moved to the row. */
+typedef struct {
+    qw_shard_images im;
+    uint32_t *start, *thw;
+    float *px;
+    size_t cap;
+    uint64_t px_cap;
+} row_images;
+
+static void fill_images(row_images *ri, const plan *pl, const qw_docs *d, size_t r)
+{
+    ri->im = (qw_shard_images){0, d->K, NULL, NULL, NULL};
+    uint64_t rows = 0;
+    size_t at = 0;
+    for (size_t k = pl->first[r]; k < pl->first[r + 1]; k++) {
+        const piece *p = &pl->p[k];
+        size_t lo = 0, hi = d->n_docs;   /* the document holding the piece */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (d->ends[mid] <= p->off) lo = mid + 1;
+            else hi = mid;
+        }
+        size_t a = 0, b = d->n_img;      /* its images: img_doc is sorted */
+        while (a < b) {
+            size_t mid = (a + b) / 2;
+            if (d->img_doc[mid] < lo) a = mid + 1;
+            else b = mid;
+        }
+        for (size_t i = a; i < d->n_img && d->img_doc[i] == lo; i++) {
+            const uint32_t *g = d->img_thw + 3 * i;
+            uint64_t n = (uint64_t)g[0] * g[1] * g[2];
+            if (ri->im.n == ri->cap) {
+                ri->cap = ri->cap ? 2 * ri->cap : 8;
+                ri->start = qw_realloc(ri->start, ri->cap * sizeof *ri->start);
+                ri->thw = qw_realloc(ri->thw, 3 * ri->cap * sizeof *ri->thw);
+            }
+            if (rows + n > ri->px_cap) {
+                while (rows + n > ri->px_cap) ri->px_cap = ri->px_cap ? 2 * ri->px_cap : 256;
+                ri->px = qw_realloc(ri->px, ri->px_cap * d->K * sizeof *ri->px);
+            }
+            ri->start[ri->im.n] = (uint32_t)(at + d->img_at[i]);
+            memcpy(ri->thw + 3 * ri->im.n, g, 3 * sizeof *g);
+            memcpy(ri->px + rows * d->K, d->pixels + d->img_row[i] * d->K, n * d->K * sizeof *ri->px);
+            rows += n;
+            ri->im.n++;
+        }
+        at += p->len;
+    }
+    ri->im.start = ri->start;
+    ri->im.thw = ri->thw;
+    ri->im.pixels = ri->px;
+}
+
 /* ---- writing a split ---- */
 
 static const char *const split_name[2] = {"train", "val"};
@@ -242,12 +331,14 @@ static int write_split(writing *wr, int which, const plan *pl, qw_pack_split_rep
     size_t *perm = permutation(pl->rows, o->seed, which ? 0x76616c69646174ull : 0x747261696e696eull);
     qw_shard_params sp = {
         .row_len = (uint32_t)L, .vocab_size = o->vocab_size, .identity = o->identity, .pad_id = o->pad_id,
-        .has_mask = wr->d->has_mask, .zstd_level = o->zstd_level,
+        .has_mask = wr->d->has_mask, .zstd_level = o->zstd_level, .has_images = wr->d->n_img > 0,
     };
     qw_shard_row row = {
         .tokens = qw_malloc(L * sizeof *row.tokens), .starts = qw_malloc(L * sizeof *row.starts),
         .mask = qw_malloc(L),
     };
+    row_images ri = {0};
+    if (wr->d->n_img) row.images = &ri.im;
     char *path = qw_malloc(strlen(o->dir) + 32), name[32];
     qw_shard_writer *w = NULL;
     int st = 0;
@@ -258,6 +349,7 @@ static int write_split(writing *wr, int which, const plan *pl, qw_pack_split_rep
             if ((st = qw_shard_writer_open(path, &sp, &w))) break;
         }
         plan_fill(pl, wr->d, perm[i], L, o->pad_id, &row);
+        if (row.images) fill_images(&ri, pl, wr->d, perm[i]);
         st = qw_shard_writer_add(w, &row);
         if (!st && (qw_shard_writer_rows(w) == per_shard || i + 1 == pl->rows)) {
             uint64_t rows = qw_shard_writer_rows(w);
@@ -283,6 +375,7 @@ static int write_split(writing *wr, int which, const plan *pl, qw_pack_split_rep
     rep->dropped = pl->dropped;
     rep->padding = pl->padding;
     free(path); free(perm); free(row.tokens); free(row.starts); free(row.mask);
+    free(ri.start); free(ri.thw); free(ri.px);
     return st;
 }
 
@@ -297,13 +390,14 @@ static cJSON *split_json(const qw_pack_split_report *r)
     return j;
 }
 
-static int write_index(const qw_pack_opts *o, int has_mask, cJSON *shards, const qw_pack_report *rep)
+static int write_index(const qw_pack_opts *o, int has_mask, int has_images, cJSON *shards, const qw_pack_report *rep)
 {
     cJSON *j = cJSON_CreateObject();
     char hex[24];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)o->identity);
     cJSON_AddStringToObject(j, "format", "qw-pack");
-    cJSON_AddNumberToObject(j, "version", QW_SHARD_VERSION);
+    cJSON_AddNumberToObject(j, "version", has_images ? QW_SHARD_VERSION_IMAGES : QW_SHARD_VERSION);
+    if (has_images) cJSON_AddBoolToObject(j, "images", 1);
     cJSON_AddNumberToObject(j, "seq_len", o->seq_len);
     cJSON_AddNumberToObject(j, "row_len", o->seq_len + 1);
     cJSON_AddStringToObject(j, "tokenizer_identity", hex);
@@ -341,6 +435,12 @@ int qw_pack_dataset(const qw_docs *d, const qw_pack_opts *o, qw_pack_report *rep
     if (o->vocab_size < 1 || o->pad_id >= o->vocab_size)
         return qw_error(QW_EXIT_USAGE, "pad id %u outside the vocabulary of %u", o->pad_id, o->vocab_size);
     if (!d->n_docs) return qw_error(QW_EXIT_DATA, "no documents in the input");
+    if (d->n_img && o->mode != QW_PACK_SFT)
+        return qw_error(QW_EXIT_USAGE, "documents with images are packed whole: --mode sft");
+    for (size_t k = 0; k < d->n_img; k++)
+        if (doc_len(d, d->img_doc[k]) > L)
+            return qw_error(QW_EXIT_DATA, "document %zu: %zu tokens with an image do not fit a row of %zu (a sample "
+                            "with images is never cut)", d->img_doc[k], doc_len(d, d->img_doc[k]), L);
     for (size_t i = 0, k = 0; i < d->tokens.n; i++) {
         while (d->ends[k] <= i) k++;
         if (d->tokens.v[i] < 0 || (uint32_t)d->tokens.v[i] >= o->vocab_size)
@@ -383,7 +483,7 @@ int qw_pack_dataset(const qw_docs *d, const qw_pack_opts *o, qw_pack_report *rep
     free(old_index);
     writing wr = {o, d, cJSON_CreateArray(), 0, pl[0].rows + pl[1].rows};
     for (int v = 0; v < 2 && !st; v++) st = write_split(&wr, v, &pl[v], sr[v]);
-    if (!st) st = write_index(o, d->has_mask, wr.shards, rep);
+    if (!st) st = write_index(o, d->has_mask, d->n_img > 0, wr.shards, rep);
     else cJSON_Delete(wr.shards);
     for (int v = 0; v < 2; v++) {
         plan_free(&pl[v]);

@@ -55,6 +55,27 @@ static const char *row_problem(const qw_shard_row *row, uint32_t L, uint32_t voc
     return NULL;
 }
 
+/* The reason a row's images are malformed, or NULL. */
+static const char *images_problem(const qw_shard_images *im, uint32_t n_valid)
+{
+    if (!im || !im->n) return NULL;
+    if (im->K < 1 || im->K > (1u << 20)) return "patch width out of range";
+    for (uint32_t k = 0; k < im->n; k++) {
+        if (im->start[k] >= n_valid) return "an image starts outside the row's tokens";
+        if (k && im->start[k] <= im->start[k - 1]) return "image starts not increasing";
+        for (int a = 0; a < 3; a++)
+            if (im->thw[3 * k + a] < 1 || im->thw[3 * k + a] > (1u << 16)) return "an image grid side out of range";
+    }
+    return NULL;
+}
+
+static uint64_t images_rows(const qw_shard_images *im)
+{
+    uint64_t rows = 0;
+    for (uint32_t k = 0; k < im->n; k++) rows += (uint64_t)im->thw[3 * k] * im->thw[3 * k + 1] * im->thw[3 * k + 2];
+    return rows;
+}
+
 /* ---- header ---- */
 
 static void header_encode(const qw_shard_header *h, uint32_t index_crc, unsigned char *p)
@@ -105,8 +126,9 @@ int qw_shard_writer_open(const char *path, const qw_shard_params *p, qw_shard_wr
         free(w->path); free(w);
         return st;
     }
-    w->h.version = QW_SHARD_VERSION;
-    w->h.flags = (p->has_mask ? QW_SHARD_MASK : 0) | (p->zstd_level > 0 ? QW_SHARD_ZSTD : 0);
+    w->h.version = p->has_images ? QW_SHARD_VERSION_IMAGES : QW_SHARD_VERSION;
+    w->h.flags = (p->has_mask ? QW_SHARD_MASK : 0) | (p->zstd_level > 0 ? QW_SHARD_ZSTD : 0) |
+                 (p->has_images ? QW_SHARD_IMAGES : 0);
     w->h.row_len = p->row_len;
     w->h.token_width = p->vocab_size <= 65536 ? 2 : 4;
     w->h.identity = p->identity;
@@ -116,6 +138,7 @@ int qw_shard_writer_open(const char *path, const qw_shard_params *p, qw_shard_wr
     if (!w->h.rows_per_block) {
         uint32_t per = p->row_len * w->h.token_width;
         w->h.rows_per_block = per >= (1u << 20) ? 1 : (1u << 20) / per;
+        if (p->has_images && w->h.rows_per_block > 8) w->h.rows_per_block = 8;   /* patches are large */
     }
     w->zstd_level = p->zstd_level;
     if (w->zstd_level) w->cctx = ZSTD_createCCtx();
@@ -158,6 +181,8 @@ int qw_shard_writer_add(qw_shard_writer *w, const qw_shard_row *row)
 {
     uint32_t L = w->h.row_len;
     const char *why = row_problem(row, L, w->h.vocab_size, w->h.pad_id);
+    if (!why && row->images && row->images->n && !(w->h.flags & QW_SHARD_IMAGES)) why = "images in a shard without images";
+    if (!why) why = images_problem(row->images, row->n_valid);
     if (why) return qw_error(QW_EXIT_DATA, "'%s': row %llu: %s", w->path, (unsigned long long)w->h.n_rows, why);
     buf_add32(&w->block, row->n_valid);
     buf_add32(&w->block, row->n_segs);
@@ -175,6 +200,22 @@ int qw_shard_writer_add(qw_shard_writer *w, const qw_shard_row *row)
         for (uint32_t i = 0; i < L; i++)
             if (i < row->n_valid && (!row->mask || row->mask[i])) m[i / 8] |= 1u << (i % 8);
         w->block.n += mask_bytes(L);
+    }
+    if (w->h.flags & QW_SHARD_IMAGES) {
+        const qw_shard_images *im = row->images;
+        uint32_t n = im ? im->n : 0;
+        buf_add32(&w->block, n);
+        buf_add32(&w->block, n ? im->K : 0);
+        for (uint32_t k = 0; k < n; k++) {
+            buf_add32(&w->block, im->start[k]);
+            for (int a = 0; a < 3; a++) buf_add32(&w->block, im->thw[3 * k + a]);
+        }
+        uint64_t vals = n ? images_rows(im) * im->K : 0;
+        for (uint64_t i = 0; i < vals; i++) {
+            uint32_t u;
+            memcpy(&u, im->pixels + i, 4);
+            buf_add32(&w->block, u);
+        }
     }
     w->h.n_rows++;
     if (++w->block_rows == w->h.rows_per_block) return writer_flush_block(w);
@@ -237,6 +278,9 @@ struct qw_shard {
     int64_t cached;            /* block in `raw`, or -1 */
     qw_buf raw, stored;
     size_t *row_off;           /* [rows_per_block] offsets of the cached block's rows */
+    uint32_t *img_meta;        /* the last row's images: starts, then grids */
+    float *img_px;
+    size_t img_meta_cap, img_px_cap;
 };
 
 static int read_at(qw_shard *s, void *p, size_t n, uint64_t off)
@@ -276,9 +320,12 @@ static int shard_validate(qw_shard *s, uint64_t file_size)
     h->rows_per_block = get32(p + 40);
     h->n_blocks = get32(p + 44);
     h->index_offset = get64(p + 48);
-    if (h->version != QW_SHARD_VERSION)
-        return qw_error(QW_EXIT_DATA, "'%s': format version %u, this program reads %d", s->path, h->version, QW_SHARD_VERSION);
-    if (h->flags & ~(QW_SHARD_MASK | QW_SHARD_ZSTD)) return bad(s, "unknown header flags");
+    if (h->version != QW_SHARD_VERSION && h->version != QW_SHARD_VERSION_IMAGES)
+        return qw_error(QW_EXIT_DATA, "'%s': format version %u, this program reads %d and %d", s->path, h->version,
+                        QW_SHARD_VERSION, QW_SHARD_VERSION_IMAGES);
+    if (h->flags & ~(QW_SHARD_MASK | QW_SHARD_ZSTD | QW_SHARD_IMAGES)) return bad(s, "unknown header flags");
+    if (!(h->flags & QW_SHARD_IMAGES) != (h->version == QW_SHARD_VERSION))
+        return bad(s, "the images flag does not match the format version");
     if (h->row_len < 2) return bad(s, "row length less than 2");
     if (h->token_width != 2 && h->token_width != 4) return bad(s, "token width not 2 or 4");
     if (h->vocab_size < 1 || (h->token_width == 2 && h->vocab_size > 65536)) return bad(s, "vocabulary size does not fit the token width");
@@ -299,7 +346,8 @@ static int shard_validate(qw_shard *s, uint64_t file_size)
     uint64_t expect = QW_SHARD_HEADER_SIZE;
     /* a row's bytes: its counts, 1..L segment starts, L tokens, the mask */
     uint64_t body = (uint64_t)h->row_len * h->token_width + (h->flags & QW_SHARD_MASK ? mask_bytes(h->row_len) : 0);
-    uint64_t row_min = 12 + body, row_max = 8 + 4 * (uint64_t)h->row_len + body;
+    int images = (h->flags & QW_SHARD_IMAGES) != 0;
+    uint64_t row_min = 12 + body + 8 * images, row_max = images ? UINT32_MAX : 8 + 4 * (uint64_t)h->row_len + body;
     for (uint32_t b = 0; !st && b < h->n_blocks; b++) {
         block_entry *e = &s->blocks[b];
         const unsigned char *q = ix + (size_t)b * QW_SHARD_INDEX_ENTRY_SIZE;
@@ -354,6 +402,8 @@ void qw_shard_close(qw_shard *s)
     qw_buf_free(&s->stored);
     free(s->blocks);
     free(s->row_off);
+    free(s->img_meta);
+    free(s->img_px);
     free(s->path);
     free(s);
 }
@@ -385,6 +435,50 @@ static size_t row_decode(const qw_shard *s, const unsigned char *p, size_t n, si
             row->mask[i] = i < row->n_valid && (h->flags & QW_SHARD_MASK ? (p[off + i / 8] >> (i % 8)) & 1 : 1);
     }
     if (h->flags & QW_SHARD_MASK) off += mask_bytes(L);
+    if (!(h->flags & QW_SHARD_IMAGES)) {
+        if (row->images) row->images->n = 0;
+        return off;
+    }
+    /* images: counts, (start, t, h, w) each, then the patches; checked here
+     * (sizes) and by images_problem (values) */
+    if (n - off < 8) return 0;
+    uint32_t ni = get32(p + off), K = get32(p + off + 4);
+    off += 8;
+    if (ni > L || (n - off) / 16 < ni) return 0;
+    uint64_t rows = 0;
+    for (uint32_t k = 0; k < ni; k++) {
+        const unsigned char *q = p + off + 16 * (size_t)k;
+        uint64_t a = get32(q + 4), b = get32(q + 8), c = get32(q + 12);
+        if (a > (1u << 16) || b > (1u << 16) || c > (1u << 16)) return 0;
+        rows += a * b * c;
+    }
+    if (ni && (K < 1 || K > (1u << 20))) return 0;
+    uint64_t vals = rows * K;
+    if (vals > ((uint64_t)n - off - 16 * (uint64_t)ni) / 4) return 0;
+    qw_shard *ms = (qw_shard *)s;
+    if (row->images) {
+        if (4 * (size_t)ni > ms->img_meta_cap) ms->img_meta = qw_realloc(ms->img_meta, (ms->img_meta_cap = 4 * (size_t)ni) * 4);
+        if (vals > ms->img_px_cap) ms->img_px = qw_realloc(ms->img_px, (ms->img_px_cap = vals) * sizeof(float));
+        for (uint32_t k = 0; k < ni; k++) {
+            const unsigned char *q = p + off + 16 * (size_t)k;
+            ms->img_meta[k] = get32(q);
+            for (int a = 0; a < 3; a++) ms->img_meta[ni + 3 * k + a] = get32(q + 4 + 4 * a);
+        }
+        const unsigned char *q = p + off + 16 * (size_t)ni;
+        for (uint64_t i = 0; i < vals; i++) {
+            uint32_t u = get32(q + 4 * i);
+            memcpy(ms->img_px + i, &u, 4);
+        }
+        *row->images = (qw_shard_images){ni, ni ? K : 0, ms->img_meta, ms->img_meta + ni, ms->img_px};
+    } else {
+        for (uint32_t k = 0; k < ni; k++) {   /* validation: starts and grids only */
+            const unsigned char *q = p + off + 16 * (size_t)k;
+            if (get32(q) >= row->n_valid || (k && get32(q) <= get32(q - 16)) || !get32(q + 4) || !get32(q + 8) ||
+                !get32(q + 12))
+                return 0;
+        }
+    }
+    off += 16 * (size_t)ni + 4 * vals;
     return off;
 }
 
@@ -452,6 +546,8 @@ int qw_shard_read_row(qw_shard *s, uint64_t r, qw_shard_row *out)
     if (st) return st;
     uint32_t *starts = out->starts;
     row_decode(s, (unsigned char *)s->raw.p, s->raw.n, s->row_off[r % s->h.rows_per_block], out, starts);
+    const char *why = out->images ? images_problem(out->images, out->n_valid) : NULL;
+    if (why) return qw_error(QW_EXIT_DATA, "'%s': row %llu: %s", s->path, (unsigned long long)r, why);
     return 0;
 }
 
@@ -614,7 +710,20 @@ const char *qw_dataset_unmasked(const qw_dataset *ds)
     return NULL;
 }
 
+int qw_dataset_has_images(const qw_dataset *ds)
+{
+    for (int i = 0; i < ds->n; i++)
+        if (qw_shard_info(ds->shards[i])->flags & QW_SHARD_IMAGES) return 1;
+    return 0;
+}
+
 int qw_dataset_read_row(qw_dataset *ds, uint64_t r, int32_t *tokens, int32_t *seg, int32_t *pos, uint8_t *loss)
+{
+    return qw_dataset_read_row_images(ds, r, tokens, seg, pos, loss, NULL);
+}
+
+int qw_dataset_read_row_images(qw_dataset *ds, uint64_t r, int32_t *tokens, int32_t *seg, int32_t *pos,
+                               uint8_t *loss, qw_shard_images *images)
 {
     if (r >= qw_dataset_rows(ds))
         return qw_error(QW_EXIT_USAGE, "row %llu out of range (%llu rows)", (unsigned long long)r,
@@ -630,7 +739,7 @@ int qw_dataset_read_row(qw_dataset *ds, uint64_t r, int32_t *tokens, int32_t *se
         shard_drop_cache(ds->shards[ds->last]);
         i = ds->last = lo;
     }
-    qw_shard_row row = {.tokens = tokens, .starts = ds->starts, .mask = ds->mask};
+    qw_shard_row row = {.tokens = tokens, .starts = ds->starts, .mask = ds->mask, .images = images};
     int st = qw_shard_read_row(ds->shards[i], r - ds->first[i], &row);
     if (!st) qw_shard_row_view(&row, qw_dataset_row_len(ds), seg, pos, loss);
     return st;

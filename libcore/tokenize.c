@@ -49,6 +49,14 @@ static void fill(batch *b, qw_input *in, size_t max_bytes)
             }
             break;
         }
+        if (d.n_images) {   /* the pad token alone would stand for an image: refused here */
+            b->eof = 1;
+            b->read_status = QW_EXIT_DATA;
+            qw_error(QW_EXIT_DATA, "'%s': line %ld: %zu image part%s: images are packed by qw-pack --chat with --model "
+                     "or --config of a vision model", d.name, d.line, d.n_images, d.n_images == 1 ? "" : "s");
+            b->read_err = qw_strdup(qw_error_msg());
+            break;
+        }
         if (b->n == b->cap) {
             b->cap = b->cap ? 2 * b->cap : 256;
             b->items = qw_realloc(b->items, b->cap * sizeof *b->items);
@@ -121,7 +129,7 @@ static int emit(batch *b, const qw_tokenize_opts *o, qw_tokenize_sink sink, void
             rc = qw_error(it->status, "'%s': %s", name, it->err);
         } else {
             qw_doc d = {item_text(b, it), it->len, name, it->line, it->index,
-                        it->has_mask ? item_spans(b, it) : NULL, it->n_spans};
+                        it->has_mask ? item_spans(b, it) : NULL, it->n_spans, NULL, 0};
             const uint8_t *mask = it->has_mask && !o->work ? (const uint8_t *)(b->mask[i].p ? b->mask[i].p : "") : NULL;
             rc = sink(&d, b->ids[i].v, mask, b->ids[i].n, ctx);
             st->docs++;

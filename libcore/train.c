@@ -18,6 +18,7 @@
 #include "qw/shard.h"
 #include "qw/size.h"
 #include "qw/trainer.h"
+#include "qw/vldata.h"
 
 void qw_train_defaults(qw_train_opts *o)
 {
@@ -49,6 +50,10 @@ typedef struct {
     /* the local rows of the current step: [rows_local][T+1] */
     int32_t *step_tokens, *step_seg, *step_pos;
     uint8_t *step_loss;
+    /* Qwen3-VL: the data has images; each step row's images; a micro-batch's */
+    int images;
+    qw_vl_images *step_img;    /* [rows_local] */
+    qw_vl_images micro_img;
 } run;
 
 static void run_free(run *r)
@@ -57,6 +62,46 @@ static void run_free(run *r)
     qw_dataset_close(r->val);
     free(r->ids); free(r->seg); free(r->pos); free(r->targets); free(r->coef);
     free(r->step_tokens); free(r->step_seg); free(r->step_pos); free(r->step_loss);
+    for (int i = 0; r->step_img && i < (r->rows_local ? r->rows_local : 1); i++) qw_vl_images_free(&r->step_img[i]);
+    free(r->step_img);
+    qw_vl_images_free(&r->micro_img);
+}
+
+/* A row's images (shard view) into im. */
+static void keep_images(qw_vl_images *im, const qw_shard_images *si)
+{
+    qw_vl_images_clear(im);
+    qw_vl_images one = {.n = (int)si->n, .thw = (int32_t *)si->thw, .start = (int32_t *)si->start,
+                        .pixels = (float *)si->pixels, .K = (int)si->K};
+    for (uint32_t k = 0; k < si->n; k++) qw_vl_images_append(im, &one, (int)k, (int32_t)si->start[k]);
+}
+
+/* Read row g of ds, keeping its images in *im when the data has them. */
+static int read_row(run *r, qw_dataset *ds, uint64_t g, int32_t *tok, int32_t *seg, int32_t *pos, uint8_t *loss,
+                    qw_vl_images *im)
+{
+    if (!r->images) return qw_dataset_read_row(ds, g, tok, seg, pos, loss);
+    qw_shard_images si;
+    int st = qw_dataset_read_row_images(ds, g, tok, seg, pos, loss, &si);
+    if (!st) keep_images(im, &si);
+    return st;
+}
+
+/* The vision inputs of the staged micro-batch whose row b came from
+ * rows[src(b)] (stage_micro's choice): the images in row order, and the
+ * tower run on them.  NULL without images in the data. */
+static int stage_vision(run *r, const qw_vl_images *rows, int first, int n, qw_vl_batch **vb)
+{
+    *vb = NULL;
+    if (!r->images) return 0;
+    qw_vl_images *im = &r->micro_img;
+    qw_vl_images_clear(im);
+    for (int b = 0; b < r->micro; b++) {
+        const qw_vl_images *src = &rows[b < n ? first + b : first];
+        for (int k = 0; k < src->n; k++) qw_vl_images_append(im, src, k, src->start[k] + b * r->T);
+    }
+    return qw_vl_batch_new(qw_trainer_params(r->t), r->ids, r->seg, r->micro, r->T, im->n, im->thw, im->pixels,
+                           "vision batch", vb);
 }
 
 /* The data position a checkpoint records (informative: the position is a
@@ -80,7 +125,8 @@ static int load_step_rows(run *r, long step, long long *n_targets)
         uint64_t g = ((uint64_t)step * r->R + (uint64_t)i * r->size + r->rank) % n_rows;
         int32_t *tok = r->step_tokens + (size_t)i * L;
         uint8_t *loss = r->step_loss + (size_t)i * L;
-        if (qw_dataset_read_row(r->train, g, tok, r->step_seg + (size_t)i * L, r->step_pos + (size_t)i * L, loss))
+        if (read_row(r, r->train, g, tok, r->step_seg + (size_t)i * L, r->step_pos + (size_t)i * L, loss,
+                     r->images ? &r->step_img[i] : NULL))
             return qw_error_status();
         for (int t = 1; t < L; t++) count += loss[t];
     }
@@ -126,25 +172,33 @@ static int evaluate(run *r, double *val_loss, long long *val_tokens)
     int32_t *seg = qw_malloc((size_t)r->micro * L * sizeof *seg);
     int32_t *pos = qw_malloc((size_t)r->micro * L * sizeof *pos);
     uint8_t *loss = qw_malloc((size_t)r->micro * L);
+    qw_vl_images *img = r->images ? qw_calloc(r->micro, sizeof *img) : NULL;
     int rc = 0;
     for (uint64_t i = 0; i < mine && !rc; i += r->micro) {
         int n = (int)(mine - i < (uint64_t)r->micro ? mine - i : (uint64_t)r->micro);
         long long c = 0;
         for (int b = 0; b < n && !rc; b++) {
             uint64_t g = (i + b) * r->size + r->rank;
-            rc = qw_dataset_read_row(r->val, g, tok + (size_t)b * L, seg + (size_t)b * L, pos + (size_t)b * L,
-                                     loss + (size_t)b * L);
+            rc = read_row(r, r->val, g, tok + (size_t)b * L, seg + (size_t)b * L, pos + (size_t)b * L,
+                          loss + (size_t)b * L, img ? &img[b] : NULL);
             for (int t = 1; t < L; t++) c += loss[(size_t)b * L + t];
         }
         if (rc) break;
         stage_micro(r, tok, seg, pos, loss, 0, n, 1.0);   /* coefficient 1: a sum of −log p */
         qw_model_out out;
-        qw_batch batch = {.ids = r->ids, .pos = r->pos, .seg = r->seg, .targets = r->targets, .coef = r->coef};
-        if ((rc = qw_model_forward(r->model, &batch, NULL, NULL, &out))) break;
+        qw_vl_batch *vb;
+        if ((rc = stage_vision(r, img, 0, n, &vb))) break;
+        qw_batch batch = {.ids = r->ids, .pos = r->pos, .seg = r->seg, .targets = r->targets, .coef = r->coef,
+                          .mpos = vb ? qw_vl_batch_mpos(vb) : NULL, .vision = vb ? qw_vl_batch_vision(vb) : NULL};
+        rc = qw_model_forward(r->model, &batch, NULL, NULL, &out);
+        qw_vl_batch_free(vb);
+        if (rc) break;
         sum += out.loss;
         count += c;
     }
     free(tok); free(seg); free(pos); free(loss);
+    for (int b = 0; img && b < r->micro; b++) qw_vl_images_free(&img[b]);
+    free(img);
     double red[2] = {sum, (double)count};
     if (!rc) rc = qw_trainer_allreduce(r->t, red, 2);
     if (rc) return rc;
@@ -185,12 +239,19 @@ static int train_loop(run *r, long start_step, long long tokens)
             int n = r->rows_local - first < r->micro ? r->rows_local - first : r->micro;
             stage_micro(r, r->step_tokens, r->step_seg, r->step_pos, r->step_loss, first, n, inv);
             qw_model_out out;
-            qw_batch batch = {.ids = r->ids, .pos = r->pos, .seg = r->seg, .targets = r->targets, .coef = r->coef};
-            if ((rc = qw_trainer_accumulate(t, &batch, &out))) break;
+            qw_vl_batch *vb;
+            if ((rc = stage_vision(r, r->step_img, first, n, &vb))) break;
+            qw_batch batch = {.ids = r->ids, .pos = r->pos, .seg = r->seg, .targets = r->targets, .coef = r->coef,
+                              .mpos = vb ? qw_vl_batch_mpos(vb) : NULL, .vision = vb ? qw_vl_batch_vision(vb) : NULL};
+            rc = qw_trainer_accumulate(t, &batch, &out);
+            if (!rc && vb) rc = qw_trainer_vision_backward(t, vb);
+            qw_vl_batch_free(vb);
+            if (rc) break;
             loss_aux[0] += out.loss;
             loss_aux[1] += out.aux_loss / r->micro_global;
         }
         if (rc || (rc = qw_trainer_reduce(t, loss_aux, 2))) break;
+        if (step == start_step && o->dump_grads && (rc = qw_trainer_dump_grads(t, o->dump_grads))) break;
         double norm, lr;
         qw_trainer_update(t, step, &norm, &lr);
         tokens += (long long)r->R * T;
@@ -255,7 +316,14 @@ static int setup_and_train(run *r)
         int rows = r->R / r->size + (k < r->R % r->size);
         r->micro_global += (rows + r->micro - 1) / r->micro;
     }
-    qw_trainer_batch tb = {identity, r->T, o->batch_tokens, r->micro, r->micro_global, data_state, r};
+    r->images = !rc && qw_dataset_has_images(r->train);
+    const qw_params *P0 = qw_trainer_params(t);
+    if (!rc && r->images && P0->cfg.vision.depth <= 0)
+        rc = qw_error(QW_EXIT_DATA, "the data has images, but the model (%s) has no vision tower", P0->cfg.model_type);
+    if (!rc && r->images && strcmp(o->ops->name, "cpu"))
+        rc = qw_error(QW_EXIT_FAIL, "training with images runs on the CPU only for now (--device cpu)");
+    qw_trainer_batch tb = {identity, r->T, o->batch_tokens, r->micro, r->micro_global, data_state, r,
+                           o->freeze_vision || !r->images};
     if (!rc && o->eval_every > 0)
         rc = qw_dataset_open(o->data, o->n_data, "val", o->seq_len, identity, &r->val);
     if (!rc && r->val && o->require_mask && qw_dataset_unmasked(r->val))
@@ -278,6 +346,7 @@ static int setup_and_train(run *r)
     r->step_seg = qw_malloc(rowsL * sizeof(int32_t));
     r->step_pos = qw_malloc(rowsL * sizeof(int32_t));
     r->step_loss = qw_malloc(rowsL);
+    if (r->images) r->step_img = qw_calloc(r->rows_local ? r->rows_local : 1, sizeof *r->step_img);
 
     long start = qw_trainer_start_step(t);
     if (r->rank == 0 && !o->quiet) {

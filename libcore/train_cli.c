@@ -39,6 +39,7 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     OPT("yarn-original-max", 0, QW_OPT_INT, &o->yarn_original_max, "N", "YaRN original_max_position_embeddings (default: the config's)");
     OPT("aux-coef", 0, QW_OPT_DOUBLE, &o->aux_coef, "X", "MoE load-balancing loss weight (default: the config's)");
     OPT("capacity-factor", 0, QW_OPT_DOUBLE, &o->capacity_factor, "X", "MoE expert capacity factor (default: none)");
+    OPT("freeze-vision", 0, QW_OPT_FLAG, &o->freeze_vision, NULL, "Qwen3-VL: train the language model only (the vision tower is fixed)");
     OPT(NULL, 0, QW_OPT_HEADER, NULL, NULL, "Data:");
     OPT("data", 'd', QW_OPT_LIST, &data, "PATH", "packed shards: a qw-pack directory or shard files (repeatable)");
     OPT("tokenizer", 't', QW_OPT_STR, &o->tokenizer, "FILE", "tokenizer.json (or its directory): the data must match it");
@@ -69,6 +70,7 @@ void qw_train_parse(const qw_train_program *p, int argc, char **argv, qw_train_o
     OPT("eval-rows", 0, QW_OPT_LONG, &eval_rows, "N", "validation rows per evaluation (default: all)");
     OPT("log", 0, QW_OPT_STR, &o->log, "FILE", "metrics as JSONL, one object per step");
     OPT("tensorboard", 0, QW_OPT_STR, &o->tb_dir, "DIR", "TensorBoard event file in DIR");
+    OPT("dump-grads", 0, QW_OPT_STR, &o->dump_grads, "FILE", "the first step's gradient as safetensors (grad.NAME), for checks");
     OPT(NULL, 0, QW_OPT_HEADER, NULL, NULL, "Compute:");
     OPT("precision", 0, QW_OPT_STR, &precision, "fp32|bf16", "activation precision (default: bf16 on cuda, fp32 on cpu)");
     OPT("deterministic", 0, QW_OPT_FLAG, &deterministic, NULL, "bit-identical results run to run (may be slower on cuda)");

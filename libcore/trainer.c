@@ -21,6 +21,7 @@
 #include "qw/st.h"
 #include "qw/tok.h"
 #include "qw/tokenize.h"
+#include "qw/vldata.h"
 
 struct qw_trainer {
     const qw_train_opts *o;
@@ -378,6 +379,8 @@ int qw_trainer_begin(qw_trainer *t, const qw_trainer_batch *b)
     t->aux_coef = (float)(o->aux_coef >= 0 ? o->aux_coef
                           : t->P.cfg.arch == QW_ARCH_MOE ? t->P.cfg.router_aux_loss_coef : 0);
     /* the run's arenas live on the backend from here on */
+    if (b->freeze_vision)
+        for (int i = 0; i < t->P.n; i++) t->P.p[i].frozen = !strncmp(t->P.p[i].name, "model.visual.", 13);
     if ((rc = qw_params_to_device(&t->P, o->ops))) return rc;
     if (t->zero) rc = zero_setup(t);
     else if (!(rc = qw_params_to_device(&t->M, o->ops))) rc = qw_params_to_device(&t->V, o->ops);
@@ -405,6 +408,15 @@ void qw_trainer_zero_grad(qw_trainer *t)
 int qw_trainer_accumulate(qw_trainer *t, const qw_batch *b, qw_model_out *out)
 {
     return qw_model_step(t->model, b, &t->G, qw_trainer_aux_weight(t), out);
+}
+
+int qw_trainer_vision_backward(qw_trainer *t, struct qw_vl_batch *vb)
+{
+    if (t->b.freeze_vision) return 0;
+    if (t->G.ops && strcmp(t->G.ops->name, "cpu"))
+        return qw_error(QW_EXIT_FAIL, "the vision tower trains on the CPU only for now (--device cpu)");
+    qw_vl_batch_backward(vb, &t->G);
+    return 0;
 }
 
 int qw_trainer_forward(qw_trainer *t, const qw_batch *b, float *logp, qw_model_out *out)

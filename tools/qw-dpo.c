@@ -432,7 +432,7 @@ int main(int argc, char **argv)
         int k = batch_pairs / size + (r < batch_pairs % size);
         micro_global += (k + P - 1) / P;
     }
-    qw_trainer_batch tb = {qw_trainer_identity(t), T, o.batch_tokens, 2 * P, micro_global ? micro_global : 1, NULL, NULL};
+    qw_trainer_batch tb = {qw_trainer_identity(t), T, o.batch_tokens, 2 * P, micro_global ? micro_global : 1, NULL, NULL, 1};
     if ((rc = qw_trainer_begin(t, &tb))) return qw_trainer_close(t, rc);
 
     size_t BT = (size_t)2 * P * T;

@@ -48,6 +48,7 @@
 #include "qw/st.h"
 #include "qw/tokenize.h"
 #include "qw/vision.h"
+#include "qw/vldata.h"
 
 static const char *o_model, *o_input, *o_output, *o_config, *o_precision;
 static int o_grads, o_seq = -1, o_batch = -1, o_steps = -1, o_deterministic;
@@ -273,85 +274,57 @@ static void read_input(const char *path, int V, int *B, int *T, fwd_input *x)
     }
 }
 
-/* The images of a Qwen3-VL forward: the vision tower run on IN's
- * pixel_values and image_grid_thw, the MRoPE position ids of the batch
- * (qw/mrope.h), the image tokens' rows, and the buffers for the
- * backward.  Without pixel_values (or for a text model) only the
- * position ids (text: every axis equal). */
-typedef struct {
-    qw_vision *v;
-    int32_t *thw, *pos3, *rows;
-    int n_img;
-    float *d_embeds, *d_ds[8];
-    qw_batch_vision bv;
-} vl_input;
-
-static void read_vision(const char *path, const qw_params *P, const fwd_input *x, int B, int T, vl_input *vl)
+/* The images of a Qwen3-VL forward: IN's pixel_values and image_grid_thw
+ * through qw_vl_batch (the MRoPE position ids, the vision tower, the
+ * buffers of the backward).  Without pixel_values (or for a text model)
+ * only the position ids (text: every axis equal); NULL for a text model. */
+static qw_vl_batch *read_vision(const char *path, const qw_params *P, const fwd_input *x, int B, int T)
 {
     const qw_config *c = &P->cfg;
-    memset(vl, 0, sizeof *vl);
     qw_st *in;
     if (qw_st_open(path, &in)) qw_die_last();
     const qw_st_tensor *px = qw_st_find(in, "pixel_values"), *g = qw_st_find(in, "image_grid_thw");
     if (!px && !g && c->vision.depth <= 0) {
         qw_st_close(in);
-        return;
+        return NULL;
     }
     if (c->vision.depth <= 0)
         qw_die(QW_EXIT_DATA, "'%s': vision inputs (pixel_values, image_grid_thw), but the model (%s) has no vision "
                "tower", path, c->model_type);
     if (x->pos) qw_die(QW_EXIT_DATA, "'%s': position_ids: a Qwen3-VL model computes its own (MRoPE)", path);
     if (!px != !g) qw_die(QW_EXIT_DATA, "'%s': pixel_values and image_grid_thw come together", path);
-    size_t N = (size_t)B * T;
     float *pix = NULL;
+    int32_t *thw = NULL;
+    int n_img = 0;
     if (g) {
         if ((g->dtype != QW_DT_I64 && g->dtype != QW_DT_I32) || g->ndim != 2 || g->shape[1] != 3 || g->shape[0] < 1 ||
             g->shape[0] > 1 << 20)
             qw_die(QW_EXIT_DATA, "'%s': image_grid_thw: must be I64 [n_images, 3]", path);
-        vl->n_img = (int)g->shape[0];
+        n_img = (int)g->shape[0];
         int64_t *t = qw_malloc(g->numel * sizeof *t);
         if (qw_st_to_i64(g, t)) qw_die_last();
-        vl->thw = qw_malloc(g->numel * sizeof *vl->thw);
+        thw = qw_malloc(g->numel * sizeof *thw);
+        int64_t S = 0;
         for (int64_t i = 0; i < g->numel; i++) {
             if (t[i] < 0 || t[i] > INT32_MAX)
                 qw_die(QW_EXIT_DATA, "'%s': image_grid_thw[%lld][%lld] = %lld is out of range", path, (long long)(i / 3),
                        (long long)(i % 3), (long long)t[i]);
-            vl->thw[i] = (int32_t)t[i];
+            thw[i] = (int32_t)t[i];
         }
-        free(t);
-        if (qw_vision_new(P, vl->n_img, vl->thw, path, &vl->v)) qw_die_last();
-        int S = qw_vision_patches(vl->v), K = c->vision.in_channels * c->vision.temporal_patch_size *
-                                              c->vision.patch_size * c->vision.patch_size;
+        for (int i = 0; i < n_img; i++) S += (int64_t)thw[3 * i] * thw[3 * i + 1] * thw[3 * i + 2];
+        int K = c->vision.in_channels * c->vision.temporal_patch_size * c->vision.patch_size * c->vision.patch_size;
         if (px->ndim != 2 || px->shape[0] != S || px->shape[1] != K || !qw_dtype_is_float(px->dtype))
-            qw_die(QW_EXIT_DATA, "'%s': pixel_values: must be float [%d, %d] for these grids", path, S, K);
+            qw_die(QW_EXIT_DATA, "'%s': pixel_values: must be float [%lld, %d] for these grids", path, (long long)S, K);
         pix = qw_malloc((size_t)px->numel * sizeof *pix);
         if (qw_st_to_f32(px, pix)) qw_die_last();
+        free(t);
     }
     qw_st_close(in);
-    vl->pos3 = qw_malloc(3 * N * sizeof *vl->pos3);
-    if (qw_rope_index(c, x->ids, B, T, vl->thw, vl->n_img, path, vl->pos3)) qw_die_last();
-    if (!vl->v) return;
-    qw_vision_forward(vl->v, pix);
+    qw_vl_batch *vb;
+    if (qw_vl_batch_new(P, x->ids, NULL, B, T, n_img, thw, pix, path, &vb)) qw_die_last();
     free(pix);
-    int R = qw_vision_merged_rows(vl->v), H = c->hidden_size;
-    vl->rows = qw_malloc((size_t)R * sizeof *vl->rows);
-    int n = 0;
-    for (size_t i = 0; i < N; i++)
-        if (x->ids[i] == c->image_token_id) vl->rows[n++] = (int32_t)i;   /* qw_rope_index checked the count */
-    vl->d_embeds = qw_malloc((size_t)R * H * sizeof(float));
-    for (int j = 0; j < c->vision.n_deepstack; j++) vl->d_ds[j] = qw_malloc((size_t)R * H * sizeof(float));
-    vl->bv = (qw_batch_vision){.n = R, .rows = vl->rows, .embeds = qw_vision_merged(vl->v),
-                               .n_deepstack = c->vision.n_deepstack, .d_embeds = vl->d_embeds, .d_deepstack = (void *const *)vl->d_ds};
-    static const void *ds[8];
-    for (int j = 0; j < c->vision.n_deepstack; j++) ds[j] = qw_vision_deepstack(vl->v, j);
-    vl->bv.deepstack = ds;
-}
-
-static void free_vision(vl_input *vl)
-{
-    qw_vision_free(vl->v);
-    free(vl->thw); free(vl->pos3); free(vl->rows); free(vl->d_embeds);
-    for (int j = 0; j < 8; j++) free(vl->d_ds[j]);
+    free(thw);
+    return vb;
 }
 
 /* The backend of --device and --precision (default_precision when not given). */
@@ -382,8 +355,8 @@ static int cmd_forward(int argc, char **argv)
     read_input(o_input, V, &B, &T, &x);
     if (cfg.vision.depth > 0 && strcmp(ops->name, "cpu"))
         qw_die(QW_EXIT_FAIL, "'%s': Qwen3-VL models run on the CPU only for now (--device cpu)", o_model);
-    vl_input vl;
-    read_vision(o_input, &P, &x, B, T, &vl);
+    qw_vl_batch *vl = read_vision(o_input, &P, &x, B, T);
+    const qw_vision *tower = vl ? qw_vl_batch_tower(vl) : NULL;
 
     qw_model *m;
     qw_model_out out;
@@ -394,7 +367,7 @@ static int cmd_forward(int argc, char **argv)
                o_input, B, T, V, (unsigned long long)mem);
     float *logits = qw_malloc(lbytes);
     qw_batch batch = {.ids = x.ids, .pos = x.pos, .seg = x.seg, .targets = x.targets, .coef = x.coef,
-                      .mpos = vl.pos3, .vision = vl.v ? &vl.bv : NULL};
+                      .mpos = vl ? qw_vl_batch_mpos(vl) : NULL, .vision = vl ? qw_vl_batch_vision(vl) : NULL};
     if (qw_model_new(ops, &P, B, T, NULL, &m) || qw_model_forward(m, &batch, logits, NULL, &out)) qw_die_last();
     int moe = cfg.arch == QW_ARCH_MOE;
     float aux_coef = moe && cfg.output_router_logits ? (float)cfg.router_aux_loss_coef : 0;
@@ -406,27 +379,27 @@ static int cmd_forward(int argc, char **argv)
     qw_st_writer_add(w, "loss", QW_DT_F32, 1, &one, &loss);
     if (moe) qw_st_writer_add(w, "aux_loss", QW_DT_F32, 1, &one, &aux);
     int64_t *pos64 = NULL;
-    if (vl.pos3) {   /* Qwen3-VL: the position ids and the vision tower's results */
+    if (vl) {   /* Qwen3-VL: the position ids and the vision tower's results */
         pos64 = qw_malloc(3 * (size_t)B * T * sizeof *pos64);
-        for (size_t i = 0; i < 3 * (size_t)B * T; i++) pos64[i] = vl.pos3[i];
+        for (size_t i = 0; i < 3 * (size_t)B * T; i++) pos64[i] = qw_vl_batch_mpos(vl)[i];
         int64_t pshape[3] = {3, B, T};
         qw_st_writer_add(w, "position_ids", QW_DT_I64, 3, pshape, pos64);
     }
-    if (vl.v) {
-        int64_t es[2] = {qw_vision_patches(vl.v), cfg.vision.hidden_size}, ms[2] = {qw_vision_merged_rows(vl.v), cfg.hidden_size};
-        qw_st_writer_add(w, "vision.patch_embed", QW_DT_F32, 2, es, qw_vision_embedded(vl.v));
-        qw_st_writer_add(w, "vision.merged", QW_DT_F32, 2, ms, qw_vision_merged(vl.v));
+    if (tower) {
+        int64_t es[2] = {qw_vision_patches(tower), cfg.vision.hidden_size}, ms[2] = {qw_vision_merged_rows(tower), cfg.hidden_size};
+        qw_st_writer_add(w, "vision.patch_embed", QW_DT_F32, 2, es, qw_vision_embedded(tower));
+        qw_st_writer_add(w, "vision.merged", QW_DT_F32, 2, ms, qw_vision_merged(tower));
         for (int j = 0; j < cfg.vision.n_deepstack; j++) {
             char name[32];
             snprintf(name, sizeof name, "vision.deepstack.%d", j);
-            qw_st_writer_add(w, name, QW_DT_F32, 2, ms, qw_vision_deepstack(vl.v, j));
+            qw_st_writer_add(w, name, QW_DT_F32, 2, ms, qw_vision_deepstack(tower, j));
         }
     }
     qw_params G;
     float *grads = NULL;   /* host copy of G */
     if (o_grads) {
         if (qw_params_alloc_like(&G, &P) || qw_model_backward(m, &G, aux_coef)) qw_die_last();
-        if (vl.v) qw_vision_backward(vl.v, vl.d_embeds, (const float *const *)vl.d_ds, &G);
+        if (vl) qw_vl_batch_backward(vl, &G);
         const float *g = qw_params_host(&G, &grads);
         for (int i = 0; i < G.n; i++) {
             char name[160];
@@ -443,7 +416,7 @@ static int cmd_forward(int argc, char **argv)
     free(logits);
     free(x.ids); free(x.targets); free(x.pos); free(x.seg); free(x.coef);
     free(pos64);
-    free_vision(&vl);
+    qw_vl_batch_free(vl);
     return 0;
 }
 

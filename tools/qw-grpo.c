@@ -406,7 +406,7 @@ static int setup(int T, int n_rows)
         long rows = (share(n_rows / g.G, r + 1, size) - share(n_rows / g.G, r, size)) * g.G;
         g.n_micro += (int)((rows + g.B - 1) / g.B);
     }
-    qw_trainer_batch tb = {qw_trainer_identity(t), T, (long long)n_rows * T, g.B, g.n_micro, NULL, NULL};
+    qw_trainer_batch tb = {qw_trainer_identity(t), T, (long long)n_rows * T, g.B, g.n_micro, NULL, NULL, 1};
     if ((rc = qw_trainer_begin(t, &tb)) || (rc = qw_model_set_temperature(qw_trainer_model(t), g.temperature))) return rc;
     if (g.cfg.beta > 0) {
         const char *rd = g.ref_dir ? g.ref_dir : g.o.model_dir;

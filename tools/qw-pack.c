@@ -13,11 +13,12 @@
 #include "qw/tok.h"
 #include "qw/tokenize.h"
 #include "qw/tokens.h"
+#include "qw/vldata.h"
 
-static int seq_len, zstd_level = 3, inspect, chat;
+static int seq_len, zstd_level = 3, inspect, chat, skip_bad;
 static long long shard_rows, pad_id;
 static double val_frac;
-static const char *out_dir, *mode = "pretrain", *long_docs = "truncate", *tokenizer;
+static const char *out_dir, *mode = "pretrain", *long_docs = "truncate", *tokenizer, *model_dir, *config_path;
 
 static const qw_opt opts[] = {
     {"seq-len", 'T', QW_OPT_INT, &seq_len, "SEQLEN", "tokens a trainer sees per row (rows hold SEQLEN+1)"},
@@ -30,6 +31,9 @@ static const qw_opt opts[] = {
     {"pad-id", 0, QW_OPT_LONG, &pad_id, "ID", "padding token (default 0)"},
     {"tokenizer", 0, QW_OPT_STR, &tokenizer, "FILE", "check the streams were made by this tokenizer.json (or its directory)"},
     {"chat", 0, QW_OPT_FLAG, &chat, NULL, "FILEs are chat or prompt/completion JSONL: render, tokenize (needs --tokenizer), mask"},
+    {"model", 0, QW_OPT_STR, &model_dir, "DIR", "--chat with images: a Qwen3-VL model (config.json, preprocessor_config.json)"},
+    {"config", 0, QW_OPT_STR, &config_path, "FILE", "--chat with images: a Qwen3-VL config.json (default processor settings)"},
+    {"skip-bad", 0, QW_OPT_FLAG, &skip_bad, NULL, "skip and count bad samples (records, images) instead of stopping"},
     {"inspect", 0, QW_OPT_FLAG, &inspect, NULL, "print the header and statistics of each shard or data DIR"},
     QW_COMMON_BEGIN, QW_COMMON_SEED, QW_COMMON_THREADS, QW_COMMON_QUIET, QW_COMMON_END,
     {0},
@@ -39,10 +43,12 @@ static const qw_prog_info info = {
     "qw-pack",
     "-T SEQLEN -o DIR [options] [FILE...]\n"
     "       qw-pack -T SEQLEN -o DIR --chat --tokenizer FILE [options] [FILE...]\n"
+    "       qw-pack -T SEQLEN -o DIR --chat --tokenizer FILE --model DIR|--config FILE --mode sft [options] [FILE|TAR...]\n"
     "       qw-pack --inspect FILE|DIR...",
     "Pack qw-tokens(5) streams (standard input when no FILE), or chat and prompt/completion JSONL\n"
     "with --chat, into rows of SEQLEN+1 tokens with document boundaries and loss masks, shuffled\n"
-    "and split, as qw-pack(5) shards.",
+    "and split, as qw-pack(5) shards.  With a Qwen3-VL --model or --config, conversations may hold\n"
+    "images (JSONL image parts, webdataset tars): the shards carry their patches.",
     opts,
 };
 
@@ -120,6 +126,78 @@ static int read_chat(char **files, int n, reading *rd)
     return st;
 }
 
+/* ---- image-text samples (--chat with a vision model) ---- */
+
+static qw_config vl_cfg;
+static qw_vision_prep vl_prep;
+
+static int read_vl(char **files, int n, reading *rd, long *bad)
+{
+    qw_vl_reader *r;
+    int st = qw_vl_reader_open((const char *const *)files, n, skip_bad, &r);
+    if (st) return st;
+    qw_vl_images im = {0};
+    qw_ids ids = {0};
+    qw_buf mask = {0};
+    char h1[16], h2[16];
+    for (;;) {
+        qw_vl_sample s;
+        int got = qw_vl_reader_next(r, &s);
+        if (got == 0) break;
+        if (got == 1) {
+            qw_vl_images_clear(&im);
+            ids.n = mask.n = 0;
+            for (int k = 0; k < s.n_images && !st; k++)
+                if ((st = qw_vl_images_add(&im, &vl_prep, s.image_data[k], s.image_size[k], s.image_name[k])))
+                    st = qw_error(st, "%s: image %d: %s", s.where, k, qw_error_msg());
+            if (!st && (st = qw_tok_encode_mask(tok, s.text, s.len, s.spans, s.n_spans, &ids, &mask)))
+                st = qw_error(st, "%s: %s", s.where, qw_error_msg());
+            if (!st) st = qw_vl_expand(&vl_cfg, &im, &ids, &mask, s.where);
+            if (!st && im.n && ids.n > (size_t)seq_len + 1)
+                st = qw_error(QW_EXIT_DATA, "%s: %zu tokens with images do not fit a row of %d (a sample with images is "
+                              "never cut)", s.where, ids.n, seq_len + 1);
+            if (!st && ids.n) {
+                qw_shard_images si = {(uint32_t)im.n, (uint32_t)im.K, (const uint32_t *)im.start,
+                                      (const uint32_t *)im.thw, im.pixels};
+                st = qw_docs_add_images(rd->docs, ids.v, ids.n, (const uint8_t *)mask.p, &si);
+            }
+        } else {
+            st = got;
+        }
+        if (st == QW_EXIT_DATA && skip_bad) {
+            qw_warn("skipped: %s", qw_error_msg());
+            ++*bad;
+            st = 0;
+            continue;
+        }
+        if (st) break;
+        qw_progress_update(&rd->prog, 0, 0, "read %s docs, %s tokens", qw_human((double)rd->docs->n_docs, h1),
+                           qw_human((double)rd->docs->tokens.n, h2));
+    }
+    *bad += qw_vl_reader_skipped(r);
+    qw_vl_reader_free(r);
+    qw_vl_images_free(&im);
+    qw_ids_free(&ids);
+    qw_buf_free(&mask);
+    return st;
+}
+
+/* The vision model of --model / --config, checked against the tokenizer. */
+static void load_vision(void)
+{
+    if (model_dir && config_path) qw_usage_error("give --model or --config, not both");
+    if (!chat) qw_usage_error("--%s: images are read with --chat", model_dir ? "model" : "config");
+    if (qw_config_load(model_dir ? model_dir : config_path, &vl_cfg) || qw_vl_prep(&vl_cfg, model_dir, &vl_prep))
+        qw_die_last();
+    const char *what = model_dir ? model_dir : config_path;
+    if (vl_cfg.vision.depth <= 0 || vl_cfg.image_token_id < 0)
+        qw_die(QW_EXIT_USAGE, "'%s': not a Qwen3-VL model (no vision_config or image_token_id)", what);
+    int32_t id = qw_tok_token_to_id(tok, "<|image_pad|>");
+    if (id != vl_cfg.image_token_id)
+        qw_die(QW_EXIT_USAGE, "'%s': image_token_id %d, but the tokenizer's <|image_pad|> is %d", what,
+               vl_cfg.image_token_id, id);
+}
+
 static void show_progress(void *ctx, uint64_t done, uint64_t total)
 {
     char h[16];
@@ -159,7 +237,12 @@ static void pack(char **files, int n)
     qw_docs docs = {0};
     reading rd = {.identity = expect_identity, .vocab = expect_vocab, .known = tokenizer != NULL, .docs = &docs};
     qw_progress_init(&rd.prog);
-    if (chat && read_chat(files, n, &rd)) {
+    long bad = 0;
+    int vl = model_dir || config_path;
+    if (vl) load_vision();
+    if (vl && o.mode != QW_PACK_SFT) qw_usage_error("samples with images are packed whole: --mode sft");
+    if (skip_bad && !vl) qw_usage_error("--skip-bad: only with images (--model or --config)");
+    if (chat && (vl ? read_vl(files, n, &rd, &bad) : read_chat(files, n, &rd))) {
         qw_progress_end(&rd.prog);
         qw_die_last();
     }
@@ -187,9 +270,14 @@ static void pack(char **files, int n)
     qw_pack_report rep;
     int st = qw_pack_dataset(&docs, &o, &rep);
     qw_progress_end(&prog);
+    size_t n_img = docs.n_img;
+    uint64_t px_rows = docs.px_rows;
+    uint32_t K = docs.K;
     qw_docs_free(&docs);
     if (st) qw_die_last();
     if (!qw_common_opts.quiet) {
+        if (vl) fprintf(stderr, "%s: %zu images, %llu patch rows of %u; %ld bad samples skipped\n", qw_prog, n_img,
+                        (unsigned long long)px_rows, K, bad);
         print_split("train", &rep.train);
         if (rep.val.docs) print_split("val", &rep.val);
     }
@@ -200,6 +288,8 @@ static void pack(char **files, int n)
 typedef struct {
     uint64_t rows, tokens, padding, segments, starts, targets, masked;
     uint32_t seg_min, seg_max;
+    int images;                /* the data carries images: count them */
+    uint64_t n_images, patch_rows;
 } stats;
 
 static int dataset_stats(qw_dataset *ds, stats *s)
@@ -209,9 +299,13 @@ static int dataset_stats(qw_dataset *ds, stats *s)
     uint8_t *loss = qw_malloc(L);
     memset(s, 0, sizeof *s);
     s->seg_min = UINT32_MAX;
+    s->images = qw_dataset_has_images(ds);
     int st = 0;
     for (uint64_t r = 0; r < qw_dataset_rows(ds) && !st; r++) {
-        if ((st = qw_dataset_read_row(ds, r, tok, seg, pos, loss))) break;
+        qw_shard_images im;
+        if ((st = qw_dataset_read_row_images(ds, r, tok, seg, pos, loss, &im))) break;
+        s->n_images += im.n;
+        for (uint32_t k = 0; k < im.n; k++) s->patch_rows += (uint64_t)im.thw[3 * k] * im.thw[3 * k + 1] * im.thw[3 * k + 2];
         uint32_t nseg = 0;
         for (uint32_t i = 0; i < L; i++) {
             if (!seg[i]) { s->padding++; continue; }
@@ -240,6 +334,8 @@ static void print_stats(const stats *s, uint32_t L)
            s->rows ? (double)s->segments / s->rows : 0.0, s->seg_max);
     printf("padding: %.4f\n", cells ? s->padding / cells : 0.0);
     printf("masked: %.4f\n", within ? s->masked / within : 0.0);
+    if (s->images)
+        printf("images: %llu (%llu patch rows)\n", (unsigned long long)s->n_images, (unsigned long long)s->patch_rows);
 }
 
 static void inspect_file(const char *path)

@@ -444,7 +444,7 @@ static int train_main(int argc, char **argv)
     if (!rc && qw_trainer_size(t) > 1) rc = qw_error(QW_EXIT_USAGE, "one MPI rank only for now");
     int pad = rc ? -1 : qw_trainer_params(t)->cfg.pad_token_id;
     int B = 2 * micro_pairs, n_micro = (batch_pairs + micro_pairs - 1) / micro_pairs;
-    qw_trainer_batch tb = {qw_trainer_identity(t), T, o.batch_tokens, B, n_micro, NULL, NULL};
+    qw_trainer_batch tb = {qw_trainer_identity(t), T, o.batch_tokens, B, n_micro, NULL, NULL, 1};
     if (!rc) rc = qw_trainer_begin(t, &tb);
     if (rc) return qw_trainer_close(t, rc);
 

@@ -29,7 +29,7 @@
 # run; a page must have at least one runnable example.  Pages in man5 and
 # man7 must have NAME, DESCRIPTION and SEE ALSO.
 . "$QW_SRCDIR/tests/tools/lib.sh"
-plan 143
+plan 145
 
 # The source lines of section $2 of page $1.
 section() {

@@ -53,6 +53,23 @@ TEST(plain_turns)
     CHECK_STR(render("[{\"role\":\"user\",\"content\":\"U\"}]", NULL, 0, 1, NULL), "<|im_start|>user\nU<|im_end|>\n");
 }
 
+/* Qwen3-VL's content parts: text as is, each image as its three tokens */
+TEST(image_parts)
+{
+    const char *m = "[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"image\":\"a.png\"},"
+                    "{\"type\":\"text\",\"text\":\"what is it?\"},{\"image\":\"b.png\"}]},"
+                    "{\"role\":\"assistant\",\"content\":\"a cat\"}]";
+    CHECK_STR(render(m, NULL, 0, 0, NULL),
+              "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>what is it?"
+              "<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\na cat<|im_end|>\n");
+    cJSON *j = qw_chat_json_parse(m, strlen(m), NULL);
+    const cJSON *parts[4];
+    CHECK(qw_chat_images(j, parts, 4) == 2);
+    CHECK_STR(qw_chat_part_image(parts[0]), "a.png");
+    CHECK_STR(qw_chat_part_image(parts[1]), "b.png");
+    cJSON_Delete(j);
+}
+
 TEST(reasoning_kept_only_after_last_query)
 {
     const char *conv =
@@ -143,8 +160,11 @@ TEST(bad_conversations)
         {"[{\"role\":\"tool\"}]", "messages[0]: missing 'content'"},
         {"[{\"role\":\"assistant\",\"content\":null}]",
          "messages[0]: 'content' is null, not a string (the Qwen3 template renders only string content)"},
-        {"[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}]}]",
+        {"[{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"x\"}]}]",
          "messages[0]: 'content' is an array, not a string (the Qwen3 template renders only string content)"},
+        {"[{\"role\":\"user\",\"content\":[{\"type\":\"audio\",\"audio\":\"a.wav\"}]}]",
+         "messages[0]: content[0] is not a text part {\"type\": \"text\", \"text\": STRING} or an image part "
+         "{\"type\": \"image\", \"image\": PATH}"},
         {"[{\"role\":\"assistant\",\"content\":\"\",\"reasoning_content\":1}]",
          "messages[0]: 'reasoning_content' is a number, not a string"},
         {"[{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":{}}]",
@@ -307,8 +327,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 1) qw_die(QW_EXIT_USAGE, "usage: test_chat [render CASES OUTDIR | tojson VALUES OUTDIR | template]");
-    PLAN(7);
+    PLAN(8);
     RUN(plain_turns);
+    RUN(image_parts);
     RUN(reasoning_kept_only_after_last_query);
     RUN(tools_and_spans);
     RUN(spans_offset_by_existing_output);

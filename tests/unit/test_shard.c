@@ -49,7 +49,7 @@ typedef struct {
     qw_shard_row row;
 } row_store;
 
-static void store_init(row_store *s) { s->row = (qw_shard_row){s->tokens, s->starts, 0, 0, s->mask}; }
+static void store_init(row_store *s) { s->row = (qw_shard_row){s->tokens, s->starts, 0, 0, s->mask, NULL}; }
 
 static int write_shard(const char *path, uint32_t L, uint32_t vocab, int has_mask, int zstd, uint32_t per_block,
                        row_store *rows, int n, uint64_t identity)
@@ -111,7 +111,7 @@ TEST(trainer_view)
     int32_t tok[10] = {5, 6, 7, 8, 9, 10, 11, 0, 0, 0};
     uint32_t starts[2] = {0, 4};
     uint8_t mask[10] = {1, 1, 1, 1, 1, 0, 1, 1, 1, 1};
-    qw_shard_row row = {tok, starts, 2, 7, mask};
+    qw_shard_row row = {tok, starts, 2, 7, mask, NULL};
     int32_t seg[10], pos[10];
     uint8_t loss[10];
     qw_shard_row_view(&row, 10, seg, pos, loss);

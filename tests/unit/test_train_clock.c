@@ -45,7 +45,7 @@ TEST(step_clock_after_sync)
     CHECK(qw_shard_writer_open(shard, &sp, &w) == 0);
     for (int r = 0; r < ROWS; r++) {
         for (int i = 0; i < L; i++) tok[i] = (r * 7 + i * 3) % V;
-        qw_shard_row row = {tok, starts, 1, L, NULL};
+        qw_shard_row row = {tok, starts, 1, L, NULL, NULL};
         CHECK(qw_shard_writer_add(w, &row) == 0);
     }
     CHECK(qw_shard_writer_close(w) == 0);

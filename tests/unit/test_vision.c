@@ -54,6 +54,21 @@ TEST(rope_index_by_hand)
     for (int i = 0; i < 12; i++) CHECK(p3[i] == i % 4);
 }
 
+/* two packed documents in a row (seg 1, 1, 1, 1, 2, 2, 2, 2): the second
+ * starts again at 0, as it would alone; a pad run stops at a document's end */
+TEST(rope_index_documents)
+{
+    qw_config c = vl_cfg(NULL);
+    int32_t ids[8] = {1, 9, 9, 2, 3, 9, 9, 4}, seg[8] = {1, 1, 1, 1, 2, 2, 2, 2}, thw[6] = {1, 2, 4, 1, 2, 4}, pos[24];
+    CHECK(qw_rope_index_docs(&c, ids, seg, 1, 8, thw, 2, "t", pos) == 0);
+    static const int32_t want[3][8] = {{0, 1, 1, 3, 0, 1, 1, 3}, {0, 1, 1, 3, 0, 1, 1, 3}, {0, 1, 2, 3, 0, 1, 2, 3}};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < 8; i++) CHECK_MSG(pos[a * 8 + i] == want[a][i], "axis %d token %d: %d", a, i, pos[a * 8 + i]);
+    int32_t ids2[6] = {1, 9, 9, 9, 9, 2}, seg2[6] = {1, 1, 1, 2, 2, 2}, thw2[3] = {1, 2, 8};
+    CHECK(qw_rope_index_docs(&c, ids2, seg2, 1, 6, thw2, 1, "t", pos) == QW_EXIT_DATA &&
+          strstr(qw_error_msg(), "2 image pad tokens"));
+}
+
 TEST(rope_index_errors)
 {
     qw_config c = vl_cfg(NULL);
@@ -138,8 +153,9 @@ TEST(vision_layout_and_grids)
 
 int main(void)
 {
-    PLAN(5);
+    PLAN(6);
     RUN(rope_index_by_hand);
+    RUN(rope_index_documents);
     RUN(rope_index_errors);
     RUN(mrope_table_axes);
     RUN(vision_config);

@@ -42,6 +42,16 @@
  * built any other way print as integers when integral and below 1e16, as
  * Python floats otherwise.
  *
+ * Images (Qwen3-VL).  The content of a user or system message may also be
+ * a list of parts, as Hugging Face datasets write them: {"type": "text",
+ * "text": STRING} and {"type": "image", "image": PATH} (the "type" may be
+ * left out when the part has "text" or "image"; an image part of a
+ * webdataset sample may leave out the path).  They render in order, text as
+ * is and each image as QW_CHAT_IMAGE_TEXT, which is what Qwen3-VL's chat
+ * template writes (its processor then repeats the pad token once per
+ * merged patch of the image: the caller's business).  A message with list
+ * content counts as a user query for the reasoning rule below.
+ *
  * Stricter than the template, by design (each is QW_EXIT_DATA with a clear
  * message): an empty conversation; a message that is not an object; a
  * missing or non-string `role` or `content` (the template only handles
@@ -110,6 +120,18 @@ void qw_chat_spans_free(qw_chat_spans *s);
  * read. */
 int qw_chat_render(const cJSON *messages, const cJSON *tools, const qw_chat_opts *opt,
                    qw_buf *out, qw_chat_spans *spans);
+
+/* One image in the rendered text. */
+#define QW_CHAT_IMAGE_TEXT "<|vision_start|><|image_pad|><|vision_end|>"
+enum { QW_CHAT_PART_TEXT, QW_CHAT_PART_IMAGE };
+/* The kind of a content part (QW_CHAT_PART_*), or -1 when it is neither. */
+int qw_chat_part(const cJSON *part);
+/* An image part's path, or NULL when it has none. */
+const char *qw_chat_part_image(const cJSON *part);
+/* The image parts of `messages` in the order they render (message by
+ * message, part by part): up to `max` of them into parts[], and their
+ * number returned (messages as qw_chat_render accepts them). */
+size_t qw_chat_images(const cJSON *messages, const cJSON **parts, size_t max);
 
 /* Append transformers' `tojson` of v (see above) to *out. */
 void qw_chat_tojson(const cJSON *v, qw_buf *out);

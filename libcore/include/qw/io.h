@@ -34,6 +34,10 @@
  *                  with an assistant message) and the span runs from that
  *                  message's content to the end of the text, the final
  *                  newline included, as TRL's completion mask does.
+ *                  User and system content may be a list of text and image
+ *                  parts (qw/chat.h); the image parts' paths come with
+ *                  the document (qw_doc.images) for a caller that loads
+ *                  them (qw-pack with a vision model).
  * In line, JSONL and chat modes lines are streamed: memory holds one line at a
  * time, however long; the last line needs no '\n'.
  *
@@ -83,6 +87,10 @@ typedef struct {
                                order; not NULL in chat mode (also when n_spans is 0),
                                NULL in the other modes */
     size_t n_spans;
+    const char *const *images; /* chat mode: the paths of the conversation's image parts in
+                                  the order they render (qw/chat.h; an entry is NULL for a
+                                  part without a path); NULL in the other modes */
+    size_t n_images;
 } qw_doc;
 
 typedef struct qw_input qw_input;

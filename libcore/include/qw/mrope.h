@@ -35,6 +35,13 @@
 int qw_rope_index(const qw_config *c, const int32_t *ids, int B, int T, const int32_t *thw, int n, const char *what,
                   int32_t *pos3);
 
+/* The same for rows of packed documents: seg [B·T] gives each token's
+ * document (a run of equal values within a row; NULL: one per row), and
+ * `next` restarts at 0 at every document, so each document gets the ids
+ * it would get alone (a pad run never spans two documents). */
+int qw_rope_index_docs(const qw_config *c, const int32_t *ids, const int32_t *seg, int B, int T, const int32_t *thw,
+                       int n, const char *what, int32_t *pos3);
+
 /* cs, sn [N, d/2] from pos3 [3][N] (host memory). */
 void qw_mrope_table(const qw_config *c, const int32_t *pos3, int N, const float *inv_freq, float scale, float *cs,
                     float *sn);

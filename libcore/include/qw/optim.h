@@ -19,7 +19,7 @@
  *
  * Defaults: β1 0.9, β2 0.95, eps 1e-8, weight_decay 0.1.  Tensors whose
  * qw_param.no_decay is set (RMSNorm weights, biases, the embedding) take no
- * decay.  Element arithmetic is fp32 (as torch's fp32 AdamW); the scalar
+ * decay; tensors whose qw_param.frozen is set are not touched at all.  Element arithmetic is fp32 (as torch's fp32 AdamW); the scalar
  * factors are computed in fp64 (qw_adamw_scalars, qw/ops.h).
  *
  * Clipping, as torch.nn.utils.clip_grad_norm_: the global norm is the

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 
 #include "qw/buf.h"
+#include "qw/shard.h"
 
 /* Documents in memory.  Zero-initialise; free with qw_docs_free. */
 typedef struct {
@@ -43,12 +44,29 @@ typedef struct {
     size_t *ends;              /* document d is tokens [ends[d-1], ends[d]) (ends[-1] = 0) */
     size_t n_docs, cap;
     int has_mask;              /* set by the first qw_docs_add; all documents agree */
+    /* images (Qwen3-VL; qw_docs_add_images): image k belongs to the
+     * document img_doc[k], its pad run starts at token img_at[k] of that
+     * document, its grid is img_thw[3k..], its patches are rows
+     * img_row[k] … of pixels (K floats each; 4·K bytes per patch row in
+     * memory, so a data set with images is held whole in memory). */
+    size_t n_img, img_cap;
+    size_t *img_doc;
+    uint32_t *img_at, *img_thw;
+    uint64_t *img_row;
+    float *pixels;
+    uint64_t px_rows, px_cap;
+    uint32_t K;
 } qw_docs;
 
 /* Append a document of n >= 1 tokens; `mask` (n bytes, 0/1: whether each
  * token is a target whose loss counts) or NULL for all 1.  Either every
  * document has a mask or none does (QW_EXIT_DATA otherwise). */
 int qw_docs_add(qw_docs *d, const int32_t *ids, size_t n, const uint8_t *mask);
+/* The same with the document's images (`im` may be NULL or hold none):
+ * their starts are offsets into this document.  A document with images is
+ * never cut: qw_pack_dataset refuses one longer than a row and packs
+ * images only in sft mode (QW_EXIT_DATA / QW_EXIT_USAGE). */
+int qw_docs_add_images(qw_docs *d, const int32_t *ids, size_t n, const uint8_t *mask, const qw_shard_images *im);
 void qw_docs_free(qw_docs *d);
 
 typedef enum { QW_PACK_PRETRAIN, QW_PACK_SFT } qw_pack_mode;

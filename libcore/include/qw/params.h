@@ -63,6 +63,7 @@ typedef struct {
     int64_t numel;
     size_t offset;           /* in floats, from the start of the arena */
     int no_decay;            /* norms, biases and embeddings: no weight decay */
+    int frozen;              /* not trained: AdamW leaves it as it is (set by the trainer) */
 } qw_param;
 
 typedef struct {

@@ -36,7 +36,8 @@
 #include <stdint.h>
 
 #define QW_SHARD_MAGIC   "QWPK"
-#define QW_SHARD_VERSION 1
+#define QW_SHARD_VERSION 1        /* text rows */
+#define QW_SHARD_VERSION_IMAGES 2 /* rows that may carry images (QW_SHARD_IMAGES) */
 #define QW_SHARD_HEADER_SIZE 64
 #define QW_SHARD_INDEX_ENTRY_SIZE 24
 /* Longest row (L = T+1 tokens) a shard may have: readers allocate per-row
@@ -46,6 +47,7 @@
 /* Header flags. */
 #define QW_SHARD_MASK 0x1u     /* rows carry a loss mask (one bit per token) */
 #define QW_SHARD_ZSTD 0x2u     /* blocks are zstd frames */
+#define QW_SHARD_IMAGES 0x4u   /* rows carry images (version 2 only) */
 
 /* The decoded header of a shard file (all fields validated on open). */
 typedef struct {
@@ -62,6 +64,20 @@ typedef struct {
     uint64_t index_offset;     /* byte offset of the block index */
 } qw_shard_header;
 
+/* The images of a row (Qwen3-VL): image k's pad tokens start at token
+ * start[k] of the row, its grid is thw[3k..3k+2] (t, h, w in patches), and
+ * its t·h·w patch rows of K floats follow the previous image's in pixels
+ * (fp32, exactly qw-eval pixels' pixel_values).  Given to a writer, read
+ * from the caller's memory; filled by a reader, the arrays belong to the
+ * reader and stay valid until its next read. */
+typedef struct {
+    uint32_t n;
+    uint32_t K;
+    const uint32_t *start;     /* [n] */
+    const uint32_t *thw;       /* [n][3] */
+    const float *pixels;       /* [Σ t·h·w][K] */
+} qw_shard_images;
+
 /* One row as stored: what the writer takes and qw_shard_read_row gives.
  * The caller owns the arrays; each must hold row_len entries (starts too). */
 typedef struct {
@@ -73,6 +89,9 @@ typedef struct {
     uint8_t *mask;             /* [L] 0/1 per token as a target, or NULL: all 1
                                   (ignored by a writer without QW_SHARD_MASK);
                                   padding reads back as 0 */
+    qw_shard_images *images;   /* writer: the row's images (NULL: none; the shard
+                                  must have has_images); reader: filled when not
+                                  NULL (n = 0 for a shard without images) */
 } qw_shard_row;
 
 /* ---- writer ---- */
@@ -84,7 +103,8 @@ typedef struct {
     uint32_t pad_id;           /* < vocab_size */
     int has_mask;              /* store the rows' loss masks */
     int zstd_level;            /* 0: store blocks raw; 1..22: zstd level */
-    uint32_t rows_per_block;   /* 0: about 1 MiB of tokens per block */
+    uint32_t rows_per_block;   /* 0: about 1 MiB of tokens per block (at most 8 rows with images) */
+    int has_images;            /* rows may carry images: version 2, QW_SHARD_IMAGES */
 } qw_shard_params;
 
 typedef struct qw_shard_writer qw_shard_writer;
@@ -151,6 +171,12 @@ const char *qw_dataset_unmasked(const qw_dataset *ds);
  * seg[L], pos[L], loss[L] (any of the three may be NULL). */
 int qw_dataset_read_row(qw_dataset *ds, uint64_t r, int32_t *tokens,
                         int32_t *seg, int32_t *pos, uint8_t *loss);
+/* The same, and the row's images into *images (owned by the dataset, valid
+ * until its next read; n = 0 for rows without images). */
+int qw_dataset_read_row_images(qw_dataset *ds, uint64_t r, int32_t *tokens, int32_t *seg, int32_t *pos,
+                               uint8_t *loss, qw_shard_images *images);
+/* Whether any shard carries images (QW_SHARD_IMAGES). */
+int qw_dataset_has_images(const qw_dataset *ds);
 void qw_dataset_close(qw_dataset *ds);
 
 #endif

@@ -24,6 +24,16 @@
  * Positions and documents come from the shards (qw/shard.h): no token
  * attends across a document boundary or is predicted across one.
  *
+ * Images (Qwen3-VL, shards of version 2).  Each micro-batch runs the
+ * vision tower on the images of its rows (qw_vl_batch, CPU only): the
+ * merged features replace the image pad tokens, DeepStack adds its
+ * features after the first decoder layers, and the MRoPE position ids are
+ * those transformers' get_rope_index gives each packed document alone
+ * (they restart at every document, as the shards' positions do); the
+ * tower's gradient joins the step's unless the tower is frozen
+ * (freeze_vision, or data without images: a tower nothing trains is
+ * neither updated nor decayed).
+ *
  * Memory.  The weights, gradients and AdamW moments live on the backend
  * (o->ops, qw_params_to_device); with several ranks on a GPU the gradients
  * are downloaded into a host buffer for the MPI collectives and uploaded
@@ -64,6 +74,8 @@ typedef struct {
     double capacity_factor;    /* MoE expert capacity (0: none) */
     int recompute;             /* activation recomputation (qw_model_opts.recompute) */
     double aux_coef;           /* < 0: router_aux_loss_coef of the config */
+    int freeze_vision;         /* Qwen3-VL: leave every model.visual.* tensor as it is (no gradient, no update,
+                                  no weight decay); implied when the data has no images */
     int value_head;            /* a reward model (qw/rm.h): a causal LM start loses its LM head and gets a new
                                   score.weight (qw_params_init_head, seed); a reward-model start keeps its own.
                                   0: a reward model is refused (it has no LM head) */
@@ -93,6 +105,7 @@ typedef struct {
     const char *resume;        /* a step directory or an OUT directory */
     const char *log;           /* metrics JSONL (NULL: none) */
     const char *tb_dir;        /* TensorBoard directory (NULL: none) */
+    const char *dump_grads;    /* the first step's summed gradient, before clipping (qw_trainer_dump_grads); NULL: none */
     int quiet;
 
     /* parallel layout (qw/comm.h's mesh; doc/design.md, Distributed) */

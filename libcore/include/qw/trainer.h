@@ -124,6 +124,10 @@ typedef struct {
      * (a new JSON object, owned by the trainer; NULL: none). */
     cJSON *(*data_state)(void *ctx, long step);
     void *ctx;
+    /* Qwen3-VL: the vision tower (model.visual.*) is fixed: AdamW skips
+     * its tensors (no update, no weight decay); qw_trainer_vision_backward
+     * adds nothing.  Programs that train without images set it. */
+    int freeze_vision;
 } qw_trainer_batch;
 
 /* Check a resumed run against the data (identity, batch, seq_len), move
@@ -141,6 +145,11 @@ void qw_trainer_zero_grad(qw_trainer *t);
 /* Forward and backward of one micro-batch whose coefficients are in the
  * batch (qw_model_step): the gradient is added to the step's. */
 int qw_trainer_accumulate(qw_trainer *t, const qw_batch *b, qw_model_out *out);
+/* After qw_trainer_accumulate of a batch with images (qw/vldata.h): the
+ * vision tower's gradient added to the step's (nothing when the tower is
+ * frozen; the CPU backend only: QW_EXIT_FAIL otherwise). */
+struct qw_vl_batch;
+int qw_trainer_vision_backward(qw_trainer *t, struct qw_vl_batch *vb);
 /* The split path, for objectives whose coefficients depend on the
  * forward: the forward (logp, host [B·T], gets log p(target) per token;
  * b->coef may be NULL here), then the backward with coefficients given

@@ -8,3 +8,5 @@ awk 'BEGIN { for (i = 1; i <= 20000; i++)
 mkdir data   # qw-pack -o data/s1 creates s1, not its parent
 awk 'BEGIN { for (i = 1; i <= 200; i++)
     printf "{\"messages\": [{\"role\": \"user\", \"content\": \"What is %d + %d?\"}, {\"role\": \"assistant\", \"content\": \"<think>\\nAdd them.\\n</think>\\n\\n%d\"}]}\n", i, i, 2 * i }' >chat.jsonl
+# Files the image example names: the tiny Qwen3-VL, its tokenizer and chat about images.
+bash "$QW_SRCDIR/tests/tools/gen_vl_model.sh" vl >/dev/null 2>&1
