@@ -38,7 +38,7 @@ TEST(step_clock_after_sync)
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     snprintf(out, sizeof out, "%s/out", dir);
     enum { L = 17, ROWS = 16, V = 64 };
-    qw_shard_params sp = {L, V, 0, 0, 0, 0, 0};
+    qw_shard_params sp = {.row_len = L, .vocab_size = V};
     qw_shard_writer *w;
     int32_t tok[L];
     uint32_t starts[L] = {0};
