@@ -107,3 +107,13 @@ int qw_read_file(const char *path, qw_buf *b, int *found)
     fclose(f);
     return st;
 }
+
+int qw_read_input(const char *path, qw_buf *b)
+{
+    if (path && strcmp(path, "-")) return qw_read_file(path, b, NULL);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) qw_buf_add(b, chunk, n);
+    if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "standard input: read error");
+    return 0;
+}

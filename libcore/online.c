@@ -54,15 +54,6 @@ void qw_online_check(const qw_online_opts *on)
         qw_usage_error("--sandbox: '%s' is not auto, namespaces or rlimits", on->sandbox);
 }
 
-static int read_input(const char *path, qw_buf *in)
-{
-    if (strcmp(path, "-")) return qw_read_file(path, in, NULL);
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, stdin)) > 0) qw_buf_add(in, tmp, k);
-    if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "<stdin>: read error");
-    return 0;
-}
 
 int qw_online_open(const qw_online_opts *on, const char *model_dir, const char *tokenizer, int vocab, int max_context,
                    qw_online **out)
@@ -99,7 +90,7 @@ int qw_online_open(const qw_online_opts *on, const char *model_dir, const char *
     /* the prompts, and the fields the verifiers need */
     const char *psrc = strcmp(on->prompts, "-") ? on->prompts : "<stdin>";
     qw_buf in = {0};
-    if ((rc = read_input(on->prompts, &in))) return rc;
+    if ((rc = qw_read_input(on->prompts, &in))) return rc;
     qw_prompt_opts po = {.src = psrc, .tok = o->tok, .chat = on->chat, .thinking_off = on->thinking && !strcmp(on->thinking, "off"),
                          .vocab_size = vocab, .max_context = max_context};
     rc = qw_prompts_read(&in, &po, &o->P, &o->np);

@@ -423,15 +423,6 @@ static void teardown(void)
     g.rm = NULL;
 }
 
-static int read_input(const char *path, qw_buf *in)
-{
-    if (strcmp(path, "-")) return qw_read_file(path, in, NULL);
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, stdin)) > 0) qw_buf_add(in, tmp, k);
-    if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "<stdin>: read error");
-    return 0;
-}
 
 /* ---- offline: one batch from a file ---- */
 
@@ -443,7 +434,7 @@ static int run_offline(const char *path)
     if (l.size > 1 && !strcmp(path, "-"))
         qw_usage_error("several ranks read the rollouts from a FILE (standard input reaches rank 0 only)");
     qw_buf in = {0};
-    if (read_input(path, &in)) qw_die_last();
+    if (qw_read_input(path, &in)) qw_die_last();
     long n;
     rec *R = read_records(&in, g.V, g.old_from_rollout, &n);
     qw_buf_free(&in);

@@ -203,15 +203,6 @@ static int score_cmd(qw_coproc *cp, item *it, const char *path, double timeout)
     return qw_score_cmd(cp, it->text, it->len, timeout, where, &it->score);
 }
 
-static int read_all(const char *path, qw_buf *b)
-{
-    if (path && strcmp(path, "-")) return qw_read_file(path, b, NULL);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) qw_buf_add(b, chunk, n);
-    if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "standard input: read error");
-    return 0;
-}
 
 /* --verifier model: every record's reward, o_batch sequences per forward. */
 static void score_model(const qw_config *c)
@@ -316,7 +307,7 @@ static void parse_pair(char *text, long line, int V, const qw_tok *tok, const ch
 static rm_pair *read_pairs(const char *path, int V, const qw_tok *tok, const char *margin_field, long *n_out)
 {
     qw_buf in = {0};
-    if (read_all(path, &in)) qw_die_last();
+    if (qw_read_input(path, &in)) qw_die_last();
     qw_buf_addc(&in, 0);
     rm_pair *v = NULL;
     long n = 0, cap = 0, line = 0;
@@ -559,7 +550,7 @@ int main(int argc, char **argv)
         o_model = rm_dir;
     }
     qw_buf in = {0};
-    if (read_all(path, &in)) qw_die_last();
+    if (qw_read_input(path, &in)) qw_die_last();
     items = read_records(&in, path, &n_items);
     if (uses[QW_VER_MODEL]) {
         qw_signals_install();

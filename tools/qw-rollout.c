@@ -66,15 +66,6 @@ typedef qw_prompt_rec item;   /* one input record */
 
 static const char *src_name(void) { return strcmp(o_prompts, "-") ? o_prompts : "<stdin>"; }
 
-static int read_all(const char *path, qw_buf *b)
-{
-    if (strcmp(path, "-")) return qw_read_file(path, b, NULL);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) qw_buf_add(b, chunk, n);
-    if (ferror(stdin)) return qw_error(QW_EXIT_FAIL, "standard input: read error");
-    return 0;
-}
 
 /* ---- output ---- */
 
@@ -197,7 +188,7 @@ int main(int argc, char **argv)
         qw_usage_error("--chat, --stop and --thinking-budget need a tokenizer: '%s' has none (give --tokenizer)", o_model);
 
     qw_buf in = {0};
-    if (read_all(o_prompts, &in)) qw_die_last();
+    if (qw_read_input(o_prompts, &in)) qw_die_last();
     long n_items;
     int max_context = cfg.max_position_embeddings;
     qw_prompt_opts po = { .src = src_name(), .tok = tok, .chat = o_chat, .thinking_off = o_thinking && !strcmp(o_thinking, "off"),

@@ -47,5 +47,8 @@ int qw_fsync_dir(const char *dir);
 /* Append the whole file to *b.  *found = 0 (and 0 returned) when it does
  * not exist (found may be NULL: then a missing file is QW_EXIT_FAIL). */
 int qw_read_file(const char *path, qw_buf *b, int *found);
+/* Append the whole input to *b: the file at path, or standard input when
+ * path is "-" (or NULL).  A missing file or a read error is QW_EXIT_FAIL. */
+int qw_read_input(const char *path, qw_buf *b);
 
 #endif
