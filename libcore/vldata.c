@@ -169,8 +169,9 @@ int qw_vl_batch_new(const qw_params *P, const int32_t *ids, const int32_t *seg, 
     qw_vl_batch *b = qw_calloc(1, sizeof *b);
     size_t N = (size_t)B * T;
     b->pos3 = qw_malloc(3 * N * sizeof *b->pos3);
-    int st = qw_rope_index_docs(c, ids, seg, B, T, thw, n, what, b->pos3);
-    if (!st && n > 0) st = qw_vision_new(P, n, thw, what, &b->v);
+    /* the tower first: it checks the grids, which the rope index divides by the merge size */
+    int st = n > 0 ? qw_vision_new(P, n, thw, what, &b->v) : 0;
+    if (!st) st = qw_rope_index_docs(c, ids, seg, B, T, thw, n, what, b->pos3);
     if (st) {
         qw_vl_batch_free(b);
         return st;
