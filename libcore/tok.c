@@ -397,7 +397,10 @@ static int load_added(qw_tok *t, const char *path, const cJSON *arr, qw_buf *can
         added_token *a = &t->added[i];
         if (a->normalized && t->nfc) {
             qw_buf b = {0};
-            if (nfc_append(a->content, strlen(a->content), &b)) { qw_buf_free(&b); return QW_EXIT_DATA; }
+            if (nfc_append(a->content, strlen(a->content), &b)) {
+                qw_buf_free(&b);
+                return qw_error(QW_EXIT_DATA, "'%s': added_tokens: the content of id %d is not valid UTF-8", path, a->id);
+            }
             a->match = qw_malloc(b.n + 1);
             memcpy(a->match, b.p, b.n);
             a->match[b.n] = 0;

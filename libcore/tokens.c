@@ -349,7 +349,7 @@ int qw_tokens_read_doc(qw_tokens_reader *r, const int32_t **ids, const uint8_t *
         r->doc = 0;
         r->pos = 0;
     }
-    *ids = r->cur.ids + r->pos;
+    *ids = r->cur.ids ? r->cur.ids + r->pos : NULL;   /* NULL: a frame whose documents are all empty */
     if (mask) *mask = r->cur.mask ? r->cur.mask + r->pos : NULL;
     *n = r->cur.doc_len[r->doc];
     r->pos += *n;

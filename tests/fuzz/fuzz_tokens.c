@@ -25,7 +25,7 @@ static void read_frames(const uint8_t *data, size_t size)
             if (fr.doc_len[k] && docs.tokens.n < (1u << 22)) fz_expect(qw_docs_add(&docs, ids, fr.doc_len[k], NULL), 0, NULL);
             for (uint32_t i = 0; i < fr.doc_len[k]; i++)
                 if (ids[i] < 0 || (uint32_t)ids[i] >= fr.vocab_size) fz_fatal("an id outside the frame's vocabulary", 0);
-            ids += fr.doc_len[k];
+            if (fr.doc_len[k]) ids += fr.doc_len[k];   /* ids is NULL in a frame without tokens */
             sum += fr.doc_len[k];
         }
         if (sum != fr.n_tokens) fz_fatal("document lengths do not sum to the frame's tokens", 0);
